@@ -1,0 +1,1 @@
+"""Generators and encoders in the official checkpoint layouts (pure PyTorch)."""

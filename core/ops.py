@@ -1,0 +1,223 @@
+"""Pure-PyTorch building blocks shared by the StyleGAN-family generators.
+
+Parameter names and shapes follow rosinality's `stylegan2-pytorch` (also used by
+StyleMapGAN and latent-composition), so the published state dicts load with strict=True.
+Nothing here needs a compiled CUDA extension: the FIR filters of `upfirdn2d` become
+depthwise (transposed) convolutions, and the weight scaling of the equalized layers is
+computed once per weight tensor instead of at every call.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SQRT2 = math.sqrt(2.0)
+
+
+def make_kernel(taps: list[float]) -> torch.Tensor:
+    """Separable 2-D FIR kernel from 1-D taps, normalised to sum to one."""
+    k = torch.tensor(taps, dtype=torch.float32)
+    k = k[None, :] * k[:, None] if k.ndim == 1 else k
+    return k / k.sum()
+
+
+def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
+              pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """Upsample by zero insertion, pad, FIR-filter, decimate (NVIDIA's `upfirdn2d`).
+
+    Same result as the reference op for square kernels and equal x/y factors, computed as
+    one depthwise convolution: a transposed one with stride `up` when upsampling (no
+    zero-filled intermediate), a strided one when downsampling.
+    """
+    c = x.shape[1]
+    k = kernel.to(dtype=x.dtype, device=x.device)
+    kh = k.shape[0]
+    pad0, pad1 = pad
+    if up > 1:
+        padding = kh - 1 - pad0
+        extra = pad1 - pad0 + up - 1  # rows the plain transposed conv leaves off the end
+        if padding < 0 or not 0 <= extra < up:
+            raise ValueError(f"upfirdn2d: unsupported up={up} pad={pad} for a {kh}-tap kernel")
+        weight = k[None, None].expand(c, 1, kh, kh)
+        x = F.conv_transpose2d(x, weight, stride=up, padding=padding, output_padding=extra,
+                               groups=c)
+        return x[:, :, ::down, ::down] if down > 1 else x
+    if pad0 or pad1:
+        x = F.pad(x, (pad0, pad1, pad0, pad1))
+    weight = torch.flip(k, (0, 1))[None, None].expand(c, 1, kh, kh)
+    return F.conv2d(x, weight, stride=down, groups=c)
+
+
+class Blur(nn.Module):
+    """FIR low-pass (the anti-aliasing filter around resampling convolutions)."""
+
+    def __init__(self, taps: list[float], pad: tuple[int, int], upsample_factor: int = 1):
+        super().__init__()
+        kernel = make_kernel(taps)
+        if upsample_factor > 1:
+            kernel = kernel * upsample_factor ** 2
+        self.register_buffer("kernel", kernel)
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upfirdn2d(x, self.kernel, pad=self.pad)
+
+
+class Upsample(nn.Module):
+    """2x FIR upsampling (the skip-image path of StyleGAN2)."""
+
+    def __init__(self, taps: list[float], factor: int = 2):
+        super().__init__()
+        self.register_buffer("kernel", make_kernel(taps) * factor ** 2)
+        self.factor = factor
+        p = len(taps) - factor
+        self.pad = ((p + 1) // 2 + factor - 1, p // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upfirdn2d(x, self.kernel, up=self.factor, pad=self.pad)
+
+
+class Downsample(nn.Module):
+    """2x FIR downsampling (encoders and discriminators)."""
+
+    def __init__(self, taps: list[float], factor: int = 2):
+        super().__init__()
+        self.register_buffer("kernel", make_kernel(taps))
+        self.factor = factor
+        p = len(taps) - factor
+        self.pad = ((p + 1) // 2, p // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upfirdn2d(x, self.kernel, down=self.factor, pad=self.pad)
+
+
+def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor, negative_slope: float = 0.2,
+                     scale: float = SQRT2) -> torch.Tensor:
+    """leaky_relu(x + bias) * scale with the bias broadcast over channel dim 1.
+
+    Uses leaky_relu(a) * s == leaky_relu(a * s) for s > 0, so the scale rides on the
+    (small) bias add instead of costing a pass of its own.
+    """
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    out = torch.add(x, bias.view(shape).to(x.dtype)).mul_(scale)
+    return F.leaky_relu_(out, negative_slope)
+
+
+class FusedLeakyReLU(nn.Module):
+    """Bias + leaky ReLU + sqrt(2) gain, with the parameter named `bias` as published."""
+
+    def __init__(self, channels: int, negative_slope: float = 0.2, scale: float = SQRT2):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.negative_slope = negative_slope
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fused_leaky_relu(x, self.bias, self.negative_slope, self.scale)
+
+
+class ScaledWeightCache:
+    """Caches `weight * scale` (and derived tensors) until the weight changes.
+
+    Keyed on the tensor's storage, version counter, dtype and device, so loading a state
+    dict, `.to()`, `.half()` or an in-place edit all invalidate it. The cached tensors are
+    built outside inference mode so they can also serve autograd passes (optimisers).
+    Generator weights are treated as constants: no gradient flows back into them.
+    """
+
+    def __init__(self):
+        self._key: tuple | None = None
+        self._value: tuple[torch.Tensor, ...] = ()
+
+    def get(self, weight: torch.Tensor, build) -> tuple[torch.Tensor, ...]:
+        key = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
+        if key != self._key:
+            with torch.inference_mode(False), torch.no_grad():
+                self._value = build(weight.detach())
+            self._key = key
+        return self._value
+
+
+class EqualLinear(nn.Module):
+    """Linear layer with equalized learning rate (weights stored unscaled, scaled at use)."""
+
+    def __init__(self, in_dim: int, out_dim: int, bias: bool = True, bias_init: float = 0.0,
+                 lr_mul: float = 1.0, activation: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim).div_(lr_mul))
+        self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init))) if bias else None
+        self.scale = lr_mul / math.sqrt(in_dim)
+        self.lr_mul = lr_mul
+        self.activation = activation
+        self._cache = ScaledWeightCache()
+
+    def _scaled(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        def build(w: torch.Tensor):
+            b = None if self.bias is None else self.bias.detach() * self.lr_mul
+            return w * self.scale, b
+        return self._cache.get(self.weight, build)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self._scaled()
+        if self.activation:
+            return fused_leaky_relu(F.linear(x, weight), bias)
+        return F.linear(x, weight, bias)
+
+
+class PixelNorm(nn.Module):
+    """Normalise each latent vector to unit root-mean-square (the mapping network's input)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + 1e-8)
+
+
+class ModulatedConv2d(nn.Module):
+    """StyleGAN2 modulated convolution (optionally demodulated, optionally 2x upsampling).
+
+    Computed the "non-fused" way: scale the input channels by the style, run one ordinary
+    convolution with the shared weight for the whole batch, then scale the output channels
+    by the demodulation coefficients. Equivalent to per-sample weights, but the weight is
+    never rebuilt per call and the batch shares one convolution.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, style_dim: int,
+                 demodulate: bool = True, upsample: bool = False,
+                 blur_kernel: tuple[float, ...] = (1, 3, 3, 1)):
+        super().__init__()
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
+        self.weight = nn.Parameter(torch.randn(1, out_channels, in_channels, kernel_size, kernel_size))
+        self.modulation = EqualLinear(style_dim, in_channels, bias_init=1.0)
+        self.demodulate = demodulate
+        self.upsample = upsample
+        if upsample:
+            factor = 2
+            p = (len(blur_kernel) - factor) - (kernel_size - 1)
+            self.blur = Blur(list(blur_kernel), pad=((p + 1) // 2 + factor - 1, p // 2 + 1),
+                             upsample_factor=factor)
+        self.scale = 1.0 / math.sqrt(in_channels * kernel_size ** 2)
+        self._cache = ScaledWeightCache()
+
+    def _weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scaled conv weight in the layout the conv needs, per (out, in) squared norms)."""
+        def build(w: torch.Tensor):
+            w = w[0] * self.scale
+            norms = w.float().square().sum((2, 3)).to(w.dtype)
+            return (w.transpose(0, 1).contiguous() if self.upsample else w), norms
+        return self._cache.get(self.weight, build)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        """`gain` multiplies the output for free (folded into the demodulation scale)."""
+        weight, norms = self._weights()
+        s = self.modulation(style).to(x.dtype)  # [B, in]
+        x = x * s[:, :, None, None]
+        if self.upsample:
+            out = self.blur(F.conv_transpose2d(x, weight, stride=2))
+        else:
+            out = F.conv2d(x, weight, padding=self.kernel_size // 2)
+        if self.demodulate:
+            d = torch.rsqrt(s.square() @ norms.t() + 1e-8)
+            return out * (d * gain)[:, :, None, None]
+        return out * gain if gain != 1.0 else out
