@@ -21,7 +21,8 @@ def read_torch_checkpoint(path: str | Path, map_location: str | torch.device = "
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile,
+            ValueError) as e:
         raise UserError(
             f"Could not read the weights file {path.name}: it looks truncated or corrupt "
             f"({type(e).__name__}). Delete it and download it again."

@@ -1,1 +1,38 @@
-"""Generators and encoders in the official checkpoint layouts (pure PyTorch)."""
+"""Generators and encoders in the official checkpoint layouts (pure PyTorch).
+
+`load_model(arch, path, config)` is the one door from a registry entry to a model: it
+picks the loader for the entry's `arch` and turns a checkpoint that does not fit the
+registered configuration into a UserError.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+
+from core.errors import UserError
+
+
+def _stylegan2(path: Path, config: dict[str, Any]) -> nn.Module:
+    from core.models.stylegan2 import load_stylegan2
+
+    return load_stylegan2(path, **config)
+
+
+LOADERS: dict[str, Callable[[Path, dict[str, Any]], nn.Module]] = {"stylegan2": _stylegan2}
+
+
+def load_model(arch: str, path: Path, config: dict[str, Any]) -> nn.Module:
+    if arch not in LOADERS:
+        raise UserError(f"This app cannot load models of architecture {arch!r} "
+                        f"(known: {', '.join(sorted(LOADERS))}).")
+    try:
+        return LOADERS[arch](path, config)
+    except (KeyError, TypeError) as e:
+        raise UserError(f"{path.name} is not a {arch} checkpoint with the registered "
+                        f"configuration {config}: {e}") from e
+    except RuntimeError as e:  # load_state_dict: missing/unexpected keys, size mismatch
+        first = str(e).strip().splitlines()[0:3]
+        raise UserError(f"{path.name} does not match the registered {arch} configuration "
+                        f"{config}: {' '.join(first)}") from e

@@ -1,0 +1,302 @@
+"""The weights registry (`weights.json`) and getting its files onto this machine.
+
+Each entry names one file and where it comes from: a Hugging Face Hub repo (downloaded with
+`hf_hub_download` into the standard Hub cache) or a local `path` (tests, users' own
+checkpoints). A known sha256 is checked once per process, because the Hub client only
+checks sizes. Every failure a person can fix (offline, missing file, corrupt download,
+unknown model) is a `UserError` naming the model, the source and the command to run.
+
+    python -m core.hub list                 # what is registered and what is cached
+    python -m core.hub download --all       # fetch everything (offline classroom)
+    python -m core.hub download ID [ID ...] [--force]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import UserError
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights.json"
+WEIGHTS_ENV = "SPATIAL_GAN_WEIGHTS"
+PREFETCH_HINT = "python -m core.hub download {id}"
+
+
+@dataclass(frozen=True)
+class HubSource:
+    repo_id: str
+    filename: str
+    revision: str = "main"
+    repo_type: str = "model"
+
+    def describe(self) -> str:
+        kind = "" if self.repo_type == "model" else f"{self.repo_type} "
+        return f"{kind}{self.repo_id}/{self.filename}@{self.revision}"
+
+
+@dataclass(frozen=True)
+class WeightEntry:
+    """One pretrained file and what the app needs to know about it."""
+    id: str
+    arch: str
+    config: dict[str, Any] = field(default_factory=dict)
+    hub: HubSource | None = None
+    path: Path | None = None
+    sha256: str | None = None
+    size: int | None = None
+    license: str = ""
+    source: str = ""
+    description: str = ""
+    used_by: tuple[str, ...] = ()
+
+    def origin(self) -> str:
+        return f"Hub {self.hub.describe()}" if self.hub else f"local file {self.path}"
+
+
+_REQUIRED = ("id", "arch")
+_KNOWN = {"id", "arch", "config", "hub", "path", "sha256", "size", "license", "source",
+          "description", "used_by"}
+
+
+def _parse_entry(raw: dict, base: Path, where: str) -> WeightEntry:
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: each registry entry must be a JSON object")
+    missing = [k for k in _REQUIRED if not raw.get(k)]
+    unknown = sorted(set(raw) - _KNOWN)
+    if missing or unknown:
+        raise UserError(f"{where}: entry {raw.get('id', '?')!r} "
+                        + (f"lacks {missing}" if missing else f"has unknown fields {unknown}"))
+    if ("hub" in raw) == ("path" in raw):
+        raise UserError(f"{where}: entry {raw['id']!r} needs exactly one of 'hub' or 'path'")
+    hub = None
+    if "hub" in raw:
+        h = raw["hub"]
+        if not isinstance(h, dict) or not h.get("repo_id") or not h.get("filename"):
+            raise UserError(f"{where}: entry {raw['id']!r}: 'hub' needs repo_id and filename")
+        hub = HubSource(h["repo_id"], h["filename"], h.get("revision") or "main",
+                        h.get("repo_type") or "model")
+    path = None
+    if "path" in raw:
+        path = Path(os.path.expanduser(raw["path"]))
+        path = path if path.is_absolute() else (base / path).resolve()
+    sha = raw.get("sha256")
+    if sha is not None and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha.lower())):
+        raise UserError(f"{where}: entry {raw['id']!r}: sha256 must be 64 hex digits or null")
+    return WeightEntry(id=raw["id"], arch=raw["arch"], config=dict(raw.get("config") or {}),
+                       hub=hub, path=path, sha256=sha.lower() if sha else None,
+                       size=raw.get("size"), license=raw.get("license", ""),
+                       source=raw.get("source", ""), description=raw.get("description", ""),
+                       used_by=tuple(raw.get("used_by") or ()))
+
+
+class Registry:
+    """The parsed registry: ids in file order, looked up with clear errors."""
+
+    def __init__(self, entries: list[WeightEntry], origin: str = "<memory>"):
+        self.origin = origin
+        self._entries: dict[str, WeightEntry] = {}
+        for e in entries:
+            if e.id in self._entries:
+                raise UserError(f"{origin}: model id {e.id!r} appears twice")
+            self._entries[e.id] = e
+
+    def __iter__(self):
+        return iter(self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def ids(self, arch: str | None = None) -> list[str]:
+        return [e.id for e in self if arch is None or e.arch == arch]
+
+    def get(self, model_id: str) -> WeightEntry:
+        try:
+            return self._entries[model_id]
+        except KeyError:
+            known = ", ".join(self._entries) or "none"
+            raise UserError(f"Unknown model {model_id!r}. Registered models: {known}.") from None
+
+
+def load_registry(path: str | Path | None = None) -> Registry:
+    """Read a registry file: `path`, else $SPATIAL_GAN_WEIGHTS, else the bundled weights.json."""
+    path = Path(path or os.environ.get(WEIGHTS_ENV) or DEFAULT_WEIGHTS)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"Weights registry not found: {path}") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"Weights registry {path} is not valid JSON: {e}") from None
+    if not isinstance(raw, list):
+        raise UserError(f"Weights registry {path} must be a JSON list of entries")
+    return Registry([_parse_entry(r, path.parent, str(path)) for r in raw], str(path))
+
+
+# ---- integrity -----------------------------------------------------------------------------
+_verified: set[tuple[str, int, float]] = set()
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(entry: WeightEntry, path: Path) -> None:
+    """Check size and sha256 when the registry knows them (once per file per process)."""
+    stat = path.stat()
+    if entry.size is not None and stat.st_size != entry.size:
+        raise UserError(f"The weights file for {entry.id!r} ({path}) has {stat.st_size} bytes, "
+                        f"expected {entry.size}: the download is incomplete or corrupt. "
+                        f"Run `{PREFETCH_HINT.format(id=entry.id)} --force` to fetch it again.")
+    key = (str(path), stat.st_size, stat.st_mtime)
+    if entry.sha256 is None or key in _verified:
+        return
+    if sha256_of(path) != entry.sha256:
+        raise UserError(f"The weights file for {entry.id!r} ({path}) does not match its "
+                        f"sha256 checksum: it is corrupt or a different file. Run "
+                        f"`{PREFETCH_HINT.format(id=entry.id)} --force` to fetch it again.")
+    _verified.add(key)
+
+
+# ---- fetching ------------------------------------------------------------------------------
+def _hub_download(src: HubSource, **kwargs) -> str:
+    from huggingface_hub import hf_hub_download
+
+    return hf_hub_download(src.repo_id, src.filename, revision=src.revision,
+                           repo_type=src.repo_type, **kwargs)
+
+
+def _hub_failure(entry: WeightEntry, err: Exception) -> UserError:
+    from huggingface_hub import errors
+
+    src = entry.hub
+    where = f"the Hugging Face Hub ({src.describe()})"
+    if isinstance(err, errors.LocalEntryNotFoundError):
+        why = ("it is not in the local cache and the Hub cannot be reached "
+               "(offline mode is on or there is no network)")
+    elif isinstance(err, errors.RepositoryNotFoundError):
+        why = "the repository does not exist or is private"
+    elif isinstance(err, errors.RevisionNotFoundError):
+        why = f"revision {src.revision!r} does not exist"
+    elif isinstance(err, errors.EntryNotFoundError):
+        why = "the file is not in that repository"
+    else:
+        why = f"the download failed ({type(err).__name__}: {err})"
+    return UserError(f"Cannot get the weights of model {entry.id!r} from {where}: {why}. "
+                     f"On a machine with internet access run `{PREFETCH_HINT.format(id=entry.id)}` "
+                     f"(or `python -m core.hub download --all`) to cache it.")
+
+
+def fetch(entry: WeightEntry, force: bool = False, tqdm_class=None) -> Path:
+    """Local path of the entry's file, downloading into the Hub cache if needed."""
+    if entry.path is not None:
+        if not entry.path.is_file():
+            raise UserError(f"The weights file of model {entry.id!r} is missing: {entry.path}")
+        verify(entry, entry.path)
+        return entry.path
+    from huggingface_hub import errors
+
+    try:
+        local = Path(_hub_download(entry.hub, force_download=force, tqdm_class=tqdm_class))
+    except (errors.HfHubHTTPError, errors.LocalEntryNotFoundError, errors.EntryNotFoundError,
+            errors.OfflineModeIsEnabled, OSError) as e:
+        raise _hub_failure(entry, e) from e
+    verify(entry, local)
+    return local
+
+
+def cached_path(entry: WeightEntry) -> Path | None:
+    """The local file if it is already here (no network), else None."""
+    if entry.path is not None:
+        return entry.path if entry.path.is_file() else None
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(entry.hub.repo_id, entry.hub.filename,
+                                   revision=entry.hub.revision, repo_type=entry.hub.repo_type)
+    return Path(found) if isinstance(found, str) else None
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def status_rows(registry: Registry) -> list[list[str]]:
+    """One row per entry: id, architecture, size, cached?, licence, source."""
+    rows = []
+    for e in registry:
+        here = cached_path(e)
+        size = here.stat().st_size if here else e.size
+        rows.append([e.id, e.arch, human_size(size), "yes" if here else "no", e.license,
+                     e.origin()])
+    return rows
+
+
+# ---- command line --------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.hub", description=__doc__.split("\n")[0])
+    parser.add_argument("--weights", help="registry file (default: $SPATIAL_GAN_WEIGHTS or weights.json)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="show every registered model and whether it is cached")
+    dl = sub.add_parser("download", help="fetch weights into the local cache")
+    dl.add_argument("ids", nargs="*", help="model ids (see `list`)")
+    dl.add_argument("--all", action="store_true", help="every model in the registry")
+    dl.add_argument("--force", action="store_true", help="download again even if cached")
+    args = parser.parse_args(argv)
+    try:
+        registry = load_registry(args.weights)
+        if args.command == "list":
+            rows = [["id", "arch", "size", "cached", "license", "source"]] + status_rows(registry)
+            widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+            for r in rows:
+                print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+            return 0
+        ids = registry.ids() if args.all else args.ids
+        if not ids:
+            parser.error("name model ids or pass --all")
+        total, failed = 0, []
+        for model_id in ids:
+            entry = registry.get(model_id)
+            try:
+                path = fetch(entry, force=args.force)
+            except UserError as e:
+                failed.append(model_id)
+                print(f"FAILED {model_id}: {e}", file=sys.stderr)
+                continue
+            total += path.stat().st_size
+            print(f"ok  {model_id:32s} {human_size(path.stat().st_size):>9s}  {path}")
+        extra = _download_extras() if args.all else []
+        print(f"{len(ids) - len(failed)}/{len(ids)} models, {human_size(total)} in the cache"
+              + "".join(f"; {x}" for x in extra))
+        return 1 if failed else 0
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _download_extras() -> list[str]:
+    """Files the app needs besides the registry: the LPIPS backbone (torchvision's cache)."""
+    from core.lpips import prefetch_backbone
+
+    try:
+        return [prefetch_backbone()]
+    except UserError as e:
+        print(f"FAILED lpips backbone: {e}", file=sys.stderr)
+        return ["LPIPS backbone NOT cached"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""Conversions at the UI edge: pictures and painted masks in, image tensors out.
+
+Engine convention: images are float tensors [B, 3, H, W] in [-1, 1]; masks are
+[B, 1, H, W] in [0, 1] with 1 = "take / edit here".
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from core.errors import UserError
+
+ImageLike = Any  # PIL.Image, numpy array (H,W), (H,W,3), (H,W,4), or a file path
+
+
+def to_pil(img: ImageLike) -> Image.Image:
+    """Any picture the UI can hand over -> an RGB PIL image.
+
+    Grayscale is replicated to three channels; transparency is flattened onto white (what
+    a person sees in the browser); 16-bit and float arrays are rescaled to 8 bits.
+    """
+    if img is None:
+        raise UserError("No image was given: upload one or pick an example.")
+    if isinstance(img, (str, bytes)) or hasattr(img, "__fspath__"):
+        try:
+            img = Image.open(img)
+            img.load()
+        except (OSError, ValueError) as e:
+            raise UserError(f"Could not read the image file ({e}).") from e
+    if isinstance(img, np.ndarray):
+        img = Image.fromarray(_to_uint8_array(img))
+    if not isinstance(img, Image.Image):
+        raise UserError(f"Unsupported image type {type(img).__name__}.")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    if img.mode in ("I;16", "I", "F"):
+        return Image.fromarray(_to_uint8_array(np.asarray(img))).convert("RGB")
+    return img.convert("RGB")
+
+
+def _to_uint8_array(a: np.ndarray) -> np.ndarray:
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
+        raise UserError(f"Unsupported image array shape {a.shape}: expected H x W (x 3 or 4).")
+    if a.dtype == np.uint8:
+        return a
+    a = a.astype(np.float64)
+    hi = a.max() if a.size else 1.0
+    if hi > 255:  # 16-bit
+        a = a / 257.0
+    elif hi <= 1.0:  # floats in [0, 1]
+        a = a * 255.0
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
+def resize_center_crop(img: Image.Image, size: int | tuple[int, int],
+                       resample: Image.Resampling = Image.Resampling.LANCZOS) -> Image.Image:
+    """Scale the shorter side to fit, then crop the centre: the model's square (or W x H)
+    frame. Masks use NEAREST so that they stay binary and line up with their image."""
+    w_out, h_out = (size, size) if isinstance(size, int) else size
+    w, h = img.size
+    scale = max(w_out / w, h_out / h)
+    new = (max(w_out, round(w * scale)), max(h_out, round(h * scale)))
+    img = img.resize(new, resample) if new != (w, h) else img
+    left, top = (img.width - w_out) // 2, (img.height - h_out) // 2
+    return img.crop((left, top, left + w_out, top + h_out))
+
+
+def pil_to_tensor(img: ImageLike, size: int | tuple[int, int] | None = None) -> torch.Tensor:
+    """Picture -> [1, 3, H, W] float32 in [-1, 1], optionally resized/centre-cropped."""
+    img = to_pil(img)
+    if size is not None:
+        img = resize_center_crop(img, size)
+    a = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float()
+    return (a / 127.5 - 1.0)[None]
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """[B, 3, H, W] in [-1, 1] -> uint8 [B, H, W, 3] (clamped, rounded)."""
+    x = images.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def tensor_to_pil(images: torch.Tensor) -> list[Image.Image]:
+    return [Image.fromarray(a) for a in to_uint8(images)]
+
+
+# ---- masks ---------------------------------------------------------------------------------
+def editor_background(value: dict | None) -> Image.Image:
+    """The picture under a gr.ImageEditor's paint, as RGB."""
+    if not value or value.get("background") is None:
+        raise UserError("No image in the editor: upload one, or pick an example first.")
+    return to_pil(value["background"])
+
+
+def _alpha(layer: ImageLike) -> np.ndarray:
+    a = np.asarray(layer)
+    if a.ndim == 3 and a.shape[-1] == 4:
+        return a[..., 3]
+    if a.ndim == 3:  # RGB layers (image_mode="RGB") are black where unpainted
+        return a.max(axis=-1)
+    return a
+
+
+def mask_from_editor(value: dict | None, size: int | tuple[int, int] | None = None,
+                     threshold: int = 127, required: bool = True) -> torch.Tensor:
+    """Union of everything painted in a gr.ImageEditor value -> mask [1, 1, H, W] in {0, 1}.
+
+    Painted = alpha > threshold on any layer. When a browser sends no layers (a known
+    Gradio glitch), falls back to where the composite differs from the background.
+    `size` resizes with nearest neighbour (after the same centre crop as the image).
+    An empty mask raises a UserError unless `required` is False.
+    """
+    if not value or (value.get("background") is None and value.get("composite") is None):
+        raise UserError("No image in the editor: upload one, or pick an example first.")
+    layers = [np.asarray(l) for l in (value.get("layers") or []) if l is not None]
+    if layers:
+        shape = layers[0].shape[:2]
+        if any(l.shape[:2] != shape for l in layers):
+            raise UserError("The editor's layers have different sizes; clear the canvas and paint again.")
+        painted = np.max(np.stack([_alpha(l) for l in layers]), axis=0) > threshold
+    elif value.get("background") is not None and value.get("composite") is not None:
+        bg = np.asarray(to_pil(value["background"]), dtype=np.int16)
+        comp = np.asarray(to_pil(value["composite"]), dtype=np.int16)
+        if bg.shape != comp.shape:
+            raise UserError("The editor's image and painting have different sizes; clear and paint again.")
+        painted = np.abs(comp - bg).sum(-1) > 0
+    else:
+        painted = np.zeros((1, 1), dtype=bool)
+    img = Image.fromarray(painted.astype(np.uint8) * 255)
+    if size is not None:
+        img = resize_center_crop(img, size, Image.Resampling.NEAREST)
+    mask = torch.from_numpy((np.asarray(img) > 127).astype(np.float32))[None, None]
+    if required and mask.sum() == 0:
+        raise UserError("The mask is empty: paint over the region to edit first.")
+    return mask
+
+
+def resize_mask(mask: torch.Tensor, size: int | tuple[int, int], mode: str = "area") -> torch.Tensor:
+    """Resize a mask to a feature/latent grid.
+
+    area: fraction covered (soft); max: any coverage counts (max-pool, conservative);
+    nearest: keep it binary.
+    """
+    hw = (size, size) if isinstance(size, int) else size
+    if mode == "area":
+        return F.interpolate(mask, size=hw, mode="area")
+    if mode == "max":
+        return F.adaptive_max_pool2d(mask, hw)
+    if mode == "nearest":
+        return F.interpolate(mask, size=hw, mode="nearest")
+    raise ValueError(f"unknown mask resize mode {mode!r}")
+
+
+# ---- visualisation -------------------------------------------------------------------------
+_MAGMA = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66],
+                   [245, 125, 21], [250, 193, 39], [252, 255, 164]], dtype=np.float64)
+
+
+def heatmap(values: torch.Tensor | np.ndarray, size: int | None = None,
+            vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
+    """A 2-D map -> uint8 RGB (magma-like colours), min-max scaled unless limits are given."""
+    v = values.detach().float().cpu().numpy() if torch.is_tensor(values) else np.asarray(values, float)
+    v = np.squeeze(v)
+    lo = v.min() if vmin is None else vmin
+    hi = v.max() if vmax is None else vmax
+    t = np.clip((v - lo) / (hi - lo if hi > lo else 1.0), 0, 1) * (len(_MAGMA) - 1)
+    i = np.minimum(t.astype(int), len(_MAGMA) - 2)
+    frac = (t - i)[..., None]
+    rgb = (_MAGMA[i] * (1 - frac) + _MAGMA[i + 1] * frac).round().astype(np.uint8)
+    if size is not None:
+        rgb = np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.NEAREST))
+    return rgb
+
+
+def overlay(image: torch.Tensor, mask: torch.Tensor, color: Sequence[int] = (255, 64, 64),
+            alpha: float = 0.5) -> np.ndarray:
+    """Tint the masked part of one image [1|3, H, W] in [-1, 1] -> uint8 RGB (mask resized)."""
+    base = to_uint8(image[None] if image.ndim == 3 else image)[0].astype(np.float32)
+    m = mask.float().reshape(1, 1, *mask.shape[-2:])
+    m = F.interpolate(m, size=base.shape[:2], mode="bilinear", align_corners=False)[0, 0]
+    m = (m.clamp(0, 1) * alpha).cpu().numpy()[..., None]
+    out = base * (1 - m) + np.asarray(color, np.float32) * m
+    return out.round().astype(np.uint8)
+
+
+def grid(images: torch.Tensor, ncol: int | None = None, pad: int = 2) -> np.ndarray:
+    """[B, 3, H, W] -> one uint8 RGB sheet, white gutters."""
+    arr = to_uint8(images)
+    b, h, w, _ = arr.shape
+    ncol = ncol or b
+    nrow = -(-b // ncol)
+    sheet = np.full((nrow * h + (nrow - 1) * pad, ncol * w + (ncol - 1) * pad, 3), 255, np.uint8)
+    for i, a in enumerate(arr):
+        r, c = divmod(i, ncol)
+        sheet[r * (h + pad): r * (h + pad) + h, c * (w + pad): c * (w + pad) + w] = a
+    return sheet

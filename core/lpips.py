@@ -1,0 +1,69 @@
+"""One LPIPS (Zhang et al. 2018) wrapper for every optimiser, from the `lpips` package.
+
+`lpips` ships its small linear heads in the wheel but builds its VGG/AlexNet backbone with
+torchvision, which downloads the ImageNet weights into `torch.hub.get_dir()/checkpoints`
+on first use. Offline that download fails deep inside torchvision; here it becomes a
+UserError that says what to run. Tests (and anyone who sets SPATIAL_GAN_LPIPS_RANDOM=1)
+get a randomly initialised backbone instead, which needs no download.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+import torch
+
+from core.errors import UserError
+
+RANDOM_BACKBONE_ENV = "SPATIAL_GAN_LPIPS_RANDOM"
+BACKBONE_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth"}
+
+_models: dict[tuple[str, str, bool], torch.nn.Module] = {}
+_lock = threading.Lock()
+
+
+def random_backbone() -> bool:
+    return os.environ.get(RANDOM_BACKBONE_ENV, "") not in ("", "0", "false", "False")
+
+
+def _build(net: str, spatial: bool = False) -> torch.nn.Module:
+    import lpips
+
+    try:
+        model = lpips.LPIPS(net=net, verbose=False, pnet_rand=random_backbone(), spatial=spatial)
+    except OSError as e:  # urllib's URLError and socket errors are OSErrors
+        where = os.path.join(torch.hub.get_dir(), "checkpoints", BACKBONE_FILES.get(net, "?"))
+        raise UserError(
+            f"The LPIPS {net.upper()} backbone could not be downloaded from download.pytorch.org "
+            f"({e}). Run `python -m core.hub download --all` on a machine with internet access, "
+            f"or copy {BACKBONE_FILES.get(net)} to {where}.") from e
+    return model.eval().requires_grad_(False)
+
+
+def get_lpips(net: str = "vgg", device: torch.device | str = "cpu",
+              spatial: bool = False) -> torch.nn.Module:
+    """A cached LPIPS module on `device`; `model(x, y)` with images in [-1, 1] gives
+    [B, 1, 1, 1] distances, or [B, 1, H, W] maps when `spatial`."""
+    if net not in BACKBONE_FILES:
+        raise ValueError(f"LPIPS backbone must be one of {sorted(BACKBONE_FILES)}, got {net!r}")
+    key = (net, str(torch.device(device)), spatial)
+    with _lock:
+        if key not in _models:
+            _models[key] = _build(net, spatial).to(device)
+        return _models[key]
+
+
+def lpips_distance(x: torch.Tensor, y: torch.Tensor, net: str = "vgg",
+                   spatial: bool = False) -> torch.Tensor:
+    """LPIPS per image [B], or per pixel [B, 1, H, W] with `spatial` (error heat maps)."""
+    d = get_lpips(net, x.device, spatial)(x.float(), y.float())
+    return d if spatial else d.flatten()
+
+
+def prefetch_backbone(nets: tuple[str, ...] = ("vgg", "alex")) -> str:
+    """Make sure the backbones are in torchvision's cache (for offline use)."""
+    if random_backbone():
+        return "LPIPS backbones skipped (random backbone mode)"
+    for net in nets:
+        _build(net)
+    return f"LPIPS backbones ({', '.join(nets)}) cached in {torch.hub.get_dir()}/checkpoints"

@@ -1,0 +1,63 @@
+"""Gradio-side helpers shared by the tabs: error translation and the ZeroGPU decorator."""
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from typing import Callable
+
+import gradio as gr
+import torch
+
+from core.errors import UserError
+
+log = logging.getLogger("spatial_gan_studio")
+
+OOM_MESSAGE = ("The GPU ran out of memory. Try a smaller batch or resolution, close other "
+               "GPU programs, or restart the app to free memory.")
+
+
+def _translate(e: BaseException) -> gr.Error:
+    if isinstance(e, gr.Error):
+        return e
+    if isinstance(e, UserError):
+        return gr.Error(str(e))
+    if isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in str(e).lower():
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return gr.Error(OOM_MESSAGE)
+    log.exception("unexpected error in a handler")
+    return gr.Error(f"Something went wrong ({type(e).__name__}: {e}). The details are in "
+                    f"the server log; your inputs and earlier results are unchanged.")
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Wrap a Gradio handler so UserError, out-of-memory and unexpected exceptions reach
+    the page as readable `gr.Error` messages instead of tracebacks. Keeps the signature
+    (gr.Progress defaults included) and works for generator handlers."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as e:
+                raise _translate(e) from e
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            raise _translate(e) from e
+    return wrapper
+
+
+try:  # ZeroGPU on Hugging Face Spaces; a no-op decorator everywhere else
+    import spaces  # type: ignore
+
+    def gpu(duration: int = 60) -> Callable[[Callable], Callable]:
+        return spaces.GPU(duration=duration)
+except ImportError:
+    def gpu(duration: int = 60) -> Callable[[Callable], Callable]:
+        return lambda fn: fn

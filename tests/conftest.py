@@ -1,0 +1,92 @@
+"""Shared fixtures. Nothing here touches the network: Hub access is forced offline and
+LPIPS uses a random backbone; models are tiny checkpoints in the published layouts."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["SPATIAL_GAN_LPIPS_RANDOM"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import huggingface_hub.constants  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+REFERENCE = Path(os.environ.get("SPATIAL_GAN_REFERENCE", Path(__file__).parent / "data" / "reference"))
+SG2_REF = REFERENCE / "stylegan2"
+TINY_SG2_CONFIG = {"size": 32, "style_dim": 32, "n_mlp": 2, "channel_multiplier": 2, "channel_max": 16}
+
+huggingface_hub.constants.HF_HUB_OFFLINE = True
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def load_reference(path: Path):
+    """Reference files were written by the authors' code; they are trusted test data."""
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+@pytest.fixture(scope="session")
+def sg2_io() -> dict:
+    return load_reference(SG2_REF / "tiny-io.pt")
+
+
+@pytest.fixture()
+def tiny_sg2_file(tmp_path: Path) -> Path:
+    """A copy of the reference tiny StyleGAN2 checkpoint, in the published file format."""
+    dst = tmp_path / "tiny-stylegan2.pt"
+    shutil.copy(SG2_REF / "tiny.pt", dst)
+    return dst
+
+
+def write_registry(path: Path, entries: list[dict]) -> Path:
+    path.write_text(json.dumps(entries, indent=1))
+    return path
+
+
+def tiny_sg2_entry(model_id: str, file: Path, **extra) -> dict:
+    return {"id": model_id, "arch": "stylegan2", "config": dict(TINY_SG2_CONFIG),
+            "path": str(file), "sha256": None, "license": "test only", "source": "tests",
+            "used_by": ["generate"], **extra}
+
+
+@pytest.fixture()
+def tiny_registry(tmp_path: Path, tiny_sg2_file: Path) -> Path:
+    """A registry file with one tiny StyleGAN2 as a local `path` entry."""
+    return write_registry(tmp_path / "weights.json", [tiny_sg2_entry("tiny-sg2", tiny_sg2_file)])
+
+
+def seed_hub_cache(cache: Path, repo_id: str, files: dict[str, bytes], commit: str = "c" * 40,
+                   repo_type: str = "model") -> Path:
+    """Lay files out exactly as huggingface_hub's cache does (refs/main without newline)."""
+    root = cache / f"{repo_type}s--{repo_id.replace('/', '--')}"
+    (root / "refs").mkdir(parents=True, exist_ok=True)
+    (root / "refs" / "main").write_text(commit)
+    for rel, data in files.items():
+        p = root / "snapshots" / commit / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    return root
+
+
+@pytest.fixture()
+def hub_cache(tmp_path: Path, monkeypatch) -> Path:
+    """An empty, private Hub cache used by hf_hub_download for this test (offline)."""
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
