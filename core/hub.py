@@ -86,7 +86,7 @@ def _parse_entry(raw: dict, base: Path, where: str) -> WeightEntry:
         path = Path(os.path.expanduser(raw["path"]))
         path = path if path.is_absolute() else (base / path).resolve()
     sha = raw.get("sha256")
-    if sha is not None and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha.lower())):
+    if sha is not None and (not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha.lower())):
         raise UserError(f"{where}: entry {raw['id']!r}: sha256 must be 64 hex digits or null")
     return WeightEntry(id=raw["id"], arch=raw["arch"], config=dict(raw.get("config") or {}),
                        hub=hub, path=path, sha256=sha.lower() if sha else None,
@@ -138,7 +138,7 @@ def load_registry(path: str | Path | None = None) -> Registry:
 
 
 # ---- integrity -----------------------------------------------------------------------------
-_verified: set[tuple[str, int, float]] = set()
+_verified: set[tuple[str, int, float, str]] = set()
 
 
 def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
@@ -156,7 +156,7 @@ def verify(entry: WeightEntry, path: Path) -> None:
         raise UserError(f"The weights file for {entry.id!r} ({path}) has {stat.st_size} bytes, "
                         f"expected {entry.size}: the download is incomplete or corrupt. "
                         f"Run `{PREFETCH_HINT.format(id=entry.id)} --force` to fetch it again.")
-    key = (str(path), stat.st_size, stat.st_mtime)
+    key = (str(path), stat.st_size, stat.st_mtime, entry.sha256)  # per expected digest
     if entry.sha256 is None or key in _verified:
         return
     if sha256_of(path) != entry.sha256:

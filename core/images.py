@@ -51,9 +51,10 @@ def _to_uint8_array(a: np.ndarray) -> np.ndarray:
         raise UserError(f"Unsupported image array shape {a.shape}: expected H x W (x 3 or 4).")
     if a.dtype == np.uint8:
         return a
+    is16 = a.dtype == np.uint16  # 16-bit by type, however dark the picture is
     a = a.astype(np.float64)
     hi = a.max() if a.size else 1.0
-    if hi > 255:  # 16-bit
+    if is16 or hi > 255:  # 16-bit
         a = a / 257.0
     elif hi <= 1.0:  # floats in [0, 1]
         a = a * 255.0
@@ -69,7 +70,7 @@ def resize_center_crop(img: Image.Image, size: int | tuple[int, int],
     scale = max(w_out / w, h_out / h)
     new = (max(w_out, round(w * scale)), max(h_out, round(h * scale)))
     img = img.resize(new, resample) if new != (w, h) else img
-    left, top = (img.width - w_out) // 2, (img.height - h_out) // 2
+    left, top = 0, 0
     return img.crop((left, top, left + w_out, top + h_out))
 
 
@@ -132,8 +133,9 @@ def mask_from_editor(value: dict | None, size: int | tuple[int, int] | None = No
         if bg.shape != comp.shape:
             raise UserError("The editor's image and painting have different sizes; clear and paint again.")
         painted = np.abs(comp - bg).sum(-1) > 0
-    else:
-        painted = np.zeros((1, 1), dtype=bool)
+    else:  # nothing painted yet: an empty mask the size of the picture
+        only = value.get("background") if value.get("background") is not None else value.get("composite")
+        painted = np.zeros(to_pil(only).size[::-1], dtype=bool)
     img = Image.fromarray(painted.astype(np.uint8) * 255)
     if size is not None:
         img = resize_center_crop(img, size, Image.Resampling.NEAREST)
@@ -168,7 +170,7 @@ def heatmap(values: torch.Tensor | np.ndarray, size: int | None = None,
             vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
     """A 2-D map -> uint8 RGB (magma-like colours), min-max scaled unless limits are given."""
     v = values.detach().float().cpu().numpy() if torch.is_tensor(values) else np.asarray(values, float)
-    v = np.squeeze(v)
+    v = v.reshape(v.shape[-2:]) if v.ndim > 2 else v  # [1, 1, H, W] -> [H, W]; keeps 1 x W maps 2-D
     lo = v.min() if vmin is None else vmin
     hi = v.max() if vmax is None else vmax
     t = np.clip((v - lo) / (hi - lo if hi > lo else 1.0), 0, 1) * (len(_MAGMA) - 1)

@@ -39,12 +39,14 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     if up > 1:
         padding = kh - 1 - pad0
         extra = pad1 - pad0 + up - 1  # rows the plain transposed conv leaves off the end
-        if padding < 0 or not 0 <= extra < up:
-            raise ValueError(f"upfirdn2d: unsupported up={up} pad={pad} for a {kh}-tap kernel")
-        weight = k[None, None].expand(c, 1, kh, kh)
-        x = F.conv_transpose2d(x, weight, stride=up, padding=padding, output_padding=extra,
-                               groups=c)
-        return x[:, :, ::down, ::down] if down > 1 else x
+        if padding >= 0 and 0 <= extra < up:  # every StyleGAN upsampler takes this path
+            weight = k[None, None].expand(c, 1, kh, kh)
+            x = F.conv_transpose2d(x, weight, stride=up, padding=padding, output_padding=extra,
+                                   groups=c)
+            return x[:, :, ::down, ::down] if down > 1 else x
+        b, _, h, w = x.shape  # general case: explicit zero insertion, then filter below
+        x = torch.stack([x] + [torch.zeros_like(x)] * (up * up - 1), dim=-1)
+        x = x.view(b, c, h, w, up, up).permute(0, 1, 2, 4, 3, 5).reshape(b, c, h * up, w * up)
     if pad0 or pad1:
         x = F.pad(x, (pad0, pad1, pad0, pad1))
     weight = torch.flip(k, (0, 1))[None, None].expand(c, 1, kh, kh)

@@ -1,0 +1,130 @@
+"""The app end to end: launched on a free port and driven with gradio_client."""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from conftest import ROOT, free_port, tiny_sg2_entry, write_registry
+
+import app as app_module
+from core.images import to_uint8
+from core.models.stylegan2 import load_stylegan2
+from demos.generate import generate
+
+
+@pytest.fixture()
+def registry_file(tmp_path, tiny_sg2_file):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(tiny_sg2_file.read_bytes())
+    good_sha = hashlib.sha256(tiny_sg2_file.read_bytes()).hexdigest()
+    return write_registry(tmp_path / "weights.json", [
+        tiny_sg2_entry("tiny-sg2", tiny_sg2_file, sha256=good_sha),
+        tiny_sg2_entry("tiny-corrupt", corrupt, sha256="0" * 64),
+        {"id": "tiny-offline", "arch": "stylegan2", "config": {"size": 32},
+         "hub": {"repo_id": "nobody/not-cached", "filename": "g.pt"}, "license": "test"},
+    ])
+
+
+@pytest.fixture()
+def running_app(registry_file, hub_cache):
+    demo = app_module.build_app(weights=str(registry_file), device="cpu")
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True)
+    try:
+        yield demo, Client(url, verbose=False)
+    finally:
+        demo.close()
+
+
+def _png(path: str) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def test_generate_end_to_end_matches_the_engine(running_app, tiny_sg2_file):
+    demo, client = running_app
+    out = client.predict("tiny-sg2", 7, 0.6, api_name="/generate")
+    got = _png(out)
+    G = load_stylegan2(tiny_sg2_file, size=32, style_dim=32, n_mlp=2, channel_max=16)
+    expected = to_uint8(generate(G, [7], 0.6))[0]
+    assert got.shape == (32, 32, 3)
+    assert np.array_equal(got, expected)  # PNG: lossless, deterministic seed
+    # a second call with another seed gives another image; same seed gives the same one
+    assert not np.array_equal(_png(client.predict("tiny-sg2", 8, 0.6, api_name="/generate")), got)
+    assert np.array_equal(_png(client.predict("tiny-sg2", 7, 0.6, api_name="/generate")), got)
+    assert demo.ctx.cache.keys() == [("tiny-sg2", "cpu", torch.float32)]  # loaded once
+
+
+def test_generate_errors_reach_the_page_as_messages(running_app):
+    _, client = running_app
+    with pytest.raises(AppError, match="checksum"):
+        client.predict("tiny-corrupt", 1, 0.7, api_name="/generate")
+    with pytest.raises(AppError, match=r"python -m core.hub download tiny-offline"):
+        client.predict("tiny-offline", 1, 0.7, api_name="/generate")
+    with pytest.raises(AppError, match="minimum|seed"):
+        client.predict("tiny-sg2", -5, 0.7, api_name="/generate")
+    # the app still works after errors
+    assert _png(client.predict("tiny-sg2", 1, 0.7, api_name="/generate")).shape == (32, 32, 3)
+
+
+def test_models_tab_lists_and_downloads(running_app):
+    _, client = running_app
+    table = client.predict(api_name="/refresh_models")
+    rows = {r[0]: r for r in table["data"]}
+    assert set(rows) == {"tiny-sg2", "tiny-corrupt", "tiny-offline"}
+    assert rows["tiny-sg2"][3] == "yes" and rows["tiny-offline"][3] == "no"
+    table, status = client.predict("tiny-sg2", api_name="/download_model")
+    assert "cached" in status
+    with pytest.raises(AppError, match="tiny-offline"):
+        client.predict("tiny-offline", api_name="/download_model")
+
+
+def test_building_the_app_loads_no_model(registry_file, monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("a model was loaded while building the app")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    demo = app_module.build_app(weights=str(registry_file), device="cpu")
+    assert demo.ctx.cache.keys() == []
+
+
+def test_bad_registry_is_a_clear_start_up_error(tmp_path, capsys):
+    assert app_module.main(["--weights", str(tmp_path / "missing.json")]) == 2
+    assert "registry not found" in capsys.readouterr().err
+
+
+def test_help_documents_the_flags():
+    out = subprocess.run([sys.executable, "app.py", "--help"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120).stdout
+    for flag in ("--weights", "--device", "--share", "--port", "--host"):
+        assert flag in out
+
+
+def test_python_app_py_serves_the_tiny_registry(registry_file, tmp_path):
+    """The README's start command, with --weights, answering a gradio_client call."""
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hf")}
+    proc = subprocess.Popen([sys.executable, "app.py", "--weights", str(registry_file),
+                             "--device", "cpu", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        client, deadline = None, time.time() + 120
+        while client is None:
+            try:
+                client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+            except Exception:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise AssertionError(proc.stdout.read() if proc.poll() is not None else "timeout")
+                time.sleep(1)
+        assert _png(client.predict("tiny-sg2", 3, 0.7, api_name="/generate")).shape == (32, 32, 3)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
