@@ -55,7 +55,7 @@ def _to_uint8_array(a: np.ndarray) -> np.ndarray:
     a = a.astype(np.float64)
     hi = a.max() if a.size else 1.0
     if is16 or hi > 255:  # 16-bit
-        a = a / 257.0
+        a = a / 256.0
     elif hi <= 1.0:  # floats in [0, 1]
         a = a * 255.0
     return np.clip(np.rint(a), 0, 255).astype(np.uint8)
@@ -70,7 +70,7 @@ def resize_center_crop(img: Image.Image, size: int | tuple[int, int],
     scale = max(w_out / w, h_out / h)
     new = (max(w_out, round(w * scale)), max(h_out, round(h * scale)))
     img = img.resize(new, resample) if new != (w, h) else img
-    left, top = 0, 0
+    left, top = (img.width - w_out) // 2, (img.height - h_out) // 2
     return img.crop((left, top, left + w_out, top + h_out))
 
 

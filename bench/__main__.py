@@ -1,0 +1,131 @@
+"""Latency of each tab's operation, cold start and peak memory: `python -m bench`.
+
+    python -m bench [--device cuda|cpu] [--runs N] [--only NAME,...] [--json OUT]
+                    [--compare OFFICIAL.json]
+
+Models use random weights with the published configurations: timing does not depend on
+weight values, and no download is needed. Case names match the authors' benchmark
+(`official_bench.py`), so `--compare` its JSON output to print the speed-up per case.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core.device import inference_dtype  # noqa: E402
+from core.models.stylegan2 import StyleGAN2Generator  # noqa: E402
+
+Row = dict
+
+
+def timed(fn: Callable[[], object], device: torch.device, runs: int, warmup: int = 1) -> tuple[float, float]:
+    """(median, min) milliseconds over `runs` calls after `warmup` calls."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        sync()
+        t = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times), min(times)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS
+
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def stylegan2_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, float, float, float]]:
+    dtype = inference_dtype(device)
+    for size in (256, 512, 1024):
+        reset_peak(device)
+        G = StyleGAN2Generator(size).to(device, dtype).eval().requires_grad_(False)
+        w = torch.randn(1, G.n_latent, 512, device=device, dtype=dtype)
+        with torch.inference_mode():
+            med, lo = timed(lambda: G.synthesis(w), device, runs)
+        yield f"stylegan2-{size} synthesis (w+ -> image)", str(dtype).replace("torch.", ""), med, lo, peak_memory_mb(device)
+        if size in (256, 1024):  # one optimiser step of an inversion, always float32
+            G = G.float()
+            wp = torch.randn(1, G.n_latent, 512, device=device, requires_grad=True)
+
+            def step():
+                G.synthesis(wp).square().mean().backward()
+            med, lo = timed(step, device, max(1, runs // 2))
+            yield f"stylegan2-{size} inversion step (fwd+bwd)", "float32", med, lo, peak_memory_mb(device)
+        del G
+
+
+def cold_start_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, float, float, float]]:
+    """`import app` + build_app() in a fresh interpreter: what a user waits for at start."""
+    code = "import app; app.build_app(device=%r)" % device.type
+    times = []
+    for _ in range(max(1, min(runs, 3))):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True,
+                       env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+        times.append((time.perf_counter() - t) * 1000)
+    yield "app cold start (import + build Blocks)", "-", statistics.median(times), min(times), float("nan")
+
+
+CASES = {"stylegan2": stylegan2_cases, "coldstart": cold_start_cases}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--runs", type=int, default=None, help="timed runs per case (default 20 on CUDA, 3 on CPU)")
+    ap.add_argument("--only", default=",".join(CASES), help=f"comma list of {sorted(CASES)}")
+    ap.add_argument("--json", type=Path, help="also write the rows as JSON")
+    ap.add_argument("--compare", type=Path, help="JSON rows from the authors' official_bench.py")
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    runs = args.runs or (20 if device.type == "cuda" else 3)
+    official = {}
+    if args.compare:
+        official = {(r["case"], r["device"]): r["median_ms"] for r in json.loads(args.compare.read_text())}
+    gpu = torch.cuda.get_device_name() if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    print(f"torch {torch.__version__}, {gpu}, device {device.type}, median of {runs}")
+    print(f"{'case':44s} {'dtype':8s} {'median ms':>10s} {'min ms':>9s} {'peak MB':>8s}"
+          + (f" {'official ms':>12s} {'speed-up':>8s}" if official else ""))
+    rows: list[Row] = []
+    for key in args.only.split(","):
+        for name, dtype, med, lo, mem in CASES[key](device, runs):
+            row = {"case": name, "device": device.type, "dtype": dtype, "median_ms": round(med, 2),
+                   "min_ms": round(lo, 2), "peak_mb": None if mem != mem else round(mem, 1)}
+            line = f"{name:44s} {dtype:8s} {med:10.1f} {lo:9.1f} {mem:8.0f}"
+            ref = official.get((name, device.type))
+            if ref:
+                row.update(official_ms=ref, speedup=round(ref / med, 2))
+                line += f" {ref:12.1f} {ref / med:7.2f}x"
+            rows.append(row)
+            print(line, flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
