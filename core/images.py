@@ -55,7 +55,7 @@ def _to_uint8_array(a: np.ndarray) -> np.ndarray:
     a = a.astype(np.float64)
     hi = a.max() if a.size else 1.0
     if is16 or hi > 255:  # 16-bit
-        a = a / 256.0
+        a = a / 257.0
     elif hi <= 1.0:  # floats in [0, 1]
         a = a * 255.0
     return np.clip(np.rint(a), 0, 255).astype(np.uint8)

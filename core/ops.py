@@ -47,10 +47,13 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
         b, _, h, w = x.shape  # general case: explicit zero insertion, then filter below
         x = torch.stack([x] + [torch.zeros_like(x)] * (up * up - 1), dim=-1)
         x = x.view(b, c, h, w, up, up).permute(0, 1, 2, 4, 3, 5).reshape(b, c, h * up, w * up)
-    if pad0 or pad1:
+    padding = 0
+    if pad0 == pad1 and pad0 > 0:
+        padding = pad0  # the convolution pads for free
+    elif pad0 or pad1:
         x = F.pad(x, (pad0, pad1, pad0, pad1))
     weight = torch.flip(k, (0, 1))[None, None].expand(c, 1, kh, kh)
-    return F.conv2d(x, weight, stride=down, groups=c)
+    return F.conv2d(x, weight, stride=down, padding=padding, groups=c)
 
 
 class Blur(nn.Module):
@@ -179,10 +182,11 @@ class PixelNorm(nn.Module):
 class ModulatedConv2d(nn.Module):
     """StyleGAN2 modulated convolution (optionally demodulated, optionally 2x upsampling).
 
-    Computed the "non-fused" way: scale the input channels by the style, run one ordinary
-    convolution with the shared weight for the whole batch, then scale the output channels
-    by the demodulation coefficients. Equivalent to per-sample weights, but the weight is
-    never rebuilt per call and the batch shares one convolution.
+    Batch of one (the interactive case): the style and demodulation scales are folded into
+    the (small) weight, and one plain convolution runs; no pass over the activations.
+    Larger batches scale the input channels by the style, share one convolution, then
+    scale the output channels, which is equivalent to per-sample weights without building
+    them. Either way the scaled weight and its squared norms are cached between calls.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, style_dim: int,
@@ -203,23 +207,35 @@ class ModulatedConv2d(nn.Module):
         self._cache = ScaledWeightCache()
 
     def _weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(scaled conv weight in the layout the conv needs, per (out, in) squared norms)."""
+        """(scaled weight in the layout its convolution takes, squared norms [out, in]).
+
+        Upsampling convs keep the weight transposed to [in, out, k, k] for
+        conv_transpose2d; both are stored channels-last, the layout oneDNN and cuDNN use,
+        so modulating them per call needs no reordering copy.
+        """
         def build(w: torch.Tensor):
             w = w[0] * self.scale
             norms = w.float().square().sum((2, 3)).to(w.dtype)
-            return (w.transpose(0, 1).contiguous() if self.upsample else w), norms
+            if self.upsample:
+                w = w.transpose(0, 1)
+            return w.contiguous(memory_format=torch.channels_last), norms
         return self._cache.get(self.weight, build)
+
+    def _conv(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        if self.upsample:
+            return self.blur(F.conv_transpose2d(x, weight, stride=2))
+        return F.conv2d(x, weight, padding=self.kernel_size // 2)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
         """`gain` multiplies the output for free (folded into the demodulation scale)."""
         weight, norms = self._weights()
         s = self.modulation(style).to(x.dtype)  # [B, in]
-        x = x * s[:, :, None, None]
-        if self.upsample:
-            out = self.blur(F.conv_transpose2d(x, weight, stride=2))
-        else:
-            out = F.conv2d(x, weight, padding=self.kernel_size // 2)
         if self.demodulate:
-            d = torch.rsqrt(s.square() @ norms.t() + 1e-8)
-            return out * (d * gain)[:, :, None, None]
-        return out * gain if gain != 1.0 else out
+            d = torch.rsqrt(s.square() @ norms.t() + 1e-8) * gain  # [B, out]
+        else:
+            d = s.new_full((s.shape[0], self.out_channels), gain)
+        if x.shape[0] == 1:
+            scale = d[0][:, None] * s[0][None, :]  # [out, in]
+            scale = scale.t() if self.upsample else scale
+            return self._conv(x, weight * scale[:, :, None, None])
+        return self._conv(x * s[:, :, None, None], weight) * d[:, :, None, None]

@@ -303,10 +303,14 @@ def test_fetch_hub_entry_pinned_to_a_commit(tmp_path: Path, hub_cache: Path):
     commit = "0123456789abcdef0123456789abcdef01234567"
     data = b"pinned"
     seed_hub_cache(hub_cache, "org/pinned", {"w.pt": data}, commit=commit)
+    # a later commit becomes `main`: the pinned entry must still get the old file
+    seed_hub_cache(hub_cache, "org/pinned", {"w.pt": b"newer"}, commit="f" * 40)
     e = _one(tmp_path, hub_entry("pinned", "org/pinned", "w.pt", hub_extra={"revision": commit}))
     assert e.hub.revision == commit
     assert hub.fetch(e).read_bytes() == data
     assert hub.cached_path(e).read_bytes() == data
+    main = _one(tmp_path, hub_entry("main", "org/pinned", "w.pt"))
+    assert hub.fetch(main).read_bytes() == b"newer"
 
 
 def test_fetch_hub_entry_with_wrong_sha256(tmp_path: Path, hub_cache: Path):

@@ -421,6 +421,10 @@ def test_resize_mask_area_gives_coverage():
     m2[0, 0, 0, 0] = 1          # 1 of 4 pixels in the top-left cell
     m2[0, 0, 2:4, 2] = 1        # 2 of 4 in the bottom-right cell
     torch.testing.assert_close(images.resize_mask(m2, 2), torch.tensor([[[[0.25, 0.0], [0.0, 0.5]]]]))
+    m3 = torch.zeros(1, 1, 8, 8)
+    m3[0, 0, 1, 1] = 1          # 1 of 16 pixels
+    m3[0, 0, 4:8, 5:8] = 1      # 12 of 16 pixels
+    torch.testing.assert_close(images.resize_mask(m3, 2), torch.tensor([[[[1 / 16, 0.0], [0.0, 0.75]]]]))
 
 
 def test_resize_mask_max_is_conservative():

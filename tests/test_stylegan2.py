@@ -47,6 +47,16 @@ def test_outputs_match_reference(G, sg2_io):
         assert (G.synthesis(wp, noise=io["noise"]) - io["custom_noise_image"]).abs().max() <= TOL
 
 
+def test_batch_of_one_path_matches_reference(G, sg2_io):
+    """Batches of one fold the style into the weight: a different code path, same result."""
+    with torch.inference_mode():
+        wp = G.w_plus(G.mapping(sg2_io["z"]))
+        for i in range(2):
+            assert (G.synthesis(wp[i:i + 1]) - sg2_io["image"][i:i + 1]).abs().max() <= TOL
+            assert (G.synthesis(wp[i:i + 1], noise=sg2_io["noise"])
+                    - sg2_io["custom_noise_image"][i:i + 1]).abs().max() <= TOL
+
+
 def test_every_layer_feature_and_skip_matches_reference(G, sg2_io):
     feats = sg2_io["layer_features"]
     with torch.inference_mode():

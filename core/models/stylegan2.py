@@ -239,6 +239,7 @@ class StyleGAN2Generator(nn.Module):
             raise ValueError(f"w_plus must be [B, {self.n_latent}, {self.style_dim}], got {tuple(w_plus.shape)}")
         noise = self.noise_buffers() if noise is None else list(noise)
         w_plus = w_plus.to(x.dtype)
+        x = x.contiguous(memory_format=torch.channels_last)  # oneDNN/cuDNN's fast layout
         for k in range(start, stop + 1):
             x = self._conv(k)(x, w_plus[:, k], noise[k])
             to_rgb = self._to_rgb(k)
@@ -271,7 +272,7 @@ class StyleGAN2Generator(nn.Module):
         self._check_deltas(deltas, state.layer + 1, self.num_layers - 1)
         _, skip = self._run(state.features, state.skip, w_plus, state.layer + 1,
                             self.num_layers - 1, noise, deltas)
-        return skip
+        return skip.contiguous()
 
     def synthesis(self, w_plus: torch.Tensor, noise: Sequence[torch.Tensor] | None = None,
                   deltas: Mapping[int, FeatureDelta] | None = None) -> torch.Tensor:
@@ -282,7 +283,7 @@ class StyleGAN2Generator(nn.Module):
         """
         self._check_deltas(deltas, 0, self.num_layers - 1)
         x = self.input(w_plus.shape[0])
-        return self._run(x, None, w_plus, 0, self.num_layers - 1, noise, deltas)[1]
+        return self._run(x, None, w_plus, 0, self.num_layers - 1, noise, deltas)[1].contiguous()
 
     def forward(self, z: torch.Tensor, truncation: float = 1.0,
                 noise: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
