@@ -81,8 +81,12 @@ def _parse_entry(raw: dict, base: Path, where: str) -> WeightEntry:
             raise UserError(f"{where}: entry {raw['id']!r}: 'hub' needs repo_id and filename")
         hub = HubSource(h["repo_id"], h["filename"], h.get("revision") or "main",
                         h.get("repo_type") or "model")
+    if not isinstance(raw.get("size", 0), (int, type(None))) or isinstance(raw.get("size"), bool):
+        raise UserError(f"{where}: entry {raw['id']!r}: size must be a whole number of bytes")
     path = None
     if "path" in raw:
+        if not isinstance(raw["path"], str):
+            raise UserError(f"{where}: entry {raw['id']!r}: path must be a string")
         path = Path(os.path.expanduser(raw["path"]))
         path = path if path.is_absolute() else (base / path).resolve()
     sha = raw.get("sha256")
@@ -127,11 +131,13 @@ def load_registry(path: str | Path | None = None) -> Registry:
     """Read a registry file: `path`, else $SPATIAL_GAN_WEIGHTS, else the bundled weights.json."""
     path = Path(path or os.environ.get(WEIGHTS_ENV) or DEFAULT_WEIGHTS)
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"Weights registry not found: {path}") from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"Weights registry {path} is not valid JSON: {e}") from None
+    except OSError as e:
+        raise UserError(f"Cannot read the weights registry {path}: {e}") from None
     if not isinstance(raw, list):
         raise UserError(f"Weights registry {path} must be a JSON list of entries")
     return Registry([_parse_entry(r, path.parent, str(path)) for r in raw], str(path))
@@ -227,11 +233,12 @@ def cached_path(entry: WeightEntry) -> Path | None:
 def human_size(n: int | None) -> str:
     if n is None:
         return "?"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+    if n < 1000:
+        return f"{n} B"
+    for unit in ("KB", "MB", "GB"):
         n /= 1000
-    return f"{n:.1f} GB"
+        if round(n, 1) < 1000 or unit == "GB":
+            return f"{n:.1f} {unit}"
 
 
 def status_rows(registry: Registry) -> list[list[str]]:
