@@ -1,0 +1,108 @@
+"""The PandA tab driven through gradio_client: published factors from an offline Hub cache,
+computed factors, edits and error paths."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from conftest import free_port, seed_hub_cache, tiny_sg2_entry, write_registry
+
+import app as app_module
+from core.images import to_uint8
+from core.models.stylegan2 import load_stylegan2
+from demos import panda
+from demos.panda_factors import appearances_from_scatter
+
+LABEL = "tiny-sg2 · layer 5 · ranks [16, 4] (published)"
+
+
+def _npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a.astype(np.float32))
+    return buf.getvalue()
+
+
+@pytest.fixture()
+def factors():
+    g = torch.Generator().manual_seed(0)
+    m = torch.randn(16, 16, generator=g)
+    A = appearances_from_scatter(m @ m.t(), 16)
+    P = torch.zeros(256, 4)
+    grid = torch.arange(256).view(16, 16)
+    for r, (y, x) in enumerate([(0, 0), (0, 8), (8, 0), (8, 8)]):
+        P[grid[y:y + 8, x:x + 8].reshape(-1), r] = 1.0
+    return A.numpy(), P.numpy()
+
+
+@pytest.fixture()
+def client(tmp_path, tiny_sg2_file, hub_cache, factors, monkeypatch):
+    monkeypatch.setenv("SPATIAL_GAN_CACHE", str(tmp_path / "cache"))
+    A, P = factors
+    seed_hub_cache(hub_cache, "someone/PandA", {
+        "checkpoints/Uc-name_tiny-layer_5-rank_16.npy": _npy(A),
+        "checkpoints/Us-name_tiny-layer_5-rank_4.npy": _npy(P)}, repo_type="space")
+    entries = [tiny_sg2_entry("tiny-sg2", tiny_sg2_file)]
+    for kind, prefix, rank in (("appearances", "Uc", 16), ("parts", "Us", 4)):
+        entries.append({"id": f"tiny-panda-{kind}", "arch": "panda-factors",
+                        "config": {"generator": "tiny-sg2", "layer": 5, "factor": kind, "rank": rank},
+                        "hub": {"repo_id": "someone/PandA", "repo_type": "space",
+                                "filename": f"checkpoints/{prefix}-name_tiny-layer_5-rank_{rank}.npy"},
+                        "license": "test"})
+    registry = write_registry(tmp_path / "weights.json", entries)
+    demo = app_module.build_app(weights=str(registry), device="cpu")
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True)
+    try:
+        yield Client(url, verbose=False)
+    finally:
+        demo.close()
+
+
+def _png(path: str) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def test_parts_then_edit_end_to_end(client, tiny_sg2_file, factors):
+    gallery, parts, preset, appearance = client.predict(LABEL, 3, 0.7, api_name="/panda_parts")
+    assert len(gallery) == 4  # one overlay per part
+    orig, edited, diff, sal = client.predict(LABEL, 3, 0.7, [1], 2, 80, api_name="/panda_edit")
+    orig, edited = _png(orig), _png(edited)
+    # same numbers as the engine on the same checkpoint
+    G = load_stylegan2(tiny_sg2_file, size=32, style_dim=32, n_mlp=2, channel_max=16)
+    A, P = factors
+    fs = panda.FactorSet("tiny-sg2", 5, torch.from_numpy(A), torch.from_numpy(P))
+    w = panda.seed_w_plus(G, [3], 0.7)
+    o, e = panda.edit(G, w, fs, [1], 2, 80.0)
+    assert np.array_equal(orig, to_uint8(o)[0]) and np.array_equal(edited, to_uint8(e)[0])
+    assert not np.array_equal(orig, edited)
+    assert _png(sal).shape == (32, 64, 3)  # heat map beside the thresholded mask
+    # strength 0: nothing changes
+    o0, e0, _, _ = client.predict(LABEL, 3, 0.7, [1], 2, 0, api_name="/panda_edit")
+    assert np.array_equal(_png(o0), _png(e0))
+
+
+def test_bad_inputs_are_messages(client):
+    client.predict(LABEL, 3, 0.7, api_name="/panda_parts")
+    with pytest.raises(AppError, match="Pick at least one part"):
+        client.predict(LABEL, 3, 0.7, [], 2, 50, api_name="/panda_edit")
+    with pytest.raises(AppError, match="out of range|greater than maximum"):
+        client.predict(LABEL, 3, 0.7, [1], 99, 50, api_name="/panda_edit")
+
+
+def test_compute_factors_saves_the_authors_format_and_offers_them(client, tmp_path):
+    update, status = client.predict("tiny-sg2", 3, 4, 50, 50, api_name="/panda_compute")
+    saved = sorted(p.name for p in (tmp_path / "cache" / "panda" / "tiny-sg2").iterdir())
+    assert saved == ["Uc-name_tiny-sg2-layer_3-rank_16.npy", "Us-name_tiny-sg2-layer_3-rank_4.npy"]
+    assert "Saved" in status
+    label = "tiny-sg2 · layer 3 · ranks [16, 4] (computed)"
+    gallery, *_ = client.predict(label, 1, 0.7, api_name="/panda_parts")
+    assert len(gallery) == 4
+    orig, edited, _, _ = client.predict(label, 1, 0.7, [0, 1], 0, 50, api_name="/panda_edit")
+    assert not np.array_equal(_png(orig), _png(edited))
+    with pytest.raises(AppError, match="64x64 or less|layers"):
+        client.predict("tiny-sg2", 12, 4, 50, 50, api_name="/panda_compute")
