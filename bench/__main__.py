@@ -78,6 +78,28 @@ def stylegan2_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str,
         del G
 
 
+def panda_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, float, float, float]]:
+    """PandA at FFHQ-1024 layer 5 (16x16, the published [512, 8] set): computing the factors
+    with the published recipe's sample count, and one edit (original + edited, one pass)."""
+    from demos import panda, panda_factors as pf
+
+    dtype = inference_dtype(device)
+    reset_peak(device)
+    G = StyleGAN2Generator(1024).to(device, dtype).eval().requires_grad_(False)
+    n = 1000
+
+    def factorize():
+        stats = pf.collect_stats(G, 5, n_samples=n, batch=50 if device.type == "cuda" else 10)
+        return pf.factorize(stats, 512, 8, iters=500)
+    med, lo = timed(factorize, device, 1, warmup=0)
+    yield f"panda ffhq-1024 l5 factorize ({n} samples, 500 its)", str(dtype).replace("torch.", ""), med, lo, peak_memory_mb(device)
+    A, P = factorize()
+    fs = panda.FactorSet("bench", 5, A, P)
+    w = torch.randn(1, G.n_latent, 512, device=device, dtype=dtype)
+    med, lo = timed(lambda: panda.edit(G, w, fs, [3], 6, 30.0), device, runs)
+    yield "panda ffhq-1024 l5 edit (original + edited)", str(dtype).replace("torch.", ""), med, lo, peak_memory_mb(device)
+
+
 def cold_start_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, float, float, float]]:
     """`import app` + build_app() in a fresh interpreter: what a user waits for at start."""
     code = "import app; app.build_app(device=%r)" % device.type
@@ -90,7 +112,7 @@ def cold_start_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str
     yield "app cold start (import + build Blocks)", "-", statistics.median(times), min(times), float("nan")
 
 
-CASES = {"stylegan2": stylegan2_cases, "coldstart": cold_start_cases}
+CASES = {"stylegan2": stylegan2_cases, "panda": panda_cases, "coldstart": cold_start_cases}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -179,14 +179,20 @@ class PixelNorm(nn.Module):
         return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + 1e-8)
 
 
+PER_SAMPLE_DEVICES = {"cpu"}
+"""Devices where batches run sample by sample with the style folded into the weight, at
+layers whose activations are larger than the weight: on a 2-core CPU every pass over a
+large activation costs about as much as a convolution. GPUs take the batched path."""
+
+
 class ModulatedConv2d(nn.Module):
     """StyleGAN2 modulated convolution (optionally demodulated, optionally 2x upsampling).
 
-    Batch of one (the interactive case): the style and demodulation scales are folded into
-    the (small) weight, and one plain convolution runs; no pass over the activations.
-    Larger batches scale the input channels by the style, share one convolution, then
-    scale the output channels, which is equivalent to per-sample weights without building
-    them. Either way the scaled weight and its squared norms are cached between calls.
+    Batch of one (the interactive case), and high-resolution layers on the CPU: the style and
+    demodulation scales are folded into the (smaller) weight, one plain convolution per
+    sample; no pass over the activations. Larger batches on a GPU scale the input channels by the
+    style, share one convolution, then scale the output channels: equivalent to per-sample
+    weights without building them. The scaled weight and its norms are cached between calls.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, style_dim: int,
@@ -234,8 +240,10 @@ class ModulatedConv2d(nn.Module):
             d = torch.rsqrt(s.square() @ norms.t() + 1e-8) * gain  # [B, out]
         else:
             d = s.new_full((s.shape[0], self.out_channels), gain)
-        if x.shape[0] == 1:
-            scale = d[0][:, None] * s[0][None, :]  # [out, in]
-            scale = scale.t() if self.upsample else scale
-            return self._conv(x, weight * scale[:, :, None, None])
+        per_sample_cheaper = self.out_channels * self.kernel_size ** 2 < 2 * x.shape[2] * x.shape[3]
+        if x.shape[0] == 1 or (x.device.type in PER_SAMPLE_DEVICES and per_sample_cheaper):
+            scale = d[:, :, None] * s[:, None, :]  # [B, out, in]
+            scale = scale.transpose(1, 2) if self.upsample else scale
+            outs = [self._conv(x[i:i + 1], weight * scale[i, :, :, None, None]) for i in range(x.shape[0])]
+            return outs[0] if len(outs) == 1 else torch.cat(outs)
         return self._conv(x * s[:, :, None, None], weight) * d[:, :, None, None]

@@ -57,6 +57,16 @@ def test_batch_of_one_path_matches_reference(G, sg2_io):
                     - sg2_io["custom_noise_image"][i:i + 1]).abs().max() <= TOL
 
 
+@pytest.mark.parametrize("per_sample", [set(), {"cpu"}])
+def test_batched_paths_match_reference(G, sg2_io, monkeypatch, per_sample):
+    """Both batch strategies (activation scaling as on GPUs, per-sample weights as on CPUs)."""
+    import core.ops
+    monkeypatch.setattr(core.ops, "PER_SAMPLE_DEVICES", per_sample)
+    with torch.inference_mode():
+        wp = G.w_plus(G.mapping(sg2_io["z"]))
+        assert (G.synthesis(wp) - sg2_io["image"]).abs().max() <= TOL
+
+
 def test_every_layer_feature_and_skip_matches_reference(G, sg2_io):
     feats = sg2_io["layer_features"]
     with torch.inference_mode():
