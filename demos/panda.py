@@ -59,6 +59,11 @@ REMOVE_OBJECT = ("remove object (background appearance)", 0, -200.0)
 SALIENCY_SAMPLES = 500
 
 
+def set_label(generator: str, layer: int, rank_c: int | str, rank_s: int | str, origin: str) -> str:
+    """How a factor set is named in the UI (and looked up again)."""
+    return f"{generator} · layer {layer} · ranks [{rank_c}, {rank_s}] ({origin})"
+
+
 @dataclass
 class FactorSet:
     """Factors for one generator layer: appearances A [C, R_C], parts P [S, R_S]."""
@@ -74,7 +79,7 @@ class FactorSet:
 
     @property
     def label(self) -> str:
-        return f"{self.generator} · layer {self.layer} · ranks [{self.A.shape[1]}, {self.P.shape[1]}] ({self.origin})"
+        return set_label(self.generator, self.layer, self.A.shape[1], self.P.shape[1], self.origin)
 
     def check_against(self, G: StyleGAN2Generator) -> None:
         k = panda_layer(self.layer)
@@ -178,8 +183,8 @@ class FactorLibrary:
         for a in (e for e in entries if e.config.get("factor") == "appearances"):
             for p in (e for e in entries if e.config.get("factor") == "parts"):
                 if (a.config["generator"], a.config["layer"]) == (p.config["generator"], p.config["layer"]):
-                    label = (f"{a.config['generator']} · layer {a.config['layer']} · ranks "
-                             f"[{a.config['rank']}, {p.config['rank']}] (published)")
+                    label = set_label(a.config["generator"], a.config["layer"], a.config["rank"],
+                                      p.config["rank"], "published")
                     sets[label] = (a.config["generator"], a.id, p.id, a.config["layer"])
         return sets
 
@@ -196,8 +201,12 @@ class FactorLibrary:
                 if uc is not None:
                     rank_s = us.stem.rsplit("_", 1)[1]
                     rank_c = uc.stem.rsplit("_", 1)[1]
-                    out[f"{gen_dir.name} · layer {layer} · ranks [{rank_c}, {rank_s}] (computed)"] = us
+                    out[set_label(gen_dir.name, layer, rank_c, rank_s, "computed")] = us
         return out
+
+    def forget(self, label: str) -> None:
+        """Drop a loaded set (its files were just rewritten)."""
+        self._loaded.pop(label, None)
 
     def labels(self) -> list[str]:
         return list(self.published()) + list(self.computed())
@@ -346,11 +355,9 @@ def build_tab(ctx: AppContext) -> None:
         A, P = pf.factorize(stats, G.layer_channels(k), int(rank_s), iters=int(iters),
                             progress=lambda d, t: progress(0.8 + 0.2 * d / t, desc=f"Parts {d}/{t}"))
         uc, us = pf.save_factors(computed_dir() / model_id, model_id, int(layer), A, P)
-        labels = lib.labels()
-        new = next(l for l in labels if l.startswith(f"{model_id} · layer {int(layer)} ·") and
-                   l.endswith(f", {int(rank_s)}] (computed)"))
-        lib._loaded.pop(new, None)
-        return gr.update(choices=labels, value=new), f"Saved `{uc.name}` and `{us.name}` in `{uc.parent}`."
+        new = set_label(model_id, int(layer), A.shape[1], P.shape[1], "computed")
+        lib.forget(new)
+        return gr.update(choices=lib.labels(), value=new), f"Saved `{uc.name}` and `{us.name}` in `{uc.parent}`."
 
     show_inputs = [factor_set, seed, psi]
     show_outputs = [parts_gallery, parts, preset, appearance]
