@@ -61,3 +61,25 @@ try:  # ZeroGPU on Hugging Face Spaces; a no-op decorator everywhere else
 except ImportError:
     def gpu(duration: int = 60) -> Callable[[Callable], Callable]:
         return lambda fn: fn
+
+
+MAX_SEED = 2 ** 31 - 1
+
+
+def parse_seeds(text: str | int | float | None, max_count: int = 8) -> list[int]:
+    """"3" or "1, 5, 7" (or a number) -> a list of seeds, checked for range and count."""
+    if text is None or str(text).strip() == "":
+        raise UserError("Enter a seed (a whole number), or several separated by commas.")
+    seeds = []
+    for part in str(text).replace(";", ",").split(","):
+        part = part.strip()
+        try:
+            value = int(float(part)) if part else None
+        except ValueError:
+            value = None
+        if value is None or not 0 <= value <= MAX_SEED or (part and float(part) != value):
+            raise UserError(f"{part!r} is not a seed: use whole numbers between 0 and {MAX_SEED}.")
+        seeds.append(value)
+    if len(seeds) > max_count:
+        raise UserError(f"At most {max_count} seeds at a time.")
+    return seeds

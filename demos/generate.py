@@ -15,9 +15,7 @@ from core.context import AppContext
 from core.device import randn
 from core.images import to_uint8
 from core.models.stylegan2 import StyleGAN2Generator, truncate
-from core.ui import gpu, user_errors
-
-MAX_SEED = 2 ** 31 - 1
+from core.ui import MAX_SEED, gpu, user_errors
 
 HOW_IT_WORKS = """
 A seed fixes a 512-d Gaussian vector **z**; the mapping network turns it into a style vector

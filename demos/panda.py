@@ -19,9 +19,9 @@ from core.context import AppContext
 from core.device import randn
 from core.errors import UserError
 from core.hub import fetch
-from core.images import heatmap, overlay, to_uint8
+from core.images import grid, heatmap, overlay
 from core.models.stylegan2 import StyleGAN2Generator, SynthesisState, panda_layer, truncate
-from core.ui import gpu, user_errors
+from core.ui import MAX_SEED, gpu, parse_seeds, user_errors
 from demos import panda_factors as pf
 
 PAPER = "https://arxiv.org/abs/2206.00048"
@@ -253,7 +253,7 @@ def build_tab(ctx: AppContext) -> None:
     with gr.Row():
         factor_set = gr.Dropdown(labels, value=labels[0] if labels else None, label="Factors",
                                  scale=3, allow_custom_value=False)
-        seed = gr.Number(value=0, precision=0, minimum=0, maximum=2 ** 31 - 1, label="Seed", scale=1)
+        seed = gr.Textbox(value="0", label="Seed(s)", placeholder="0 or 1, 5, 7 (a batch)", scale=1)
         dice = gr.Button("🎲", scale=0)
         psi = gr.Slider(0.0, 1.0, value=0.7, step=0.05, label="Truncation ψ", scale=2)
     parts_gallery = gr.Gallery(label="Parts (click to select)", columns=8, height=200, format="png")
@@ -292,9 +292,9 @@ def build_tab(ctx: AppContext) -> None:
 
     @gpu(duration=60)
     @user_errors
-    def on_show(label, seed_value, truncation, progress=gr.Progress(track_tqdm=True)):
+    def on_show(label, seeds, truncation, progress=gr.Progress(track_tqdm=True)):
         fs, G = _factors(label)
-        w = seed_w_plus(G, [int(seed_value)], float(truncation))
+        w = seed_w_plus(G, parse_seeds(seeds)[:1], float(truncation))
         with torch.inference_mode():
             image = G.synthesis(w).float()[0]
         choices = [(f"part {r}", r) for r in range(fs.P.shape[1])]
@@ -305,15 +305,17 @@ def build_tab(ctx: AppContext) -> None:
 
     @gpu(duration=60)
     @user_errors
-    def on_edit(label, seed_value, truncation, chosen, j, lam):
+    def on_edit(label, seeds, truncation, chosen, j, lam):
         fs, G = _factors(label)
         if j is None:
             raise UserError("Pick an appearance index.")
-        w = seed_w_plus(G, [int(seed_value)], float(truncation))
+        w = seed_w_plus(G, parse_seeds(seeds), float(truncation))
         orig, new = edit(G, w, fs, [int(p) for p in chosen or []], int(j), float(lam))
         m, binary = saliency(G, w, fs, int(j), float(fs.A[:, int(j)] @ channel_mean(label, G, fs)))
-        d = (new - orig).abs().mean(1)[0]
-        return to_uint8(orig)[0], to_uint8(new)[0], heatmap(d, vmin=0), saliency_picture(m[0], binary[0], orig.shape[-1])
+        size = orig.shape[-1]
+        diffs = np.concatenate([heatmap(d, vmin=0) for d in (new - orig).abs().mean(1)], axis=1)
+        sal_rows = np.concatenate([saliency_picture(mi, bi, size) for mi, bi in zip(m, binary)], axis=0)
+        return grid(orig, pad=0), grid(new, pad=0), diffs, sal_rows
 
     def channel_mean(label: str, G: StyleGAN2Generator, fs: FactorSet) -> torch.Tensor:
         """Mean feature over SALIENCY_SAMPLES samples and positions: mu_j = a_j . mean."""
@@ -369,6 +371,6 @@ def build_tab(ctx: AppContext) -> None:
     strength.release(on_edit, edit_inputs, edit_outputs, api_name=False, concurrency_id="gpu")
     preset.change(on_preset, [factor_set, preset], [parts, appearance, strength], api_name="panda_preset")
     parts_gallery.select(on_select_part, parts, parts, api_name=False)
-    dice.click(lambda: random.randint(0, 2 ** 31 - 1), None, seed, queue=False, api_name=False)
+    dice.click(lambda: str(random.randint(0, MAX_SEED)), None, seed, queue=False, api_name=False)
     compute.click(on_compute, [c_model, c_layer, c_rank, c_samples, c_iters], [factor_set, c_status],
                   api_name="panda_compute", concurrency_id="gpu")

@@ -68,9 +68,9 @@ def _png(path: str) -> np.ndarray:
 
 
 def test_parts_then_edit_end_to_end(client, tiny_sg2_file, factors):
-    gallery, parts, preset, appearance = client.predict(LABEL, 3, 0.7, api_name="/panda_parts")
+    gallery, parts, preset, appearance = client.predict(LABEL, "3", 0.7, api_name="/panda_parts")
     assert len(gallery) == 4  # one overlay per part
-    orig, edited, diff, sal = client.predict(LABEL, 3, 0.7, [1], 2, 80, api_name="/panda_edit")
+    orig, edited, diff, sal = client.predict(LABEL, "3", 0.7, [1], 2, 80, api_name="/panda_edit")
     orig, edited = _png(orig), _png(edited)
     # same numbers as the engine on the same checkpoint
     G = load_stylegan2(tiny_sg2_file, size=32, style_dim=32, n_mlp=2, channel_max=16)
@@ -82,16 +82,23 @@ def test_parts_then_edit_end_to_end(client, tiny_sg2_file, factors):
     assert not np.array_equal(orig, edited)
     assert _png(sal).shape == (32, 64, 3)  # heat map beside the thresholded mask
     # strength 0: nothing changes
-    o0, e0, _, _ = client.predict(LABEL, 3, 0.7, [1], 2, 0, api_name="/panda_edit")
+    o0, e0, _, _ = client.predict(LABEL, "3", 0.7, [1], 2, 0, api_name="/panda_edit")
     assert np.array_equal(_png(o0), _png(e0))
+    # a batch of seeds: one row, the first equal to the single-seed result
+    ob, eb, db, sb = client.predict(LABEL, "3, 4", 0.7, [1], 2, 80, api_name="/panda_edit")
+    ob, eb = _png(ob), _png(eb)
+    assert ob.shape == (32, 64, 3) and np.array_equal(ob[:, :32], orig)
+    assert np.array_equal(eb[:, :32], edited) and _png(sb).shape == (64, 64, 3)
 
 
 def test_bad_inputs_are_messages(client):
-    client.predict(LABEL, 3, 0.7, api_name="/panda_parts")
+    client.predict(LABEL, "3", 0.7, api_name="/panda_parts")
     with pytest.raises(AppError, match="Pick at least one part"):
-        client.predict(LABEL, 3, 0.7, [], 2, 50, api_name="/panda_edit")
+        client.predict(LABEL, "3", 0.7, [], 2, 50, api_name="/panda_edit")
+    with pytest.raises(AppError, match="not a seed"):
+        client.predict(LABEL, "3, x", 0.7, [1], 2, 50, api_name="/panda_edit")
     with pytest.raises(AppError, match="out of range|greater than maximum"):
-        client.predict(LABEL, 3, 0.7, [1], 99, 50, api_name="/panda_edit")
+        client.predict(LABEL, "3", 0.7, [1], 99, 50, api_name="/panda_edit")
 
 
 def test_compute_factors_saves_the_authors_format_and_offers_them(client, tmp_path):
@@ -100,9 +107,9 @@ def test_compute_factors_saves_the_authors_format_and_offers_them(client, tmp_pa
     assert saved == ["Uc-name_tiny-sg2-layer_3-rank_16.npy", "Us-name_tiny-sg2-layer_3-rank_4.npy"]
     assert "Saved" in status
     label = "tiny-sg2 · layer 3 · ranks [16, 4] (computed)"
-    gallery, *_ = client.predict(label, 1, 0.7, api_name="/panda_parts")
+    gallery, *_ = client.predict(label, "1", 0.7, api_name="/panda_parts")
     assert len(gallery) == 4
-    orig, edited, _, _ = client.predict(label, 1, 0.7, [0, 1], 0, 50, api_name="/panda_edit")
+    orig, edited, _, _ = client.predict(label, "1", 0.7, [0, 1], 0, 50, api_name="/panda_edit")
     assert not np.array_equal(_png(orig), _png(edited))
     with pytest.raises(AppError, match="64x64 or less|layers"):
         client.predict("tiny-sg2", 12, 4, 50, 50, api_name="/panda_compute")
