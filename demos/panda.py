@@ -179,6 +179,10 @@ class FactorLibrary:
     def published(self) -> dict[str, tuple[str, str, str, int]]:
         """label -> (generator id, appearances entry id, parts entry id, layer)."""
         entries = [e for e in self.ctx.registry if e.arch == "panda-factors"]
+        for e in entries:
+            missing = [k for k in ("generator", "layer", "factor", "rank") if k not in e.config]
+            if missing:
+                raise UserError(f"Registry entry {e.id!r} (panda-factors) lacks config {missing}.")
         sets = {}
         for a in (e for e in entries if e.config.get("factor") == "appearances"):
             for p in (e for e in entries if e.config.get("factor") == "parts"):
@@ -196,7 +200,10 @@ class FactorLibrary:
             if gen_dir.name not in self.ctx.model_ids("stylegan2"):
                 continue
             for us in sorted(gen_dir.glob("Us-name_*-layer_*-rank_*.npy")):
-                layer = int(us.stem.split("-layer_")[1].split("-")[0])
+                layer_text = us.stem.split("-layer_")[1].split("-")[0]
+                if not layer_text.isdigit():
+                    continue  # not a file this app wrote
+                layer = int(layer_text)
                 uc = next(iter(gen_dir.glob(f"Uc-name_*-layer_{layer}-rank_*.npy")), None)
                 if uc is not None:
                     rank_s = us.stem.rsplit("_", 1)[1]
@@ -227,7 +234,8 @@ class FactorLibrary:
             fs = FactorSet(us.parent.name, layer, pf.load_factor_file(uc), pf.load_factor_file(us), "computed")
         else:
             raise UserError(f"Unknown factor set {label!r}: pick one from the list or compute one.")
-        if fs.A.ndim != 2 or fs.P.ndim != 2 or (fs.P < 0).any():
+        if (fs.A.ndim != 2 or fs.P.ndim != 2 or (fs.P < 0).any()
+                or not (torch.isfinite(fs.A).all() and torch.isfinite(fs.P).all())):
             raise UserError(f"The factor files of {label!r} are not PandA factors (A: C x R_C, P: S x R_S >= 0).")
         self._loaded[label] = fs
         return fs

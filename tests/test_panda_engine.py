@@ -1,0 +1,600 @@
+"""PandA engine: the factorization maths (planted factors, the Gram-matrix objective, the
+authors' alternating loop), streamed statistics on the tiny generator, the authors' file
+format, edits, part masks, saliency, the factor library (offline Hub cache + computed
+folder) and the annotated FFHQ presets. No Gradio, no network."""
+from __future__ import annotations
+
+import io
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, SG2_REF, TINY_SG2_CONFIG, seed_hub_cache, tiny_sg2_entry, write_registry
+from core.context import AppContext
+from core.device import randn
+from core.errors import UserError
+from core.hub import load_registry
+from core.images import to_uint8
+from core.models.stylegan2 import load_stylegan2, panda_layer, truncate
+from demos import panda
+from demos import panda_factors as pf
+
+F64 = torch.float64
+
+
+# ---- synthetic data with known factors -----------------------------------------------------
+def block_parts(side: int = 8, seed: int = 0) -> torch.Tensor:
+    """4 parts = the 4 quadrants of a side x side grid, random positive values inside,
+    exact zeros outside; unit-norm columns [S, 4]."""
+    g = torch.Generator().manual_seed(1000 + seed)
+    grid = torch.arange(side * side).view(side, side)
+    h = side // 2
+    P = torch.zeros(side * side, 4, dtype=F64)
+    for r, (y, x) in enumerate([(0, 0), (0, h), (h, 0), (h, h)]):
+        P[grid[y:y + h, x:x + h].reshape(-1), r] = 0.5 + torch.rand(h * h, generator=g, dtype=F64)
+    return P / P.norm(dim=0)
+
+
+def bump_parts(side: int = 8, sigma: float = 1.3, seed: int = 0) -> torch.Tensor:
+    """4 Gaussian bumps near the quadrant centres: positive everywhere, so every pair of
+    parts overlaps (pairwise cosine up to ~0.15 at sigma 1.3)."""
+    g = torch.Generator().manual_seed(2000 + seed)
+    yy, xx = torch.meshgrid(torch.arange(side, dtype=F64), torch.arange(side, dtype=F64), indexing="ij")
+    q = (side - 1) / 4
+    centres = torch.tensor([[q, q], [q, 3 * q], [3 * q, q], [3 * q, 3 * q]], dtype=F64)
+    centres = centres + 0.5 * (torch.rand(4, 2, generator=g, dtype=F64) - 0.5)
+    P = torch.stack([torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma ** 2)).reshape(-1)
+                     for cy, cx in centres], 1)
+    return P / P.norm(dim=0)
+
+
+def planted(P_true: torch.Tensor, N: int = 200, C: int = 32, noise: float = 0.01, seed: int = 0) -> torch.Tensor:
+    """Z_i = A diag(d) M_i P^T + noise, A a random orthogonal C x C, M_i ~ N(0, 1) [N, C, S]."""
+    g = torch.Generator().manual_seed(seed)
+    S, R = P_true.shape
+    A, _ = torch.linalg.qr(torch.randn(C, C, generator=g, dtype=F64))
+    d = torch.linspace(2.0, 1.0, C, dtype=F64)
+    M = torch.randn(N, C, R, generator=g, dtype=F64)
+    return A @ (d[:, None] * M) @ P_true.t() + noise * torch.randn(N, C, S, generator=g, dtype=F64)
+
+
+def gram(Z: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("ncs,nct->st", Z, Z)
+
+
+def matched_cosine(P_true: torch.Tensor, P: torch.Tensor) -> float:
+    """Best one-to-one matching of columns (up to permutation and scale): the worst cosine."""
+    P = P.double()
+    cos = (P_true / P_true.norm(dim=0)).t() @ (P / P.norm(dim=0).clamp_min(1e-30))
+    R = P_true.shape[1]
+    return max(min(float(cos[i, perm[i]]) for i in range(R)) for perm in itertools.permutations(range(R)))
+
+
+def random_orthogonal(C: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.linalg.qr(torch.randn(C, C, generator=g, dtype=F64))[0]
+
+
+def random_psd(C: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    m = torch.randn(C, 3 * C, generator=g, dtype=F64)
+    return m @ m.t() / (3 * C)
+
+
+# ---- 1. planted-factor recovery ------------------------------------------------------------
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_solve_parts_recovers_planted_disjoint_parts(seed):
+    P_true = block_parts(8, seed)
+    Z = planted(P_true, N=200, C=32, noise=0.01, seed=seed)
+    P = pf.solve_parts(gram(Z), 4)
+    assert P.shape == (64, 4) and P.dtype == torch.float32 and (P >= 0).all()
+    assert matched_cosine(P_true, P) > 0.95
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_solve_parts_recovers_planted_overlapping_parts(seed):
+    P_true = bump_parts(8, 1.3, seed)
+    assert (P_true > 0).all()  # every pair of parts overlaps everywhere
+    Z = planted(P_true, N=200, C=32, noise=0.01, seed=seed)
+    assert matched_cosine(P_true, pf.solve_parts(gram(Z), 4)) > 0.95
+
+
+def test_recovery_check_can_fail():
+    """The matching score is not trivially high: random non-negative columns score low."""
+    g = torch.Generator().manual_seed(0)
+    assert matched_cosine(block_parts(8, 0), torch.rand(64, 4, generator=g, dtype=F64)) < 0.8
+
+
+# ---- 2. the Gram-matrix objective is the paper's objective ---------------------------------
+@pytest.mark.parametrize("seed", [0, 1])
+def test_objective_from_gram_equals_direct_objective(seed):
+    g = torch.Generator().manual_seed(seed)
+    N, C, S, R = 7, 12, 36, 5
+    Z = torch.randn(N, C, S, generator=g, dtype=F64)
+    P = torch.rand(S, R, generator=g, dtype=F64) * 0.3  # not orthogonal, not a projection
+    K = gram(Z)
+    fast = pf.objective_from_gram(K, P)
+    # A square orthogonal (float64): exact identity
+    A = random_orthogonal(C, seed)
+    torch.testing.assert_close(fast, pf.objective_direct(Z, A, P), rtol=1e-9, atol=0)
+    # A from the scatter's eigenvectors (returned in float32, so orthogonal to ~1e-7)
+    A_s = pf.appearances_from_scatter(torch.einsum("ncs,nds->cd", Z, Z) / N, C).double()
+    torch.testing.assert_close(fast, pf.objective_direct(Z, A_s, P), rtol=1e-5, atol=0)
+    # the identity needs A A^T = I: a truncated A gives a different value
+    assert not torch.isclose(fast, pf.objective_direct(Z, A[:, : C // 2], P), rtol=1e-3)
+
+
+# ---- 3. the fast solver vs the authors' plain alternating loop -----------------------------
+def paper_grad_P(Z: torch.Tensor, A: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    """Eq. 10: 2 sum_i (Pb Z^T Ab Ab Z P + Z^T Ab Ab Z Pb P - 2 Z^T Ab Z P), Ab = AA^T, Pb = PP^T."""
+    S = Z.shape[2]
+    Y = A.t() @ Z                                  # A^T Z_i
+    X = A @ Y                                      # Ab Z_i
+    G1 = Y.reshape(-1, S).t() @ Y.reshape(-1, S)   # sum Z^T Ab Z
+    G2 = X.reshape(-1, S).t() @ X.reshape(-1, S)   # sum Z^T Ab Ab Z
+    Pb = P @ P.t()
+    return 2 * (Pb @ G2 @ P + G2 @ Pb @ P - 2 * G1 @ P)
+
+
+def paper_grad_A(Z: torch.Tensor, A: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    """Eq. 12: 2 sum_i (Ab Z Pb Pb Z^T A + Z Pb Pb Z^T Ab A - 2 Z Pb Z^T A)."""
+    C = Z.shape[1]
+    W = Z @ P                                      # Z_i P
+    Wm = W.permute(1, 0, 2).reshape(C, -1)
+    Q1 = Wm @ Wm.t()                               # sum Z Pb Z^T
+    Q2 = (W @ (P.t() @ P)).permute(1, 0, 2).reshape(C, -1) @ Wm.t()  # sum Z Pb Pb Z^T
+    Ab = A @ A.t()
+    return 2 * (Ab @ Q2 @ A + Q2 @ Ab @ A - 2 * Q1 @ A)
+
+
+def test_reference_gradients_match_autograd():
+    g = torch.Generator().manual_seed(3)
+    Z = torch.randn(5, 6, 16, generator=g, dtype=F64)
+    A = torch.randn(6, 6, generator=g, dtype=F64).requires_grad_()
+    P = torch.rand(16, 3, generator=g, dtype=F64).requires_grad_()
+    pf.objective_direct(Z, A, P).backward()
+    torch.testing.assert_close(paper_grad_P(Z, A.detach(), P.detach()), P.grad, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(paper_grad_A(Z, A.detach(), P.detach()), A.grad, rtol=1e-10, atol=1e-10)
+
+
+def test_fast_solver_matches_the_authors_alternating_loop():
+    P_true = block_parts(8, 5)
+    Z = planted(P_true, N=60, C=24, noise=0.05, seed=5)
+    N, C, S = Z.shape
+    K = gram(Z)
+    A0 = pf.appearances_from_scatter(torch.einsum("ncs,nds->cd", Z, Z) / N, C).double()
+    P0 = pf.init_parts(S, 4, seed=0)
+    # the authors' loop: full batch, fixed lr, P step (projected at 0) then A step with the new P
+    lr = 0.1 / float(torch.linalg.matrix_norm(K, ord=2))
+    A, P = A0.clone(), P0.clone()
+    for _ in range(800):
+        P = (P - lr * paper_grad_P(Z, A, P)).clamp_min(0)
+        A = A - lr * paper_grad_A(Z, A, P)
+    f_plain = float(pf.objective_direct(Z, A, P))
+    # the plain loop did converge near the planted optimum (noise level)
+    assert f_plain <= 1.05 * float(pf.objective_direct(Z, A0, P_true))
+    # A stayed close to orthogonal: the premise of the K-based reduction
+    dev = (A.t() @ A - torch.eye(C, dtype=F64)).abs()
+    assert dev.mean() < 1e-2 and dev.max() < 0.2
+    # same start, A fixed at A0: at least as good (1 % slack)
+    P_fast = pf.solve_parts(K, 4, seed=0)
+    f_fast = float(pf.objective_direct(Z, A0, P_fast.double()))
+    assert f_fast <= 1.01 * f_plain
+    assert matched_cosine(P, P_fast) > 0.95
+
+
+def test_solve_parts_starts_from_the_authors_init_and_decreases_the_objective():
+    P0 = pf.init_parts(64, 4, seed=0)
+    assert P0.shape == (64, 4) and P0.min() >= 0 and P0.max() <= 0.01
+    assert torch.equal(P0, pf.init_parts(64, 4, seed=0)) and not torch.equal(P0, pf.init_parts(64, 4, seed=1))
+    K = gram(planted(block_parts(8, 0), N=50, C=16, seed=0))
+    f = [float(pf.objective_from_gram(K, pf.solve_parts(K, 4, iters=n).double())) for n in (1, 10, 100)]
+    assert float(pf.objective_from_gram(K, P0)) > f[0] >= f[1] >= f[2]
+    torch.testing.assert_close(pf.solve_parts(K, 4, iters=20), pf.solve_parts(K, 4, iters=20, P0=P0), rtol=0, atol=0)
+    calls = []
+    pf.solve_parts(K, 4, iters=30, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(10, 30), (20, 30), (30, 30)]
+
+
+# ---- 4. appearances from the channel scatter ------------------------------------------------
+def test_appearances_from_scatter():
+    Sc = random_psd(12, 0)
+    A = pf.appearances_from_scatter(Sc, 12)
+    assert A.shape == (12, 12) and A.dtype == torch.float32
+    Ad = A.double()
+    torch.testing.assert_close(Ad.t() @ Ad, torch.eye(12, dtype=F64), rtol=0, atol=1e-6)
+    lam = torch.diagonal(Ad.t() @ Sc @ Ad)
+    assert (lam[:-1] >= lam[1:] - 1e-6).all()                        # descending
+    torch.testing.assert_close(lam, torch.linalg.eigvalsh(Sc).flip(0), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(Sc @ Ad, Ad * lam, rtol=0, atol=1e-5)  # eigenvectors
+    idx = A.abs().argmax(0)
+    assert (A[idx, torch.arange(12)] > 0).all()                       # sign rule
+    assert torch.equal(A, pf.appearances_from_scatter(Sc, 12))        # deterministic
+    assert torch.equal(pf.appearances_from_scatter(Sc, 5), A[:, :5])  # leading columns
+    # the sign rule makes the result independent of eigh's arbitrary signs: a relabelling
+    # of the channels permutes the rows and nothing else
+    perm = torch.randperm(12, generator=torch.Generator().manual_seed(1))
+    A_perm = pf.appearances_from_scatter(Sc[perm][:, perm], 12)
+    torch.testing.assert_close(A_perm, A[perm], rtol=0, atol=1e-5)
+
+
+# ---- the tiny generator --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def G():
+    return load_stylegan2(SG2_REF / "tiny.pt", **TINY_SG2_CONFIG)
+
+
+def all_features(G, layer: int, sizes: list[int], seed: int, truncation: float = 1.0) -> torch.Tensor:
+    """Features of the latents collect_stats draws (batch b: seed + b), in one pass [N, C, S]."""
+    z = torch.cat([randn((m, G.style_dim), seed + b) for b, m in enumerate(sizes)])
+    w = G.mapping(z)
+    if truncation != 1.0:
+        w = truncate(w, G.truncation_center(), truncation)
+    f = G.synthesis_until(G.w_plus(w), panda_layer(layer)).features
+    return f.reshape(f.shape[0], f.shape[1], -1).double()
+
+
+# ---- 5. streamed statistics ----------------------------------------------------------------
+@pytest.mark.parametrize("layer,n,batch,truncation", [(5, 40, 8, 1.0), (3, 37, 8, 0.6)])
+def test_collect_stats_matches_all_features_at_once(G, layer, n, batch, truncation):
+    calls = []
+    stats = pf.collect_stats(G, layer, n_samples=n, batch=batch, seed=3, truncation=truncation,
+                             progress=lambda d, t: calls.append((d, t)))
+    sizes = [batch] * (n // batch) + ([n % batch] if n % batch else [])
+    Z = all_features(G, layer, sizes, seed=3, truncation=truncation)
+    k = panda_layer(layer)
+    C, s = G.layer_channels(k), G.layer_resolution(k)
+    assert Z.shape == (n, C, s * s) and stats.n == n
+    assert stats.scatter.shape == (C, C) and stats.gram.shape == (s * s, s * s) and stats.mean.shape == (C,)
+    torch.testing.assert_close(stats.scatter.double(), torch.einsum("ncs,nds->cd", Z, Z) / n, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(stats.gram.double(), gram(Z), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(stats.mean.double(), Z.mean((0, 2)), rtol=1e-4, atol=1e-6)
+    assert calls[-1] == (n, n) and [d for d, _ in calls] == sorted(d for d, _ in calls) and len(calls) == len(sizes)
+    # without the Gram matrix: same scatter and mean, empty gram
+    light = pf.collect_stats(G, layer, n_samples=n, batch=batch, seed=3, truncation=truncation, with_gram=False)
+    assert light.gram.numel() == 0
+    assert torch.equal(light.scatter, stats.scatter) and torch.equal(light.mean, stats.mean)
+    # deterministic; another seed gives other statistics
+    again = pf.collect_stats(G, layer, n_samples=n, batch=batch, seed=3, truncation=truncation)
+    assert torch.equal(again.scatter, stats.scatter) and torch.equal(again.gram, stats.gram)
+    other = pf.collect_stats(G, layer, n_samples=n, batch=batch, seed=4, truncation=truncation)
+    assert not torch.allclose(other.scatter, stats.scatter)
+
+
+def test_factorize_on_the_tiny_generator(G):
+    stats = pf.collect_stats(G, 3, n_samples=20, batch=10)
+    A, P = pf.factorize(stats, 16, 4, iters=50)
+    assert A.shape == (16, 16) and P.shape == (64, 4) and (P >= 0).all()
+    assert torch.equal(A, pf.appearances_from_scatter(stats.scatter, 16))
+    panda.FactorSet("tiny", 3, A, P).check_against(G)
+
+
+# ---- 6. the authors' file format -----------------------------------------------------------
+def test_save_and_load_factors_in_the_authors_format(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(16, 12, generator=g, dtype=F64)
+    P = torch.rand(256, 4, generator=g, dtype=F64)
+    uc, us = pf.save_factors(tmp_path / "out", "tiny", 5, A, P)
+    assert (uc.name, us.name) == ("Uc-name_tiny-layer_5-rank_12.npy", "Us-name_tiny-layer_5-rank_4.npy")
+    assert pf.factor_filenames("tiny", 5, 12, 4) == (uc.name, us.name)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [uc.name, us.name]
+    a, p = np.load(uc), np.load(us)
+    assert a.dtype == np.float32 and a.shape == (16, 12) and p.dtype == np.float32 and p.shape == (256, 4)
+    assert np.array_equal(a, A.float().numpy()) and np.array_equal(p, P.float().numpy())
+    A2, P2 = pf.load_factor_file(uc), pf.load_factor_file(us)
+    assert A2.dtype == torch.float32 and torch.equal(A2, A.float()) and torch.equal(P2, P.float())
+    # pickled object arrays are refused
+    np.save(tmp_path / "evil.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError):
+        pf.load_factor_file(tmp_path / "evil.npy")
+
+
+# ---- factors for the tiny generator --------------------------------------------------------
+def quadrant_parts(side: int, zero_value: float = 0.0) -> torch.Tensor:
+    """4 quadrant parts [side^2, 4] with smooth positive values inside, exact zeros outside."""
+    grid = torch.arange(side * side).view(side, side)
+    h = side // 2
+    P = torch.zeros(side * side, 4)
+    vals = torch.linspace(0.2, 1.0, h * h)
+    for r, (y, x) in enumerate([(0, 0), (0, h), (h, 0), (h, h)]):
+        P[grid[y:y + h, x:x + h].reshape(-1), r] = vals
+    return P
+
+
+def tiny_factors(G, layer: int, seed: int = 0) -> panda.FactorSet:
+    k = panda_layer(layer)
+    C, s = G.layer_channels(k), G.layer_resolution(k)
+    A = pf.appearances_from_scatter(random_psd(C, seed).float(), C)
+    return panda.FactorSet("tiny-sg2", layer, A, quadrant_parts(s))
+
+
+def minmax(x: torch.Tensor) -> torch.Tensor:
+    return (x - x.min()) / (x.max() - x.min())
+
+
+# ---- 7. edits ------------------------------------------------------------------------------
+@pytest.mark.parametrize("layer", [5, 4])
+def test_edit_changes_only_the_chosen_part_at_the_layer(G, layer):
+    fs = tiny_factors(G, layer)
+    k = panda_layer(layer)
+    w = panda.seed_w_plus(G, [1, 2], 1.0)
+    # strength 0: both images are the generator's image
+    o0, e0 = panda.edit(G, w, fs, [0], 3, 0.0)
+    assert o0.shape == (2, 3, 32, 32) and torch.equal(o0, e0)
+    torch.testing.assert_close(o0, G.synthesis(w).float(), rtol=0, atol=1e-5)
+    # spy on the resumed pass to see the features handed to the rest of the generator
+    seen = {}
+    resume = G.synthesis_from
+
+    def spy(state, w_plus, *a, **kw):
+        seen["state"] = state
+        return resume(state, w_plus, *a, **kw)
+
+    lam, j, parts = 40.0, 3, [0, 3]
+    G.synthesis_from = spy
+    try:
+        o, e = panda.edit(G, w, fs, parts, j, lam)
+    finally:
+        del G.synthesis_from
+    assert not torch.allclose(o, e, atol=1e-3)
+    torch.testing.assert_close(o, o0, rtol=0, atol=1e-6)  # the original does not depend on the edit
+    state = seen["state"]
+    Z = G.synthesis_until(w, k).features
+    s = G.layer_resolution(k)
+    assert state.layer == k and state.features.shape == (4, *Z.shape[1:])
+    torch.testing.assert_close(state.features[:2], Z, rtol=0, atol=1e-6)
+    mask = minmax(fs.P[:, parts].sum(1)).reshape(s, s)
+    delta = lam * fs.A[:, j][None, :, None, None] * mask[None, None]
+    torch.testing.assert_close(state.features[2:] - state.features[:2], delta.expand_as(Z), rtol=1e-5, atol=1e-5)
+    # where the mask is 0 the features are untouched, bit for bit
+    outside = mask == 0
+    assert outside.any() and (mask > 0).any()
+    assert torch.equal(state.features[2:][..., outside], state.features[:2][..., outside])
+    assert not torch.equal(state.features[2:][..., ~outside], state.features[:2][..., ~outside])
+    # the edited image is the generator's own image with that residual after layer k
+    torch.testing.assert_close(e, G.synthesis(w, deltas={k: delta}).float(), rtol=0, atol=1e-5)
+    # the batch is edited sample by sample
+    o1, e1 = panda.edit(G, w[1:], fs, parts, j, lam)
+    torch.testing.assert_close(e1, e[1:], rtol=0, atol=1e-5)
+
+
+def test_edit_sign_of_the_strength_matters(G):
+    fs = tiny_factors(G, 5)
+    w = panda.seed_w_plus(G, [7], 0.7)
+    _, plus = panda.edit(G, w, fs, [1], 0, 60.0)
+    _, minus = panda.edit(G, w, fs, [1], 0, -60.0)
+    assert not torch.allclose(plus, minus, atol=1e-3)
+
+
+# ---- 8. part masks and index checks --------------------------------------------------------
+def test_part_mask_is_the_min_max_scaled_union():
+    g = torch.Generator().manual_seed(0)
+    P = torch.rand(64, 3, generator=g) * 5
+    m = panda.part_mask(P, [0, 2], 8)
+    assert m.shape == (8, 8)
+    assert m.max() == 1 and m.min() == 0
+    torch.testing.assert_close(m, minmax(P[:, 0] + P[:, 2]).reshape(8, 8))
+    # disjoint parts: the mask is positive exactly on the union of their supports
+    Q = quadrant_parts(8)
+    u = panda.part_mask(Q, [0, 3], 8)
+    support = (Q[:, 0] + Q[:, 3] > 0).reshape(8, 8)
+    assert torch.equal(u > 0, support) and u.max() == 1 and u.min() == 0
+    # row-major layout (h * W + w), as the authors reshape
+    one = torch.zeros(64, 1)
+    one[1 * 8 + 5] = 2.0
+    m1 = panda.part_mask(one, [0], 8)
+    assert m1[1, 5] == 1 and m1.sum() == 1
+
+
+def test_part_mask_errors():
+    P = torch.rand(64, 3)
+    with pytest.raises(UserError, match="at least one part"):
+        panda.part_mask(P, [], 8)
+    for bad in ([3], [0, 7], [-1]):
+        with pytest.raises(UserError, match=r"0\.\.2"):
+            panda.part_mask(P, bad, 8)
+
+
+def test_out_of_range_appearance_is_a_user_error(G):
+    fs = tiny_factors(G, 5)
+    w = panda.seed_w_plus(G, [0], 1.0)
+    for j in (16, -1):
+        with pytest.raises(UserError, match=r"0\.\.15"):
+            panda.edit(G, w, fs, [0], j, 10.0)
+        with pytest.raises(UserError, match=r"0\.\.15"):
+            panda.saliency(G, w, fs, j)
+    with pytest.raises(UserError, match="out of range"):
+        panda.edit(G, w, fs, [4], 0, 10.0)
+
+
+# ---- 9. saliency ---------------------------------------------------------------------------
+@pytest.mark.parametrize("layer", [5, 3])
+def test_saliency_is_the_appearance_projection(G, layer):
+    fs = tiny_factors(G, layer, seed=2)
+    w = panda.seed_w_plus(G, [4, 5], 1.0)
+    k = panda_layer(layer)
+    s = G.layer_resolution(k)
+    Z = G.synthesis_until(w, k).features.double()        # [B, C, s, s]
+    for j in (0, 5):
+        expected = torch.einsum("c,bchw->bhw", fs.A[:, j].double(), Z)
+        t = float(expected.median())
+        m, b = panda.saliency(G, w, fs, j, threshold=t)
+        assert m.shape == b.shape == (2, s, s)
+        torch.testing.assert_close(m.double(), expected, rtol=1e-5, atol=1e-5)
+        assert torch.equal(b, (m >= t).float())
+        assert 0 < b.mean() < 1
+        # the threshold is inclusive (m >= mu, as the authors' notebook)
+        top = m.max()
+        _, b_top = panda.saliency(G, w, fs, j, threshold=float(top))
+        assert b_top.sum() == (m == top).sum() >= 1
+        # default threshold: the map's own mean
+        m2, b2 = panda.saliency(G, w, fs, j)
+        assert torch.equal(m2, m) and torch.equal(b2, (m >= m.mean()).float())
+
+
+def test_part_overlays(G):
+    fs = tiny_factors(G, 5)
+    image = G.synthesis(panda.seed_w_plus(G, [0], 1.0)).float()[0]
+    tiles = panda.part_overlays(image, fs)
+    assert len(tiles) == 4
+    assert all(t.shape == (32, 32, 3) and t.dtype == np.uint8 for t in tiles)
+    # each tint sits in its own quadrant: the far quadrant of the image is untouched
+    base = to_uint8(image[None])[0]
+    assert not np.array_equal(tiles[0][:14, :14], base[:14, :14])
+    assert np.array_equal(tiles[0][18:, 18:], base[18:, 18:])
+    assert np.array_equal(tiles[3][:14, :14], base[:14, :14])
+
+
+# ---- 10. factors vs generator --------------------------------------------------------------
+def test_check_against_rejects_factors_of_another_layer_or_model(G):
+    fs = tiny_factors(G, 5)
+    fs.check_against(G)  # fits: 16 channels, 16 x 16
+    bad = [panda.FactorSet("tiny-sg2", 5, fs.A[:8], fs.P),                      # wrong C
+           panda.FactorSet("tiny-sg2", 5, fs.A, quadrant_parts(8)),             # wrong S (8 x 8)
+           panda.FactorSet("tiny-sg2", 5, fs.A, torch.rand(200, 4)),            # S not square
+           panda.FactorSet("tiny-sg2", 3, fs.A, fs.P)]                          # layer 3 is 8 x 8
+    for f in bad:
+        with pytest.raises(UserError, match="do not fit"):
+            f.check_against(G)
+    for layer in (0, G.num_layers + 1, 99):
+        with pytest.raises(UserError, match="does not exist"):
+            panda.FactorSet("tiny-sg2", layer, fs.A, fs.P).check_against(G)
+    tiny_factors(G, G.num_layers).check_against(G)  # the last layer exists
+
+
+# ---- 11. the factor library ----------------------------------------------------------------
+def _npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(a, np.float32))
+    return buf.getvalue()
+
+
+def _factor_entry(entry_id: str, layer: int, kind: str, rank: int, filename: str) -> dict:
+    return {"id": entry_id, "arch": "panda-factors",
+            "config": {"generator": "tiny-sg2", "layer": layer, "factor": kind, "rank": rank},
+            "hub": {"repo_id": "someone/PandA", "repo_type": "space", "filename": filename},
+            "license": "test only", "source": "tests"}
+
+
+def test_factor_library_published_and_computed(tmp_path, tiny_sg2_file, hub_cache, monkeypatch):
+    monkeypatch.setenv("SPATIAL_GAN_CACHE", str(tmp_path))
+    g = torch.Generator().manual_seed(0)
+    A5 = pf.appearances_from_scatter(random_psd(16, 0).float(), 16).numpy()
+    P5 = quadrant_parts(16).numpy()
+    A7 = pf.appearances_from_scatter(random_psd(16, 1).float(), 16).numpy()
+    P7 = (torch.rand(1024, 2, generator=g) - 0.5).numpy()  # negative: not parts
+    files = {"checkpoints/Uc-name_tiny-layer_5-rank_16.npy": _npy(A5),
+             "checkpoints/Us-name_tiny-layer_5-rank_4.npy": _npy(P5),
+             "checkpoints/Uc-name_tiny-layer_7-rank_16.npy": _npy(A7),
+             "checkpoints/Us-name_tiny-layer_7-rank_2.npy": _npy(P7)}
+    seed_hub_cache(hub_cache, "someone/PandA", files, repo_type="space")
+    entries = [tiny_sg2_entry("tiny-sg2", tiny_sg2_file),
+               _factor_entry("tiny-l5-a", 5, "appearances", 16, "checkpoints/Uc-name_tiny-layer_5-rank_16.npy"),
+               _factor_entry("tiny-l5-p", 5, "parts", 4, "checkpoints/Us-name_tiny-layer_5-rank_4.npy"),
+               _factor_entry("tiny-l7-a", 7, "appearances", 16, "checkpoints/Uc-name_tiny-layer_7-rank_16.npy"),
+               _factor_entry("tiny-l7-p", 7, "parts", 2, "checkpoints/Us-name_tiny-layer_7-rank_2.npy")]
+    ctx = AppContext(load_registry(write_registry(tmp_path / "weights.json", entries)), torch.device("cpu"))
+    lib = panda.FactorLibrary(ctx)
+
+    pub5 = "tiny-sg2 · layer 5 · ranks [16, 4] (published)"
+    pub7 = "tiny-sg2 · layer 7 · ranks [16, 2] (published)"
+    assert lib.labels() == [pub5, pub7] and lib.computed() == {}
+    assert lib.published()[pub5] == ("tiny-sg2", "tiny-l5-a", "tiny-l5-p", 5)
+    fs = lib.get(pub5)
+    assert (fs.generator, fs.layer, fs.origin, fs.label) == ("tiny-sg2", 5, "published", pub5)
+    assert torch.equal(fs.A, torch.from_numpy(A5)) and torch.equal(fs.P, torch.from_numpy(P5))
+    assert lib.get(pub5) is fs
+    G = ctx.model("tiny-sg2")
+    fs.check_against(G)
+    with pytest.raises(UserError, match="not PandA factors"):
+        lib.get(pub7)
+    with pytest.raises(UserError, match="Unknown factor set"):
+        lib.get("tiny-sg2 · layer 9 · ranks [16, 4] (published)")
+
+    # computed factors: found under $SPATIAL_GAN_CACHE/panda/<generator id>
+    A3 = torch.from_numpy(pf.appearances_from_scatter(random_psd(16, 2).float(), 16).numpy())
+    P3 = quadrant_parts(8)[:, :3]
+    pf.save_factors(tmp_path / "panda" / "tiny-sg2", "tiny-sg2", 3, A3, P3)
+    pf.save_factors(tmp_path / "panda" / "not-registered", "not-registered", 3, A3, P3)
+    comp3 = "tiny-sg2 · layer 3 · ranks [16, 3] (computed)"
+    assert list(lib.computed()) == [comp3]
+    assert lib.labels() == [pub5, pub7, comp3]
+    fc = lib.get(comp3)
+    assert (fc.generator, fc.layer, fc.origin, fc.label) == ("tiny-sg2", 3, "computed", comp3)
+    assert torch.equal(fc.A, A3) and torch.equal(fc.P, P3)
+    assert panda.set_label("tiny-sg2", 3, 16, 3, "computed") == comp3
+    # rewritten files are read again once the loaded set is forgotten
+    pf.save_factors(tmp_path / "panda" / "tiny-sg2", "tiny-sg2", 3, A3, 2 * P3)
+    assert lib.get(comp3) is fc
+    lib.forget(comp3)
+    fc = lib.get(comp3)
+    assert torch.equal(fc.P, 2 * P3)
+    fc.check_against(G)
+    o, e = panda.edit(G, panda.seed_w_plus(G, [0], 1.0), fc, [1], 2, 30.0)
+    assert not torch.equal(o, e)
+    # a computed set with negative parts is refused too
+    pf.save_factors(tmp_path / "panda" / "tiny-sg2", "tiny-sg2", 5, A3, -quadrant_parts(16))
+    with pytest.raises(UserError, match="not PandA factors"):
+        lib.get("tiny-sg2 · layer 5 · ranks [16, 4] (computed)")
+
+
+def test_factor_library_offline_without_the_files_is_a_user_error(tmp_path, tiny_sg2_file, hub_cache, monkeypatch):
+    monkeypatch.setenv("SPATIAL_GAN_CACHE", str(tmp_path))
+    entries = [tiny_sg2_entry("tiny-sg2", tiny_sg2_file),
+               _factor_entry("a", 5, "appearances", 16, "checkpoints/Uc-name_tiny-layer_5-rank_16.npy"),
+               _factor_entry("p", 5, "parts", 4, "checkpoints/Us-name_tiny-layer_5-rank_4.npy")]
+    ctx = AppContext(load_registry(write_registry(tmp_path / "weights.json", entries)), torch.device("cpu"))
+    lib = panda.FactorLibrary(ctx)
+    with pytest.raises(UserError):
+        lib.get("tiny-sg2 · layer 5 · ranks [16, 4] (published)")
+
+
+# ---- 12. presets ---------------------------------------------------------------------------
+# The authors' annotated_directions.py: (layer, R_S) -> name -> (part, appearance, lambda)
+AUTHORS_DIRECTIONS = {
+    (5, 8): {"big_eyes": (7, 6, 30), "long_nose": (5, 82, 30), "smile": (4, 46, -30),
+             "open_mouth": (4, 39, 30)},
+    (6, 16): {"big_eyeballs": (8, 27, 100), "wide_nose": (15, 13, 100), "glance_left": (8, 281, 50),
+              "glance_right": (8, 281, -70), "bald_forehead": (3, 25, 100)},
+    (7, 16): {"light_eyebrows": (8, 4, 30), "dark_eyebrows": (8, 9, 30), "no_eyebrows": (8, 4, 50),
+              "dark_eyes": (11, 176, 50), "red_eyes": (11, 109, 60), "eyes_short": (11, 262, 70),
+              "eyes_open": (11, 28, 50), "eyes_close": (11, 398, 80), "no_eyes": (11, 0, -200)},
+}
+
+
+def ffhq(layer: int, rank_s: int, origin: str = "published", generator: str = "stylegan2-ffhq-1024"):
+    s = {5: 16, 6: 32, 7: 32}.get(layer, 16)
+    return panda.FactorSet(generator, layer, torch.zeros(512, 512), torch.zeros(s * s, rank_s), origin)
+
+
+@pytest.mark.parametrize("key", sorted(AUTHORS_DIRECTIONS))
+def test_ffhq_presets_are_the_authors_annotated_directions(key):
+    layer, rank_s = key
+    presets = panda.presets_for(ffhq(layer, rank_s))
+    expected = {name.replace("_", " "): ([p], j, lam) for name, (p, j, lam) in AUTHORS_DIRECTIONS[key].items()}
+    assert {n: (list(p), int(j), float(lam)) for n, (p, j, lam) in presets.items()} == \
+        {n: (p, j, float(lam)) for n, (p, j, lam) in expected.items()}
+    for parts, j, _ in presets.values():
+        assert all(0 <= p < rank_s for p in parts) and 0 <= j < 512
+
+
+def test_presets_spot_checks_and_only_for_published_ffhq():
+    assert panda.presets_for(ffhq(5, 8))["big eyes"] == ([7], 6, 30)
+    assert panda.presets_for(ffhq(7, 16))["no eyes"] == ([11], 0, -200)
+    assert panda.presets_for(ffhq(6, 16))["glance right"] == ([8], 281, -70)
+    assert panda.presets_for(ffhq(5, 8, origin="computed")) == {}
+    assert panda.presets_for(ffhq(5, 16)) == {}  # not the published rank at layer 5
+    assert panda.presets_for(ffhq(8, 8)) == {}
+    assert panda.presets_for(ffhq(8, 8, generator="stylegan2-afhqdog-512")) == {}
+    assert panda.presets_for(ffhq(5, 8, generator="tiny-sg2")) == {}
+
+
+def test_every_preset_table_has_its_published_factor_set_in_the_bundled_registry():
+    ctx = AppContext(load_registry(ROOT / "weights.json"), torch.device("cpu"))
+    published = panda.FactorLibrary(ctx).published()  # no downloads: labels from the registry only
+    for layer, rank_s in panda.FFHQ_PRESETS:
+        label = f"stylegan2-ffhq-1024 · layer {layer} · ranks [512, {rank_s}] (published)"
+        assert label in published, label
+        assert published[label][0] == "stylegan2-ffhq-1024" and published[label][3] == layer
