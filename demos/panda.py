@@ -264,6 +264,9 @@ def build_tab(ctx: AppContext) -> None:
         seed = gr.Textbox(value="0", label="Seed(s)", placeholder="0 or 1, 5, 7 (a batch)", scale=1)
         dice = gr.Button("🎲", scale=0)
         psi = gr.Slider(0.0, 1.0, value=0.7, step=0.05, label="Truncation ψ", scale=2)
+    if labels:
+        gr.Examples([[labels[0], "0", 0.7], [labels[0], "1, 2, 3", 0.7], [labels[-1], "42", 0.5]],
+                    inputs=[factor_set, seed, psi], label="Examples (then pick a preset or a part)")
     parts_gallery = gr.Gallery(label="Parts (click to select)", columns=8, height=200, format="png")
     with gr.Row():
         parts = gr.Dropdown([], multiselect=True, label="Part(s)", scale=2)
