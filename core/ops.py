@@ -247,3 +247,102 @@ class ModulatedConv2d(nn.Module):
             outs = [self._conv(x[i:i + 1], weight * scale[i, :, :, None, None]) for i in range(x.shape[0])]
             return outs[0] if len(outs) == 1 else torch.cat(outs)
         return self._conv(x * s[:, :, None, None], weight) * d[:, :, None, None]
+
+
+class EqualConv2d(nn.Module):
+    """Conv2d with equalized learning rate (rosinality / StyleMapGAN layout: `weight`
+    [out, in, k, k] stored unscaled, optional `bias`).
+
+    The scaled weight is cached in the layout its convolution takes (channels-last, as
+    oneDNN and cuDNN prefer); `bias * lr_mul` is a few hundred numbers, so it is computed
+    per call and never goes stale.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, bias: bool = True, bias_init: float = 0.0, lr_mul: float = 1.0):
+        super().__init__()
+        self.weight = nn.Parameter(
+            torch.randn(out_channels, in_channels, kernel_size, kernel_size).div_(lr_mul))
+        self.bias = nn.Parameter(torch.full((out_channels,), float(bias_init))) if bias else None
+        self.scale = lr_mul / math.sqrt(in_channels * kernel_size ** 2)
+        self.lr_mul = lr_mul
+        self.stride, self.padding = stride, padding
+        self._cache = ScaledWeightCache()
+
+    def _layout(self, w: torch.Tensor) -> torch.Tensor:
+        return w.contiguous(memory_format=torch.channels_last)
+
+    def scaled_weight(self) -> torch.Tensor:
+        return self._cache.get(self.weight, lambda w: (self._layout(w * self.scale),))[0]
+
+    def scaled_bias(self) -> torch.Tensor | None:
+        if self.bias is None or self.lr_mul == 1:
+            return self.bias
+        return self.bias * self.lr_mul
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.scaled_weight(), self.scaled_bias(), self.stride, self.padding)
+
+
+class ConvLayer(nn.Sequential):
+    """rosinality's ConvLayer: [Blur] + EqualConv2d + [FusedLeakyReLU], keys `0.`, `1.`, `2.`.
+
+    Downsampling blurs first, then convolves with stride 2. With an activation the bias
+    lives in the activation (`FusedLeakyReLU.bias`) and is added by the convolution itself,
+    so bias, leaky ReLU and gain cost two in-place passes.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
+                 downsample: bool = False, blur_kernel: tuple[float, ...] = (1, 3, 3, 1),
+                 bias: bool = True, activate: bool = True):
+        if activate and not bias:
+            raise ValueError("an activated ConvLayer needs its bias (no published layer lacks it)")
+        layers: list[nn.Module] = []
+        if downsample:
+            p = len(blur_kernel) - 2 + kernel_size - 1
+            layers.append(Blur(list(blur_kernel), pad=((p + 1) // 2, p // 2)))
+            stride, padding = 2, 0
+        else:
+            stride, padding = 1, kernel_size // 2
+        layers.append(EqualConv2d(in_channels, out_channels, kernel_size, stride, padding,
+                                  bias=bias and not activate))
+        if activate:
+            layers.append(FusedLeakyReLU(out_channels))
+        super().__init__(*layers)
+        self.activate = activate
+
+    def forward(self, x: torch.Tensor, gain: float = SQRT2) -> torch.Tensor:
+        """`gain` is the activation's output gain (the published sqrt 2 unless a caller
+        folds it into what follows)."""
+        if self.activate:
+            *pre, conv, act = self
+        else:
+            *pre, conv = self
+        for m in pre:
+            x = m(x)
+        if not self.activate:
+            return conv(x)
+        out = F.conv2d(x, conv.scaled_weight(), act.bias.to(x.dtype), conv.stride, conv.padding)
+        if gain != 1.0:
+            out = out.mul_(gain)  # leaky(a) * g == leaky(a * g) for g > 0
+        return F.leaky_relu_(out, act.negative_slope)
+
+
+class ResBlock(nn.Module):
+    """Residual 2x-downsampling block of StyleGAN2's discriminator (and StyleMapGAN's encoder):
+    (conv2(conv1(x)) + skip(x)) / sqrt 2, with the 1/sqrt 2 folded into conv2's gain."""
+
+    def __init__(self, in_channels: int, out_channels: int,
+                 blur_kernel: tuple[float, ...] = (1, 3, 3, 1)):
+        super().__init__()
+        self.conv1 = ConvLayer(in_channels, in_channels, 3, blur_kernel=blur_kernel)
+        self.conv2 = ConvLayer(in_channels, out_channels, 3, downsample=True, blur_kernel=blur_kernel)
+        self.skip = ConvLayer(in_channels, out_channels, 1, downsample=True, blur_kernel=blur_kernel,
+                              activate=False, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv2(self.conv1(x), gain=1.0)
+        skip = self.skip(x)
+        if out.requires_grad:  # autograd keeps the activation's output: no in-place add
+            return torch.add(out, skip, alpha=1 / SQRT2)
+        return out.add_(skip, alpha=1 / SQRT2)
