@@ -20,7 +20,16 @@ def _stylegan2(path: Path, config: dict[str, Any]) -> nn.Module:
     return load_stylegan2(path, **config)
 
 
-LOADERS: dict[str, Callable[[Path, dict[str, Any]], nn.Module]] = {"stylegan2": _stylegan2}
+def _stylemapgan(path: Path, config: dict[str, Any]) -> nn.Module:
+    from core.models.stylemapgan import StyleMapGAN, load_stylemapgan
+
+    model = StyleMapGAN(*load_stylemapgan(path))
+    model.check_config(config, path.name)
+    return model
+
+
+LOADERS: dict[str, Callable[[Path, dict[str, Any]], nn.Module]] = {
+    "stylegan2": _stylegan2, "stylemapgan": _stylemapgan}
 
 
 def load_model(arch: str, path: Path, config: dict[str, Any]) -> nn.Module:

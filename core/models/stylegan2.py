@@ -308,9 +308,9 @@ def load_stylegan2(path: str | Path, size: int, style_dim: int = 512, n_mlp: int
 
     The file is read with `weights_only=True`: a checkpoint is untrusted input.
     """
-    from core.checkpoints import read_torch_checkpoint
+    from core.checkpoints import read_checkpoint
 
-    ckpt = read_torch_checkpoint(path, map_location)
+    ckpt = read_checkpoint(path, map_location)
     state = ckpt.get("g_ema") if isinstance(ckpt, dict) else None
     if state is None:
         raise KeyError(f"{path} has no 'g_ema' state dict (keys: {list(ckpt)[:8]})")

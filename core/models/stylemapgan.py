@@ -386,8 +386,9 @@ class StyleMapGenerator(nn.Module):
         codes = self.w_plus(torch.cat([a, b]))
         return [c[:batch] for c in codes], [c[batch:] for c in codes]
 
-    def _level_mask(self, mask: torch.Tensor, res: int) -> torch.Tensor:
-        """The authors' rule on a {0,1} mask: as +-1, max-pooled to `res`, "> -1"."""
+    def level_mask(self, mask: torch.Tensor, res: int) -> torch.Tensor:
+        """Which `res` x `res` stylemap cells a {0, 1} mask takes for blending (the authors'
+        rule: as +-1, max-pooled to `res`, "> -1"; any masked pixel claims its cell)."""
         signed = mask * 2 - 1
         ratio = self.size // res
         return (F.max_pool2d(signed, ratio) if ratio > 1 else signed) > -1
@@ -409,12 +410,12 @@ class StyleMapGenerator(nn.Module):
         self._check_stylemap(reference)
         mask = self._check_mask(mask)
         if space == "w":
-            m = self._level_mask(mask, self.latent_spatial_size)
+            m = self.level_mask(mask, self.latent_spatial_size)
             return self.synthesis(torch.where(m, reference.to(self.dtype), original.to(self.dtype)))
         if space != "w_plus":
             raise ValueError(f"space must be 'w_plus' or 'w', got {space!r}")
         codes_o, codes_r = self._pair_w_plus(original, reference)
-        mixed = [torch.where(self._level_mask(mask, o.shape[-1]), r, o) for o, r in zip(codes_o, codes_r)]
+        mixed = [torch.where(self.level_mask(mask, o.shape[-1]), r, o) for o, r in zip(codes_o, codes_r)]
         return self.decoder.synthesize(mixed)
 
     def style_mix(self, first: torch.Tensor, second: torch.Tensor,
@@ -428,8 +429,19 @@ class StyleMapGenerator(nn.Module):
         mixed = codes1[:2] + codes2[2:] if kind == "coarse" else codes2[:2] + codes1[2:]
         return self.decoder.synthesize(mixed)
 
+    def landing_cells(self, masks: torch.Tensor, shifts: Sequence[tuple[float, float]],
+                      res: int) -> torch.Tensor:
+        """Where each reference's region lands at a `res` x `res` level -> bool [N, res, res]:
+        the demo's rule (mask average-pooled, > 0.5, moved by whole cells, what leaves the
+        map dropped)."""
+        ratio = self.size // res
+        pooled = F.avg_pool2d(masks, ratio) if ratio > 1 else masks
+        return torch.stack([_translate(pooled[i, 0], _cell_shift(dy, ratio), _cell_shift(dx, ratio)) > 0.5
+                            for i, (dx, dy) in enumerate(shifts)])
+
     def transplant(self, original: torch.Tensor, references: torch.Tensor, masks: torch.Tensor,
-                   shifts: Sequence[tuple[float, float]], steps: int) -> torch.Tensor:
+                   shifts: Sequence[tuple[float, float]], steps: int,
+                   chunk: int | None = None) -> torch.Tensor:
         """The interactive demo's transplant (`mix_space="demo"`) -> images [steps, 3, size, size].
 
         original [1, C, S, S]; references [N, C, S, S]; masks [N, 1, size, size] in {0, 1}, the
@@ -439,6 +451,8 @@ class StyleMapGenerator(nn.Module):
         what would leave the map is dropped. Step t of `steps` moves the masked cells
         t / (steps - 1) of the way from the original to the reference, references applied in
         order: image 0 is the original's reconstruction, the last the full transplant.
+        The resizer runs once; the frames are rendered `chunk` at a time (default: all at
+        once), which bounds the memory the authors' demo needs for 16 frames.
         """
         self._check_stylemap(original)
         self._check_stylemap(references)
@@ -454,21 +468,33 @@ class StyleMapGenerator(nn.Module):
             raise ValueError(f"steps must be at least 2 (the ramp runs from 0 to 1), got {steps}")
         masks = masks.to(device=self.device, dtype=self.dtype)
         codes = self.w_plus(torch.cat([original, references]))
-        ramp = torch.tensor([t / (steps - 1) for t in range(steps)], device=self.device,
-                            dtype=self.dtype).view(-1, 1, 1, 1)
-        mixed = []
+        # per level: (destination cells, shifted reference code) for each reference
+        moves = []
         for code in codes:
             res = code.shape[-1]
-            ratio = self.size // res
-            pooled = F.avg_pool2d(masks, ratio) if ratio > 1 else masks
-            out = code[:1].expand(steps, -1, -1, -1)
+            dest = self.landing_cells(masks, shifts, res)
+            level = []
             for i, (dx, dy) in enumerate(shifts):
-                py, px = int(dy / ratio), int(dx / ratio)
-                dest = _translate(pooled[i, 0], py, px) > 0.5
-                moved = torch.roll(code[1 + i], shifts=(py, px), dims=(-2, -1))
-                out = torch.where(dest, out + ramp * (moved - out), out)
-            mixed.append(out.contiguous(memory_format=torch.channels_last))
-        return self.decoder.synthesize(mixed)
+                py, px = _cell_shift(dy, self.size // res), _cell_shift(dx, self.size // res)
+                level.append((dest[i], torch.roll(code[1 + i], shifts=(py, px), dims=(-2, -1))))
+            moves.append(level)
+        ramp = torch.tensor([t / (steps - 1) for t in range(steps)], device=self.device,
+                            dtype=self.dtype).view(-1, 1, 1, 1)
+        images = []
+        for t in ramp.split(chunk or steps):
+            mixed = []
+            for code, level in zip(codes, moves):
+                out = code[:1].expand(t.shape[0], -1, -1, -1)
+                for dest, moved in level:
+                    out = torch.where(dest, out + t * (moved - out), out)
+                mixed.append(out.contiguous(memory_format=torch.channels_last))
+            images.append(self.decoder.synthesize(mixed))
+        return torch.cat(images)
+
+
+def _cell_shift(pixels: float, ratio: int) -> int:
+    """A pixel shift in cells of a level `ratio` pixels wide (the demo's int(), towards 0)."""
+    return int(pixels / ratio)
 
 
 def _translate(m: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
@@ -540,6 +566,7 @@ def build_stylemapgan(config: Mapping[str, Any], channel_max: int = 512
                           bool(config.get("small_generator", False)), channel_max)
     E = StyleMapEncoder(config["size"], config["latent_channel_size"], config["latent_spatial_size"],
                         config["channel_multiplier"], channel_max)
+    G.config = dict(config)
     return G, E
 
 
@@ -562,10 +589,10 @@ def load_stylemapgan(path: str | Path, map_location: str | torch.device = "cpu"
     comes from its `train_args`, never from the file name (the authors name every 256 px
     file `*_256_8x8.pt`). `g_ema` and `e_ema` load with strict=True.
     """
-    from core.checkpoints import read_torch_checkpoint
+    from core.checkpoints import read_checkpoint
 
     path = Path(path)
-    ckpt = read_torch_checkpoint(path, map_location)
+    ckpt = read_checkpoint(path, map_location)
     if not isinstance(ckpt, dict):
         raise UserError(f"{path.name} is not a StyleMapGAN checkpoint (expected a dict with "
                         f"g_ema, e_ema and train_args).")
@@ -590,3 +617,25 @@ def load_stylemapgan(path: str | Path, map_location: str | torch.device = "cpu"
             raise UserError(f"{path.name}: '{name}' does not match the configuration in its "
                             f"train_args {config}: {first}") from e
     return G.eval().requires_grad_(False), E.eval().requires_grad_(False)
+
+
+class StyleMapGAN(nn.Module):
+    """A checkpoint's generator and encoder as one module: what the model cache holds (one
+    entry, one `.to(device, dtype)`) and what the StyleMap tab's engine takes."""
+
+    def __init__(self, G: StyleMapGenerator, E: StyleMapEncoder):
+        super().__init__()
+        self.G, self.E = G, E
+
+    @property
+    def size(self) -> int:
+        return self.G.size
+
+    def check_config(self, registered: Mapping[str, Any], name: str) -> None:
+        """A registry entry may state the configuration it expects; the checkpoint's own
+        `train_args` decide, and a disagreement is reported rather than ignored."""
+        wrong = {k: (v, self.G.config.get(k)) for k, v in registered.items()
+                 if k in self.G.config and self.G.config[k] != v}
+        if wrong:
+            detail = ", ".join(f"{k}: registered {a!r}, file says {b!r}" for k, (a, b) in wrong.items())
+            raise UserError(f"{name} is not the StyleMapGAN model its registry entry describes ({detail}).")
