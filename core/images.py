@@ -183,11 +183,13 @@ def heatmap(values: torch.Tensor | np.ndarray, size: int | None = None,
 
 
 def overlay(image: torch.Tensor, mask: torch.Tensor, color: Sequence[int] = (255, 64, 64),
-            alpha: float = 0.5) -> np.ndarray:
-    """Tint the masked part of one image [1|3, H, W] in [-1, 1] -> uint8 RGB (mask resized)."""
+            alpha: float = 0.5, mode: str = "bilinear") -> np.ndarray:
+    """Tint the masked part of one image [1|3, H, W] in [-1, 1] -> uint8 RGB (mask resized:
+    smoothly, or with `mode="nearest"` as crisp cells, e.g. a latent grid)."""
     base = to_uint8(image[None] if image.ndim == 3 else image)[0].astype(np.float32)
     m = mask.float().reshape(1, 1, *mask.shape[-2:])
-    m = F.interpolate(m, size=base.shape[:2], mode="bilinear", align_corners=False)[0, 0]
+    m = F.interpolate(m, size=base.shape[:2], mode=mode,
+                      **({} if mode == "nearest" else {"align_corners": False}))[0, 0]
     m = (m.clamp(0, 1) * alpha).cpu().numpy()[..., None]
     out = base * (1 - m) + np.asarray(color, np.float32) * m
     return out.round().astype(np.uint8)

@@ -1,0 +1,249 @@
+"""The StyleMap tab: its engine against the authors' outputs and the edits' properties, and
+the tab driven end to end through gradio_client with a tiny checkpoint in the published
+format, loaded through the registry."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from conftest import REFERENCE, free_port, load_reference, write_registry
+
+import app as app_module
+from core.errors import UserError
+from core.images import mask_from_editor, to_uint8
+from core.models import load_model
+from demos import stylemap
+
+SMG_REF = REFERENCE / "stylemapgan"
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def io() -> dict:
+    return load_reference(SMG_REF / "tiny-io.pt")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model("stylemapgan", SMG_REF / "tiny.pt", {"size": SIZE})
+
+
+def signed_to_binary(mask: torch.Tensor) -> torch.Tensor:
+    return (mask > -1).float()[:, None]
+
+
+def test_registry_config_that_disagrees_with_train_args_is_a_user_error():
+    with pytest.raises(UserError, match="size: registered 256, file says 32"):
+        load_model("stylemapgan", SMG_REF / "tiny.pt", {"size": 256})
+
+
+@pytest.mark.parametrize("space, key", [("w_plus", "edit_w_plus_image"), ("w", "edit_w_image")])
+def test_local_edit_from_pictures_matches_the_authors(model, io, space, key):
+    """Pictures in -> the authors' local-editing output (one encoder pass over both)."""
+    images = io["encoder_input"]
+    edit = stylemap.local_edit(model, images[:1], images[1:2], signed_to_binary(io["edit_mask"]), space)
+    assert torch.allclose(edit.image, io[key].clamp(-1, 1), atol=1e-4)
+    assert edit.cells.shape == (1, 1, 4, 4) and edit.cells.dtype == torch.bool
+
+
+def test_empty_and_full_masks_give_the_two_reconstructions(model, io):
+    a, b = io["encoder_input"][:1], io["encoder_input"][1:2]
+    for space in ("w_plus", "w"):
+        none = stylemap.local_edit(model, a, b, torch.zeros(1, 1, SIZE, SIZE), space)
+        full = stylemap.local_edit(model, a, b, torch.ones(1, 1, SIZE, SIZE), space)
+        # same codes, same decoder: equal up to the rounding of batch 2 vs batch 1 passes
+        assert torch.allclose(none.image, stylemap.reconstruct(model, a, with_lpips=False).image, atol=1e-5)
+        assert torch.allclose(full.image, stylemap.reconstruct(model, b, with_lpips=False).image, atol=1e-5)
+        assert not none.cells.any() and full.cells.all()
+
+
+def test_edit_cells_follow_the_painted_region(model, io):
+    """Painting the top-left quarter takes exactly the top-left stylemap cells."""
+    mask = torch.zeros(1, 1, SIZE, SIZE)
+    mask[..., :16, :16] = 1
+    edit = stylemap.local_edit(model, io["encoder_input"][:1], io["encoder_input"][1:2], mask, "w")
+    expected = torch.zeros(4, 4, dtype=torch.bool)
+    expected[:2, :2] = True
+    assert torch.equal(edit.cells[0, 0], expected)
+    pic = stylemap.cells_picture(edit.cells, SIZE)
+    assert pic.shape == (SIZE, SIZE) and pic[:16, :16].min() == 255 and pic[16:, :].max() == 0
+
+
+def test_transplant_matches_the_authors_demo_in_chunks(model, io, monkeypatch):
+    images = io["encoder_input"]
+    shifts = list(zip(*io["demo_shifts_xy"]))
+    monkeypatch.setattr(stylemap, "TRANSPLANT_CHUNK", 2)  # 3 frames: a chunk of 2, then 1
+    frames = stylemap.transplant(model, images[:1], images[1:], io["demo_masks"], shifts, io["demo_steps"])
+    assert torch.allclose(frames, io["demo_image"].clamp(-1, 1), atol=1e-4)
+    with pytest.raises(UserError, match="at least 2"):
+        stylemap.transplant(model, images[:1], images[1:], io["demo_masks"], shifts, 1)
+
+
+def test_landing_preview_marks_the_shifted_cells(model, io):
+    mask = torch.zeros(1, 1, SIZE, SIZE)
+    mask[..., :8, :8] = 1  # the top-left cell of the reference
+    picture = -torch.ones(1, 3, SIZE, SIZE)  # black
+    preview = stylemap.landing_preview(model, picture, mask, [(16, 8)])  # 2 cells right, 1 down
+    tinted = preview.sum(-1) > 0
+    assert tinted[8:16, 16:24].all() and tinted.sum() == 64
+
+
+def test_reconstruction_reports_mse_and_lpips(model, io):
+    image = io["encoder_input"][:1]
+    rec = stylemap.reconstruct(model, image)
+    assert torch.allclose(rec.image, io["recon_image"][:1].clamp(-1, 1), atol=1e-4)
+    assert rec.mse == pytest.approx(float((rec.image - image).square().mean()), rel=1e-5)
+    assert rec.lpips is not None and rec.lpips >= 0
+
+
+def test_style_mix_and_sampling_match_the_model(model, io):
+    images = io["encoder_input"]
+    mixed = stylemap.style_mix(model, images[:1], images[1:2])
+    assert torch.allclose(mixed[0], io["mix_coarse_image"][0].clamp(-1, 1), atol=1e-4)
+    assert torch.allclose(mixed[1], io["mix_fine_image"][0].clamp(-1, 1), atol=1e-4)
+    a = stylemap.sample(model, [3, 4], 0.7)
+    assert a.shape == (2, 3, SIZE, SIZE)
+    assert torch.allclose(a[1:], stylemap.sample(model, [4], 0.7), atol=1e-5)  # seeds, not batch, decide
+    assert not torch.equal(a[:1], a[1:])
+
+
+# ---- the tab through gradio_client --------------------------------------------------------
+def _png_file(tmp_path, name: str, array: np.ndarray) -> str:
+    path = tmp_path / name
+    Image.fromarray(array).save(path)
+    return str(path)
+
+
+def _editor(tmp_path, name: str, picture: np.ndarray, painted: np.ndarray | None) -> dict:
+    """An ImageEditor value as the browser sends it: background + one RGBA paint layer."""
+    h, w = picture.shape[:2]
+    layer = np.zeros((h, w, 4), np.uint8)
+    if painted is not None:
+        layer[painted] = (255, 51, 51, 255)
+    bg = _png_file(tmp_path, f"{name}-bg.png", picture)
+    comp = picture.copy()
+    if painted is not None:
+        comp[painted] = 255
+    return {"background": handle_file(bg), "layers": [handle_file(_png_file(tmp_path, f"{name}-l.png", layer))],
+            "composite": handle_file(_png_file(tmp_path, f"{name}-c.png", comp))}
+
+
+def _read(path: str) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+@pytest.fixture(scope="module")
+def pictures(model) -> dict[str, np.ndarray]:
+    """Pictures the model can make, at odd sizes and modes (as uploads arrive)."""
+    samples = to_uint8(stylemap.sample(model, [11, 12, 13], 0.7))
+    big = np.asarray(Image.fromarray(samples[0]).resize((60, 45)))  # wider than tall: centre crop
+    gray = np.asarray(Image.fromarray(samples[1]).convert("L"))
+    rgba = np.dstack([samples[2], np.full((SIZE, SIZE), 255, np.uint8)])
+    return {"big": big, "gray": gray, "rgba": rgba, "plain": samples[0]}
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("stylemap-app")
+    ckpt = tmp / "celeba_hq_256_8x8.pt"  # the authors' name for every 256 px file: not believed
+    shutil.copy(SMG_REF / "tiny.pt", ckpt)
+    registry = write_registry(tmp / "weights.json", [
+        {"id": "tiny-smg", "arch": "stylemapgan", "config": {"size": SIZE}, "path": str(ckpt),
+         "license": "test"},
+        {"id": "tiny-smg-wrong", "arch": "stylemapgan", "config": {"size": 256}, "path": str(ckpt),
+         "license": "test"}])
+    demo = app_module.build_app(weights=str(registry), device="cpu")
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True)
+    try:
+        yield Client(url, verbose=False)
+    finally:
+        demo.close()
+
+
+def test_tab_local_edit_end_to_end(client, model, pictures, tmp_path):
+    """A 60x45 upload with a painted left half and a grayscale reference: the page shows the
+    cropped network input, the cells and exactly the engine's edit."""
+    painted = np.zeros((45, 60), bool)
+    painted[:, :30] = True
+    editor = _editor(tmp_path, "orig", pictures["big"], painted)
+    ref = handle_file(_png_file(tmp_path, "ref.png", pictures["gray"]))
+    net_in, cells, result = client.predict("tiny-smg", editor, ref, "w_plus", api_name="/stylemap_edit")
+    original = stylemap.prepare(model, pictures["big"])
+    mask = mask_from_editor({"background": pictures["big"], "layers": [painted.astype(np.uint8) * 255]}, SIZE)
+    expected = stylemap.local_edit(model, original, stylemap.prepare(model, pictures["gray"]), mask, "w_plus")
+    assert np.array_equal(_read(net_in)[..., :3], to_uint8(original)[0])
+    assert np.array_equal(_read(result)[..., :3], to_uint8(expected.image)[0])
+    c = _read(cells)
+    c = c if c.ndim == 2 else c[..., 0]
+    assert c.shape == (SIZE, SIZE) and c[:, :8].min() == 255 and c[:, 24:].max() == 0
+
+
+def test_tab_local_edit_errors(client, pictures, tmp_path):
+    ref = handle_file(_png_file(tmp_path, "ref.png", pictures["plain"]))
+    empty = _editor(tmp_path, "empty", pictures["plain"], None)
+    with pytest.raises(AppError, match="mask is empty"):
+        client.predict("tiny-smg", empty, ref, "w_plus", api_name="/stylemap_edit")
+    painted = np.zeros((SIZE, SIZE), bool)
+    painted[4:12, 4:12] = True
+    editor = _editor(tmp_path, "ok", pictures["plain"], painted)
+    with pytest.raises(AppError, match="reference"):
+        client.predict("tiny-smg", editor, None, "w_plus", api_name="/stylemap_edit")
+    with pytest.raises(AppError, match="file says 32"):
+        client.predict("tiny-smg-wrong", editor, ref, "w_plus", api_name="/stylemap_edit")
+    with pytest.raises(AppError, match="Unknown model|not in the list of choices"):
+        client.predict("nope", editor, ref, "w_plus", api_name="/stylemap_edit")
+    # an RGBA original works, and nothing computed before is lost: the same call still answers
+    rgba = _editor(tmp_path, "rgba", pictures["rgba"], painted)
+    out = client.predict("tiny-smg", rgba, ref, "w", api_name="/stylemap_edit")
+    assert _read(out[2]).shape[:2] == (SIZE, SIZE)
+
+
+def test_tab_transplant_end_to_end(client, model, pictures, tmp_path):
+    painted = np.zeros((SIZE, SIZE), bool)
+    painted[0:16, 0:16] = True
+    ref1 = _editor(tmp_path, "r1", pictures["plain"], painted)
+    orig = handle_file(_png_file(tmp_path, "o.png", pictures["rgba"]))
+    no_ref = {"background": None, "layers": [], "composite": None}
+    landing, result, strip, t = client.predict(
+        "tiny-smg", orig, 4, ref1, no_ref, no_ref, 8, 0, 0, 16, 0, 0, api_name="/stylemap_transplant")
+    frames = stylemap.transplant(model, stylemap.prepare(model, pictures["rgba"]),
+                                 stylemap.prepare(model, pictures["plain"]),
+                                 torch.from_numpy(painted).float()[None, None], [(8, 16)], 4)
+    assert len(strip) == 4
+    assert np.array_equal(_read(result)[..., :3], to_uint8(frames[-1:])[0])
+    assert np.array_equal(_read(strip[0]["image"])[..., :3], to_uint8(frames[:1])[0])
+    assert _read(landing).shape[:2] == (SIZE, SIZE)
+    with pytest.raises(AppError, match="at least one reference"):
+        client.predict("tiny-smg", orig, 4, no_ref, no_ref, no_ref, 0, 0, 0, 0, 0, 0,
+                       api_name="/stylemap_transplant")
+    unpainted = _editor(tmp_path, "r2", pictures["plain"], None)
+    with pytest.raises(AppError, match="Reference 2 has no painted region"):
+        client.predict("tiny-smg", orig, 4, ref1, unpainted, no_ref, 0, 0, 0, 0, 0, 0,
+                       api_name="/stylemap_transplant")
+
+
+def test_tab_reconstruction_mixing_and_random(client, model, pictures, tmp_path):
+    a = handle_file(_png_file(tmp_path, "a.png", pictures["plain"]))
+    b = handle_file(_png_file(tmp_path, "b.png", pictures["gray"]))
+    net_in, recon, text = client.predict("tiny-smg", a, api_name="/stylemap_reconstruct")
+    expected = stylemap.reconstruct(model, stylemap.prepare(model, pictures["plain"]), with_lpips=False)
+    assert np.array_equal(_read(recon)[..., :3], to_uint8(expected.image)[0])
+    assert f"{expected.mse:.4f}" in text and "LPIPS" in text
+    coarse, fine = client.predict("tiny-smg", a, b, api_name="/stylemap_mix")
+    mixed = stylemap.style_mix(model, stylemap.prepare(model, pictures["plain"]),
+                               stylemap.prepare(model, pictures["gray"]))
+    assert np.array_equal(_read(coarse)[..., :3], to_uint8(mixed[:1])[0])
+    assert np.array_equal(_read(fine)[..., :3], to_uint8(mixed[1:])[0])
+    with pytest.raises(AppError, match="both pictures"):
+        client.predict("tiny-smg", a, None, api_name="/stylemap_mix")
+    gallery = client.predict("tiny-smg", "5, 6", 0.7, api_name="/stylemap_random")
+    assert [g["caption"] for g in gallery] == ["seed 5", "seed 6"]
+    assert np.array_equal(_read(gallery[1]["image"])[..., :3], to_uint8(stylemap.sample(model, [5, 6], 0.7))[1])
+    with pytest.raises(AppError, match="seed"):
+        client.predict("tiny-smg", "x", 0.7, api_name="/stylemap_random")
