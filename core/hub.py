@@ -1,10 +1,12 @@
 """The weights registry (`weights.json`) and getting its files onto this machine.
 
 Each entry names one file and where it comes from: a Hugging Face Hub repo (downloaded with
-`hf_hub_download` into the standard Hub cache) or a local `path` (tests, users' own
-checkpoints). A known sha256 is checked once per process, because the Hub client only
-checks sizes. Every failure a person can fix (offline, missing file, corrupt download,
-unknown model) is a `UserError` naming the model, the source and the command to run.
+`hf_hub_download` into the standard Hub cache), a local `path` (tests, users' own
+checkpoints) or a plain `url` (authors' servers, Google Drive; downloaded here with resume
+into `app_cache_dir()/weights/<id>/`). A known sha256 is checked once per process, because
+the Hub client only checks sizes. Every failure a person can fix (offline, missing file,
+corrupt download, unknown model) is a `UserError` naming the model, the source and the
+command to run.
 
     python -m core.hub list                 # what is registered and what is cached
     python -m core.hub download --all       # fetch everything (offline classroom)
@@ -16,16 +18,32 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import sys
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from http.client import HTTPException
+from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urljoin, urlsplit, urlunsplit
 
 from core.errors import UserError
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights.json"
 WEIGHTS_ENV = "SPATIAL_GAN_WEIGHTS"
 PREFETCH_HINT = "python -m core.hub download {id}"
+CACHE_ENV = "SPATIAL_GAN_CACHE"
+OFFLINE_ENV = "SPATIAL_GAN_OFFLINE"
+URL_TIMEOUT_S = 60
+_DRIVE_HOSTS = {"drive.google.com", "docs.google.com", "drive.usercontent.google.com"}
+
+
+def app_cache_dir() -> Path:
+    """Where the app keeps what it downloads or computes itself ($SPATIAL_GAN_CACHE)."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "spatial-gan-studio")
 
 
 @dataclass(frozen=True)
@@ -41,6 +59,17 @@ class HubSource:
 
 
 @dataclass(frozen=True)
+class UrlSource:
+    """A file at a plain web address; `filename` is its name in the app's cache."""
+    href: str
+    filename: str
+
+    @property
+    def is_drive(self) -> bool:
+        return urlsplit(self.href).hostname in _DRIVE_HOSTS
+
+
+@dataclass(frozen=True)
 class WeightEntry:
     """One pretrained file and what the app needs to know about it."""
     id: str
@@ -48,6 +77,7 @@ class WeightEntry:
     config: dict[str, Any] = field(default_factory=dict)
     hub: HubSource | None = None
     path: Path | None = None
+    url: UrlSource | None = None
     sha256: str | None = None
     size: int | None = None
     license: str = ""
@@ -56,11 +86,13 @@ class WeightEntry:
     used_by: tuple[str, ...] = ()
 
     def origin(self) -> str:
-        return f"Hub {self.hub.describe()}" if self.hub else f"local file {self.path}"
+        if self.hub:
+            return f"Hub {self.hub.describe()}"
+        return f"URL {self.url.href}" if self.url else f"local file {self.path}"
 
 
 _REQUIRED = ("id", "arch")
-_KNOWN = {"id", "arch", "config", "hub", "path", "sha256", "size", "license", "source",
+_KNOWN = {"id", "arch", "config", "hub", "path", "url", "sha256", "size", "license", "source",
           "description", "used_by"}
 
 
@@ -72,8 +104,10 @@ def _parse_entry(raw: dict, base: Path, where: str) -> WeightEntry:
     if missing or unknown:
         raise UserError(f"{where}: entry {raw.get('id', '?')!r} "
                         + (f"lacks {missing}" if missing else f"has unknown fields {unknown}"))
-    if ("hub" in raw) == ("path" in raw):
-        raise UserError(f"{where}: entry {raw['id']!r} needs exactly one of 'hub' or 'path'")
+    sources = [k for k in ("hub", "path", "url") if k in raw]
+    if len(sources) != 1:
+        raise UserError(f"{where}: entry {raw['id']!r} needs exactly one of 'hub' or 'path' or "
+                        f"'url' as its source (it has {' and '.join(sources) or 'none'})")
     hub = None
     if "hub" in raw:
         h = raw["hub"]
@@ -89,14 +123,35 @@ def _parse_entry(raw: dict, base: Path, where: str) -> WeightEntry:
             raise UserError(f"{where}: entry {raw['id']!r}: path must be a string")
         path = Path(os.path.expanduser(raw["path"]))
         path = path if path.is_absolute() else (base / path).resolve()
+    url = _parse_url(raw["url"], f"{where}: entry {raw['id']!r}") if "url" in raw else None
     sha = raw.get("sha256")
     if sha is not None and (not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha.lower())):
         raise UserError(f"{where}: entry {raw['id']!r}: sha256 must be 64 hex digits or null")
     return WeightEntry(id=raw["id"], arch=raw["arch"], config=dict(raw.get("config") or {}),
-                       hub=hub, path=path, sha256=sha.lower() if sha else None,
+                       hub=hub, path=path, url=url, sha256=sha.lower() if sha else None,
                        size=raw.get("size"), license=raw.get("license", ""),
                        source=raw.get("source", ""), description=raw.get("description", ""),
                        used_by=tuple(raw.get("used_by") or ()))
+
+
+def _parse_url(raw: Any, where: str) -> UrlSource:
+    """`"url": "https://..."` or `{"href": ..., "filename": ...}`; Drive links need the name."""
+    u = raw if isinstance(raw, dict) else {"href": raw}
+    href, name = u.get("href"), u.get("filename")
+    if set(u) - {"href", "filename"} or not isinstance(href, str) \
+            or urlsplit(href).scheme not in ("http", "https") or not urlsplit(href).hostname:
+        raise UserError(f"{where}: 'url' must be an http(s) address or an object with 'href' "
+                        f"(an http(s) address) and optionally 'filename'")
+    src = UrlSource(href, "")
+    if name is None and src.is_drive:
+        raise UserError(f"{where}: a Google Drive link does not say the file's name; write "
+                        f'"url": {{"href": "{href}", "filename": "NAME.pt"}}')
+    if name is None:
+        name = unquote(urlsplit(href).path.rsplit("/", 1)[-1])
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name:
+        raise UserError(f"{where}: cannot take a file name from {href!r}; add "
+                        f'"filename" (a plain name such as "model.pt") to its "url" object')
+    return UrlSource(href, name)
 
 
 class Registry:
@@ -201,8 +256,189 @@ def _hub_failure(entry: WeightEntry, err: Exception) -> UserError:
                      f"(or `python -m core.hub download --all`) to cache it.")
 
 
+# ---- fetching: plain URLs (resumable, Google Drive aware) ------------------------------------
+def url_cache_path(entry: WeightEntry) -> Path:
+    return app_cache_dir() / "weights" / entry.id / entry.url.filename
+
+
+def _offline() -> bool:
+    """Read at call time, so tests and `HF_HUB_OFFLINE` set after import both count."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get(OFFLINE_ENV) == "1"
+
+
+def _open(opener: urllib.request.OpenerDirector, url: str, start: int):
+    """GET `url`, asking for bytes from `start` on when part of the file is already here."""
+    req = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
+    return opener.open(req, timeout=URL_TIMEOUT_S)
+
+
+class _Page(HTMLParser):
+    """What a download-warning page offers: its title, forms (action + fields) and links."""
+
+    def __init__(self):
+        super().__init__()
+        self.title, self.forms, self.links, self._in_title = "", [], [], False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "form":
+            self.forms.append((a.get("action") or "", {}))
+        elif tag == "input" and self.forms and a.get("name"):
+            self.forms[-1][1][a["name"]] = a.get("value") or ""
+        elif tag == "a" and a.get("href"):
+            self.links.append(a["href"])
+        self._in_title = tag == "title"
+
+    def handle_endtag(self, tag):
+        self._in_title = False
+
+    def handle_data(self, data):
+        if self._in_title:
+            self.title += data
+
+
+def _drive_confirm(page: _Page, page_url: str, jar: CookieJar) -> str | None:
+    """The address that confirms a Drive "can't scan this file for viruses" page, if any."""
+    for action, fields in page.forms:  # today's page: a GET form to drive.usercontent
+        if action and fields:
+            action = urljoin(page_url, action)
+            return action + ("&" if "?" in action else "?") + urlencode(fields)
+    for href in page.links:  # the legacy page: /uc?export=download&confirm=XXXX&id=...
+        if "confirm=" in href:
+            return urljoin(page_url, href)
+    token = next((c.value for c in jar if c.name.startswith("download_warning")), None)
+    if token:  # the legacy cookie: repeat the request with confirm=<token>
+        parts = urlsplit(page_url)
+        query = dict(parse_qsl(parts.query), confirm=token)
+        return urlunsplit(parts._replace(query=urlencode(query)))
+    return None
+
+
+def _download_url(entry: WeightEntry, part: Path, tqdm_class=None) -> None:
+    """Stream the entry's URL into `part`, resuming what is there; never save a web page."""
+    jar = CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    have = part.stat().st_size if part.is_file() else 0
+    url = entry.url.href
+    for hop in range(4):  # the file itself, or up to 3 confirmation pages before it
+        try:
+            resp = _open(opener, url, have)
+        except urllib.error.HTTPError as e:
+            if e.code != 416 or not have:
+                raise
+            e.close()
+            part.unlink()  # "range not satisfiable": the partial file is not a prefix
+            return _download_url(entry, part, tqdm_class)
+        if resp.headers.get_content_type() != "text/html":
+            break
+        page = _Page()
+        with resp:
+            page.feed(resp.read(1 << 20).decode("utf-8", "replace"))
+        url = _drive_confirm(page, resp.url, jar) if hop < 3 else None
+        if url is None:
+            raise _web_page_failure(entry, page.title.strip())
+    with resp:
+        start = 0
+        if resp.status == 206:
+            m = re.match(r"bytes (\d+)-", resp.headers.get("Content-Range", ""))
+            start = int(m.group(1)) if m else -1
+            if start != have:  # not the range we asked for: start clean
+                part.unlink()
+                return _download_url(entry, part, tqdm_class)
+        length = resp.headers.get("Content-Length")
+        total = start + int(length) if length else entry.size
+        bar = (tqdm_class or _default_tqdm)(total=total, unit="B", unit_scale=True,
+                                            desc=entry.url.filename)
+        try:
+            bar.update(start)
+            with open(part, "ab" if start else "wb") as f:
+                while chunk := resp.read(1 << 20):
+                    f.write(chunk)
+                    bar.update(len(chunk))
+        finally:
+            bar.close()
+    got = part.stat().st_size
+    if length and got != total:
+        raise ConnectionError(f"the connection closed after {got} of {total} bytes")
+
+
+def _default_tqdm(**kwargs):
+    from tqdm.auto import tqdm
+
+    return tqdm(disable=None, **kwargs)
+
+
+def _web_page_failure(entry: WeightEntry, title: str) -> UserError:
+    src = entry.url
+    what = "The Google Drive link" if src.is_drive else "The address"
+    titled = f" titled {title!r}" if title else ""
+    return UserError(
+        f"{what} of model {entry.id!r} ({src.href}) did not give the file: it answered with a "
+        f"web page{titled} (download quota exceeded, file removed or not shared?). Download "
+        f"{src.filename} in a browser and register it as a \"path\" entry in weights.json, or "
+        f"use a Hugging Face Hub copy (see scripts/publish_weights.py).")
+
+
+def _fetch_url(entry: WeightEntry, force: bool, tqdm_class=None) -> Path:
+    """The cached file, or download it to `<file>.part`, check it and move it into place."""
+    final = url_cache_path(entry)
+    if final.is_file() and not force:
+        verify(entry, final)
+        return final
+    if _offline():
+        state = "must be downloaded again (--force)" if final.is_file() else "are not cached"
+        raise UserError(f"The weights of model {entry.id!r} ({entry.url.href}) {state} and "
+                        f"offline mode is on (HF_HUB_OFFLINE or {OFFLINE_ENV}=1). On a machine "
+                        f"with internet access run `{PREFETCH_HINT.format(id=entry.id)}` to "
+                        f"cache them in {final.parent}.")
+    part = final.with_name(final.name + ".part")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if force:
+        part.unlink(missing_ok=True)
+    try:
+        _download_url(entry, part, tqdm_class)
+    except (urllib.error.URLError, HTTPException, OSError) as e:
+        raise _network_failure(entry, e, part) from e
+    _accept(entry, part, final)
+    return final
+
+
+def _network_failure(entry: WeightEntry, err: Exception, part: Path) -> UserError:
+    reason = (f"HTTP {err.code} {err.reason}" if isinstance(err, urllib.error.HTTPError)
+              else getattr(err, "reason", None) or f"{type(err).__name__}: {err}")
+    n = part.stat().st_size if part.is_file() else 0
+    kept = (f" The {human_size(n)} downloaded so far are kept in {part}; the next attempt "
+            f"resumes from there." if n else "")
+    return UserError(f"Cannot download the weights of model {entry.id!r} from {entry.url.href}: "
+                     f"{reason}.{kept} Run `{PREFETCH_HINT.format(id=entry.id)}` to try again.")
+
+
+def _accept(entry: WeightEntry, part: Path, final: Path) -> None:
+    """Move a finished download into place if its size and sha256 are right, else delete it
+    (so the next attempt starts clean instead of resuming a wrong file)."""
+    size = part.stat().st_size
+    if entry.size is not None and size != entry.size:
+        why = f"has {size} bytes, expected {entry.size}"
+    elif entry.sha256 is not None and sha256_of(part) != entry.sha256:
+        why = "does not match its sha256 checksum"
+    else:
+        os.replace(part, final)
+        st = final.stat()
+        _verified.add((str(final), st.st_size, st.st_mtime, entry.sha256))  # just checked
+        return
+    part.unlink()
+    raise UserError(f"The file downloaded for model {entry.id!r} from {entry.url.href} {why}: "
+                    f"the server gave a different or damaged file. It was deleted; run "
+                    f"`{PREFETCH_HINT.format(id=entry.id)}` to try again, or check the "
+                    f"registry's size and sha256.")
+
+
 def fetch(entry: WeightEntry, force: bool = False, tqdm_class=None) -> Path:
-    """Local path of the entry's file, downloading into the Hub cache if needed."""
+    """Local path of the entry's file, downloading into the Hub or app cache if needed."""
+    if entry.url is not None:
+        return _fetch_url(entry, force, tqdm_class)
     if entry.path is not None:
         if not entry.path.is_file():
             raise UserError(f"The weights file of model {entry.id!r} is missing: {entry.path}")
@@ -223,6 +459,9 @@ def cached_path(entry: WeightEntry) -> Path | None:
     """The local file if it is already here (no network), else None."""
     if entry.path is not None:
         return entry.path if entry.path.is_file() else None
+    if entry.url is not None:
+        final = url_cache_path(entry)
+        return final if final.is_file() else None
     from huggingface_hub import try_to_load_from_cache
 
     found = try_to_load_from_cache(entry.hub.repo_id, entry.hub.filename,

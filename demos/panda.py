@@ -6,7 +6,6 @@ Factorization itself lives in `demos/panda_factors.py`.
 """
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import torch
 from core.context import AppContext
 from core.device import randn
 from core.errors import UserError
-from core.hub import fetch
+from core.hub import app_cache_dir, fetch
 from core.images import grid, heatmap, overlay
 from core.models.stylegan2 import StyleGAN2Generator, SynthesisState, panda_layer, truncate
 from core.ui import MAX_SEED, gpu, parse_seeds, user_errors
@@ -165,8 +164,7 @@ def part_overlays(image: torch.Tensor, factors: FactorSet) -> list[np.ndarray]:
 
 # ---- factor sources ------------------------------------------------------------------------
 def computed_dir() -> Path:
-    root = os.environ.get("SPATIAL_GAN_CACHE") or os.path.join(Path.home(), ".cache", "spatial-gan-studio")
-    return Path(root) / "panda"
+    return app_cache_dir() / "panda"
 
 
 class FactorLibrary:
