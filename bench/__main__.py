@@ -100,6 +100,41 @@ def panda_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, flo
     yield "panda ffhq-1024 l5 edit (original + edited)", str(dtype).replace("torch.", ""), med, lo, peak_memory_mb(device)
 
 
+def stylemap_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, float, float, float]]:
+    """StyleMapGAN per tab mode at 256 px (the released 8x8 models; names match the authors'
+    benchmark) and 1024 px (the light FFHQ 16x16 model): one encoder pass over [original,
+    reference(s)] + one generator pass, as the tab runs them."""
+    from core.models.stylemapgan import StyleMapGAN, build_stylemapgan
+    from demos import stylemap
+
+    dtype = inference_dtype(device)
+    configs = {256: dict(size=256, mapping_layer_num=8, latent_channel_size=64, latent_spatial_size=8,
+                         lr_mul=0.01, channel_multiplier=2),
+               1024: dict(size=1024, mapping_layer_num=8, latent_channel_size=64, latent_spatial_size=16,
+                          lr_mul=0.01, channel_multiplier=2, small_generator=True)}
+    d = str(dtype).replace("torch.", "")
+    for size, config in configs.items():
+        reset_peak(device)
+        model = StyleMapGAN(*build_stylemapgan(config)).to(device, dtype).eval().requires_grad_(False)
+        gen = torch.Generator().manual_seed(0)
+        imgs = (torch.rand(2, 3, size, size, generator=gen) * 2 - 1).to(device)
+        mask = torch.zeros(1, 1, size, size, device=device)
+        mask[..., size // 4: 3 * size // 4, size // 4: 3 * size // 4] = 1
+        tag = f"stylemap-{size}"
+        med, lo = timed(lambda: stylemap.sample(model, [0], 1.0), device, runs)
+        yield f"{tag} random image", d, med, lo, peak_memory_mb(device)
+        med, lo = timed(lambda: stylemap.local_edit(model, imgs[:1], imgs[1:], mask, "w_plus"), device, runs)
+        yield f"{tag} local edit (E x2 + w+ blend + G)", d, med, lo, peak_memory_mb(device)
+        med, lo = timed(lambda: stylemap.reconstruct(model, imgs[:1], with_lpips=False), device, runs)
+        yield f"{tag} reconstruction (E + G)", d, med, lo, peak_memory_mb(device)
+        for steps in (2, 16):
+            reset_peak(device)
+            med, lo = timed(lambda: stylemap.transplant(model, imgs[:1], imgs[1:], mask, [(0, 0)], steps),
+                            device, max(1, runs // (4 if steps > 2 and device.type == "cpu" else 1)))
+            yield f"{tag} demo transplant, {steps} step(s)", d, med, lo, peak_memory_mb(device)
+        del model
+
+
 def cold_start_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, float, float, float]]:
     """`import app` + build_app() in a fresh interpreter: what a user waits for at start."""
     code = "import app; app.build_app(device=%r)" % device.type
@@ -112,7 +147,8 @@ def cold_start_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str
     yield "app cold start (import + build Blocks)", "-", statistics.median(times), min(times), float("nan")
 
 
-CASES = {"stylegan2": stylegan2_cases, "panda": panda_cases, "coldstart": cold_start_cases}
+CASES = {"stylegan2": stylegan2_cases, "stylemap": stylemap_cases, "panda": panda_cases,
+         "coldstart": cold_start_cases}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,18 +18,15 @@ import argparse
 import hashlib
 import json
 import os
-import re
 import sys
 import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from http.client import HTTPException
-from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
+from core import download
 from core.errors import UserError
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights.json"
@@ -37,8 +34,6 @@ WEIGHTS_ENV = "SPATIAL_GAN_WEIGHTS"
 PREFETCH_HINT = "python -m core.hub download {id}"
 CACHE_ENV = "SPATIAL_GAN_CACHE"
 OFFLINE_ENV = "SPATIAL_GAN_OFFLINE"
-URL_TIMEOUT_S = 60
-_DRIVE_HOSTS = {"drive.google.com", "docs.google.com", "drive.usercontent.google.com"}
 
 
 def app_cache_dir() -> Path:
@@ -66,7 +61,7 @@ class UrlSource:
 
     @property
     def is_drive(self) -> bool:
-        return urlsplit(self.href).hostname in _DRIVE_HOSTS
+        return download.is_drive(self.href)
 
 
 @dataclass(frozen=True)
@@ -268,108 +263,6 @@ def _offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE) or os.environ.get(OFFLINE_ENV) == "1"
 
 
-def _open(opener: urllib.request.OpenerDirector, url: str, start: int):
-    """GET `url`, asking for bytes from `start` on when part of the file is already here."""
-    req = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
-    return opener.open(req, timeout=URL_TIMEOUT_S)
-
-
-class _Page(HTMLParser):
-    """What a download-warning page offers: its title, forms (action + fields) and links."""
-
-    def __init__(self):
-        super().__init__()
-        self.title, self.forms, self.links, self._in_title = "", [], [], False
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == "form":
-            self.forms.append((a.get("action") or "", {}))
-        elif tag == "input" and self.forms and a.get("name"):
-            self.forms[-1][1][a["name"]] = a.get("value") or ""
-        elif tag == "a" and a.get("href"):
-            self.links.append(a["href"])
-        self._in_title = tag == "title"
-
-    def handle_endtag(self, tag):
-        self._in_title = False
-
-    def handle_data(self, data):
-        if self._in_title:
-            self.title += data
-
-
-def _drive_confirm(page: _Page, page_url: str, jar: CookieJar) -> str | None:
-    """The address that confirms a Drive "can't scan this file for viruses" page, if any."""
-    for action, fields in page.forms:  # today's page: a GET form to drive.usercontent
-        if action and fields:
-            action = urljoin(page_url, action)
-            return action + ("&" if "?" in action else "?") + urlencode(fields)
-    for href in page.links:  # the legacy page: /uc?export=download&confirm=XXXX&id=...
-        if "confirm=" in href:
-            return urljoin(page_url, href)
-    token = next((c.value for c in jar if c.name.startswith("download_warning")), None)
-    if token:  # the legacy cookie: repeat the request with confirm=<token>
-        parts = urlsplit(page_url)
-        query = dict(parse_qsl(parts.query), confirm=token)
-        return urlunsplit(parts._replace(query=urlencode(query)))
-    return None
-
-
-def _download_url(entry: WeightEntry, part: Path, tqdm_class=None) -> None:
-    """Stream the entry's URL into `part`, resuming what is there; never save a web page."""
-    jar = CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    have = part.stat().st_size if part.is_file() else 0
-    url = entry.url.href
-    for hop in range(4):  # the file itself, or up to 3 confirmation pages before it
-        try:
-            resp = _open(opener, url, have)
-        except urllib.error.HTTPError as e:
-            if e.code != 416 or not have:
-                raise
-            e.close()
-            part.unlink()  # "range not satisfiable": the partial file is not a prefix
-            return _download_url(entry, part, tqdm_class)
-        if resp.headers.get_content_type() != "text/html":
-            break
-        page = _Page()
-        with resp:
-            page.feed(resp.read(1 << 20).decode("utf-8", "replace"))
-        url = _drive_confirm(page, resp.url, jar) if hop < 3 else None
-        if url is None:
-            raise _web_page_failure(entry, page.title.strip())
-    with resp:
-        start = 0
-        if resp.status == 206:
-            m = re.match(r"bytes (\d+)-", resp.headers.get("Content-Range", ""))
-            start = int(m.group(1)) if m else -1
-            if start != have:  # not the range we asked for: start clean
-                part.unlink()
-                return _download_url(entry, part, tqdm_class)
-        length = resp.headers.get("Content-Length")
-        total = start + int(length) if length else entry.size
-        bar = (tqdm_class or _default_tqdm)(total=total, unit="B", unit_scale=True,
-                                            desc=entry.url.filename)
-        try:
-            bar.update(start)
-            with open(part, "ab" if start else "wb") as f:
-                while chunk := resp.read(1 << 20):
-                    f.write(chunk)
-                    bar.update(len(chunk))
-        finally:
-            bar.close()
-    got = part.stat().st_size
-    if length and got != total:
-        raise ConnectionError(f"the connection closed after {got} of {total} bytes")
-
-
-def _default_tqdm(**kwargs):
-    from tqdm.auto import tqdm
-
-    return tqdm(disable=None, **kwargs)
-
-
 def _web_page_failure(entry: WeightEntry, title: str) -> UserError:
     src = entry.url
     what = "The Google Drive link" if src.is_drive else "The address"
@@ -398,7 +291,9 @@ def _fetch_url(entry: WeightEntry, force: bool, tqdm_class=None) -> Path:
     if force:
         part.unlink(missing_ok=True)
     try:
-        _download_url(entry, part, tqdm_class)
+        download.download(entry.url.href, part, entry.size, tqdm_class)
+    except download.WebPageError as e:
+        raise _web_page_failure(entry, e.title) from e
     except (urllib.error.URLError, HTTPException, OSError) as e:
         raise _network_failure(entry, e, part) from e
     _accept(entry, part, final)

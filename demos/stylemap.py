@@ -50,7 +50,8 @@ not cropped, pictures. Paper: [Kim et al., *Exploiting Spatial Dimensions of Lat
 Real-time Image Editing*, CVPR 2021]({PAPER}). Weights: CC BY-NC 4.0 (non-commercial).
 """
 MAX_REFERENCES = 3
-TRANSPLANT_CHUNK = 4  # frames per generator pass: bounds memory however many frames are asked for
+TRANSPLANT_PIXELS = 4 * 256 * 256  # pixels per generator pass (4 frames at 256 px, 1 at 512 px
+# and up): bounds memory however many frames are asked for
 REFERENCE_COLORS = ((254, 39, 18), (102, 176, 50), (254, 254, 51))  # the authors' demo colours
 
 
@@ -100,7 +101,7 @@ def transplant(model: StyleMapGAN, original: torch.Tensor, references: torch.Ten
         raise UserError("Use at least 2 interpolation frames (t = 0 and t = 1).")
     codes = encode(model, torch.cat([original, references]))
     frames = model.G.transplant(codes[:1], codes[1:], masks.to(codes.device), shifts, steps,
-                                chunk=TRANSPLANT_CHUNK)
+                                chunk=max(1, TRANSPLANT_PIXELS // model.size ** 2))
     return frames.float().clamp(-1, 1)
 
 
@@ -151,6 +152,16 @@ def cells_picture(cells: torch.Tensor, size: int) -> np.ndarray:
 
 
 # ---- UI ------------------------------------------------------------------------------------
+def example_pictures() -> tuple[str, str] | None:
+    """Two animal photos that ship with Gradio (Apache-2.0), or None if this Gradio lacks them."""
+    try:
+        from gradio.media import get_image
+
+        return get_image("lion.jpg"), get_image("cheetah.jpg")
+    except (ImportError, FileNotFoundError, ValueError):
+        return None
+
+
 def build_tab(ctx: AppContext) -> None:
     ids = ctx.model_ids("stylemapgan")
     gr.Markdown("Paint a region, get it from another picture, instantly: StyleMapGAN encodes both "
@@ -271,9 +282,14 @@ def build_tab(ctx: AppContext) -> None:
                 rg_run = gr.Button("Generate", variant="primary", scale=1)
             rg_gallery = gr.Gallery(label="Samples", columns=4, format="png")
 
-    if ids:
-        gr.Examples([[ids[0], 0.7]], inputs=[model_id, psi],
-                    label="Start here: pick a model, then 'Sample from seed' for each picture")
+    animals = example_pictures()
+    if animals:  # photos that suit the AFHQ model; any model takes them
+        lion, cheetah = animals
+        with gr.Row():
+            gr.Examples([[lion, cheetah], [cheetah, lion]], inputs=[le_original, le_reference],
+                        label="Example pictures for Local edit (then paint on the original)")
+            gr.Examples([[cheetah, lion]], inputs=[sm_a, sm_b], label="Example pictures for Style mixing")
+            gr.Examples([[lion], [cheetah]], inputs=[rc_image], label="Example photos for Reconstruction")
 
     # ---- handlers ----
     @gpu(duration=60)
@@ -290,6 +306,7 @@ def build_tab(ctx: AppContext) -> None:
 
     @user_errors
     def on_live_edit(live, mid, editor, reference, space):
+        """Re-run while painting: silent until there is something to edit."""
         if not live or reference is None or not editor or editor.get("background") is None:
             return gr.update(), gr.update(), gr.update()
         if mask_from_editor(editor, required=False).sum() == 0:
@@ -299,7 +316,8 @@ def build_tab(ctx: AppContext) -> None:
     le_inputs = [model_id, le_original, le_reference, le_space]
     le_outputs = [le_input, le_cells, le_result]
     le_run.click(on_local_edit, le_inputs, le_outputs, api_name="stylemap_edit", concurrency_id="gpu")
-    le_space.change(on_local_edit, le_inputs, le_outputs, api_name=False, concurrency_id="gpu")
+    le_space.change(on_live_edit, [gr.State(True)] + le_inputs, le_outputs, api_name=False,
+                    concurrency_id="gpu")  # re-run a finished edit in the other space, quietly
     le_original.change(on_live_edit, [le_live] + le_inputs, le_outputs, api_name=False,
                        concurrency_id="gpu", trigger_mode="always_last", show_progress="minimal")
 

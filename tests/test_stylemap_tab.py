@@ -78,7 +78,7 @@ def test_edit_cells_follow_the_painted_region(model, io):
 def test_transplant_matches_the_authors_demo_in_chunks(model, io, monkeypatch):
     images = io["encoder_input"]
     shifts = list(zip(*io["demo_shifts_xy"]))
-    monkeypatch.setattr(stylemap, "TRANSPLANT_CHUNK", 2)  # 3 frames: a chunk of 2, then 1
+    monkeypatch.setattr(stylemap, "TRANSPLANT_PIXELS", 2 * SIZE * SIZE)  # 3 frames: 2, then 1
     frames = stylemap.transplant(model, images[:1], images[1:], io["demo_masks"], shifts, io["demo_steps"])
     assert torch.allclose(frames, io["demo_image"].clamp(-1, 1), atol=1e-4)
     with pytest.raises(UserError, match="at least 2"):
@@ -247,3 +247,16 @@ def test_tab_reconstruction_mixing_and_random(client, model, pictures, tmp_path)
     assert np.array_equal(_read(gallery[1]["image"])[..., :3], to_uint8(stylemap.sample(model, [5, 6], 0.7))[1])
     with pytest.raises(AppError, match="seed"):
         client.predict("tiny-smg", "x", 0.7, api_name="/stylemap_random")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fp16_on_cuda_matches_fp32_within_visual_tolerance(io):
+    """What the app runs on CUDA (fp16) against float32: within 2 grey levels of 255 (mean)."""
+    half = load_model("stylemapgan", SMG_REF / "tiny.pt", {}).to("cuda", torch.float16)
+    images = io["encoder_input"].cuda()
+    mask = signed_to_binary(io["edit_mask"]).cuda()
+    full = stylemap.local_edit(load_model("stylemapgan", SMG_REF / "tiny.pt", {}).cuda(),
+                               images[:1], images[1:2], mask).image
+    got = stylemap.local_edit(half, images[:1], images[1:2], mask).image
+    err = (got - full).abs() * 127.5
+    assert err.mean() < 2 and err.max() < 16
