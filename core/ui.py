@@ -83,3 +83,14 @@ def parse_seeds(text: str | int | float | None, max_count: int = 8) -> list[int]
     if len(seeds) > max_count:
         raise UserError(f"At most {max_count} seeds at a time.")
     return seeds
+
+
+def seed_picker(target: gr.components.Component, sample: Callable, inputs: list,
+                default: int = 1, label: str = "Sample from seed") -> gr.Number:
+    """A seed box and a button under a picture: the button puts `sample(*inputs, seed)` (a
+    generated picture) into `target`, so every tab can start without an upload."""
+    with gr.Row():
+        seed = gr.Number(value=default, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", scale=2)
+        button = gr.Button(label, scale=1)
+    button.click(sample, inputs + [seed], target, api_name=False, concurrency_id="gpu")
+    return seed

@@ -23,7 +23,7 @@ from core.errors import UserError
 from core.images import editor_background, mask_from_editor, overlay, pil_to_tensor, to_uint8
 from core.lpips import lpips_distance
 from core.models.stylemapgan import StyleMapGAN
-from core.ui import MAX_SEED, gpu, parse_seeds, user_errors
+from core.ui import MAX_SEED, gpu, parse_seeds, seed_picker, user_errors
 
 PAPER = "https://arxiv.org/abs/2104.14754"
 HOW_IT_WORKS = f"""
@@ -184,18 +184,13 @@ def build_tab(ctx: AppContext) -> None:
 
     @gpu(duration=60)
     @user_errors
-    def on_sample(mid, seed, truncation, progress=gr.Progress(track_tqdm=True)):
+    def on_sample(mid, truncation, seed, progress=gr.Progress(track_tqdm=True)):
         progress(0.0, desc=f"Loading {mid}")
         model = model_for(mid)
         return to_uint8(sample(model, parse_seeds(seed, max_count=1), float(truncation)))[0]
 
     def seed_row(target: gr.components.Component, default: int) -> None:
-        """A seed box and a button that puts that seed's sample into `target`."""
-        with gr.Row():
-            seed = gr.Number(value=default, precision=0, minimum=0, maximum=MAX_SEED,
-                             label="Seed", scale=2)
-            button = gr.Button("Sample from seed", scale=1)
-        button.click(on_sample, [model_id, seed, psi], target, api_name=False, concurrency_id="gpu")
+        seed_picker(target, on_sample, [model_id, psi], default)
 
     with gr.Tabs():
         with gr.Tab("Local edit"):
