@@ -28,8 +28,16 @@ def _stylemapgan(path: Path, config: dict[str, Any]) -> nn.Module:
     return model
 
 
+def _regressor(path: Path, config: dict[str, Any]) -> nn.Module:
+    from core.models.regressor import load_regressor
+
+    # "generator" pairs the regressor with the StyleGAN2 entry it was trained for (the tab's
+    # business, not the loader's)
+    return load_regressor(path, **{k: v for k, v in config.items() if k != "generator"})
+
+
 LOADERS: dict[str, Callable[[Path, dict[str, Any]], nn.Module]] = {
-    "stylegan2": _stylegan2, "stylemapgan": _stylemapgan}
+    "stylegan2": _stylegan2, "stylemapgan": _stylemapgan, "regressor": _regressor}
 
 
 def load_model(arch: str, path: Path, config: dict[str, Any]) -> nn.Module:
