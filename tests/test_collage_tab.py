@@ -1,0 +1,274 @@
+"""The Collage tab: the compose engine on tiny tensors, the regressor + generator pipeline on
+tiny checkpoints in the published formats (loaded through the registry), and the tab driven
+end to end through gradio_client."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from conftest import SG2_REF, TINY_SG2_CONFIG, free_port, tiny_sg2_entry, write_registry
+
+import app as app_module
+from core.errors import UserError
+from core.images import pil_to_tensor, to_uint8
+from core.models import load_model
+from core.models.regressor import MaskedRegressor
+from demos import collage
+from demos.collage import Part, compose, translate
+
+SIZE = 32
+N_LATENT = 8  # a 32 px StyleGAN2
+REG_CONFIG = {"resnet_depth": 18, "n_latent": N_LATENT, "w_dim": 32, "channels_in": 4}
+
+
+# ---- compose on tiny tensors ---------------------------------------------------------------
+def test_translate_moves_and_drops():
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    out = translate(x, 1, 2)  # one right, two down
+    assert out[0, 0, 2:, 1:].tolist() == x[0, 0, :2, :3].tolist()
+    assert out[0, 0, :2].abs().sum() == 0 and out[0, 0, :, 0].abs().sum() == 0
+    assert translate(x, 4, 0).abs().sum() == 0 and torch.equal(translate(x, 0, 0), x)
+
+
+def test_compose_builds_the_union_collage_later_parts_on_top():
+    a, b = torch.full((1, 3, 4, 4), 0.5), torch.full((1, 3, 4, 4), -0.25)
+    ma, mb = torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4)
+    ma[..., :2, :3] = 1  # rows 0-1, cols 0-2
+    mb[..., 1:3, 2:4] = 1  # rows 1-2, cols 2-3: overlaps a at (1, 2)
+    collage, union = compose([Part(a, ma), Part(b, mb)])
+    expected = torch.zeros(4, 4)
+    expected[:2, :3] = 0.5
+    expected[1:3, 2:4] = -0.25  # b is on top
+    assert torch.equal(collage[0, 0], expected) and torch.equal(collage[0, 2], expected)
+    assert torch.equal(union, torch.maximum(ma, mb))
+    shifted, u2 = compose([Part(a, ma, (1, 1))])  # dx = dy = 1
+    assert torch.equal(u2[0, 0, 1:3, 1:4], torch.ones(2, 3)) and u2.sum() == 6
+    assert torch.equal(shifted[0, 0][u2[0, 0] > 0], torch.full((6,), 0.5))
+
+
+def test_compose_rejects_nothing_to_compose():
+    with pytest.raises(UserError, match="at least one part"):
+        compose([])
+    with pytest.raises(UserError, match="cover nothing"):
+        compose([Part(torch.zeros(1, 3, 4, 4), torch.zeros(1, 1, 4, 4))])
+    with pytest.raises(UserError, match="cover nothing"):
+        compose([Part(torch.zeros(1, 3, 4, 4), torch.ones(1, 1, 4, 4), (9, 0))])
+
+
+def test_random_hints_follow_the_training_masks():
+    m = collage.random_hints(64, seed=3, batch=2)
+    assert m.shape == (2, 1, 64, 64) and set(m.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(m, collage.random_hints(64, seed=3, batch=2))
+    assert 0.0 < float(m.mean()) <= 1.0
+    sparse = collage.random_hints(64, seed=3, coverage=(0.1, 0.4))
+    assert float(sparse.mean()) < 0.5
+
+
+# ---- the pipeline on tiny checkpoints ------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("collage")
+    torch.manual_seed(0)
+    reg = MaskedRegressor(**REG_CONFIG)
+    with torch.no_grad():  # a spread of codes the tiny generator can render
+        reg.layer5.conv5.weight.mul_(4)
+    reg_file = tmp / "sgan_encoders_tiny_RGBM_model_final.pth"
+    torch.save({"state_dict": reg.state_dict(), "epoch": 1, "val_loss": 0.5}, reg_file)
+    sg2 = tmp / "tiny-sg2.pt"
+    shutil.copy(SG2_REF / "tiny.pt", sg2)
+    return reg_file, sg2
+
+
+@pytest.fixture(scope="module")
+def pair(tiny_files):
+    reg_file, sg2 = tiny_files
+    E = load_model("regressor", reg_file, {**REG_CONFIG, "generator": "tiny-sg2"})
+    G = load_model("stylegan2", sg2, dict(TINY_SG2_CONFIG))
+    return E, G
+
+
+def test_full_mask_collage_is_plain_encoding(pair):
+    E, G = pair
+    x = collage.sample_images(G, [5])
+    full = torch.ones(1, 1, SIZE, SIZE)
+    collage_img, union = compose([Part(x, full)])
+    out, w = collage.regenerate(E, G, collage_img, union)
+    with torch.inference_mode():
+        plain = G.synthesis(E(x)).float().clamp(-1, 1)
+    assert torch.equal(out, plain) and w.shape == (1, N_LATENT, 32)
+
+
+def test_unknown_pixels_do_not_matter(pair):
+    E, G = pair
+    x = collage.sample_images(G, [6])
+    known = torch.zeros(1, 1, SIZE, SIZE)
+    known[..., :, :16] = 1
+    noisy = x + (1 - known) * torch.randn_like(x)
+    a, _ = collage.regenerate(E, G, x, known)
+    b, _ = collage.regenerate(E, G, noisy, known)
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_inputs_of_any_size_are_resized_consistently(pair):
+    E, G = pair
+    big = to_uint8(collage.sample_images(G, [7]))[0]
+    picture = np.asarray(Image.fromarray(big).resize((80, 60)))
+    t = pil_to_tensor(picture, SIZE)
+    assert t.shape == (1, 3, SIZE, SIZE)
+    out, _ = collage.regenerate(E, G, t, torch.ones(1, 1, SIZE, SIZE))
+    assert out.shape == (1, 3, SIZE, SIZE)
+
+
+def test_completions_differ_and_keep_the_plain_one_first(pair):
+    E, G = pair
+    x = collage.sample_images(G, [8])
+    known = torch.ones(1, 1, SIZE, SIZE)
+    known[..., 8:24, 8:24] = 0
+    images, masks = collage.complete(E, G, x, known, 3, seed=1)
+    assert images.shape == (3, 3, SIZE, SIZE)
+    plain, _ = collage.regenerate(E, G, x * known, known)
+    assert torch.allclose(images[:1], plain, atol=1e-5)
+    assert torch.equal(masks[:1], known) and (masks[1:] >= known).all()
+    assert not torch.equal(images[1], images[2])  # different hints, different completions
+    assert ((masks[1:] - known) * known).abs().sum() == 0  # hints only inside the hole
+
+
+def test_refine_lowers_the_masked_loss(pair):
+    E, G = pair
+    x = collage.sample_images(G, [9])
+    known = collage.random_hints(SIZE, seed=2)
+    before, _ = collage.regenerate(E, G, x * known, known)
+    after, losses = collage.refine(E, G, x * known, known, steps=15)
+    assert len(losses) == 15 and losses[-1] < losses[0]
+    assert collage.masked_l1(after, x, known) < collage.masked_l1(before, x, known)
+
+
+def test_variation_map_is_a_std_and_its_leak_a_share(pair):
+    E, G = pair
+    base = collage.sample_images(G, [10])
+    part = torch.zeros(1, 1, SIZE, SIZE)
+    part[..., 4:12, 4:12] = 1
+    sigma, leak = collage.variation_map(E, G, base, part, n=4, seed=0, batch=3)
+    assert sigma.shape == (SIZE, SIZE) and (sigma >= 0).all() and sigma.max() > 0
+    assert 0.0 <= leak <= 1.0
+    with pytest.raises(UserError, match="at least 2"):
+        collage.variation_map(E, G, base, part, n=1, seed=0)
+
+
+def test_masked_l1_counts_known_pixels_only():
+    a, b = torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4)
+    b[..., :2, :] = 1.0
+    b[..., 2:, :] = 7.0
+    m = torch.zeros(1, 1, 4, 4)
+    m[..., :2, :] = 1
+    assert collage.masked_l1(a, b, m) == pytest.approx(1.0)
+
+
+# ---- the tab through gradio_client ---------------------------------------------------------
+def _png(tmp_path, name: str, array: np.ndarray) -> str:
+    path = tmp_path / name
+    Image.fromarray(array).save(path)
+    return str(path)
+
+
+def _editor(tmp_path, name: str, picture: np.ndarray, painted: np.ndarray | None) -> dict:
+    h, w = picture.shape[:2]
+    layer = np.zeros((h, w, 4), np.uint8)
+    if painted is not None:
+        layer[painted] = 255
+    return {"background": handle_file(_png(tmp_path, f"{name}-bg.png", picture)),
+            "layers": [handle_file(_png(tmp_path, f"{name}-l.png", layer))],
+            "composite": handle_file(_png(tmp_path, f"{name}-c.png", picture))}
+
+
+def _read(path: str) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+NO_PART = {"background": None, "layers": [], "composite": None}
+
+
+@pytest.fixture(scope="module")
+def client(tiny_files, tmp_path_factory):
+    reg_file, sg2 = tiny_files
+    tmp = tmp_path_factory.mktemp("collage-app")
+    registry = write_registry(tmp / "weights.json", [
+        tiny_sg2_entry("tiny-sg2", sg2),
+        {"id": "tiny-collage", "arch": "regressor", "config": {**REG_CONFIG, "generator": "tiny-sg2"},
+         "path": str(reg_file), "license": "test"},
+        {"id": "tiny-collage-orphan", "arch": "regressor", "config": dict(REG_CONFIG),
+         "path": str(reg_file), "license": "test"}])
+    demo = app_module.build_app(weights=str(registry), device="cpu")
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True)
+    try:
+        yield Client(url, verbose=False)
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def pictures(pair):
+    _, G = pair
+    return to_uint8(collage.sample_images(G, [21, 22, 23]))
+
+
+def test_tab_compose_end_to_end(client, pair, pictures, tmp_path):
+    E, G = pair
+    keep = np.zeros((SIZE, SIZE), bool)
+    keep[:, :16] = True  # the base's left half
+    take = np.zeros((SIZE, SIZE), bool)
+    take[:8, :8] = True
+    base = _editor(tmp_path, "base", pictures[0], keep)
+    part = _editor(tmp_path, "p1", pictures[1], take)
+    shown, mask, result, info = client.predict(
+        "tiny-collage", base, False, 30, part, NO_PART, NO_PART, 20, 0, 0, 4, 0, 0,
+        api_name="/collage_compose")
+    t = lambda a: pil_to_tensor(a)  # noqa: E731
+    m = lambda a: torch.from_numpy(a.astype(np.float32))[None, None]  # noqa: E731
+    collage_img, union = compose([Part(t(pictures[0]), m(keep)), Part(t(pictures[1]), m(take), (20, 4))])
+    expected, _ = collage.regenerate(E, G, collage_img, union)
+    assert np.array_equal(_read(result)[..., :3], to_uint8(expected)[0])
+    got_mask = _read(mask)
+    got_mask = got_mask if got_mask.ndim == 2 else got_mask[..., 0]
+    assert np.array_equal(got_mask > 127, union[0, 0].numpy() > 0)
+    assert np.array_equal(_read(shown)[..., :3], collage.unknown_as_grey(collage_img, union))
+    assert f"{collage.masked_l1(expected, collage_img, union):.3f}" in info
+
+
+def test_tab_compose_errors_and_refine(client, pictures, tmp_path):
+    with pytest.raises(AppError, match="at least one part"):
+        client.predict("tiny-collage", NO_PART, False, 30, NO_PART, NO_PART, NO_PART,
+                       0, 0, 0, 0, 0, 0, api_name="/collage_compose")
+    with pytest.raises(AppError, match="generator"):
+        client.predict("tiny-collage-orphan", NO_PART, False, 30, NO_PART, NO_PART, NO_PART,
+                       0, 0, 0, 0, 0, 0, api_name="/collage_compose")
+    base = _editor(tmp_path, "b", pictures[2], None)  # nothing painted: the whole base
+    *_, info = client.predict("tiny-collage", base, True, 5, NO_PART, NO_PART, NO_PART,
+                              0, 0, 0, 0, 0, 0, api_name="/collage_compose")
+    assert "refined in 5 Adam steps" in info and "known: 100 %" in info
+
+
+def test_tab_inpaint_and_variation(client, pictures, tmp_path):
+    hole = np.zeros((SIZE, SIZE), bool)
+    hole[8:24, 8:24] = True
+    ed = _editor(tmp_path, "ip", pictures[0], hole)
+    masked, gallery = client.predict("tiny-collage", ed, 3, 0, api_name="/collage_inpaint")
+    assert len(gallery) == 3 and gallery[0]["caption"] == "known pixels only"
+    shown = _read(masked)[..., :3]
+    assert (shown[12, 12] == 200).all() and np.array_equal(shown[0, 0], pictures[0][0, 0])
+    masked, gallery = client.predict("tiny-collage", ed, 2, 5, api_name="/collage_random_hints")
+    assert len(gallery) == 2
+    empty = _editor(tmp_path, "e", pictures[0], None)
+    with pytest.raises(AppError, match="mask is empty"):
+        client.predict("tiny-collage", empty, 2, 0, api_name="/collage_inpaint")
+    everything = _editor(tmp_path, "all", pictures[0], np.ones((SIZE, SIZE), bool))
+    with pytest.raises(AppError, match="Everything is erased"):
+        client.predict("tiny-collage", everything, 2, 0, api_name="/collage_inpaint")
+    vm, info = client.predict("tiny-collage", ed, 3, 0, api_name="/collage_variation")
+    assert _read(vm).shape[:2] == (SIZE, SIZE) and "outside the painted part" in info
