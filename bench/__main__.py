@@ -135,6 +135,25 @@ def stylemap_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, 
         del model
 
 
+def collage_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, float, float, float]]:
+    """Collage compose per domain (church 256, car 512, FFHQ 1024): one regressor pass over
+    the collage + mask and one generator pass, as the tab runs them."""
+    from core.models.regressor import MaskedRegressor
+    from demos import collage
+
+    dtype = inference_dtype(device)
+    d = str(dtype).replace("torch.", "")
+    for size in (256, 512, 1024):
+        reset_peak(device)
+        G = StyleGAN2Generator(size).to(device, dtype).eval().requires_grad_(False)
+        E = MaskedRegressor(34, G.n_latent).to(device, dtype).eval().requires_grad_(False)
+        x = torch.rand(1, 3, size, size, device=device) * 2 - 1
+        mask = collage.random_hints(size, seed=0).to(device)
+        med, lo = timed(lambda: collage.regenerate(E, G, x, mask), device, runs)
+        yield f"collage-{size} compose (regressor + G)", d, med, lo, peak_memory_mb(device)
+        del G, E
+
+
 def cold_start_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, float, float, float]]:
     """`import app` + build_app() in a fresh interpreter: what a user waits for at start."""
     code = "import app; app.build_app(device=%r)" % device.type
@@ -147,7 +166,8 @@ def cold_start_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str
     yield "app cold start (import + build Blocks)", "-", statistics.median(times), min(times), float("nan")
 
 
-CASES = {"stylegan2": stylegan2_cases, "stylemap": stylemap_cases, "panda": panda_cases,
+CASES = {"stylegan2": stylegan2_cases, "collage": collage_cases, "stylemap": stylemap_cases,
+         "panda": panda_cases,
          "coldstart": cold_start_cases}
 
 
