@@ -258,6 +258,7 @@ def build_tab(ctx: AppContext) -> None:
                         dxs.append(gr.Slider(-512, 512, value=0, step=1, label="Shift right (px)"))
                         dys.append(gr.Slider(-512, 512, value=0, step=1, label="Shift down (px)"))
             with gr.Row():
+                live = gr.Checkbox(value=True, label="Update while painting")
                 do_refine = gr.Checkbox(value=False, label="Refine (optimise W+ on the known pixels)")
                 refine_steps = gr.Slider(5, 200, value=30, step=5, label="Refine steps")
                 compose_btn = gr.Button("Compose", variant="primary")
@@ -343,9 +344,27 @@ def build_tab(ctx: AppContext) -> None:
         return (unknown_as_grey(collage, union), (union[0, 0].numpy() * 255).astype(np.uint8),
                 to_uint8(result)[0], info)
 
-    compose_btn.click(on_compose, [model_id, base, do_refine, refine_steps] + parts + dxs + dys,
-                      [collage_out, mask_out, result_out, compose_info], api_name="collage_compose",
+    compose_inputs = [model_id, base, do_refine, refine_steps] + parts + dxs + dys
+    compose_outputs = [collage_out, mask_out, result_out, compose_info]
+    compose_btn.click(on_compose, compose_inputs, compose_outputs, api_name="collage_compose",
                       concurrency_id="gpu")
+
+    @user_errors
+    def on_live(live_on, mid, base_value, refine_on, steps, *rest):
+        """Every stroke or shift re-runs one regressor + generator pass (never the slow
+        refinement); silent until there is something to compose."""
+        editors = (base_value,) + rest[:MAX_PARTS]
+        painted = any(ed and ed.get("background") is not None for ed in editors)
+        if not live_on or refine_on or not mid or not painted:
+            return [gr.update()] * len(compose_outputs)
+        try:
+            return on_compose(mid, base_value, False, steps, *rest)
+        except gr.Error:
+            return [gr.update()] * len(compose_outputs)
+
+    for trigger in [base.change] + [p.change for p in parts] + [d.release for d in dxs + dys]:
+        trigger(on_live, [live] + compose_inputs, compose_outputs, api_name=False,
+                concurrency_id="gpu", trigger_mode="always_last", show_progress="minimal")
 
     def _inpaint(mid, value, n, seed, random_mask: bool):
         E, G = models(mid)
