@@ -2,6 +2,7 @@
 LPIPS uses a random backbone; models are tiny checkpoints in the published layouts."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -90,3 +91,53 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def app_client(registry: Path):
+    """The whole app built on `registry`, launched on a free port, as a gradio_client."""
+    import app as app_module
+    from gradio_client import Client
+
+    demo = app_module.build_app(weights=str(registry), device="cpu")
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True)
+    try:
+        yield Client(url, verbose=False)
+    finally:
+        demo.close()
+
+
+def png_file(folder: Path, name: str, array) -> str:
+    """Save an array as a PNG (lossless, what the app's components use) -> its path."""
+    from PIL import Image
+
+    path = folder / name
+    Image.fromarray(array).save(path)
+    return str(path)
+
+
+def read_png(path: str):
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(path))
+
+
+def editor_value(folder: Path, name: str, picture, painted=None) -> dict:
+    """A gr.ImageEditor value as a browser sends it: background, one RGBA paint layer where
+    `painted` (bool H x W) is true, and the composite."""
+    import numpy as np
+    from gradio_client import handle_file
+
+    h, w = picture.shape[:2]
+    layer = np.zeros((h, w, 4), np.uint8)
+    composite = picture.copy()
+    if painted is not None:
+        layer[painted] = (255, 51, 51, 255)
+        composite[painted] = 255
+    return {"background": handle_file(png_file(folder, f"{name}-bg.png", picture)),
+            "layers": [handle_file(png_file(folder, f"{name}-l.png", layer))],
+            "composite": handle_file(png_file(folder, f"{name}-c.png", composite))}
+
+
+EMPTY_EDITOR = {"background": None, "layers": [], "composite": None}

@@ -7,13 +7,11 @@ import io
 import numpy as np
 import pytest
 import torch
-from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from conftest import free_port, seed_hub_cache, tiny_sg2_entry, write_registry
+from conftest import app_client, seed_hub_cache, tiny_sg2_entry, write_registry
 
-import app as app_module
 from core.images import to_uint8
 from core.models.stylegan2 import load_stylegan2
 from demos import panda
@@ -55,12 +53,8 @@ def client(tmp_path, tiny_sg2_file, hub_cache, factors, monkeypatch):
                                 "filename": f"checkpoints/{prefix}-name_tiny-layer_5-rank_{rank}.npy"},
                         "license": "test"})
     registry = write_registry(tmp_path / "weights.json", entries)
-    demo = app_module.build_app(weights=str(registry), device="cpu")
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True)
-    try:
-        yield Client(url, verbose=False)
-    finally:
-        demo.close()
+    with app_client(registry) as client:
+        yield client
 
 
 def _png(path: str) -> np.ndarray:

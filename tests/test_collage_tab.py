@@ -8,13 +8,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from conftest import SG2_REF, TINY_SG2_CONFIG, free_port, tiny_sg2_entry, write_registry
+from conftest import (EMPTY_EDITOR, SG2_REF, TINY_SG2_CONFIG, app_client, editor_value, read_png,
+                      tiny_sg2_entry, write_registry)
 
-import app as app_module
 from core.errors import UserError
 from core.images import pil_to_tensor, to_uint8
 from core.models import load_model
@@ -171,27 +170,7 @@ def test_masked_l1_counts_known_pixels_only():
 
 
 # ---- the tab through gradio_client ---------------------------------------------------------
-def _png(tmp_path, name: str, array: np.ndarray) -> str:
-    path = tmp_path / name
-    Image.fromarray(array).save(path)
-    return str(path)
-
-
-def _editor(tmp_path, name: str, picture: np.ndarray, painted: np.ndarray | None) -> dict:
-    h, w = picture.shape[:2]
-    layer = np.zeros((h, w, 4), np.uint8)
-    if painted is not None:
-        layer[painted] = 255
-    return {"background": handle_file(_png(tmp_path, f"{name}-bg.png", picture)),
-            "layers": [handle_file(_png(tmp_path, f"{name}-l.png", layer))],
-            "composite": handle_file(_png(tmp_path, f"{name}-c.png", picture))}
-
-
-def _read(path: str) -> np.ndarray:
-    return np.asarray(Image.open(path))
-
-
-NO_PART = {"background": None, "layers": [], "composite": None}
+NO_PART = EMPTY_EDITOR
 
 
 @pytest.fixture(scope="module")
@@ -204,12 +183,8 @@ def client(tiny_files, tmp_path_factory):
          "path": str(reg_file), "license": "test"},
         {"id": "tiny-collage-orphan", "arch": "regressor", "config": dict(REG_CONFIG),
          "path": str(reg_file), "license": "test"}])
-    demo = app_module.build_app(weights=str(registry), device="cpu")
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True)
-    try:
-        yield Client(url, verbose=False)
-    finally:
-        demo.close()
+    with app_client(registry) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -224,8 +199,8 @@ def test_tab_compose_end_to_end(client, pair, pictures, tmp_path):
     keep[:, :16] = True  # the base's left half
     take = np.zeros((SIZE, SIZE), bool)
     take[:8, :8] = True
-    base = _editor(tmp_path, "base", pictures[0], keep)
-    part = _editor(tmp_path, "p1", pictures[1], take)
+    base = editor_value(tmp_path, "base", pictures[0], keep)
+    part = editor_value(tmp_path, "p1", pictures[1], take)
     shown, mask, result, info = client.predict(
         "tiny-collage", base, False, 30, part, NO_PART, NO_PART, 20, 0, 0, 4, 0, 0,
         api_name="/collage_compose")
@@ -233,11 +208,11 @@ def test_tab_compose_end_to_end(client, pair, pictures, tmp_path):
     m = lambda a: torch.from_numpy(a.astype(np.float32))[None, None]  # noqa: E731
     collage_img, union = compose([Part(t(pictures[0]), m(keep)), Part(t(pictures[1]), m(take), (20, 4))])
     expected, _ = collage.regenerate(E, G, collage_img, union)
-    assert np.array_equal(_read(result)[..., :3], to_uint8(expected)[0])
-    got_mask = _read(mask)
+    assert np.array_equal(read_png(result)[..., :3], to_uint8(expected)[0])
+    got_mask = read_png(mask)
     got_mask = got_mask if got_mask.ndim == 2 else got_mask[..., 0]
     assert np.array_equal(got_mask > 127, union[0, 0].numpy() > 0)
-    assert np.array_equal(_read(shown)[..., :3], collage.unknown_as_grey(collage_img, union))
+    assert np.array_equal(read_png(shown)[..., :3], collage.unknown_as_grey(collage_img, union))
     assert f"{collage.masked_l1(expected, collage_img, union):.3f}" in info
 
 
@@ -248,7 +223,7 @@ def test_tab_compose_errors_and_refine(client, pictures, tmp_path):
     with pytest.raises(AppError, match="generator"):
         client.predict("tiny-collage-orphan", NO_PART, False, 30, NO_PART, NO_PART, NO_PART,
                        0, 0, 0, 0, 0, 0, api_name="/collage_compose")
-    base = _editor(tmp_path, "b", pictures[2], None)  # nothing painted: the whole base
+    base = editor_value(tmp_path, "b", pictures[2], None)  # nothing painted: the whole base
     *_, info = client.predict("tiny-collage", base, True, 5, NO_PART, NO_PART, NO_PART,
                               0, 0, 0, 0, 0, 0, api_name="/collage_compose")
     assert "refined in 5 Adam steps" in info and "known: 100 %" in info
@@ -257,18 +232,18 @@ def test_tab_compose_errors_and_refine(client, pictures, tmp_path):
 def test_tab_inpaint_and_variation(client, pictures, tmp_path):
     hole = np.zeros((SIZE, SIZE), bool)
     hole[8:24, 8:24] = True
-    ed = _editor(tmp_path, "ip", pictures[0], hole)
+    ed = editor_value(tmp_path, "ip", pictures[0], hole)
     masked, gallery = client.predict("tiny-collage", ed, 3, 0, api_name="/collage_inpaint")
     assert len(gallery) == 3 and gallery[0]["caption"] == "known pixels only"
-    shown = _read(masked)[..., :3]
+    shown = read_png(masked)[..., :3]
     assert (shown[12, 12] == 200).all() and np.array_equal(shown[0, 0], pictures[0][0, 0])
     masked, gallery = client.predict("tiny-collage", ed, 2, 5, api_name="/collage_random_hints")
     assert len(gallery) == 2
-    empty = _editor(tmp_path, "e", pictures[0], None)
+    empty = editor_value(tmp_path, "e", pictures[0], None)
     with pytest.raises(AppError, match="mask is empty"):
         client.predict("tiny-collage", empty, 2, 0, api_name="/collage_inpaint")
-    everything = _editor(tmp_path, "all", pictures[0], np.ones((SIZE, SIZE), bool))
+    everything = editor_value(tmp_path, "all", pictures[0], np.ones((SIZE, SIZE), bool))
     with pytest.raises(AppError, match="Everything is erased"):
         client.predict("tiny-collage", everything, 2, 0, api_name="/collage_inpaint")
     vm, info = client.predict("tiny-collage", ed, 3, 0, api_name="/collage_variation")
-    assert _read(vm).shape[:2] == (SIZE, SIZE) and "outside the painted part" in info
+    assert read_png(vm).shape[:2] == (SIZE, SIZE) and "outside the painted part" in info

@@ -399,7 +399,7 @@ def test_cli_list_and_download(tmp_path: Path, online: Path, remote, capsys):
     assert row[2:5] == ["307.2", "KB", "no"] and row[-2:] == ["URL", remote.url("/file/model.pt")]
     assert hub.main(["--weights", str(reg), "download", "remote"]) == 0
     out = capsys.readouterr().out
-    assert f"ok  remote" in out and str(_final(online, "remote", "model.pt")) in out
+    assert "ok  remote" in out and str(_final(online, "remote", "model.pt")) in out
     assert hub.main(["--weights", str(reg), "list"]) == 0
     row = [l.split() for l in capsys.readouterr().out.splitlines() if l.startswith("remote")][0]
     assert row[2:5] == ["307.2", "KB", "yes"]

@@ -8,13 +8,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from conftest import REFERENCE, free_port, load_reference, write_registry
+from conftest import (EMPTY_EDITOR, REFERENCE, app_client, editor_value, load_reference, png_file,
+                      read_png, write_registry)
 
-import app as app_module
 from core.errors import UserError
 from core.images import mask_from_editor, to_uint8
 from core.models import load_model
@@ -114,30 +114,6 @@ def test_style_mix_and_sampling_match_the_model(model, io):
 
 
 # ---- the tab through gradio_client --------------------------------------------------------
-def _png_file(tmp_path, name: str, array: np.ndarray) -> str:
-    path = tmp_path / name
-    Image.fromarray(array).save(path)
-    return str(path)
-
-
-def _editor(tmp_path, name: str, picture: np.ndarray, painted: np.ndarray | None) -> dict:
-    """An ImageEditor value as the browser sends it: background + one RGBA paint layer."""
-    h, w = picture.shape[:2]
-    layer = np.zeros((h, w, 4), np.uint8)
-    if painted is not None:
-        layer[painted] = (255, 51, 51, 255)
-    bg = _png_file(tmp_path, f"{name}-bg.png", picture)
-    comp = picture.copy()
-    if painted is not None:
-        comp[painted] = 255
-    return {"background": handle_file(bg), "layers": [handle_file(_png_file(tmp_path, f"{name}-l.png", layer))],
-            "composite": handle_file(_png_file(tmp_path, f"{name}-c.png", comp))}
-
-
-def _read(path: str) -> np.ndarray:
-    return np.asarray(Image.open(path))
-
-
 @pytest.fixture(scope="module")
 def pictures(model) -> dict[str, np.ndarray]:
     """Pictures the model can make, at odd sizes and modes (as uploads arrive)."""
@@ -158,12 +134,8 @@ def client(tmp_path_factory):
          "license": "test"},
         {"id": "tiny-smg-wrong", "arch": "stylemapgan", "config": {"size": 256}, "path": str(ckpt),
          "license": "test"}])
-    demo = app_module.build_app(weights=str(registry), device="cpu")
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True)
-    try:
-        yield Client(url, verbose=False)
-    finally:
-        demo.close()
+    with app_client(registry) as client:
+        yield client
 
 
 def test_tab_local_edit_end_to_end(client, model, pictures, tmp_path):
@@ -171,27 +143,27 @@ def test_tab_local_edit_end_to_end(client, model, pictures, tmp_path):
     cropped network input, the cells and exactly the engine's edit."""
     painted = np.zeros((45, 60), bool)
     painted[:, :30] = True
-    editor = _editor(tmp_path, "orig", pictures["big"], painted)
-    ref = handle_file(_png_file(tmp_path, "ref.png", pictures["gray"]))
+    editor = editor_value(tmp_path, "orig", pictures["big"], painted)
+    ref = handle_file(png_file(tmp_path, "ref.png", pictures["gray"]))
     net_in, cells, result = client.predict("tiny-smg", editor, ref, "w_plus", api_name="/stylemap_edit")
     original = stylemap.prepare(model, pictures["big"])
     mask = mask_from_editor({"background": pictures["big"], "layers": [painted.astype(np.uint8) * 255]}, SIZE)
     expected = stylemap.local_edit(model, original, stylemap.prepare(model, pictures["gray"]), mask, "w_plus")
-    assert np.array_equal(_read(net_in)[..., :3], to_uint8(original)[0])
-    assert np.array_equal(_read(result)[..., :3], to_uint8(expected.image)[0])
-    c = _read(cells)
+    assert np.array_equal(read_png(net_in)[..., :3], to_uint8(original)[0])
+    assert np.array_equal(read_png(result)[..., :3], to_uint8(expected.image)[0])
+    c = read_png(cells)
     c = c if c.ndim == 2 else c[..., 0]
     assert c.shape == (SIZE, SIZE) and c[:, :8].min() == 255 and c[:, 24:].max() == 0
 
 
 def test_tab_local_edit_errors(client, pictures, tmp_path):
-    ref = handle_file(_png_file(tmp_path, "ref.png", pictures["plain"]))
-    empty = _editor(tmp_path, "empty", pictures["plain"], None)
+    ref = handle_file(png_file(tmp_path, "ref.png", pictures["plain"]))
+    empty = editor_value(tmp_path, "empty", pictures["plain"], None)
     with pytest.raises(AppError, match="mask is empty"):
         client.predict("tiny-smg", empty, ref, "w_plus", api_name="/stylemap_edit")
     painted = np.zeros((SIZE, SIZE), bool)
     painted[4:12, 4:12] = True
-    editor = _editor(tmp_path, "ok", pictures["plain"], painted)
+    editor = editor_value(tmp_path, "ok", pictures["plain"], painted)
     with pytest.raises(AppError, match="reference"):
         client.predict("tiny-smg", editor, None, "w_plus", api_name="/stylemap_edit")
     with pytest.raises(AppError, match="file says 32"):
@@ -199,52 +171,52 @@ def test_tab_local_edit_errors(client, pictures, tmp_path):
     with pytest.raises(AppError, match="Unknown model|not in the list of choices"):
         client.predict("nope", editor, ref, "w_plus", api_name="/stylemap_edit")
     # an RGBA original works, and nothing computed before is lost: the same call still answers
-    rgba = _editor(tmp_path, "rgba", pictures["rgba"], painted)
+    rgba = editor_value(tmp_path, "rgba", pictures["rgba"], painted)
     out = client.predict("tiny-smg", rgba, ref, "w", api_name="/stylemap_edit")
-    assert _read(out[2]).shape[:2] == (SIZE, SIZE)
+    assert read_png(out[2]).shape[:2] == (SIZE, SIZE)
 
 
 def test_tab_transplant_end_to_end(client, model, pictures, tmp_path):
     painted = np.zeros((SIZE, SIZE), bool)
     painted[0:16, 0:16] = True
-    ref1 = _editor(tmp_path, "r1", pictures["plain"], painted)
-    orig = handle_file(_png_file(tmp_path, "o.png", pictures["rgba"]))
-    no_ref = {"background": None, "layers": [], "composite": None}
+    ref1 = editor_value(tmp_path, "r1", pictures["plain"], painted)
+    orig = handle_file(png_file(tmp_path, "o.png", pictures["rgba"]))
+    no_ref = EMPTY_EDITOR
     landing, result, strip, t = client.predict(
         "tiny-smg", orig, 4, ref1, no_ref, no_ref, 8, 0, 0, 16, 0, 0, api_name="/stylemap_transplant")
     frames = stylemap.transplant(model, stylemap.prepare(model, pictures["rgba"]),
                                  stylemap.prepare(model, pictures["plain"]),
                                  torch.from_numpy(painted).float()[None, None], [(8, 16)], 4)
     assert len(strip) == 4
-    assert np.array_equal(_read(result)[..., :3], to_uint8(frames[-1:])[0])
-    assert np.array_equal(_read(strip[0]["image"])[..., :3], to_uint8(frames[:1])[0])
-    assert _read(landing).shape[:2] == (SIZE, SIZE)
+    assert np.array_equal(read_png(result)[..., :3], to_uint8(frames[-1:])[0])
+    assert np.array_equal(read_png(strip[0]["image"])[..., :3], to_uint8(frames[:1])[0])
+    assert read_png(landing).shape[:2] == (SIZE, SIZE)
     with pytest.raises(AppError, match="at least one reference"):
         client.predict("tiny-smg", orig, 4, no_ref, no_ref, no_ref, 0, 0, 0, 0, 0, 0,
                        api_name="/stylemap_transplant")
-    unpainted = _editor(tmp_path, "r2", pictures["plain"], None)
+    unpainted = editor_value(tmp_path, "r2", pictures["plain"], None)
     with pytest.raises(AppError, match="Reference 2 has no painted region"):
         client.predict("tiny-smg", orig, 4, ref1, unpainted, no_ref, 0, 0, 0, 0, 0, 0,
                        api_name="/stylemap_transplant")
 
 
 def test_tab_reconstruction_mixing_and_random(client, model, pictures, tmp_path):
-    a = handle_file(_png_file(tmp_path, "a.png", pictures["plain"]))
-    b = handle_file(_png_file(tmp_path, "b.png", pictures["gray"]))
+    a = handle_file(png_file(tmp_path, "a.png", pictures["plain"]))
+    b = handle_file(png_file(tmp_path, "b.png", pictures["gray"]))
     net_in, recon, text = client.predict("tiny-smg", a, api_name="/stylemap_reconstruct")
     expected = stylemap.reconstruct(model, stylemap.prepare(model, pictures["plain"]), with_lpips=False)
-    assert np.array_equal(_read(recon)[..., :3], to_uint8(expected.image)[0])
+    assert np.array_equal(read_png(recon)[..., :3], to_uint8(expected.image)[0])
     assert f"{expected.mse:.4f}" in text and "LPIPS" in text
     coarse, fine = client.predict("tiny-smg", a, b, api_name="/stylemap_mix")
     mixed = stylemap.style_mix(model, stylemap.prepare(model, pictures["plain"]),
                                stylemap.prepare(model, pictures["gray"]))
-    assert np.array_equal(_read(coarse)[..., :3], to_uint8(mixed[:1])[0])
-    assert np.array_equal(_read(fine)[..., :3], to_uint8(mixed[1:])[0])
+    assert np.array_equal(read_png(coarse)[..., :3], to_uint8(mixed[:1])[0])
+    assert np.array_equal(read_png(fine)[..., :3], to_uint8(mixed[1:])[0])
     with pytest.raises(AppError, match="both pictures"):
         client.predict("tiny-smg", a, None, api_name="/stylemap_mix")
     gallery = client.predict("tiny-smg", "5, 6", 0.7, api_name="/stylemap_random")
     assert [g["caption"] for g in gallery] == ["seed 5", "seed 6"]
-    assert np.array_equal(_read(gallery[1]["image"])[..., :3], to_uint8(stylemap.sample(model, [5, 6], 0.7))[1])
+    assert np.array_equal(read_png(gallery[1]["image"])[..., :3], to_uint8(stylemap.sample(model, [5, 6], 0.7))[1])
     with pytest.raises(AppError, match="seed"):
         client.predict("tiny-smg", "x", 0.7, api_name="/stylemap_random")
 

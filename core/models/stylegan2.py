@@ -41,8 +41,7 @@ from typing import Mapping, Sequence, Union
 import torch
 from torch import nn
 
-from core.ops import (SQRT2, EqualLinear, ModulatedConv2d, PixelNorm, Upsample,
-                      fused_leaky_relu)
+from core.ops import SQRT2, EqualLinear, ModulatedConv2d, PixelNorm, Upsample
 
 BLUR_KERNEL = (1, 3, 3, 1)
 FeatureDelta = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
