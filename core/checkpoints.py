@@ -69,8 +69,17 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
-def _jsonable(value: Any) -> Any:
-    return vars(value) if isinstance(value, argparse.Namespace) else value
+def jsonable_args(train_args: Any) -> dict[str, Any]:
+    """Training arguments (an argparse.Namespace or a dict) as a dict of their JSON-able
+    values; the rest (a Path, a device) is not part of a model's configuration."""
+    args = vars(train_args) if isinstance(train_args, argparse.Namespace) else dict(train_args)
+    out = {}
+    for k, v in args.items():
+        try:
+            out[k] = json.loads(json.dumps(v))
+        except (TypeError, ValueError):
+            pass
+    return out
 
 
 def write_safetensors(ckpt: Mapping[str, Any], path: str | Path, keep: tuple[str, ...]) -> Path:
@@ -93,9 +102,9 @@ def write_safetensors(ckpt: Mapping[str, Any], path: str | Path, keep: tuple[str
         elif torch.is_tensor(value):
             tensors[part] = value
         else:
-            extras[part] = _jsonable(value)
+            extras[part] = jsonable_args(value) if isinstance(value, (argparse.Namespace, Mapping)) else value
     tensors = {k: v.detach().cpu().clone() for k, v in tensors.items()}  # no shared storage
     path = Path(path)
     save_file(tensors, str(path), metadata={"format": SAFETENSORS_FORMAT,
-                                            _EXTRAS_KEY: json.dumps(extras, sort_keys=True, default=str)})
+                                            _EXTRAS_KEY: json.dumps(extras, sort_keys=True)})
     return path

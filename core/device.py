@@ -46,6 +46,12 @@ def inference_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.float32
 
 
+def placement(module: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Where a model's weights live and in which dtype: what its inputs must be moved to."""
+    p = next(module.parameters())
+    return p.device, p.dtype
+
+
 def generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     """A seeded RNG that leaves the global one alone, so one user's seed never moves another's."""
     return torch.Generator(device=device).manual_seed(int(seed))

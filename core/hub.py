@@ -205,21 +205,28 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def verify(entry: WeightEntry, path: Path) -> None:
-    """Check size and sha256 when the registry knows them (once per file per process)."""
+def _integrity_problem(entry: WeightEntry, path: Path) -> str | None:
+    """Why `path` is not the registered file (size, then sha256), or None. A file whose
+    sha256 matched is remembered (path, size, mtime), so it is hashed once per process."""
     stat = path.stat()
     if entry.size is not None and stat.st_size != entry.size:
-        raise UserError(f"The weights file for {entry.id!r} ({path}) has {stat.st_size} bytes, "
-                        f"expected {entry.size}: the download is incomplete or corrupt. "
-                        f"Run `{PREFETCH_HINT.format(id=entry.id)} --force` to fetch it again.")
+        return f"has {stat.st_size} bytes, expected {entry.size}"
     key = (str(path), stat.st_size, stat.st_mtime, entry.sha256)  # per expected digest
     if entry.sha256 is None or key in _verified:
-        return
+        return None
     if sha256_of(path) != entry.sha256:
-        raise UserError(f"The weights file for {entry.id!r} ({path}) does not match its "
-                        f"sha256 checksum: it is corrupt or a different file. Run "
-                        f"`{PREFETCH_HINT.format(id=entry.id)} --force` to fetch it again.")
+        return "does not match its sha256 checksum"
     _verified.add(key)
+    return None
+
+
+def verify(entry: WeightEntry, path: Path) -> None:
+    """Check size and sha256 when the registry knows them (once per file per process)."""
+    why = _integrity_problem(entry, path)
+    if why:
+        raise UserError(f"The weights file for {entry.id!r} ({path}) {why}: it is incomplete, "
+                        f"corrupt or a different file. Run "
+                        f"`{PREFETCH_HINT.format(id=entry.id)} --force` to fetch it again.")
 
 
 # ---- fetching ------------------------------------------------------------------------------
@@ -313,15 +320,11 @@ def _network_failure(entry: WeightEntry, err: Exception, part: Path) -> UserErro
 def _accept(entry: WeightEntry, part: Path, final: Path) -> None:
     """Move a finished download into place if its size and sha256 are right, else delete it
     (so the next attempt starts clean instead of resuming a wrong file)."""
-    size = part.stat().st_size
-    if entry.size is not None and size != entry.size:
-        why = f"has {size} bytes, expected {entry.size}"
-    elif entry.sha256 is not None and sha256_of(part) != entry.sha256:
-        why = "does not match its sha256 checksum"
-    else:
+    why = _integrity_problem(entry, part)
+    if why is None:
         os.replace(part, final)
         st = final.stat()
-        _verified.add((str(final), st.st_size, st.st_mtime, entry.sha256))  # just checked
+        _verified.add((str(final), st.st_size, st.st_mtime, entry.sha256))  # checked as .part
         return
     part.unlink()
     raise UserError(f"The file downloaded for model {entry.id!r} from {entry.url.href} {why}: "

@@ -94,6 +94,18 @@ def tensor_to_pil(images: torch.Tensor) -> list[Image.Image]:
 
 
 # ---- masks ---------------------------------------------------------------------------------
+def editor_is_empty(value: dict | None) -> bool:
+    """True when a gr.ImageEditor holds no picture at all (an unused slot)."""
+    return not value or (value.get("background") is None and value.get("composite") is None)
+
+
+def editor_image_and_mask(value: dict | None, size: int | tuple[int, int],
+                          required: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """An ImageEditor value -> (picture [1, 3, H, W] in [-1, 1], painted mask [1, 1, H, W]),
+    both centre-cropped and resized to `size` the same way."""
+    return pil_to_tensor(editor_background(value), size), mask_from_editor(value, size, required=required)
+
+
 def editor_background(value: dict | None) -> Image.Image:
     """The picture under a gr.ImageEditor's paint, as RGB."""
     if not value or value.get("background") is None:
@@ -180,6 +192,15 @@ def heatmap(values: torch.Tensor | np.ndarray, size: int | None = None,
     if size is not None:
         rgb = np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.NEAREST))
     return rgb
+
+
+def mask_picture(mask: torch.Tensor, size: int | None = None) -> np.ndarray:
+    """A mask [..., h, w] in [0, 1] -> a uint8 grey picture (white = 1), optionally scaled to
+    `size` with nearest neighbour so latent cells stay crisp."""
+    m = mask.float().reshape(1, 1, *mask.shape[-2:]).cpu()
+    if size is not None:
+        m = F.interpolate(m, size=(size, size), mode="nearest")
+    return (m[0, 0].clamp(0, 1).numpy() * 255).round().astype(np.uint8)
 
 
 def overlay(image: torch.Tensor, mask: torch.Tensor, color: Sequence[int] = (255, 64, 64),

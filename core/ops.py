@@ -137,13 +137,25 @@ class ScaledWeightCache:
         self._key: tuple | None = None
         self._value: tuple[torch.Tensor, ...] = ()
 
-    def get(self, weight: torch.Tensor, build) -> tuple[torch.Tensor, ...]:
-        key = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
+    def get(self, weights: torch.Tensor | tuple[torch.Tensor, ...], build) -> tuple[torch.Tensor, ...]:
+        """`build(*weights)` (detached), rebuilt when any of `weights` changes."""
+        weights = (weights,) if torch.is_tensor(weights) else tuple(weights)
+        key = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
         if key != self._key:
             with torch.inference_mode(False), torch.no_grad():
-                self._value = build(weight.detach())
+                self._value = build(*(w.detach() for w in weights))
             self._key = key
         return self._value
+
+
+def mapped_mean(mapping, dim: int, n: int, seed: int, device: torch.device,
+                chunk: int = 1024) -> torch.Tensor:
+    """Mean of `mapping(z)` over n seeded Gaussian z [1, ...] in float32: the truncation
+    centre of a generator (mapped in chunks, so n can be large)."""
+    z = torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
+    with torch.inference_mode(False), torch.no_grad():
+        total = sum(mapping(c.to(device)).float().sum(0) for c in z.split(chunk))
+    return (total / n)[None]
 
 
 class EqualLinear(nn.Module):

@@ -94,3 +94,25 @@ def seed_picker(target: gr.components.Component, sample: Callable, inputs: list,
         button = gr.Button(label, scale=1)
     button.click(sample, inputs + [seed], target, api_name=False, concurrency_id="gpu")
     return seed
+
+
+def shift_sliders(span: int) -> tuple[gr.Slider, gr.Slider]:
+    """(dx, dy) pixel sliders for moving a pasted region across a `span`-pixel frame."""
+    return (gr.Slider(-span, span, value=0, step=1, label="Shift right (px)"),
+            gr.Slider(-span, span, value=0, step=1, label="Shift down (px)"))
+
+
+def shift_range(span: int, count: int) -> list:
+    """Updates that give `count` shift sliders a new frame size (on a model change)."""
+    return [gr.update(minimum=-span, maximum=span)] * count
+
+
+def quietly(handler: Callable, n_outputs: int) -> Callable:
+    """For live re-runs (every stroke): call `handler`, but answer "no change" instead of an
+    error message while the input is still incomplete (the Run button shows errors)."""
+    def run(*args):
+        try:
+            return handler(*args)
+        except gr.Error:
+            return [gr.update()] * n_outputs
+    return run

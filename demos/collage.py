@@ -19,12 +19,14 @@ import torch.nn.functional as F
 
 from core.context import AppContext
 from core.device import generator as seeded
-from core.device import randn
+from core.device import placement
 from core.errors import UserError
-from core.images import editor_background, heatmap, mask_from_editor, pil_to_tensor, to_uint8
+from core.images import editor_image_and_mask, editor_is_empty, heatmap, mask_picture, to_uint8
 from core.lpips import lpips_distance
 from core.models.stylegan2 import StyleGAN2Generator
-from core.ui import MAX_SEED, gpu, seed_picker, user_errors
+from core.ui import (MAX_SEED, gpu, quietly, seed_picker, shift_range, shift_sliders,
+                     user_errors)
+from demos.generate import generate
 
 PAPER = "https://arxiv.org/abs/2103.10426"
 HOW_IT_WORKS = f"""
@@ -94,24 +96,17 @@ def compose(parts: Sequence[Part]) -> tuple[torch.Tensor, torch.Tensor]:
     return collage, union
 
 
-def _dev(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
-    p = next(model.parameters())
-    return p.device, p.dtype
-
-
-@torch.inference_mode()
 def sample_images(G: StyleGAN2Generator, seeds: Sequence[int]) -> torch.Tensor:
     """Generated pictures, as the regressor was trained on (w broadcast, fixed noise, no
     truncation) -> [B, 3, S, S] in [-1, 1]."""
-    z = torch.cat([randn((1, G.style_dim), s) for s in seeds]).to(G.device)
-    return G.synthesis(G.w_plus(G.mapping(z))).float().clamp(-1, 1)
+    return generate(G, seeds).clamp(-1, 1)
 
 
 @torch.inference_mode()
 def regenerate(E: torch.nn.Module, G: StyleGAN2Generator, collage: torch.Tensor,
                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(image, w+): one regressor pass and one generator pass, batched over the inputs."""
-    device, dtype = _dev(E)
+    device, dtype = placement(E)
     w = E(collage.to(device, dtype), mask.to(device, dtype))
     return G.synthesis(w).float().clamp(-1, 1), w
 
@@ -233,6 +228,12 @@ def build_tab(ctx: AppContext) -> None:
                             f"{G.n_latent}: they are not a matching pair.")
         return E, G
 
+    def frame_size(mid: str | None) -> int:
+        """The paired generator's image size, from the registry (nothing is loaded): the
+        range of the shift sliders."""
+        gen = ctx.registry.get(mid).config.get("generator") if mid else None
+        return int(ctx.registry.get(gen).config.get("size", 512)) if gen else 512
+
     @gpu(duration=60)
     @user_errors
     def on_sample(mid, seed, progress=gr.Progress(track_tqdm=True)):
@@ -255,8 +256,9 @@ def build_tab(ctx: AppContext) -> None:
                 for i in range(MAX_PARTS):
                     with gr.Column():
                         parts.append(picture(f"Part {i + 1}: paint the region to take", 2 + i))
-                        dxs.append(gr.Slider(-512, 512, value=0, step=1, label="Shift right (px)"))
-                        dys.append(gr.Slider(-512, 512, value=0, step=1, label="Shift down (px)"))
+                        dx, dy = shift_sliders(frame_size(ids[0] if ids else None))
+                        dxs.append(dx)
+                        dys.append(dy)
             with gr.Row():
                 live = gr.Checkbox(value=True, label="Update while painting")
                 do_refine = gr.Checkbox(value=False, label="Refine (optimise W+ on the known pixels)")
@@ -296,19 +298,13 @@ def build_tab(ctx: AppContext) -> None:
             vm_info = gr.Markdown()
 
     # ---- handlers ----
-    def on_model(mid):
-        """Shifts span the generator's frame (read from the registry: nothing is loaded)."""
-        gen = ctx.registry.get(mid).config.get("generator") if mid else None
-        span = int(ctx.registry.get(gen).config.get("size", 512)) if gen else 512
-        return [gr.update(minimum=-span, maximum=span)] * (2 * MAX_PARTS)
-
-    model_id.change(on_model, model_id, dxs + dys, api_name=False, queue=False)
+    model_id.change(lambda mid: shift_range(frame_size(mid), 2 * MAX_PARTS), model_id, dxs + dys,
+                    api_name=False, queue=False)
 
     def editor_part(value, size: int, shift=(0, 0), whole_if_empty: bool = False) -> Part | None:
-        if not value or (value.get("background") is None and value.get("composite") is None):
+        if editor_is_empty(value):
             return None
-        image = pil_to_tensor(editor_background(value), size)
-        mask = mask_from_editor(value, size, required=False)
+        image, mask = editor_image_and_mask(value, size, required=False)
         if mask.sum() == 0:
             if not whole_if_empty:
                 return None
@@ -326,13 +322,13 @@ def build_tab(ctx: AppContext) -> None:
         chosen = [editor_part(base_value, size, whole_if_empty=True)]
         for i, (ed, dx, dy) in enumerate(zip(editors, px, py)):
             part = editor_part(ed, size, (dx, dy))
-            if ed and ed.get("background") is not None and part is None:
+            if not editor_is_empty(ed) and part is None:
                 gr.Warning(f"Part {i + 1} has no painted region: it is left out.")
             chosen.append(part)
         collage, union = compose([p for p in chosen if p is not None])
         if refine_on:
             E32, G32 = models(mid, torch.float32)
-            device = next(E32.parameters()).device
+            device, _ = placement(E32)
             result, losses = refine(E32, G32, collage.to(device), union.to(device), int(steps),
                                     progress=lambda d, t: progress(d / t, desc=f"Refining {d}/{t}"))
             note = f" · refined in {int(steps)} Adam steps (loss {losses[0]:.3f} → {losses[-1]:.3f})"
@@ -341,7 +337,7 @@ def build_tab(ctx: AppContext) -> None:
             note = ""
         info = (f"Masked L1 on the known pixels: **{masked_l1(result, collage, union):.3f}** "
                 f"· known: {float(union.mean()) * 100:.0f} % of the picture{note}")
-        return (unknown_as_grey(collage, union), (union[0, 0].numpy() * 255).astype(np.uint8),
+        return (unknown_as_grey(collage, union), mask_picture(union),
                 to_uint8(result)[0], info)
 
     compose_inputs = [model_id, base, do_refine, refine_steps] + parts + dxs + dys
@@ -349,18 +345,15 @@ def build_tab(ctx: AppContext) -> None:
     compose_btn.click(on_compose, compose_inputs, compose_outputs, api_name="collage_compose",
                       concurrency_id="gpu")
 
-    @user_errors
+    quiet_compose = quietly(on_compose, len(compose_outputs))
+
     def on_live(live_on, mid, base_value, refine_on, steps, *rest):
         """Every stroke or shift re-runs one regressor + generator pass (never the slow
         refinement); silent until there is something to compose."""
         editors = (base_value,) + rest[:MAX_PARTS]
-        painted = any(ed and ed.get("background") is not None for ed in editors)
-        if not live_on or refine_on or not mid or not painted:
+        if not live_on or refine_on or all(editor_is_empty(ed) for ed in editors):
             return [gr.update()] * len(compose_outputs)
-        try:
-            return on_compose(mid, base_value, False, steps, *rest)
-        except gr.Error:
-            return [gr.update()] * len(compose_outputs)
+        return quiet_compose(mid, base_value, False, steps, *rest)
 
     for trigger in [base.change] + [p.change for p in parts] + [d.release for d in dxs + dys]:
         trigger(on_live, [live] + compose_inputs, compose_outputs, api_name=False,
@@ -369,11 +362,11 @@ def build_tab(ctx: AppContext) -> None:
     def _inpaint(mid, value, n, seed, random_mask: bool):
         E, G = models(mid)
         size = G.size
-        image = pil_to_tensor(editor_background(value), size)
+        image, erased = editor_image_and_mask(value, size, required=not random_mask)
         if random_mask:
             known = random_hints(size, int(seed or 0))
         else:
-            known = 1 - mask_from_editor(value, size)
+            known = 1 - erased
             if known.sum() == 0:
                 raise UserError("Everything is erased: leave some of the picture unpainted.")
         images, masks = complete(E, G, image, known, int(n), int(seed or 0))
@@ -402,8 +395,7 @@ def build_tab(ctx: AppContext) -> None:
     def on_variation(mid, value, n, seed, progress=gr.Progress(track_tqdm=True)):
         E, G = models(mid)
         size = G.size
-        base_image = pil_to_tensor(editor_background(value), size)
-        part = mask_from_editor(value, size)
+        base_image, part = editor_image_and_mask(value, size)
         progress(0.1, desc=f"Regenerating {int(n)} variants")
         sigma, leak = variation_map(E, G, base_image, part, int(n), int(seed or 0))
         info = (f"Share of the change outside the painted part: **{leak * 100:.1f} %** "

@@ -20,10 +20,13 @@ import torch.nn.functional as F
 from core.context import AppContext
 from core.device import randn
 from core.errors import UserError
-from core.images import editor_background, mask_from_editor, overlay, pil_to_tensor, to_uint8
+from core.device import placement
+from core.images import (editor_image_and_mask, editor_is_empty, mask_picture, overlay, pil_to_tensor,
+                         to_uint8)
 from core.lpips import lpips_distance
 from core.models.stylemapgan import StyleMapGAN
-from core.ui import MAX_SEED, gpu, parse_seeds, seed_picker, user_errors
+from core.ui import (MAX_SEED, gpu, parse_seeds, quietly, seed_picker, shift_range, shift_sliders,
+                     user_errors)
 
 PAPER = "https://arxiv.org/abs/2104.14754"
 HOW_IT_WORKS = f"""
@@ -64,8 +67,7 @@ def prepare(model: StyleMapGAN, picture) -> torch.Tensor:
 @torch.inference_mode()
 def encode(model: StyleMapGAN, images: torch.Tensor) -> torch.Tensor:
     """Images [B, 3, size, size] in [-1, 1] -> stylemaps, one batched encoder pass."""
-    p = next(model.parameters())
-    return model.E(images.to(p.device, p.dtype))
+    return model.E(images.to(*placement(model)))
 
 
 @torch.inference_mode()
@@ -142,13 +144,6 @@ def style_mix(model: StyleMapGAN, first: torch.Tensor, second: torch.Tensor) -> 
     G = model.G
     return torch.cat([G.style_mix(codes[:1], codes[1:], "coarse"),
                       G.style_mix(codes[:1], codes[1:], "fine")]).float().clamp(-1, 1)
-
-
-def cells_picture(cells: torch.Tensor, size: int) -> np.ndarray:
-    """A stylemap-cell mask as a crisp black/white picture of the image's size."""
-    m = cells.float().reshape(1, 1, *cells.shape[-2:]).cpu()
-    m = F.interpolate(m, size=(size, size), mode="nearest")[0, 0]
-    return (m.numpy() * 255).astype(np.uint8)
 
 
 # ---- UI ------------------------------------------------------------------------------------
@@ -230,9 +225,9 @@ def build_tab(ctx: AppContext) -> None:
                                             brush=gr.Brush(colors=["#%02x%02x%02x" % REFERENCE_COLORS[i]],
                                                            default_size=24))
                         seed_row(ed, 2 + i)
-                        span = registered_size(ids[0] if ids else None)
-                        tp_dx.append(gr.Slider(-span, span, value=0, step=1, label="Shift right (px)"))
-                        tp_dy.append(gr.Slider(-span, span, value=0, step=1, label="Shift down (px)"))
+                        dx, dy = shift_sliders(registered_size(ids[0] if ids else None))
+                        tp_dx.append(dx)
+                        tp_dy.append(dy)
                         tp_refs.append(ed)
             with gr.Row():
                 tp_steps = gr.Slider(2, 16, value=8, step=1, label="Interpolation frames")
@@ -292,40 +287,36 @@ def build_tab(ctx: AppContext) -> None:
     def on_local_edit(mid, editor, reference, space, progress=gr.Progress(track_tqdm=True)):
         model = model_for(mid)
         size = model.size
-        original = prepare(model, editor_background(editor))
-        mask = mask_from_editor(editor, size)
+        original, mask = editor_image_and_mask(editor, size)
         if reference is None:
             raise UserError("Add a reference picture (upload one or sample it from a seed).")
         edit = local_edit(model, original, prepare(model, reference), mask, space)
-        return (to_uint8(original)[0], cells_picture(edit.cells, size), to_uint8(edit.image)[0])
-
-    @user_errors
-    def on_live_edit(live, mid, editor, reference, space):
-        """Re-run while painting: silent until there is something to edit."""
-        if not live or reference is None or not editor or editor.get("background") is None:
-            return gr.update(), gr.update(), gr.update()
-        if mask_from_editor(editor, required=False).sum() == 0:
-            return gr.update(), gr.update(), gr.update()
-        return on_local_edit(mid, editor, reference, space)
+        return (to_uint8(original)[0], mask_picture(edit.cells, size), to_uint8(edit.image)[0])
 
     le_inputs = [model_id, le_original, le_reference, le_space]
     le_outputs = [le_input, le_cells, le_result]
+    quiet_edit = quietly(on_local_edit, len(le_outputs))
+
+    def on_live_edit(live, *args):
+        """Re-run while painting: silent until there is something to edit."""
+        return quiet_edit(*args) if live else [gr.update()] * len(le_outputs)
+
     le_run.click(on_local_edit, le_inputs, le_outputs, api_name="stylemap_edit", concurrency_id="gpu")
-    le_space.change(on_live_edit, [gr.State(True)] + le_inputs, le_outputs, api_name=False,
-                    concurrency_id="gpu")  # re-run a finished edit in the other space, quietly
+    le_space.change(quiet_edit, le_inputs, le_outputs, api_name=False,
+                    concurrency_id="gpu")  # re-run a finished edit in the other space
     le_original.change(on_live_edit, [le_live] + le_inputs, le_outputs, api_name=False,
                        concurrency_id="gpu", trigger_mode="always_last", show_progress="minimal")
 
     def collect_references(model: StyleMapGAN, editors, dxs, dys):
         refs, masks, shifts = [], [], []
         for i, (ed, dx, dy) in enumerate(zip(editors, dxs, dys)):
-            if not ed or (ed.get("background") is None and ed.get("composite") is None):
+            if editor_is_empty(ed):
                 continue
-            mask = mask_from_editor(ed, model.size, required=False)
+            image, mask = editor_image_and_mask(ed, model.size, required=False)
             if mask.sum() == 0:
                 raise UserError(f"Reference {i + 1} has no painted region: paint what to take, "
                                 "or clear that reference.")
-            refs.append(prepare(model, editor_background(ed)))
+            refs.append(image)
             masks.append(mask)
             shifts.append((int(dx or 0), int(dy or 0)))
         if not refs:
@@ -357,8 +348,7 @@ def build_tab(ctx: AppContext) -> None:
                  [tp_landing, tp_result, tp_strip, tp_frames, tp_t], api_name="stylemap_transplant",
                  concurrency_id="gpu")
     def on_model(mid):
-        span = registered_size(mid)
-        return [gr.update(minimum=-span, maximum=span)] * (2 * MAX_REFERENCES)
+        return shift_range(registered_size(mid), 2 * MAX_REFERENCES)
 
     model_id.change(on_model, model_id, tp_dx + tp_dy, api_name=False, queue=False)
     tp_t.change(on_pick_frame, [tp_frames, tp_t], tp_result, api_name=False, queue=False)

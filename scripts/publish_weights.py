@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from core.checkpoints import read_checkpoint, write_safetensors
+from core.checkpoints import jsonable_args, read_checkpoint, write_safetensors
 from core.errors import UserError
 from core.hub import WeightEntry, app_cache_dir, fetch, human_size, load_registry, sha256_of
 from core.models import load_model
@@ -56,18 +56,6 @@ def verify_copy(entry: WeightEntry, original: Path, copy: Path) -> None:
         raise UserError(f"The converted copy of {entry.id!r} does not load to the original's "
                         f"weights ({len(bad)} tensors differ, e.g. {', '.join(bad[:3])}): "
                         f"not publishing it.")
-
-
-def _json_args(train_args: Any) -> dict[str, Any]:
-    """train_args (an argparse.Namespace) as a dict of its JSON-able values only."""
-    args = vars(train_args) if isinstance(train_args, argparse.Namespace) else dict(train_args)
-    out = {}
-    for k, v in args.items():
-        try:
-            out[k] = json.loads(json.dumps(v))
-        except (TypeError, ValueError):
-            pass  # e.g. a Path or a device: not part of the model's configuration
-    return out
 
 
 def model_card(entry: WeightEntry, keep: tuple[str, ...], dropped: list[str]) -> str:
@@ -124,7 +112,7 @@ def convert(entry: WeightEntry, out_dir: Path) -> Path:
         raise
     config: dict[str, Any] = {"architecture": entry.arch, "config": entry.config}
     if "train_args" in keep and ckpt.get("train_args") is not None:
-        config["train_args"] = _json_args(ckpt["train_args"])
+        config["train_args"] = jsonable_args(ckpt["train_args"])
     (out_dir / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     dropped = sorted(str(k) for k in ckpt if k not in keep)
     (out_dir / CARD).write_text(model_card(entry, keep, dropped))

@@ -16,7 +16,7 @@ from conftest import (EMPTY_EDITOR, REFERENCE, app_client, editor_value, load_re
                       read_png, write_registry)
 
 from core.errors import UserError
-from core.images import mask_from_editor, to_uint8
+from core.images import mask_from_editor, mask_picture, to_uint8
 from core.models import load_model
 from demos import stylemap
 
@@ -71,7 +71,7 @@ def test_edit_cells_follow_the_painted_region(model, io):
     expected = torch.zeros(4, 4, dtype=torch.bool)
     expected[:2, :2] = True
     assert torch.equal(edit.cells[0, 0], expected)
-    pic = stylemap.cells_picture(edit.cells, SIZE)
+    pic = mask_picture(edit.cells, SIZE)
     assert pic.shape == (SIZE, SIZE) and pic[:16, :16].min() == 255 and pic[16:, :].max() == 0
 
 

@@ -41,7 +41,7 @@ from typing import Mapping, Sequence, Union
 import torch
 from torch import nn
 
-from core.ops import SQRT2, EqualLinear, ModulatedConv2d, PixelNorm, Upsample
+from core.ops import SQRT2, EqualLinear, ModulatedConv2d, PixelNorm, Upsample, mapped_mean
 
 BLUR_KERNEL = (1, 3, 3, 1)
 FeatureDelta = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
@@ -211,10 +211,7 @@ class StyleGAN2Generator(nn.Module):
         checkpoint has no `latent_avg`, and the start of optimisations."""
         key = (n, seed)
         if key not in self._mean_w or self._mean_w[key].device != self.device:
-            z = torch.randn(n, self.style_dim, generator=torch.Generator().manual_seed(seed))
-            with torch.inference_mode(False), torch.no_grad():
-                total = sum(self.mapping(c.to(self.device)).float().sum(0) for c in z.split(1024))
-            self._mean_w[key] = (total / n)[None]
+            self._mean_w[key] = mapped_mean(self.mapping, self.style_dim, n, seed, self.device)
         return self._mean_w[key]
 
     def truncation_center(self) -> torch.Tensor:

@@ -35,7 +35,7 @@ from torch import nn
 
 from core.errors import UserError
 from core.ops import (SQRT2, Blur, ConvLayer, EqualConv2d, EqualLinear, FusedLeakyReLU, PixelNorm,
-                      ResBlock, ScaledWeightCache)
+                      ResBlock, ScaledWeightCache, mapped_mean)
 
 BLUR_KERNEL = (1, 3, 3, 1)
 NORMALIZE_MODES = ("LayerNorm", "InstanceNorm2d", "BatchNorm2d")
@@ -64,18 +64,6 @@ def truncate(stylemap: torch.Tensor, mean: torch.Tensor, psi: float) -> torch.Te
     store it, or [1, C, S, S]); psi=1 leaves the stylemap as is."""
     mean = mean.reshape(1, *stylemap.shape[1:]).to(stylemap)
     return mean + psi * (stylemap - mean)
-
-
-class _JointWeightCache(ScaledWeightCache):
-    """A cached tensor built from several weights: rebuilt when any of them changes."""
-
-    def get_joint(self, weights: Sequence[torch.Tensor], build) -> tuple[torch.Tensor, ...]:
-        key = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
-        if key != self._key:
-            with torch.inference_mode(False), torch.no_grad():
-                self._value = build(*(w.detach() for w in weights))
-            self._key = key
-        return self._value
 
 
 class EqualConvTranspose2d(EqualConv2d):
@@ -162,7 +150,7 @@ class SpatialModulatedConv2d(nn.Module):
         self.gamma = EqualConv2d(style_dim, in_channels, 3, padding=1, bias_init=1.0)
         self.beta = EqualConv2d(style_dim, in_channels, 3, padding=1)
         self._cache = ScaledWeightCache()
-        self._style_cache = _JointWeightCache()
+        self._style_cache = ScaledWeightCache()
 
     def _weight(self) -> torch.Tensor:
         def build(w: torch.Tensor):
@@ -176,7 +164,7 @@ class SpatialModulatedConv2d(nn.Module):
         def build(wg: torch.Tensor, wb: torch.Tensor):
             w = torch.cat([wg * self.gamma.scale, wb * self.beta.scale])
             return (w.contiguous(memory_format=torch.channels_last),)
-        return self._style_cache.get_joint((self.gamma.weight, self.beta.weight), build)[0]
+        return self._style_cache.get((self.gamma.weight, self.beta.weight), build)[0]
 
     def modulate(self, x: torch.Tensor, stylemap: torch.Tensor) -> torch.Tensor:
         """norm(x) * gamma + beta: the input of the convolution."""
@@ -346,10 +334,7 @@ class StyleMapGenerator(nn.Module):
         authors average 5000 samples)."""
         key = (n, seed)
         if key not in self._mean or self._mean[key].device != self.device:
-            z = torch.randn(n, self.latent_channel_size, generator=torch.Generator().manual_seed(seed))
-            with torch.inference_mode(False), torch.no_grad():
-                total = sum(self.mapping(c.to(self.device)).float().sum(0) for c in z.split(1000))
-            self._mean[key] = (total / n)[None]
+            self._mean[key] = mapped_mean(self.mapping, self.latent_channel_size, n, seed, self.device)
         return self._mean[key]
 
     def w_plus(self, stylemap: torch.Tensor) -> list[torch.Tensor]:
