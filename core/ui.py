@@ -116,3 +116,10 @@ def quietly(handler: Callable, n_outputs: int) -> Callable:
         except gr.Error:
             return [gr.update()] * n_outputs
     return run
+
+
+def tab_header(summary: str, how_it_works: str) -> None:
+    """Every tab opens the same way: a short summary, then a collapsed "How it works"."""
+    gr.Markdown(summary)
+    with gr.Accordion("How it works", open=False):
+        gr.Markdown(how_it_works)

@@ -24,7 +24,7 @@ from core.errors import UserError
 from core.images import editor_image_and_mask, editor_is_empty, heatmap, mask_picture, to_uint8
 from core.lpips import lpips_distance
 from core.models.stylegan2 import StyleGAN2Generator
-from core.ui import (MAX_SEED, gpu, quietly, seed_picker, shift_range, shift_sliders,
+from core.ui import (MAX_SEED, gpu, quietly, seed_picker, shift_range, shift_sliders, tab_header,
                      user_errors)
 from demos.generate import generate
 
@@ -208,10 +208,9 @@ def unknown_as_grey(collage: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
 # ---- UI ------------------------------------------------------------------------------------
 def build_tab(ctx: AppContext) -> None:
     ids = ctx.model_ids("regressor")
-    gr.Markdown("Cut parts out of several pictures, paste them into one canvas, and let the GAN "
-                "turn the collage into one coherent picture, in a single pass.")
-    with gr.Accordion("How it works", open=False):
-        gr.Markdown(HOW_IT_WORKS)
+    tab_header("Cut parts out of several pictures, paste them into one canvas, and let the GAN "
+               "turn the collage into one coherent picture, in a single pass.",
+               HOW_IT_WORKS)
     model_id = gr.Dropdown(ids, value=ids[0] if ids else None, label="Domain (regressor + generator)")
 
     def models(mid: str | None, dtype: torch.dtype | None = None):

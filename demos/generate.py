@@ -15,7 +15,7 @@ from core.context import AppContext
 from core.device import randn
 from core.images import to_uint8
 from core.models.stylegan2 import StyleGAN2Generator, truncate
-from core.ui import MAX_SEED, gpu, user_errors
+from core.ui import MAX_SEED, gpu, tab_header, user_errors
 
 HOW_IT_WORKS = """
 A seed fixes a 512-d Gaussian vector **z**; the mapping network turns it into a style vector
@@ -43,10 +43,9 @@ def generate(G: StyleGAN2Generator, seeds: list[int], truncation: float = 1.0) -
 
 def build_tab(ctx: AppContext) -> None:
     ids = ctx.model_ids("stylegan2")
-    gr.Markdown("Sample a pretrained StyleGAN2. Same seed, same image. The first use of a "
-                "model downloads its weights (100-150 MB) from the Hugging Face Hub.")
-    with gr.Accordion("How it works", open=False):
-        gr.Markdown(HOW_IT_WORKS)
+    tab_header("Sample a pretrained StyleGAN2. Same seed, same image. The first use of a "
+               "model downloads its weights (100-150 MB) from the Hugging Face Hub.",
+               HOW_IT_WORKS)
     with gr.Row():
         with gr.Column():
             model = gr.Dropdown(ids, value=ids[0] if ids else None, label="Model")

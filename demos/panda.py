@@ -20,7 +20,7 @@ from core.errors import UserError
 from core.hub import app_cache_dir, fetch
 from core.images import grid, heatmap, overlay
 from core.models.stylegan2 import StyleGAN2Generator, SynthesisState, panda_layer, truncate
-from core.ui import MAX_SEED, gpu, parse_seeds, user_errors
+from core.ui import MAX_SEED, gpu, parse_seeds, tab_header, user_errors
 from demos import panda_factors as pf
 
 PAPER = "https://arxiv.org/abs/2206.00048"
@@ -251,11 +251,10 @@ def build_tab(ctx: AppContext) -> None:
     lib = FactorLibrary(ctx)
     means: dict[str, torch.Tensor] = {}  # per factor set: mean feature, for saliency thresholds
     labels = lib.labels()
-    gr.Markdown("Pick a part (where) and an appearance (what), slide the strength: only that "
-                "region changes. Factors are the authors' published ones, or compute your own "
-                "for any StyleGAN2 model and layer.")
-    with gr.Accordion("How it works", open=False):
-        gr.Markdown(HOW_IT_WORKS)
+    tab_header("Pick a part (where) and an appearance (what), slide the strength: only that "
+               "region changes. Factors are the authors' published ones, or compute your own "
+               "for any StyleGAN2 model and layer.",
+               HOW_IT_WORKS)
     with gr.Row():
         factor_set = gr.Dropdown(labels, value=labels[0] if labels else None, label="Factors",
                                  scale=3, allow_custom_value=False)

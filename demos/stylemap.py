@@ -26,7 +26,7 @@ from core.images import (editor_image_and_mask, editor_is_empty, mask_picture, o
 from core.lpips import lpips_distance
 from core.models.stylemapgan import StyleMapGAN
 from core.ui import (MAX_SEED, gpu, parse_seeds, quietly, seed_picker, shift_range, shift_sliders,
-                     user_errors)
+                     tab_header, user_errors)
 
 PAPER = "https://arxiv.org/abs/2104.14754"
 HOW_IT_WORKS = f"""
@@ -159,11 +159,10 @@ def example_pictures() -> tuple[str, str] | None:
 
 def build_tab(ctx: AppContext) -> None:
     ids = ctx.model_ids("stylemapgan")
-    gr.Markdown("Paint a region, get it from another picture, instantly: StyleMapGAN encodes both "
-                "pictures to spatial stylemaps and mixes them where you painted. Upload photos or "
-                "sample them from a seed.")
-    with gr.Accordion("How it works", open=False):
-        gr.Markdown(HOW_IT_WORKS)
+    tab_header("Paint a region, get it from another picture, instantly: StyleMapGAN encodes both "
+               "pictures to spatial stylemaps and mixes them where you painted. Upload photos or "
+               "sample them from a seed.",
+               HOW_IT_WORKS)
     with gr.Row():
         model_id = gr.Dropdown(ids, value=ids[0] if ids else None, label="Model", scale=3)
         psi = gr.Slider(0.0, 1.0, value=0.7, step=0.05, label="Truncation ψ (sampling)", scale=2)
