@@ -157,6 +157,53 @@ def mask_from_editor(value: dict | None, size: int | tuple[int, int] | None = No
     return mask
 
 
+def hex_rgb(colour: str) -> tuple[int, int, int]:
+    """"#ff0000" -> (255, 0, 0)."""
+    c = colour.lstrip("#")
+    return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
+
+
+def masks_by_colour(value: dict | None, palette: Sequence[str], size: int | tuple[int, int],
+                    threshold: int = 127) -> torch.Tensor:
+    """Paint of several brush colours in one gr.ImageEditor -> one mask per palette colour
+    [K, 1, H, W] in {0, 1}: every painted pixel goes to the nearest palette colour (brush
+    edges blend colours), later layers on top. Same crop/resize as `editor_image_and_mask`."""
+    if editor_is_empty(value):
+        raise UserError("No image in the editor: render or upload one first.")
+    pal = np.asarray([hex_rgb(c) for c in palette], dtype=np.int32)
+    layers = [np.asarray(to_rgba(l)) for l in (value.get("layers") or []) if l is not None]
+    if layers:
+        top = np.zeros(layers[0].shape[:2] + (3,), np.int32)
+        painted = np.zeros(layers[0].shape[:2], bool)
+        for layer in layers:
+            if layer.shape[:2] != top.shape[:2]:
+                raise UserError("The editor's layers have different sizes; clear the canvas and paint again.")
+            here = layer[..., 3] > threshold
+            top[here], painted = layer[here, :3], painted | here
+    else:  # no layers sent: the composite's colour where it differs from the picture
+        bg = np.asarray(to_pil(value["background"]), dtype=np.int32)
+        top = np.asarray(to_pil(value["composite"]), dtype=np.int32)
+        painted = np.abs(top - bg).sum(-1) > 0 if bg.shape == top.shape else np.zeros(bg.shape[:2], bool)
+    nearest = np.abs(top[..., None, :] - pal).sum(-1).argmin(-1)
+    masks = []
+    for k in range(len(pal)):
+        img = Image.fromarray(((nearest == k) & painted).astype(np.uint8) * 255)
+        img = resize_center_crop(img, size, Image.Resampling.NEAREST)
+        masks.append(torch.from_numpy((np.asarray(img) > 127).astype(np.float32)))
+    return torch.stack(masks)[:, None]
+
+
+def to_rgba(layer: ImageLike) -> Image.Image:
+    """An editor layer (RGBA, or RGB black where unpainted) as RGBA."""
+    a = np.asarray(layer)
+    if a.ndim == 3 and a.shape[-1] == 4:
+        return Image.fromarray(a.astype(np.uint8), "RGBA")
+    rgb = to_pil(layer)
+    alpha = Image.fromarray((np.asarray(rgb).max(-1) > 0).astype(np.uint8) * 255)
+    rgb.putalpha(alpha)
+    return rgb
+
+
 def resize_mask(mask: torch.Tensor, size: int | tuple[int, int], mode: str = "area") -> torch.Tensor:
     """Resize a mask to a feature/latent grid.
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.blend import translate
 from core.context import AppContext
 from core.device import generator as seeded
 from core.device import placement
@@ -65,18 +66,6 @@ class Part:
     image: torch.Tensor  # [1, 3, S, S] in [-1, 1]
     mask: torch.Tensor  # [1, 1, S, S] in {0, 1}: the region to take
     shift: tuple[int, int] = (0, 0)  # (dx, dy) pixels: where the region lands
-
-
-def translate(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
-    """Move an image or mask by whole pixels; what leaves the frame is dropped, what enters
-    is zero (unknown)."""
-    h, w = x.shape[-2:]
-    out = torch.zeros_like(x)
-    if abs(dx) >= w or abs(dy) >= h:
-        return out
-    out[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
-        x[..., max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
-    return out
 
 
 def compose(parts: Sequence[Part]) -> tuple[torch.Tensor, torch.Tensor]:

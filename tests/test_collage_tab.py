@@ -14,12 +14,13 @@ from PIL import Image
 from conftest import (EMPTY_EDITOR, SG2_REF, TINY_SG2_CONFIG, app_client, editor_value, read_png,
                       tiny_sg2_entry, write_registry)
 
+from core.blend import translate
 from core.errors import UserError
 from core.images import pil_to_tensor, to_uint8
 from core.models import load_model
 from core.models.regressor import MaskedRegressor
 from demos import collage
-from demos.collage import Part, compose, translate
+from demos.collage import Part, compose
 
 SIZE = 32
 N_LATENT = 8  # a 32 px StyleGAN2

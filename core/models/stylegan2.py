@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping, Sequence, Union
+from typing import Callable, Mapping, Sequence, Union
 
 import torch
 from torch import nn
@@ -46,6 +46,9 @@ from core.ops import SQRT2, EqualLinear, ModulatedConv2d, PixelNorm, Upsample, m
 BLUR_KERNEL = (1, 3, 3, 1)
 FeatureDelta = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
 """A residual added to a layer's features: a tensor, or (delta, mask) multiplied first."""
+FeatureHook = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+"""`hook(k, features, skip) -> (features, skip)` after layer k's ToRGB: may rewrite both
+(feature blending across the batch, Suzuki et al. Eq. 3)."""
 
 
 def channel_table(channel_multiplier: int = 2, channel_max: int = 512) -> dict[int, int]:
@@ -230,7 +233,8 @@ class StyleGAN2Generator(nn.Module):
     # ---- synthesis ------------------------------------------------------------------------
     def _run(self, x: torch.Tensor, skip: torch.Tensor | None, w_plus: torch.Tensor,
              start: int, stop: int, noise: Sequence[torch.Tensor] | None,
-             deltas: Mapping[int, FeatureDelta] | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+             deltas: Mapping[int, FeatureDelta] | None,
+             hook: FeatureHook | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         if w_plus.ndim != 3 or w_plus.shape[1] != self.n_latent:
             raise ValueError(f"w_plus must be [B, {self.n_latent}, {self.style_dim}], got {tuple(w_plus.shape)}")
         noise = self.noise_buffers() if noise is None else list(noise)
@@ -243,6 +247,8 @@ class StyleGAN2Generator(nn.Module):
                 skip = to_rgb(x, w_plus[:, k + 1], skip)
             if deltas and k in deltas:
                 x = x + _as_residual(deltas[k]).to(x.dtype)
+            if hook is not None:
+                x, skip = hook(k, x, skip)
         return x, skip
 
     def _check_deltas(self, deltas: Mapping[int, FeatureDelta] | None, first: int, last: int) -> None:
@@ -271,15 +277,17 @@ class StyleGAN2Generator(nn.Module):
         return skip.contiguous()
 
     def synthesis(self, w_plus: torch.Tensor, noise: Sequence[torch.Tensor] | None = None,
-                  deltas: Mapping[int, FeatureDelta] | None = None) -> torch.Tensor:
+                  deltas: Mapping[int, FeatureDelta] | None = None,
+                  hook: FeatureHook | None = None) -> torch.Tensor:
         """w+ [B, n_latent, D] -> image [B, 3, size, size], roughly in [-1, 1].
 
         `noise=None` uses the checkpoint's fixed buffers; a list of per-layer tensors
-        overrides them. `deltas` adds feature residuals after the given layers.
+        overrides them. `deltas` adds feature residuals after the given layers; `hook`
+        sees (and may replace) every layer's features and skip image.
         """
         self._check_deltas(deltas, 0, self.num_layers - 1)
         x = self.input(w_plus.shape[0])
-        return self._run(x, None, w_plus, 0, self.num_layers - 1, noise, deltas)[1].contiguous()
+        return self._run(x, None, w_plus, 0, self.num_layers - 1, noise, deltas, hook)[1].contiguous()
 
     def forward(self, z: torch.Tensor, truncation: float = 1.0,
                 noise: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
