@@ -188,6 +188,20 @@ def variation_map(E: torch.nn.Module, G: StyleGAN2Generator, base: torch.Tensor,
     return sigma, float(outside.sum() / sigma.sum().clamp(min=1e-12))
 
 
+def framed(value: dict | None, size: int, content: Sequence[int] | None = None,
+           required: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """An editor's picture and paint in the generator's frame. Domains whose generator draws
+    a letterboxed picture (LSUN cars: 512x384 content between black bars in 512x512) take
+    uploads the same way: centre-cropped to the content's aspect, resized, padded with black
+    (the bars, never painted)."""
+    if not content or tuple(content) == (size, size):
+        return editor_image_and_mask(value, size, required=required)
+    w, h = int(content[0]), int(content[1])
+    image, mask = editor_image_and_mask(value, (w, h), required=required)
+    pad = ((size - w) // 2, size - w - (size - w) // 2, (size - h) // 2, size - h - (size - h) // 2)
+    return F.pad(image, pad, value=-1.0), F.pad(mask, pad, value=0.0)
+
+
 def unknown_as_grey(collage: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
     """The collage as the authors display it: pixels no part covers in light grey (200)."""
     grey = torch.full_like(collage, 200 / 127.5 - 1)
@@ -215,6 +229,10 @@ def build_tab(ctx: AppContext) -> None:
             raise UserError(f"{mid} predicts {E.n_latent} style vectors but {gen_id} takes "
                             f"{G.n_latent}: they are not a matching pair.")
         return E, G
+
+    def content(mid: str | None) -> list[int] | None:
+        """The picture area inside the frame, [width, height] (registry config), if smaller."""
+        return ctx.registry.get(mid).config.get("content") if mid else None
 
     def frame_size(mid: str | None) -> int:
         """The paired generator's image size, from the registry (nothing is loaded): the
@@ -289,10 +307,10 @@ def build_tab(ctx: AppContext) -> None:
     model_id.change(lambda mid: shift_range(frame_size(mid), 2 * MAX_PARTS), model_id, dxs + dys,
                     api_name=False, queue=False)
 
-    def editor_part(value, size: int, shift=(0, 0), whole_if_empty: bool = False) -> Part | None:
+    def editor_part(value, size: int, box, shift=(0, 0), whole_if_empty: bool = False) -> Part | None:
         if editor_is_empty(value):
             return None
-        image, mask = editor_image_and_mask(value, size, required=False)
+        image, mask = framed(value, size, box, required=False)
         if mask.sum() == 0:
             if not whole_if_empty:
                 return None
@@ -307,9 +325,10 @@ def build_tab(ctx: AppContext) -> None:
         editors, px, py = parts_and_shifts[:n], parts_and_shifts[n:2 * n], parts_and_shifts[2 * n:]
         E, G = models(mid)
         size = G.size
-        chosen = [editor_part(base_value, size, whole_if_empty=True)]
+        box = content(mid)
+        chosen = [editor_part(base_value, size, box, whole_if_empty=True)]
         for i, (ed, dx, dy) in enumerate(zip(editors, px, py)):
-            part = editor_part(ed, size, (dx, dy))
+            part = editor_part(ed, size, box, (dx, dy))
             if not editor_is_empty(ed) and part is None:
                 gr.Warning(f"Part {i + 1} has no painted region: it is left out.")
             chosen.append(part)
@@ -350,7 +369,7 @@ def build_tab(ctx: AppContext) -> None:
     def _inpaint(mid, value, n, seed, random_mask: bool):
         E, G = models(mid)
         size = G.size
-        image, erased = editor_image_and_mask(value, size, required=not random_mask)
+        image, erased = framed(value, size, content(mid), required=not random_mask)
         if random_mask:
             known = random_hints(size, int(seed or 0))
         else:
@@ -383,7 +402,7 @@ def build_tab(ctx: AppContext) -> None:
     def on_variation(mid, value, n, seed, progress=gr.Progress(track_tqdm=True)):
         E, G = models(mid)
         size = G.size
-        base_image, part = editor_image_and_mask(value, size)
+        base_image, part = framed(value, size, content(mid))
         progress(0.1, desc=f"Regenerating {int(n)} variants")
         sigma, leak = variation_map(E, G, base_image, part, int(n), int(seed or 0))
         info = (f"Share of the change outside the painted part: **{leak * 100:.1f} %** "

@@ -14,7 +14,6 @@ from PIL import Image
 from conftest import (EMPTY_EDITOR, SG2_REF, TINY_SG2_CONFIG, app_client, editor_value, read_png,
                       tiny_sg2_entry, write_registry)
 
-from core.blend import translate
 from core.errors import UserError
 from core.images import pil_to_tensor, to_uint8
 from core.models import load_model
@@ -28,12 +27,27 @@ REG_CONFIG = {"resnet_depth": 18, "n_latent": N_LATENT, "w_dim": 32, "channels_i
 
 
 # ---- compose on tiny tensors ---------------------------------------------------------------
-def test_translate_moves_and_drops():
-    x = torch.arange(16.0).view(1, 1, 4, 4)
-    out = translate(x, 1, 2)  # one right, two down
-    assert out[0, 0, 2:, 1:].tolist() == x[0, 0, :2, :3].tolist()
-    assert out[0, 0, :2].abs().sum() == 0 and out[0, 0, :, 0].abs().sum() == 0
-    assert translate(x, 4, 0).abs().sum() == 0 and torch.equal(translate(x, 0, 0), x)
+def test_letterboxed_domain_frames_uploads_between_black_bars():
+    """LSUN-car style: a 4:3 content area centred in the square frame; an upload of any shape
+    is cropped to 4:3, resized, and padded with black bars that are never painted."""
+    picture = np.full((90, 200, 3), 200, np.uint8)
+    painted = np.zeros((90, 200), bool)
+    painted[:, :] = True
+    value = editor_value_arrays(picture, painted)
+    image, mask = collage.framed(value, 32, (32, 24))
+    assert image.shape == (1, 3, 32, 32) and mask.shape == (1, 1, 32, 32)
+    assert torch.equal(image[..., :4, :], torch.full_like(image[..., :4, :], -1.0))
+    assert torch.equal(image[..., 28:, :], torch.full_like(image[..., 28:, :], -1.0))
+    assert mask[..., :4, :].sum() == 0 and mask[..., 28:, :].sum() == 0 and mask[..., 4:28, :].min() == 1
+    assert torch.allclose(image[..., 4:28, :], torch.full_like(image[..., 4:28, :], 200 / 127.5 - 1))
+    square, _ = collage.framed(value, 32, None)
+    assert square.shape == (1, 3, 32, 32) and square.min() > -1  # square domains: no bars
+
+
+def editor_value_arrays(picture: np.ndarray, painted: np.ndarray) -> dict:
+    layer = np.zeros(painted.shape + (4,), np.uint8)
+    layer[painted] = 255
+    return {"background": picture, "layers": [layer], "composite": picture}
 
 
 def test_compose_builds_the_union_collage_later_parts_on_top():
