@@ -10,7 +10,7 @@ StyleGAN2 generator it was trained for (named in the regressor's registry config
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Sequence, Union
 
 import gradio as gr
 import numpy as np
@@ -24,6 +24,7 @@ from core.device import placement
 from core.errors import UserError
 from core.images import editor_image_and_mask, editor_is_empty, heatmap, mask_picture, to_uint8
 from core.lpips import lpips_distance
+from core.models.proggan import ProGANGenerator
 from core.models.stylegan2 import StyleGAN2Generator
 from core.ui import (MAX_SEED, gpu, quietly, seed_picker, shift_range, shift_sliders, tab_header,
                      user_errors)
@@ -32,7 +33,7 @@ from demos.generate import generate
 PAPER = "https://arxiv.org/abs/2103.10426"
 HOW_IT_WORKS = f"""
 A regressor network **E** was trained to predict, from an image whose pixels are only partly
-known (RGB of the known pixels + a mask of which ones are known), the latent code (W+) of a
+known (RGB of the known pixels + a mask of which ones are known), the latent code (W+ or z) of a
 **frozen** GAN generator **G** whose picture matches the known pixels. Trained only on the
 generator's own samples with random blob masks, it learns to *fill in* what is missing in a way
 the GAN finds plausible. That makes collages easy:
@@ -45,15 +46,18 @@ the GAN finds plausible. That makes collages easy:
 * **Inpaint**: erase a region; E imagines it. The regressor is deterministic, so the
   extra completions come from sparse **hints**: a few random blobs of other generated pictures
   placed inside the hole (our choice; the paper shows one completion per mask).
-* **Refine** (optional, off by default): Adam steps on the W+ code to lower MSE + LPIPS on the
+* **Refine** (optional, off by default): Adam steps on that code to lower MSE + LPIPS on the
   known pixels, a fast stand-in for the paper's "Enc+LBFGS" (3000 LBFGS steps).
 * **Variation map**: replace the painted part with N other samples and look at how much each
   pixel of the result changes (per-pixel standard deviation): the paper's test of how
   independently parts are composed (Table 1). Change that leaks outside the part is measured.
 
 Paper: [Chai, Wulff, Isola, *Using latent space regression to analyze and leverage
-compositionality in GANs*, ICLR 2021]({PAPER}). ProGAN encoders are not offered yet.
+compositionality in GANs*, ICLR 2021]({PAPER}). StyleGAN2 domains regress W+ (one style
+vector per layer); ProGAN domains (churches, living rooms, CelebA-HQ faces) regress the
+Gaussian z itself, as in the paper.
 """
+Generator = Union[StyleGAN2Generator, ProGANGenerator]  # both render a latent with .synthesis
 MAX_PARTS = 3
 HINT_COVERAGE = (0.1, 0.4)  # inpainting hints: sparse blobs inside the hole
 TRAIN_COVERAGE = (0.3, 1.0)  # the authors' training masks: 30-100 % of pixels known
@@ -85,14 +89,17 @@ def compose(parts: Sequence[Part]) -> tuple[torch.Tensor, torch.Tensor]:
     return collage, union
 
 
-def sample_images(G: StyleGAN2Generator, seeds: Sequence[int]) -> torch.Tensor:
-    """Generated pictures, as the regressor was trained on (w broadcast, fixed noise, no
-    truncation) -> [B, 3, S, S] in [-1, 1]."""
+def sample_images(G: Generator, seeds: Sequence[int]) -> torch.Tensor:
+    """Generated pictures, as the regressor was trained on -> [B, 3, S, S] in [-1, 1]:
+    StyleGAN2 with w broadcast, fixed noise, no truncation; ProGAN from the authors' z."""
+    if isinstance(G, ProGANGenerator):
+        with torch.inference_mode():
+            return G(torch.cat([G.random_z(1, s) for s in seeds])).float().clamp(-1, 1)
     return generate(G, seeds).clamp(-1, 1)
 
 
 @torch.inference_mode()
-def regenerate(E: torch.nn.Module, G: StyleGAN2Generator, collage: torch.Tensor,
+def regenerate(E: torch.nn.Module, G: Generator, collage: torch.Tensor,
                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(image, w+): one regressor pass and one generator pass, batched over the inputs."""
     device, dtype = placement(E)
@@ -118,7 +125,7 @@ def random_hints(size: int, seed: int, coverage: tuple[float, float] = TRAIN_COV
 
 
 @torch.inference_mode()
-def complete(E: torch.nn.Module, G: StyleGAN2Generator, image: torch.Tensor, known: torch.Tensor,
+def complete(E: torch.nn.Module, G: Generator, image: torch.Tensor, known: torch.Tensor,
              n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Inpainting: n completions of `image` where `known` is 0 -> ([n, 3, S, S], hint masks).
 
@@ -138,11 +145,12 @@ def complete(E: torch.nn.Module, G: StyleGAN2Generator, image: torch.Tensor, kno
     return images, torch.cat(masks)
 
 
-def refine(E: torch.nn.Module, G: StyleGAN2Generator, collage: torch.Tensor, mask: torch.Tensor,
+def refine(E: torch.nn.Module, G: Generator, collage: torch.Tensor, mask: torch.Tensor,
            steps: int, lpips_weight: float = 1.0,
            progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, list[float]]:
-    """Start from E's code and take `steps` Adam steps on W+ against the known pixels (masked
-    MSE + masked LPIPS-VGG, both averaged over the known pixels) -> (image, losses).
+    """Start from E's code (W+, or ProGAN's z) and take `steps` Adam steps on it against the
+    known pixels (masked MSE + masked LPIPS-VGG, both averaged over the known pixels)
+    -> (image, losses).
     G and E must be float32 (gradients)."""
     with torch.inference_mode():
         w0 = E(collage, mask)
@@ -170,7 +178,7 @@ def refine(E: torch.nn.Module, G: StyleGAN2Generator, collage: torch.Tensor, mas
 
 
 @torch.inference_mode()
-def variation_map(E: torch.nn.Module, G: StyleGAN2Generator, base: torch.Tensor, part: torch.Tensor,
+def variation_map(E: torch.nn.Module, G: Generator, base: torch.Tensor, part: torch.Tensor,
                   n: int, seed: int, batch: int = 4) -> tuple[torch.Tensor, float]:
     """The paper's independence probe: put n other samples' pixels into the part, regenerate
     each (full mask), return the per-pixel standard deviation [S, S] (mean over RGB) and the
@@ -225,7 +233,7 @@ def build_tab(ctx: AppContext) -> None:
             raise UserError(f"Registry entry {mid!r} does not name the generator it was trained for "
                             "(config 'generator').")
         E, G = ctx.model(mid, dtype), ctx.model(gen_id, dtype)
-        if E.n_latent != G.n_latent:
+        if E.n_latent != G.n_latent:  # ProGAN: one z on both sides
             raise UserError(f"{mid} predicts {E.n_latent} style vectors but {gen_id} takes "
                             f"{G.n_latent}: they are not a matching pair.")
         return E, G
@@ -238,7 +246,8 @@ def build_tab(ctx: AppContext) -> None:
         """The paired generator's image size, from the registry (nothing is loaded): the
         range of the shift sliders."""
         gen = ctx.registry.get(mid).config.get("generator") if mid else None
-        return int(ctx.registry.get(gen).config.get("size", 512)) if gen else 512
+        cfg = ctx.registry.get(gen).config if gen else {}
+        return int(cfg.get("size") or cfg.get("resolution") or 512)
 
     @gpu(duration=60)
     @user_errors
@@ -267,7 +276,7 @@ def build_tab(ctx: AppContext) -> None:
                         dys.append(dy)
             with gr.Row():
                 live = gr.Checkbox(value=True, label="Update while painting")
-                do_refine = gr.Checkbox(value=False, label="Refine (optimise W+ on the known pixels)")
+                do_refine = gr.Checkbox(value=False, label="Refine (optimise the latent on the known pixels)")
                 refine_steps = gr.Slider(5, 200, value=30, step=5, label="Refine steps")
                 compose_btn = gr.Button("Compose", variant="primary")
             with gr.Row():

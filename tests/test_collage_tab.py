@@ -11,7 +11,7 @@ import torch
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from conftest import (EMPTY_EDITOR, SG2_REF, TINY_SG2_CONFIG, app_client, editor_value, read_png,
+from conftest import (EMPTY_EDITOR, REFERENCE, SG2_REF, TINY_SG2_CONFIG, app_client, editor_value, read_png,
                       tiny_sg2_entry, write_registry)
 
 from core.errors import UserError
@@ -24,6 +24,7 @@ from demos.collage import Part, compose
 SIZE = 32
 N_LATENT = 8  # a 32 px StyleGAN2
 REG_CONFIG = {"resnet_depth": 18, "n_latent": N_LATENT, "w_dim": 32, "channels_in": 4}
+PGAN_REG_CONFIG = {"resnet_depth": 18, "n_latent": 1, "w_dim": 32, "channels_in": 4, "family": "proggan"}
 
 
 # ---- compose on tiny tensors ---------------------------------------------------------------
@@ -97,6 +98,20 @@ def tiny_files(tmp_path_factory):
     sg2 = tmp / "tiny-sg2.pt"
     shutil.copy(SG2_REF / "tiny.pt", sg2)
     return reg_file, sg2
+
+
+@pytest.fixture(scope="module")
+def pgan_files(tmp_path_factory):
+    """The ProGAN side: the authors' tiny ProGAN (32 px, z_dim 32) and a ResNet-18 regressor
+    in the published `pgan_encoders_*` layout predicting its z."""
+    tmp = tmp_path_factory.mktemp("collage-pgan")
+    torch.manual_seed(1)
+    reg = MaskedRegressor(**PGAN_REG_CONFIG)
+    reg_file = tmp / "pgan_encoders_tiny_RGBM_model_final.pth"
+    torch.save({"state_dict": reg.state_dict(), "epoch": 1, "val_loss": 0.5}, reg_file)
+    gen = tmp / "proggan_tiny.pth"
+    shutil.copy(REFERENCE / "proggan" / "tiny.pth", gen)
+    return reg_file, gen
 
 
 @pytest.fixture(scope="module")
@@ -189,10 +204,15 @@ NO_PART = EMPTY_EDITOR
 
 
 @pytest.fixture(scope="module")
-def client(tiny_files, tmp_path_factory):
+def client(tiny_files, pgan_files, tmp_path_factory):
     reg_file, sg2 = tiny_files
+    pgan_reg, pgan = pgan_files
     tmp = tmp_path_factory.mktemp("collage-app")
     registry = write_registry(tmp / "weights.json", [
+        {"id": "tiny-pgan", "arch": "proggan", "config": {"resolution": SIZE}, "path": str(pgan),
+         "license": "test"},
+        {"id": "tiny-collage-pgan", "arch": "regressor",
+         "config": {**PGAN_REG_CONFIG, "generator": "tiny-pgan"}, "path": str(pgan_reg), "license": "test"},
         tiny_sg2_entry("tiny-sg2", sg2),
         {"id": "tiny-collage", "arch": "regressor", "config": {**REG_CONFIG, "generator": "tiny-sg2"},
          "path": str(reg_file), "license": "test"},
@@ -262,3 +282,35 @@ def test_tab_inpaint_and_variation(client, pictures, tmp_path):
         client.predict("tiny-collage", everything, 2, 0, api_name="/collage_inpaint")
     vm, info = client.predict("tiny-collage", ed, 3, 0, api_name="/collage_variation")
     assert read_png(vm).shape[:2] == (SIZE, SIZE) and "outside the painted part" in info
+
+
+def test_proggan_domain_composes_in_z(client, pgan_files, tmp_path):
+    """ProGAN domains: E regresses z [B, 512, 1, 1] (mask shifted to +-0.5 inside E) and the
+    ProGAN generator renders it; the tab's result equals the engine's, and the full-mask
+    collage is the plain encoding."""
+    reg_file, gen = pgan_files
+    E = load_model("regressor", reg_file, {**PGAN_REG_CONFIG, "generator": "tiny-pgan"})
+    G = load_model("proggan", gen, {"resolution": SIZE})
+    pictures = to_uint8(collage.sample_images(G, [3, 4]))
+    with torch.inference_mode():
+        assert torch.equal(collage.sample_images(G, [3]), G(G.random_z(1, 3)).clamp(-1, 1))
+    keep = np.zeros((SIZE, SIZE), bool)
+    keep[:, :16] = True
+    take = np.zeros((SIZE, SIZE), bool)
+    take[8:24, 8:24] = True
+    _, _, result, info = client.predict(
+        "tiny-collage-pgan", editor_value(tmp_path, "pb", pictures[0], keep), False, 30,
+        editor_value(tmp_path, "pp", pictures[1], take), NO_PART, NO_PART, 0, 0, 0, 0, 0, 0,
+        api_name="/collage_compose")
+    t = lambda a: pil_to_tensor(a)  # noqa: E731
+    m = lambda a: torch.from_numpy(a.astype(np.float32))[None, None]  # noqa: E731
+    collage_img, union = compose([Part(t(pictures[0]), m(keep)), Part(t(pictures[1]), m(take))])
+    expected, z = collage.regenerate(E, G, collage_img, union)
+    assert z.shape == (1, 32, 1, 1)
+    assert np.array_equal(read_png(result)[..., :3], to_uint8(expected)[0])
+    full = torch.ones(1, 1, SIZE, SIZE)
+    out, _ = collage.regenerate(E, G, collage_img, full)
+    with torch.inference_mode():
+        assert torch.equal(out, G(E(collage_img)).float().clamp(-1, 1))
+    refined, losses = collage.refine(E, G, collage_img, union, steps=5, lpips_weight=0.0)
+    assert losses[-1] < losses[0] and refined.shape == (1, 3, SIZE, SIZE)

@@ -31,13 +31,28 @@ def _stylemapgan(path: Path, config: dict[str, Any]) -> nn.Module:
 def _regressor(path: Path, config: dict[str, Any]) -> nn.Module:
     from core.models.regressor import load_regressor
 
-    # "generator" pairs the regressor with the StyleGAN2 entry it was trained for (the tab's
-    # business, not the loader's)
-    return load_regressor(path, **{k: v for k, v in config.items() if k != "generator"})
+    # "generator" pairs the regressor with the generator entry it was trained for and
+    # "content" is that generator's picture area: the tab's business, not the loader's
+    return load_regressor(path, **{k: v for k, v in config.items() if k not in ("generator", "content")})
+
+
+def _biggan_deep(path: Path, config: dict[str, Any]) -> nn.Module:
+    from core.models.biggan import build_biggan
+
+    # the entry's config is the published config.json (pytorch-pretrained-BigGAN)
+    return build_biggan(config, path)
+
+
+def _proggan(path: Path, config: dict[str, Any]) -> nn.Module:
+    from core.models.proggan import load_proggan
+
+    # resolution and channel sizes come from the file; a `resolution` in config is checked
+    return load_proggan(path, **config)
 
 
 LOADERS: dict[str, Callable[[Path, dict[str, Any]], nn.Module]] = {
-    "stylegan2": _stylegan2, "stylemapgan": _stylemapgan, "regressor": _regressor}
+    "stylegan2": _stylegan2, "stylemapgan": _stylemapgan, "regressor": _regressor,
+    "biggan-deep": _biggan_deep, "proggan": _proggan}
 
 
 def load_model(arch: str, path: Path, config: dict[str, Any]) -> nn.Module:
