@@ -26,10 +26,17 @@ from core.models import load_model
 # What inference needs of each architecture's checkpoint; the rest (discriminator, optimiser
 # states) is training state that the app never reads.
 KEEP: dict[str, tuple[str, ...]] = {"stylemapgan": ("g_ema", "e_ema", "train_args"),
-                                    "stylegan2": ("g_ema", "latent_avg")}
+                                    "stylegan2": ("g_ema", "latent_avg"),
+                                    "regressor": ("state_dict",), "proggan": ("state_dict",),
+                                    "biggan-deep": ("state_dict",)}
+# Published as a bare state dict: the copy wraps it as {"state_dict": ...} (both loaders read it).
+BARE_STATE_DICT = {"proggan", "biggan-deep"}
 # The Hub's licence metadata for the model card's front matter.
 CARD_LICENSE: dict[str, str] = {
     "stylemapgan": "license: cc-by-nc-4.0",
+    "regressor": "license: mit",
+    "proggan": "license: cc-by-nc-4.0",
+    "biggan-deep": "license: apache-2.0",
     "stylegan2": "license: other\nlicense_name: nvidia-source-code-license-nc\n"
                  "license_link: https://nvlabs.github.io/stylegan2/license.html"}
 CARD, CONFIG = "README.md", "config.json"
@@ -103,6 +110,8 @@ def convert(entry: WeightEntry, out_dir: Path) -> Path:
     ckpt = read_checkpoint(original)
     if not isinstance(ckpt, dict):
         raise UserError(f"{original.name} is not a checkpoint dict ({type(ckpt).__name__}).")
+    if entry.arch in BARE_STATE_DICT:
+        ckpt = {"state_dict": ckpt}
     out_dir.mkdir(parents=True, exist_ok=True)
     target = write_safetensors(ckpt, out_dir / f"{entry.id}.safetensors", keep)
     try:

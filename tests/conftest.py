@@ -123,18 +123,22 @@ def read_png(path: str):
     return np.asarray(Image.open(path))
 
 
-def editor_value(folder: Path, name: str, picture, painted=None) -> dict:
+def editor_value(folder: Path, name: str, picture, painted=None, colour=(255, 51, 51)) -> dict:
     """A gr.ImageEditor value as a browser sends it: background, one RGBA paint layer where
-    `painted` (bool H x W) is true, and the composite."""
+    `painted` (bool H x W, or a list of them, one per colour in `colour`) is true, and the
+    composite."""
     import numpy as np
     from gradio_client import handle_file
 
     h, w = picture.shape[:2]
     layer = np.zeros((h, w, 4), np.uint8)
     composite = picture.copy()
-    if painted is not None:
-        layer[painted] = (255, 51, 51, 255)
-        composite[painted] = 255
+    regions = painted if isinstance(painted, list) else [painted]
+    colours = colour if isinstance(painted, list) else [colour]
+    for region, rgb in zip(regions, colours):
+        if region is not None:
+            layer[region] = (*rgb, 255)
+            composite[region] = (*rgb, 255)[:composite.shape[-1]] if composite.ndim == 3 else 255
     return {"background": handle_file(png_file(folder, f"{name}-bg.png", picture)),
             "layers": [handle_file(png_file(folder, f"{name}-l.png", layer))],
             "composite": handle_file(png_file(folder, f"{name}-c.png", composite))}

@@ -38,8 +38,8 @@ def test_bundled_registry_is_complete():
         assert e.license.strip() and e.source.strip(), e.id
         assert e.path is None, e.id  # nothing bundled points at a local file
         if e.hub is None:  # only models with no known Hub copy are fetched from their authors
-            assert e.url is not None and e.arch in ("stylemapgan", "regressor"), e.id
-            assert e.url.href.startswith("http") and e.url.filename.endswith((".pt", ".pth")), e.id
+            assert e.url is not None and e.arch in ("stylemapgan", "regressor", "proggan", "biggan-deep"), e.id
+            assert e.url.href.startswith("http") and e.url.filename.endswith((".pt", ".pth", ".bin")), e.id
         else:
             assert e.hub.repo_id and "/" in e.hub.repo_id and e.hub.filename, e.id
             assert e.origin().startswith("Hub ")
@@ -49,6 +49,21 @@ def test_bundled_registry_is_complete():
                      "stylegan2-cat-256", "stylegan2-horse-256"):
         e = reg.get(model_id)
         assert e.sha256 is not None and isinstance(e.size, int) and e.size > 0, model_id
+
+
+def test_bundled_registry_is_loadable_and_paired():
+    """Every arch has a loader, every regressor names a registered generator, and the
+    BigGAN-deep configs are the published config.json files."""
+    from core.models import LOADERS
+    from core.models.biggan import PUBLISHED_CONFIGS
+
+    reg = hub.load_registry(BUNDLED)
+    for e in reg:
+        assert e.arch in LOADERS or e.arch == "panda-factors", e.id  # factors are arrays, not models
+        if e.arch == "regressor":
+            assert reg.get(e.config["generator"]).arch in ("stylegan2", "proggan"), e.id
+    for model_id in reg.ids("biggan-deep"):
+        assert reg.get(model_id).config == PUBLISHED_CONFIGS[model_id], model_id
 
 
 def test_bundled_stylegan2_configs():

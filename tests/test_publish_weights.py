@@ -244,3 +244,26 @@ def test_runs_as_a_module():
     res = subprocess.run([sys.executable, "-m", "scripts.publish_weights", "--help"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "--no-upload" in res.stdout
+
+
+@pytest.mark.parametrize("arch,file,config", [
+    ("proggan", REFERENCE / "proggan" / "tiny.pth", {"resolution": 32}),
+    ("biggan-deep", REFERENCE / "biggan" / "tiny-pytorch_model.bin",
+     json.loads((REFERENCE / "biggan" / "tiny-config.json").read_text())),
+])
+def test_bare_state_dict_models_publish_and_load_bit_identically(tmp_path, capsys, arch, file, config):
+    """ProGAN and BigGAN-deep files are bare state dicts: the copy wraps them as
+    {"state_dict": ...} and must load to the same tensors through the same loader."""
+    registry = write_registry(tmp_path / "weights.json", [
+        {"id": f"tiny-{arch}", "arch": arch, "config": config, "path": str(file),
+         "license": "test", "source": "tests", "used_by": ["collage"]}])
+    out = tmp_path / "out"
+    code, entry, err = publish(registry, out, f"tiny-{arch}", capsys, "--no-upload")
+    assert code == 0, err
+    copy = out / f"tiny-{arch}.safetensors"
+    with safe_open(str(copy), framework="pt") as f:
+        assert all(k.startswith("state_dict.") for k in f.keys())
+    a, b = (load_model(arch, p, config) for p in (file, copy))
+    assert a.state_dict().keys() == b.state_dict().keys()
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+    assert entry["config"] == config

@@ -1,0 +1,230 @@
+"""The Neural Collage tab: sCBN class maps and feature blending on the tiny BigGAN-deep in the
+published layout (loaded through the registry), projection, Poisson paste-back, and the tab
+driven end to end through gradio_client."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from gradio_client.exceptions import AppError
+
+from conftest import REFERENCE, app_client, editor_value, read_png, tiny_sg2_entry, write_registry
+from core.errors import UserError
+from core.images import to_uint8
+from core.models import load_model
+from demos import ncollage
+from demos.ncollage import Picture
+
+BIGGAN_REF = REFERENCE / "biggan"
+SIZE = 32  # the tiny BigGAN-deep renders 32 px, 10 classes
+RED, GREEN = (255, 59, 48), (52, 199, 89)
+
+
+@pytest.fixture(scope="module")
+def biggan_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("biggan")
+    shutil.copy(BIGGAN_REF / "tiny-pytorch_model.bin", folder / "pytorch_model.bin")
+    return folder / "pytorch_model.bin", json.loads((BIGGAN_REF / "tiny-config.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def G(biggan_files):
+    path, config = biggan_files
+    return load_model("biggan-deep", path, config).eval()
+
+
+def _picture(G, seed=1, cls=3, trunc=0.4) -> Picture:
+    return ncollage.picture_from_seed(G, seed, cls, trunc)
+
+
+def _regions(*boxes) -> torch.Tensor:
+    m = torch.zeros(len(boxes), 1, SIZE, SIZE)
+    for k, (y0, y1, x0, x1) in enumerate(boxes):
+        m[k, :, y0:y1, x0:x1] = 1
+    return m
+
+
+# ---- classes and maps --------------------------------------------------------------------------
+def test_parse_class_accepts_names_indices_and_suggests():
+    assert ncollage.parse_class("207: golden retriever") == 207
+    assert ncollage.parse_class("Golden Retriever") == 207
+    assert ncollage.parse_class("3") == 3
+    with pytest.raises(UserError, match="golden retriever"):
+        ncollage.parse_class("golden retreiver")
+    with pytest.raises(UserError, match="not an ImageNet class"):
+        ncollage.parse_class("")
+
+
+def test_class_maps_are_convex_and_follow_the_regions():
+    base = ncollage.one_hot(0, 10)
+    targets = torch.cat([ncollage.one_hot(3, 10), ncollage.one_hot(5, 10)])
+    regions = _regions((0, 16, 0, 32), (8, 24, 0, 32))  # at 16 px: rows 0-8 and 4-12
+    maps, weights = ncollage.class_maps(base, regions, targets, [1.0, 0.5], res=16)
+    assert maps.shape == (1, 10, 16, 16) and weights.shape == (3, 1, 16, 16)
+    assert torch.allclose(maps.sum(1), torch.ones(1, 16, 16)) and maps.min() >= 0
+    assert torch.equal(maps[0, :, 0, 0], ncollage.one_hot(3, 10)[0])  # only region 1
+    assert torch.allclose(maps[0, :, 10, 0], torch.tensor([.5, 0, 0, 0, 0, .5, 0, 0, 0, 0]))
+    assert torch.allclose(maps[0, :, 6, 0], torch.tensor([0, 0, 0, 1 / 1.5, 0, .5 / 1.5, 0, 0, 0, 0]))
+    assert torch.equal(maps[0, :, 15, 0], base[0])  # unpainted: the base class
+
+
+def test_layer_presets_split_the_condition_points(G):
+    points = G.condition_points()
+    first, rest = ncollage.layer_preset(G, "first"), ncollage.layer_preset(G, "all but first")
+    assert first and rest and sorted(first + rest) == list(range(len(points)))
+    assert all(points[i][1] == 4 for i in first)
+    assert ncollage.layer_preset(G, "all") == list(range(len(points)))
+
+
+# ---- sCBN ----------------------------------------------------------------------------------------
+def test_label_collage_before_is_the_plain_picture_and_zero_intensity_changes_nothing(G):
+    pic = _picture(G)
+    plain = ncollage.render(G, [pic], 0.4)
+    regions = _regions((0, 16, 0, 16))
+    before, edits, _ = ncollage.label_collage(G, pic, regions, [5], [1.0], 0.4,
+                                              ncollage.layer_preset(G, "all"), frames=(0.0, 1.0))
+    assert torch.allclose(before, plain, atol=1e-5)
+    assert torch.allclose(edits[0], plain[0], atol=1e-5)
+    assert (edits[1] - plain[0]).abs().max() > 1e-3
+
+
+def test_first_layers_only_and_later_layers_differ(G):
+    pic = _picture(G)
+    regions = _regions((0, 32, 0, 16))  # left half becomes class 5
+    outs = {}
+    for preset in ("first", "all but first", "all"):
+        _, edits, _ = ncollage.label_collage(G, pic, regions, [5], [1.0], 0.4,
+                                             ncollage.layer_preset(G, preset))
+        outs[preset] = edits[0]
+    plain = ncollage.render(G, [pic], 0.4)[0]
+    other = ncollage.render(G, [Picture(pic.latent, ncollage.one_hot(5, 10))], 0.4)[0]
+    for a in outs.values():
+        assert (a - plain).abs().max() > 1e-3 and (a - other).abs().max() > 1e-3
+    assert (outs["first"] - outs["all but first"]).abs().max() > 1e-3
+
+
+def test_label_collage_bad_input(G):
+    pic = _picture(G)
+    with pytest.raises(UserError, match="Paint a region"):
+        ncollage.label_collage(G, pic, torch.zeros(1, 1, SIZE, SIZE), [5], [1.0], 0.4, [0])
+    with pytest.raises(UserError, match="intensity is 0"):
+        ncollage.label_collage(G, pic, _regions((0, 8, 0, 8)), [5], [0.0], 0.4, [0])
+    with pytest.raises(UserError, match="at least one layer"):
+        ncollage.label_collage(G, pic, _regions((0, 8, 0, 8)), [5], [1.0], 0.4, [])
+    with pytest.raises(UserError, match="does not exist"):
+        ncollage.label_collage(G, pic, _regions((0, 8, 0, 8)), [207], [1.0], 0.4, [0])
+
+
+# ---- feature blending ---------------------------------------------------------------------------
+def test_blend_with_no_region_weight_is_the_plain_base_exactly(G):
+    base, ref = _picture(G, 1), _picture(G, 2, cls=6)
+    points = [p for _, p in ncollage.feature_points(G)]
+    before, after, refs = ncollage.feature_blend(G, base, [ref], _regions((0, 8, 0, 8)), [(0, 0)],
+                                                 points, 0.4, strength=0.0)
+    assert torch.equal(after, before)
+    assert torch.allclose(before, ncollage.render(G, [base], 0.4), atol=1e-5)
+    assert torch.allclose(refs, ncollage.render(G, [ref], 0.4), atol=1e-5)
+
+
+def test_blend_changes_the_picture_and_shifts_move_it(G):
+    base, ref = _picture(G, 1), _picture(G, 2, cls=6)
+    regions = _regions((8, 24, 8, 24))
+    _, a, _ = ncollage.feature_blend(G, base, [ref], regions, [(0, 0)], [0], 0.4)
+    _, b, _ = ncollage.feature_blend(G, base, [ref], regions, [(8, 0)], [0], 0.4)
+    plain = ncollage.render(G, [base], 0.4)
+    assert (a - plain).abs().max() > 1e-3 and (a - b).abs().max() > 1e-3
+
+
+def test_blend_bad_input(G):
+    base = _picture(G)
+    with pytest.raises(UserError, match="reference"):
+        ncollage.feature_blend(G, base, [], torch.zeros(0, 1, SIZE, SIZE), [], [0], 0.4)
+    with pytest.raises(UserError, match="regions are empty"):
+        ncollage.feature_blend(G, base, [base], torch.zeros(1, 1, SIZE, SIZE), [(0, 0)], [0], 0.4)
+
+
+# ---- real photos ----------------------------------------------------------------------------------
+def test_projection_lowers_its_loss_and_paste_back_keeps_the_photo_outside(biggan_files):
+    path, config = biggan_files
+    G = load_model("biggan-deep", path, config).float()
+    target = ncollage.render(G, [_picture(G, 7, cls=2)], 0.4)
+    _, image, losses = ncollage.project(G, target, 2, 0.4, steps=12, seed=0)
+    assert losses[-1] < losses[0] and image.shape == target.shape
+    region = _regions((8, 24, 8, 24))[:1]
+    edited = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
+    pasted = ncollage.paste_back(target, edited, region)
+    outside = region[0, 0] == 0
+    assert torch.allclose(pasted[0][:, outside], target[0][:, outside], atol=1e-6)
+    with pytest.raises(UserError, match="Nothing was edited"):
+        ncollage.paste_back(target, edited, torch.zeros_like(region))
+
+
+# ---- the tab through gradio_client -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def client(biggan_files, tmp_path_factory):
+    path, config = biggan_files
+    tmp = tmp_path_factory.mktemp("ncollage-app")
+    sg2 = tmp / "tiny-sg2.pt"
+    shutil.copy(REFERENCE / "stylegan2" / "tiny.pt", sg2)
+    registry = write_registry(tmp / "weights.json", [
+        {"id": "tiny-biggan", "arch": "biggan-deep", "config": config, "path": str(path),
+         "license": "test", "used_by": ["ncollage"]},
+        tiny_sg2_entry("tiny-sg2", sg2, used_by=["ncollage"])])
+    with app_client(registry) as c:
+        yield c
+
+
+def test_tab_label_collage_end_to_end(client, G, tmp_path):
+    out = client.predict("tiny-biggan", "3: tiger shark", 1, 0.4, api_name="/ncollage_render")
+    base = read_png(out[0] if isinstance(out, (list, tuple)) else out)[..., :3]
+    pic = _picture(G, 1, 3, 0.4)
+    assert np.array_equal(base, to_uint8(ncollage.render(G, [pic], 0.4))[0])
+    left = np.zeros((SIZE, SIZE), bool)
+    left[:, :12] = True
+    right = np.zeros((SIZE, SIZE), bool)
+    right[:, 20:] = True
+    painted = editor_value(tmp_path, "lc", base, [left, right], [RED, GREEN])
+    before, after, class_map = client.predict(
+        "tiny-biggan", painted, "all", 0, "5: electric ray", "6: stingray", "7: cock", 1.0, 1.0, 1.0,
+        api_name="/ncollage_label")
+    regions = torch.from_numpy(np.stack([left, right]).astype(np.float32))[:, None]
+    _, edits, _ = ncollage.label_collage(G, pic, regions, [5, 6], [1.0, 1.0], 0.4,
+                                         ncollage.layer_preset(G, "all"))
+    assert np.array_equal(read_png(after)[..., :3], to_uint8(edits)[0])
+    assert np.array_equal(read_png(before)[..., :3], base)
+    shown = read_png(class_map)[..., :3]
+    assert shown[16, 2, 0] > 200 and shown[16, 30, 1] > 150 and (shown[16, 16] == 128).all()
+
+    with pytest.raises(AppError, match="Paint a region"):
+        client.predict("tiny-biggan", editor_value(tmp_path, "none", base, None), "all", 0,
+                       "5", "6", "7", 1.0, 1.0, 1.0, api_name="/ncollage_label")
+    with pytest.raises(AppError, match="not an ImageNet class"):
+        client.predict("tiny-biggan", painted, "all", 0, "no such thing", "6", "7", 1.0, 1.0, 1.0,
+                       api_name="/ncollage_label")
+    with pytest.raises(AppError, match="intensity is 0"):
+        client.predict("tiny-biggan", painted, "all", 0, "5", "6", "7", 0.0, 0.0, 1.0,
+                       api_name="/ncollage_label")
+    with pytest.raises(AppError, match="render it again"):
+        client.predict("tiny-sg2", painted, "all", 0, "5", "6", "7", 1.0, 1.0, 1.0,
+                       api_name="/ncollage_label")
+
+
+def test_tab_feature_blend_and_photo(client, G, tmp_path):
+    client.predict("tiny-biggan", "3", 1, 0.4, api_name="/ncollage_render")
+    ref_value = client.predict("tiny-biggan", "6", 2, 0.4, api_name="/ncollage_reference_1")
+    ref = read_png(ref_value if isinstance(ref_value, str) else ref_value["background"])[..., :3]
+    take = np.zeros((SIZE, SIZE), bool)
+    take[8:24, 8:24] = True
+    before, after, blend_map = client.predict(
+        "tiny-biggan", [0, 1], 1.0, editor_value(tmp_path, "ref", ref, take),
+        {"background": None, "layers": [], "composite": None}, 0, 0, 0, 0,
+        api_name="/ncollage_blend")
+    _, expected, _ = ncollage.feature_blend(G, _picture(G, 1, 3), [_picture(G, 2, 6)],
+                                            torch.from_numpy(take.astype(np.float32))[None, None],
+                                            [(0, 0)], [0, 1], 0.4)
+    assert np.array_equal(read_png(after)[..., :3], to_uint8(expected)[0])
+    with pytest.raises(AppError, match="Project a photo first"):
+        client.predict(api_name="/ncollage_paste")
