@@ -73,6 +73,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import UserError
+from core.ops import ScaledWeightCache, nearest_up_conv, nearest_up_conv_weight
 
 
 def _published(layers: list[list]) -> dict[str, Any]:
@@ -341,15 +342,20 @@ class GenBlock(nn.Module):
         self.conv_2 = SNConv2d(mid, mid, 3)
         self.bn_3 = ConditionalBatchNorm(mid, condition_dim, n_stats, eps)
         self.conv_3 = SNConv2d(mid, out_size, 1)
+        self._up_cache = ScaledWeightCache()
 
     def forward(self, x: torch.Tensor, cond: _Condition, truncation: float) -> torch.Tensor:
         h = self.conv_0(self.bn_0(x, truncation, cond))
         h = self.bn_1(h, truncation, cond)
         skip = x[:, :self.out_size] if self.out_size != x.shape[1] else x
-        if self.up_sample:
-            h = F.interpolate(h, scale_factor=2, mode="nearest")
+        if self.up_sample:  # nearest 2x then conv_1, fused into one transposed conv
             skip = F.interpolate(skip, scale_factor=2, mode="nearest")
-        h = self.conv_2(self.bn_2(self.conv_1(h), truncation, cond))
+            c = self.conv_1
+            fused = self._up_cache.get(c.weight, lambda w: (nearest_up_conv_weight(w),))[0]
+            h = nearest_up_conv(h, c.weight, fused, c.bias)
+        else:
+            h = self.conv_1(h)
+        h = self.conv_2(self.bn_2(h, truncation, cond))
         h = self.conv_3(self.bn_3(h, truncation, cond))
         return h.add_(skip)
 

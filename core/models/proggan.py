@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import UserError
-from core.ops import ScaledWeightCache
+from core.ops import ScaledWeightCache, nearest_up_conv, nearest_up_conv_weight
 
 SIZES = {
     8: [512, 512, 512],
@@ -64,12 +64,6 @@ SIZES = {
 """The authors' default channel tables per resolution (the published files are 256 and 1024)."""
 EPS = 1e-8
 SLOPE = 0.2
-FUSED_UP_MIN_PIXELS = 64
-"""Upsampling blocks with inputs of at least this many pixels run as one transposed conv."""
-
-# Taps of a 3x3 kernel that land on each of the 4 positions of the stride-2 transposed kernel
-# equivalent to "nearest 2x upsampling, then 3x3 conv with padding 1" (per axis).
-_UP_TAPS = torch.tensor([[0., 0., 1.], [0., 1., 1.], [1., 1., 0.], [1., 0., 0.]])
 
 
 class ProGANConfigError(UserError, ValueError):
@@ -177,24 +171,14 @@ class NormUpscaleConvBlock(_Block):
         self.up = nn.Upsample(scale_factor=2, mode="nearest")  # the authors' module (no state)
         self._up_cache = ScaledWeightCache()
 
-    def transposed(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(4x4 stride-2 transposed-conv weight [in, out, 4, 4], channels-last; bias)."""
-        def build(w: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            taps = _UP_TAPS.to(w.device, w.dtype)
-            up = torch.einsum("ki,lj,ocij->cokl", taps, taps, w * self.wscale.scale)
-            return up.contiguous(memory_format=torch.channels_last), b
-        return self._up_cache.get((self.conv.weight, self.wscale.b), build)
+    def transposed(self) -> torch.Tensor:
+        """The 4x4 stride-2 transposed-conv weight [in, out, 4, 4] (`nearest_up_conv_weight`)."""
+        return self._up_cache.get(self.folded()[0], lambda w: (nearest_up_conv_weight(w),))[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x * pixel_norm_factor(x)  # per pixel: commutes with nearest upsampling
-        if x.shape[-2] * x.shape[-1] < FUSED_UP_MIN_PIXELS:
-            # tiny inputs: reading the 4x4 kernel (16/9 of the 3x3 one) costs more than it saves
-            w, b = self.folded()
-            out = F.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"), w, b, padding=1)
-        else:
-            w, b = self.transposed()
-            out = F.conv_transpose2d(x, w, b, stride=2, padding=1)
-        return F.leaky_relu_(out, SLOPE)
+        w, b = self.folded()
+        return F.leaky_relu_(nearest_up_conv(x, w, self.transposed(), b), SLOPE)
 
 
 class OutputConvBlock(_Block):
