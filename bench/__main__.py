@@ -136,8 +136,9 @@ def stylemap_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, 
 
 
 def collage_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, float, float, float]]:
-    """Collage compose per domain (church 256, car 512, FFHQ 1024): one regressor pass over
-    the collage + mask and one generator pass, as the tab runs them."""
+    """Collage compose per domain (StyleGAN2 church 256, car 512, FFHQ 1024; ProGAN church /
+    living room 256, CelebA-HQ 1024): one regressor pass over the collage + mask and one
+    generator pass, as the tab runs them."""
     from core.models.regressor import MaskedRegressor
     from demos import collage
 
@@ -151,6 +152,17 @@ def collage_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, f
         mask = collage.random_hints(size, seed=0).to(device)
         med, lo = timed(lambda: collage.regenerate(E, G, x, mask), device, runs)
         yield f"collage-{size} compose (regressor + G)", d, med, lo, peak_memory_mb(device)
+        del G, E
+    from core.models.proggan import ProGANGenerator
+
+    for size in (256, 1024):  # ProGAN domains: ResNet-18 regressor -> z -> ProGAN
+        reset_peak(device)
+        G = ProGANGenerator(size).to(device, dtype).eval().requires_grad_(False)
+        E = MaskedRegressor(18, 1, family="proggan").to(device, dtype).eval().requires_grad_(False)
+        x = torch.rand(1, 3, size, size, device=device) * 2 - 1
+        mask = collage.random_hints(size, seed=0).to(device)
+        med, lo = timed(lambda: collage.regenerate(E, G, x, mask), device, runs)
+        yield f"collage-proggan-{size} compose (regressor + G)", d, med, lo, peak_memory_mb(device)
         del G, E
 
 
