@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -128,3 +129,23 @@ def test_python_app_py_serves_the_tiny_registry(registry_file, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_readme_front_matter_is_a_space_config():
+    """The README's front matter is what Hugging Face Spaces reads: a Gradio app at app.py,
+    an SDK version the requirements accept, and the registry's Hub model repos listed."""
+    import yaml
+    from packaging.specifiers import SpecifierSet
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert text.startswith("---\n")
+    meta = yaml.safe_load(text.split("---\n")[1])
+    assert meta["sdk"] == "gradio" and (ROOT / meta["app_file"]).is_file()
+    assert str(meta["python_version"]) in ("3.10", "3.12")
+    spec = next(line.split("#")[0].strip()[len("gradio"):] for line in
+                (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("gradio"))
+    assert meta["sdk_version"] in SpecifierSet(spec)
+    registry = json.loads((ROOT / "weights.json").read_text())
+    hub_models = {e["hub"]["repo_id"] for e in registry
+                  if "hub" in e and e["hub"].get("repo_type", "model") == "model"}
+    assert set(meta["models"]) == hub_models
