@@ -211,6 +211,8 @@ def client(tiny_files, pgan_files, tmp_path_factory):
     registry = write_registry(tmp / "weights.json", [
         {"id": "tiny-pgan", "arch": "proggan", "config": {"resolution": SIZE}, "path": str(pgan),
          "license": "test"},
+        {"id": "tiny-collage-mismatch", "arch": "regressor",  # a W+ regressor on a ProGAN
+         "config": {**REG_CONFIG, "generator": "tiny-pgan"}, "path": str(reg_file), "license": "test"},
         {"id": "tiny-collage-pgan", "arch": "regressor",
          "config": {**PGAN_REG_CONFIG, "generator": "tiny-pgan"}, "path": str(pgan_reg), "license": "test"},
         tiny_sg2_entry("tiny-sg2", sg2),
@@ -257,6 +259,9 @@ def test_tab_compose_errors_and_refine(client, pictures, tmp_path):
                        0, 0, 0, 0, 0, 0, api_name="/collage_compose")
     with pytest.raises(AppError, match="generator"):
         client.predict("tiny-collage-orphan", NO_PART, False, 30, NO_PART, NO_PART, NO_PART,
+                       0, 0, 0, 0, 0, 0, api_name="/collage_compose")
+    with pytest.raises(AppError, match="not a matching pair"):
+        client.predict("tiny-collage-mismatch", NO_PART, False, 30, NO_PART, NO_PART, NO_PART,
                        0, 0, 0, 0, 0, 0, api_name="/collage_compose")
     base = editor_value(tmp_path, "b", pictures[2], None)  # nothing painted: the whole base
     *_, info = client.predict("tiny-collage", base, True, 5, NO_PART, NO_PART, NO_PART,
