@@ -11,10 +11,12 @@ import pytest
 import torch
 from gradio_client.exceptions import AppError
 
-from conftest import REFERENCE, app_client, editor_value, read_png, tiny_sg2_entry, write_registry
+from conftest import (REFERENCE, TINY_SG2_CONFIG, app_client, editor_value, read_png, tiny_sg2_entry,
+                      write_registry)
 from core.errors import UserError
 from core.images import to_uint8
 from core.models import load_model
+from core.models.stylegan2 import load_stylegan2
 from demos import ncollage
 from demos.ncollage import Picture
 
@@ -228,3 +230,24 @@ def test_tab_feature_blend_and_photo(client, G, tmp_path):
     assert np.array_equal(read_png(after)[..., :3], to_uint8(expected)[0])
     with pytest.raises(AppError, match="Project a photo first"):
         client.predict(api_name="/ncollage_paste")
+
+
+def test_tab_feature_blend_on_stylegan2(client, tmp_path):
+    """The same blend on StyleGAN2 (the paper's FFHQ use): class inputs are ignored, the
+    layers are the synthesis layers; the tab's result equals the engine's."""
+    G = load_stylegan2(REFERENCE / "stylegan2" / "tiny.pt", **TINY_SG2_CONFIG)
+    client.predict("tiny-sg2", "3", 4, 1.0, api_name="/ncollage_render")
+    ref_value = client.predict("tiny-sg2", "3", 5, 1.0, api_name="/ncollage_reference_1")
+    ref = read_png(ref_value if isinstance(ref_value, str) else ref_value["background"])[..., :3]
+    take = np.zeros((SIZE, SIZE), bool)
+    take[:16, :] = True
+    _, after, _ = client.predict(
+        "tiny-sg2", [0, 2], 1.0, editor_value(tmp_path, "sref", ref, take),
+        {"background": None, "layers": [], "composite": None}, 4, 0, 0, 0,
+        api_name="/ncollage_blend")
+    base, other = (ncollage.picture_from_seed(G, s, None, 1.0) for s in (4, 5))
+    _, expected, _ = ncollage.feature_blend(G, base, [other],
+                                            torch.from_numpy(take.astype(np.float32))[None, None],
+                                            [(4, 0)], [0, 2], 1.0)
+    assert np.array_equal(read_png(after)[..., :3], to_uint8(expected)[0])
+    assert [p for _, p in ncollage.feature_points(G)] == list(range(0, G.num_layers, 2))
