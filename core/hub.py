@@ -80,6 +80,13 @@ class WeightEntry:
     description: str = ""
     used_by: tuple[str, ...] = ()
 
+    def image_size(self, default: int = 256) -> int:
+        """The generator's picture size from its config, whatever the arch calls it
+        (StyleGAN2 `size`, ProGAN `resolution`, BigGAN-deep `output_dim`): known before
+        anything is loaded (slider ranges)."""
+        c = self.config
+        return int(c.get("size") or c.get("resolution") or c.get("output_dim") or default)
+
     def origin(self) -> str:
         if self.hub:
             return f"Hub {self.hub.describe()}"

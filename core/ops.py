@@ -166,12 +166,14 @@ def nearest_up_conv_weight(weight: torch.Tensor) -> torch.Tensor:
     return up.contiguous(memory_format=torch.channels_last)
 
 
-def nearest_up_conv(x: torch.Tensor, weight: torch.Tensor, up_weight: torch.Tensor | None,
-                    bias: torch.Tensor | None) -> torch.Tensor:
-    """conv3x3(nearest_2x(x)) with the fused transposed form from 8x8 inputs on."""
-    if up_weight is None or x.shape[-2] * x.shape[-1] < FUSED_UP_MIN_PIXELS:
+def nearest_up_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                    cache: ScaledWeightCache) -> torch.Tensor:
+    """conv3x3(nearest_2x(x)) with the fused transposed form from 8x8 inputs on; `cache`
+    (one per layer) holds the fused weight until `weight` changes."""
+    if x.shape[-2] * x.shape[-1] < FUSED_UP_MIN_PIXELS:
         return F.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"), weight, bias, padding=1)
-    return F.conv_transpose2d(x, up_weight, bias, stride=2, padding=1)
+    fused = cache.get(weight, lambda w: (nearest_up_conv_weight(w),))[0]
+    return F.conv_transpose2d(x, fused, bias, stride=2, padding=1)
 
 
 def mapped_mean(mapping, dim: int, n: int, seed: int, device: torch.device,

@@ -246,8 +246,7 @@ def build_tab(ctx: AppContext) -> None:
         """The paired generator's image size, from the registry (nothing is loaded): the
         range of the shift sliders."""
         gen = ctx.registry.get(mid).config.get("generator") if mid else None
-        cfg = ctx.registry.get(gen).config if gen else {}
-        return int(cfg.get("size") or cfg.get("resolution") or 512)
+        return ctx.registry.get(gen).image_size(512) if gen else 512
 
     @gpu(duration=60)
     @user_errors

@@ -401,10 +401,6 @@ def build_tab(ctx: AppContext) -> None:
             raise UserError("Pick a model first.")
         return ctx.model(mid, dtype)
 
-    def frame(mid: str | None) -> int:
-        cfg = ctx.registry.get(mid).config if mid else {}
-        return int(cfg.get("output_dim", cfg.get("size", 256)))
-
     def points_update(mid: str | None):
         if not mid:
             return gr.update(choices=[], value=[])
@@ -412,27 +408,30 @@ def build_tab(ctx: AppContext) -> None:
         choices = feature_points(G)
         return gr.update(choices=choices, value=[p for _, p in choices[:2]])
 
+    def seeded(mid, cls, seed, trunc) -> tuple[torch.nn.Module, Picture, np.ndarray]:
+        """(model, picture, its pixels) for a seed (and class: BigGAN-deep only)."""
+        G = load(mid)
+        pic = picture_from_seed(G, int(seed or 0), parse_class(cls) if is_biggan(G) else None, float(trunc))
+        return G, pic, to_uint8(render(G, [pic], float(trunc)))[0]
+
     @gpu(duration=60)
     @user_errors
     def on_render(mid, cls, seed, trunc, progress=gr.Progress(track_tqdm=True)):
-        G = load(mid)
-        pic = picture_from_seed(G, int(seed or 0), parse_class(cls) if is_biggan(G) else None, float(trunc))
-        image = to_uint8(render(G, [pic], float(trunc)))[0]
+        _, pic, image = seeded(mid, cls, seed, trunc)
         state = {"model": mid, "picture": pic, "truncation": float(trunc), "photo": None}
         return state, image, image, points_update(mid)
 
     render_btn.click(on_render, [model_id, base_class, base_seed, truncation],
                      [base_state, base_image, lc_editor, fb_points], api_name="ncollage_render",
                      concurrency_id="gpu")
-    model_id.change(lambda mid: shift_range(frame(mid), 2 * MAX_REFS), model_id, dxs + dys,
+    model_id.change(lambda mid: shift_range(ctx.registry.get(mid).image_size() if mid else 256, 2 * MAX_REFS), model_id, dxs + dys,
                     api_name=False, queue=False)
 
     @gpu(duration=60)
     @user_errors
     def on_reference(mid, cls, seed, trunc, progress=gr.Progress(track_tqdm=True)):
-        G = load(mid)
-        pic = picture_from_seed(G, int(seed or 0), parse_class(cls) if is_biggan(G) else None, float(trunc))
-        return {"model": mid, "picture": pic}, to_uint8(render(G, [pic], float(trunc)))[0]
+        _, pic, image = seeded(mid, cls, seed, trunc)
+        return {"model": mid, "picture": pic}, image
 
     for r, btn in enumerate(ref_btns):
         btn.click(on_reference, [model_id, ref_classes[r], ref_seeds[r], truncation],
@@ -451,7 +450,7 @@ def build_tab(ctx: AppContext) -> None:
     @user_errors
     def on_label(mid, state, editor, layers, soft, *classes_and_strengths, sweep: bool = False):
         G, pic, trunc = current(state, mid)
-        size = G.resolution if is_biggan(G) else G.size
+        size = G.size
         regions = masks_by_colour(editor, PALETTE, size)
         used = [k for k in range(len(PALETTE)) if regions[k].sum() > 0]
         if not used:
@@ -495,7 +494,7 @@ def build_tab(ctx: AppContext) -> None:
     @user_errors
     def on_blend(mid, state, points, strength, *refs_and_shifts):
         G, pic, trunc = current(state, mid)
-        size = G.resolution if is_biggan(G) else G.size
+        size = G.size
         n = MAX_REFS
         states, editors = refs_and_shifts[:n], refs_and_shifts[n:2 * n]
         shifts_x, shifts_y = refs_and_shifts[2 * n:3 * n], refs_and_shifts[3 * n:]
@@ -531,7 +530,7 @@ def build_tab(ctx: AppContext) -> None:
         G = load(mid, torch.float32)
         if not is_biggan(G):
             raise UserError("Photo projection is offered for BigGAN-deep models; pick one.")
-        size = G.resolution
+        size = G.size
         target = pil_to_tensor(to_pil(image), size)
         pic, out, losses = project(G, target, parse_class(cls), float(trunc), int(steps),
                                    progress=lambda d, t, l: progress(d / t, desc=f"Step {d}/{t} · loss {l:.3f}"))

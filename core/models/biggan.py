@@ -73,7 +73,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import UserError
-from core.ops import ScaledWeightCache, nearest_up_conv, nearest_up_conv_weight
+from core.ops import ScaledWeightCache, nearest_up_conv
 
 
 def _published(layers: list[list]) -> dict[str, Any]:
@@ -350,9 +350,7 @@ class GenBlock(nn.Module):
         skip = x[:, :self.out_size] if self.out_size != x.shape[1] else x
         if self.up_sample:  # nearest 2x then conv_1, fused into one transposed conv
             skip = F.interpolate(skip, scale_factor=2, mode="nearest")
-            c = self.conv_1
-            fused = self._up_cache.get(c.weight, lambda w: (nearest_up_conv_weight(w),))[0]
-            h = nearest_up_conv(h, c.weight, fused, c.bias)
+            h = nearest_up_conv(h, self.conv_1.weight, self.conv_1.bias, self._up_cache)
         else:
             h = self.conv_1(h)
         h = self.conv_2(self.bn_2(h, truncation, cond))
@@ -446,6 +444,11 @@ class BigGANDeep(nn.Module):
                 self._features.append((name, res, module.out_size))
             else:
                 self._features.append((f"attention ({res}x{res})", res, self._features[-1][2]))
+
+    @property
+    def size(self) -> int:
+        """The picture size (every generator in core.models has `.size`)."""
+        return self.resolution
 
     # ---- points ---------------------------------------------------------------------------
     def condition_points(self) -> list[tuple[str, int]]:

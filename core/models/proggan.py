@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import UserError
-from core.ops import ScaledWeightCache, nearest_up_conv, nearest_up_conv_weight
+from core.ops import ScaledWeightCache, nearest_up_conv
 
 SIZES = {
     8: [512, 512, 512],
@@ -171,14 +171,10 @@ class NormUpscaleConvBlock(_Block):
         self.up = nn.Upsample(scale_factor=2, mode="nearest")  # the authors' module (no state)
         self._up_cache = ScaledWeightCache()
 
-    def transposed(self) -> torch.Tensor:
-        """The 4x4 stride-2 transposed-conv weight [in, out, 4, 4] (`nearest_up_conv_weight`)."""
-        return self._up_cache.get(self.folded()[0], lambda w: (nearest_up_conv_weight(w),))[0]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x * pixel_norm_factor(x)  # per pixel: commutes with nearest upsampling
         w, b = self.folded()
-        return F.leaky_relu_(nearest_up_conv(x, w, self.transposed(), b), SLOPE)
+        return F.leaky_relu_(nearest_up_conv(x, w, b, self._up_cache), SLOPE)
 
 
 class OutputConvBlock(_Block):
