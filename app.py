@@ -18,7 +18,7 @@ from core.device import default_device, set_default_device
 from core.errors import UserError
 from core.hub import load_registry, status_rows
 from core.ui import user_errors
-from demos import collage, generate, ncollage, panda, stylemap
+from demos import collage, generate, ncollage, panda, sam, stylemap
 
 log = logging.getLogger("spatial_gan_studio")
 
@@ -72,6 +72,8 @@ def build_app(weights: str | None = None, device: str | None = None) -> gr.Block
                 generate.build_tab(ctx)
             with gr.Tab("Collage", id="collage"):
                 collage.build_tab(ctx)
+            with gr.Tab("SAM invert & edit", id="sam"):
+                sam.build_tab(ctx)
             with gr.Tab("StyleMap", id="stylemap"):
                 stylemap.build_tab(ctx)
             with gr.Tab("Neural Collage", id="ncollage"):

@@ -176,6 +176,11 @@ class Registry:
     def ids(self, arch: str | None = None) -> list[str]:
         return [e.id for e in self if arch is None or e.arch == arch]
 
+    def companions(self, arch: str, generator_id: str) -> list[WeightEntry]:
+        """Entries of `arch` made for one generator (config "generator"): its encoders,
+        predictors and edit directions."""
+        return [e for e in self if e.arch == arch and e.config.get("generator") == generator_id]
+
     def get(self, model_id: str) -> WeightEntry:
         try:
             return self._entries[model_id]

@@ -67,3 +67,34 @@ def prefetch_backbone(nets: tuple[str, ...] = ("vgg", "alex")) -> str:
     for net in nets:
         _build(net)
     return f"LPIPS backbones ({', '.join(nets)}) cached in {torch.hub.get_dir()}/checkpoints"
+
+
+class CachedTargetLPIPS(torch.nn.Module):
+    """LPIPS against one fixed target, with the target's normalised features computed once.
+
+    An optimiser compares thousands of renderings with the same photo; the `lpips` package
+    would push the photo through VGG at every step. This computes exactly what
+    `lpips.LPIPS.forward` computes (version 0.1: scaling layer, unit-normalised features,
+    squared differences, linear heads, spatial mean or bilinear upsampling), with the
+    target's half done once.
+    """
+
+    def __init__(self, model: torch.nn.Module, target: torch.Tensor):
+        super().__init__()
+        import lpips
+
+        self.model, self._normalize = model, lpips.normalize_tensor
+        with torch.no_grad():
+            self.target_features = [self._normalize(f) for f in
+                                    model.net(model.scaling_layer(target.float()))]
+
+    def forward(self, x: torch.Tensor, spatial: bool = False) -> torch.Tensor:
+        """x [B, 3, H, W] in [-1, 1] -> distances [B], or maps [B, 1, H, W] when `spatial`."""
+        feats = self.model.net(self.model.scaling_layer(x.float()))
+        total = 0
+        for lin, f, t in zip(self.model.lins, feats, self.target_features):
+            d = lin((self._normalize(f) - t) ** 2)
+            total = total + (torch.nn.functional.interpolate(d, size=x.shape[2:], mode="bilinear",
+                                                             align_corners=False)
+                             if spatial else d.mean((2, 3), keepdim=True))
+        return total if spatial else total.flatten()

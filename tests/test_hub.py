@@ -38,8 +38,9 @@ def test_bundled_registry_is_complete():
         assert e.license.strip() and e.source.strip(), e.id
         assert e.path is None, e.id  # nothing bundled points at a local file
         if e.hub is None:  # only models with no known Hub copy are fetched from their authors
-            assert e.url is not None and e.arch in ("stylemapgan", "regressor", "proggan", "biggan-deep"), e.id
-            assert e.url.href.startswith("http") and e.url.filename.endswith((".pt", ".pth", ".bin")), e.id
+            assert e.url is not None and e.arch in ("stylemapgan", "regressor", "proggan", "biggan-deep",
+                                                  "sam-invertibility", "e4e", "edit-direction"), e.id
+            assert e.url.href.startswith("http") and e.url.filename.endswith((".pt", ".pth", ".bin", ".npy")), e.id
         else:
             assert e.hub.repo_id and "/" in e.hub.repo_id and e.hub.filename, e.id
             assert e.origin().startswith("Hub ")
@@ -59,7 +60,10 @@ def test_bundled_registry_is_loadable_and_paired():
 
     reg = hub.load_registry(BUNDLED)
     for e in reg:
-        assert e.arch in LOADERS or e.arch == "panda-factors", e.id  # factors are arrays, not models
+        # factors and edit directions are arrays, not models
+        assert e.arch in LOADERS or e.arch in ("panda-factors", "edit-direction"), e.id
+        if e.arch in ("sam-invertibility", "e4e", "edit-direction"):
+            assert reg.get(e.config["generator"]).arch == "stylegan2", e.id
         if e.arch == "regressor":
             assert reg.get(e.config["generator"]).arch in ("stylegan2", "proggan"), e.id
     for model_id in reg.ids("biggan-deep"):

@@ -17,7 +17,8 @@ from core.errors import UserError
 def _stylegan2(path: Path, config: dict[str, Any]) -> nn.Module:
     from core.models.stylegan2 import load_stylegan2
 
-    return load_stylegan2(path, **config)
+    # "content" is the picture area inside the frame (LSUN cars: 512x384): the tabs' business
+    return load_stylegan2(path, **{k: v for k, v in config.items() if k != "content"})
 
 
 def _stylemapgan(path: Path, config: dict[str, Any]) -> nn.Module:
@@ -50,9 +51,26 @@ def _proggan(path: Path, config: dict[str, Any]) -> nn.Module:
     return load_proggan(path, **config)
 
 
+def _sam_invertibility(path: Path, config: dict[str, Any]) -> nn.Module:
+    from core.models.invertibility import load_invertibility
+
+    # the file fixes the whole architecture; an entry's config (the domain or generator it
+    # was trained for) is the SAM tab's business, not the loader's
+    return load_invertibility(path)
+
+
+def _e4e(path: Path, config: dict[str, Any]) -> nn.Module:
+    from core.models.e4e import load_e4e
+
+    # n_styles is read from the file (checked when given); input_size defaults to the
+    # authors' transform for the file's dataset (192x256 for cars, 256x256 otherwise)
+    return load_e4e(path, **config)
+
+
 LOADERS: dict[str, Callable[[Path, dict[str, Any]], nn.Module]] = {
     "stylegan2": _stylegan2, "stylemapgan": _stylemapgan, "regressor": _regressor,
-    "biggan-deep": _biggan_deep, "proggan": _proggan}
+    "biggan-deep": _biggan_deep, "proggan": _proggan, "sam-invertibility": _sam_invertibility,
+    "e4e": _e4e}
 
 
 def load_model(arch: str, path: Path, config: dict[str, Any]) -> nn.Module:

@@ -1,0 +1,406 @@
+"""SAM tab: invert a hard photo into W+ plus masked feature layers, then edit it.
+
+The engine is demos/sam_inversion.py; this module prepares inputs (photo in the generator's
+frame, the layer map from the authors' predictor or from short single-space runs, painted
+overrides), drives the step-wise optimisation with previews and a Stop button, and renders
+edits in one pass on the inverted codes.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.context import AppContext
+from core.directions import DIRECTIONS, Direction, file_direction
+from core.errors import UserError
+from core.hub import fetch
+from core.images import heatmap, masks_by_colour, pil_to_tensor, to_pil, to_uint8
+from core.lpips import get_lpips
+from core.models.stylegan2 import StyleGAN2Generator, sam_layer
+from core.segments import superpixels
+from core.ui import gpu, parse_seeds, seed_picker, tab_header, user_errors
+from demos.sam_inversion import (LOSS_SIZE, SPACE_COLOURS, SPACES, STEPS, TAU, Codes, Frame,
+                                 Inversion, assign_spaces, edit, estimate_errors, feature_masks,
+                                 for_loss, inverted_features, psnr, stack_masks)
+
+PAPER = "https://arxiv.org/abs/2206.08357"
+MIN_SIZE = 256           # F10 is the 128 px layer; a residual there needs layers after it
+MAX_PIXELS = 50_000_000  # larger uploads are refused rather than decoded into memory
+CPU_STEPS = 60           # the short run offered on a CPU
+ESTIMATE_STEPS = (100, 15)  # single-space runs of the fallback layer map (GPU, CPU)
+PREVIEWS = 10            # previews per inversion
+DIRECTION_COUNT = 8      # GANSpace / SeFa components offered
+INVERT_SECONDS = 240     # ZeroGPU budget of one inversion (1001 steps at 1024 px, + W+ run)
+PALETTE = ["#%02x%02x%02x" % SPACE_COLOURS[s] for s in SPACES]
+
+HOW_IT_WORKS = f"""
+**Spaces.** A photo is inverted into the generator's per-layer latent **W+** *and* into
+residuals **dF4, dF6, dF8, dF10** added to the features of layers 4, 6, 8 and 10 (16, 32, 64,
+128 px), each only inside its mask. W+ shapes every pixel; the residuals fix what W+ cannot
+reach. The later the layer, the better the reconstruction and the less an edit can change.
+
+**Which region uses which space.** The authors' *invertibility predictor* (a DeepLab-v3+
+network) predicts, for every space, the LPIPS error a photo would have if inverted into that
+space alone. Per segment, the most editable space whose mean predicted error is ≤ τ wins
+(order W+, F4, F6, F8, F10; none passes → F10). Lower τ → more regions in later layers →
+closer reconstruction, weaker edits. The masks are resized to each layer with a Lanczos
+filter (soft edges).
+
+**Optimisation.** Adam (lr 0.05, NVIDIA's warm-up and cosine ramp, 1001 steps) on
+w+ and the residuals, with loss = MSE + LPIPS(VGG) at 256 px + 5·Σ mean(dF²)
++ 0.001·Σₙ‖wₙ − w₀‖ + 10⁻⁸·Mahalanobis(LeakyReLU(w, 5)) (a Gaussian prior on w).
+
+**Editing.** w+ + s·d on every layer; after layer k the features inside F_k's mask are put
+back to the inverted ones, so a region inverted in F_k only takes the edit through the layers
+after k.
+
+**What differs here** (said so you can compare): fixed noise (the authors redraw noise at each
+step) so results are reproducible; segments are colour/position superpixels, not the authors'
+per-domain semantic segmenters (ADE20K, a face parser, detectron2), and you can paint the
+layer map yourself; without the authors' predictor for a model, the error maps are *measured*
+by short single-space inversions (slower, and short runs overestimate errors: raise τ);
+edits keep the residuals in the pass, so strength 0 is exactly the reconstruction; on a CPU
+the default is a short run ({CPU_STEPS} steps), because one step of the full method takes
+seconds there. Paper: [Parmar et al., CVPR 2022]({PAPER}).
+"""
+
+
+@dataclass
+class Session:
+    """What one browser session keeps between steps (CPU tensors, never models)."""
+    model_id: str
+    target: torch.Tensor                       # [1, 3, h, w] in the loss frame
+    frame: Frame
+    segments: torch.Tensor | None = None       # [h, w]
+    errors: dict[str, torch.Tensor] = field(default_factory=dict)
+    layer_map: torch.Tensor | None = None      # [LOSS_SIZE, LOSS_SIZE] indices into SPACES
+    codes: Codes | None = None
+    baseline: Codes | None = None
+    features: dict[int, torch.Tensor] | None = None
+
+
+# ---- inputs --------------------------------------------------------------------------------
+def content_of(ctx: AppContext, mid: str) -> tuple[int, int] | None:
+    content = ctx.registry.get(mid).config.get("content")
+    return (int(content[0]), int(content[1])) if content else None
+
+
+def prepare_target(photo, size: int, content: tuple[int, int] | None) -> tuple[torch.Tensor, Frame]:
+    """The photo as the losses see it: centre-cropped to the generator's picture area and
+    Lanczos-resized to LOSS_SIZE wide (cars: 256 x 192, the authors' target size)."""
+    img = to_pil(photo)
+    if img.width * img.height > MAX_PIXELS:
+        raise UserError(f"The picture is {img.width}x{img.height}: too large. Use one under "
+                        f"{MAX_PIXELS // 1_000_000} megapixels.")
+    frame = Frame.for_content(size, content)
+    return pil_to_tensor(img, (LOSS_SIZE, frame.bottom - frame.top)), frame
+
+
+def pad_to_frame(layer_map: torch.Tensor, frame: Frame) -> torch.Tensor:
+    """A layer map over the picture area -> the whole LOSS_SIZE square (bars: W+, no residual)."""
+    return F.pad(layer_map, (0, 0, frame.top, LOSS_SIZE - frame.bottom), value=SPACES.index("W+"))
+
+
+def layer_map_picture(layer_map: torch.Tensor, target: torch.Tensor | None = None) -> np.ndarray:
+    """Colours of the spaces (the authors' palette), over the photo when given."""
+    colours = torch.tensor([SPACE_COLOURS[s] for s in SPACES], dtype=torch.float32)
+    rgb = colours[layer_map.cpu()]
+    if target is not None:
+        photo = (target[0].permute(1, 2, 0).cpu() + 1) * 127.5
+        rgb = 0.55 * rgb + 0.45 * photo
+    return rgb.round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def painted_layer_map(layer_map: torch.Tensor, editor: dict | None) -> torch.Tensor:
+    """The predicted map with the user's strokes on top (each brush colour is a space)."""
+    if not editor or not editor.get("layers"):
+        return layer_map
+    h, w = layer_map.shape
+    strokes = masks_by_colour(editor, PALETTE, (w, h))[:, 0].bool()
+    out = layer_map.clone()
+    for i in range(len(SPACES)):
+        out[strokes[i]] = i
+    return out
+
+
+def legend() -> str:
+    return "Layer map colours: " + " · ".join(
+        f"<span style='background:{c};color:white;padding:1px 6px;border-radius:3px'>{s}</span>"
+        for s, c in zip(SPACES, PALETTE))
+
+
+def companion(ctx: AppContext, mid: str, arch: str):
+    """The registry entry of `arch` made for generator `mid`, if any."""
+    entries = ctx.registry.companions(arch, mid)
+    return entries[0] if entries else None
+
+def describe_helpers(ctx: AppContext, mid: str | None) -> str:
+    if not mid:
+        return ""
+    pred, enc = companion(ctx, mid, "sam-invertibility"), companion(ctx, mid, "e4e")
+    return (f"Invertibility: {'authors predictor `' + pred.id + '`' if pred else 'no predictor for this model: measured by short single-space runs'}"
+            f" · start: {'e4e encoder `' + enc.id + '`' if enc else 'the mean w (no e4e encoder registered)'}")
+
+def direction_choices(ctx: AppContext, mid: str | None) -> list[str]:
+    """The authors' direction files for this generator, then GANSpace and SeFa components."""
+    if not mid:
+        return []
+    files = [f"{e.config.get('name', e.id)} (authors)" for e in ctx.registry.companions("edit-direction", mid)]
+    return files + [f"GANSpace {i + 1}" for i in range(DIRECTION_COUNT)] + \
+        [f"SeFa {i + 1}" for i in range(DIRECTION_COUNT)]
+
+
+
+# ---- the tab -------------------------------------------------------------------------------
+def build_tab(ctx: AppContext) -> None:
+    ids = [i for i in ctx.model_ids("stylegan2") if ctx.registry.get(i).image_size() >= MIN_SIZE]
+    on_gpu = ctx.device.type == "cuda"
+    tab_header("Invert a photo the GAN cannot draw exactly: regions that W+ reconstructs stay in W+ "
+               "(fully editable); the rest get residuals in feature layers. Then edit with sliders.",
+               HOW_IT_WORKS)
+    gr.Markdown(f"Weights: the generators are NVIDIA's (non-commercial licence); the invertibility "
+                f"predictors and edit directions are Adobe Research's (non-commercial research only). "
+                f"{'' if on_gpu else f'**No GPU here**: the inversion defaults to a short run of {CPU_STEPS} steps (expect a few seconds per step at 256 px, minutes at 1024 px); the paper uses {STEPS}.'}")
+    with gr.Row():
+        model_id = gr.Dropdown(ids, value=ids[0] if ids else None, label="Model (StyleGAN2 ≥ 128 px)", scale=3)
+        helper_note = gr.Markdown(describe_helpers(ctx, ids[0]) if ids else "")
+    with gr.Row():
+        with gr.Column():
+            photo = gr.Image(type="pil", format="png", label="Photo to invert", height=320)
+            sample_seed = seed_picker(photo, lambda mid, seed: on_sample(mid, seed), [model_id], default=7,
+                                      label="Use a GAN sample")
+        with gr.Column():
+            segments_pic = gr.Image(format="png", label="Segments", interactive=False, height=320)
+    gr.Markdown("### 1 · Layer map")
+    with gr.Row():
+        n_segments = gr.Slider(4, 64, value=24, step=1, label="Segments")
+        tau = gr.Slider(0.05, 1.0, value=TAU, step=0.025, label="τ (max. predicted error per segment)")
+        est_steps = gr.Slider(5, 300, value=ESTIMATE_STEPS[0] if on_gpu else ESTIMATE_STEPS[1], step=5,
+                              label="Steps of each single-space run (models without a predictor)")
+        predict_btn = gr.Button("Predict layer map", variant="primary")
+    errors_gallery = gr.Gallery(label="Predicted error per space (brighter = harder)", columns=5,
+                                height=200, format="png")
+    gr.Markdown(legend())
+    layer_editor = gr.ImageEditor(label="Layer map (paint with a space's colour to override)",
+                                  type="numpy", format="png", height=340, sources=(),
+                                  brush=gr.Brush(colors=PALETTE, color_mode="fixed"),
+                                  layers=False, transforms=())
+    gr.Markdown("### 2 · Invert")
+    with gr.Row():
+        steps = gr.Slider(10, 2000, value=STEPS if on_gpu else CPU_STEPS, step=1, label="Adam steps")
+        compare = gr.Checkbox(value=True, label="Also invert into W+ only (for comparison)")
+        invert_btn = gr.Button("Invert", variant="primary")
+        stop_btn = gr.Button("Stop", variant="stop")
+    with gr.Row():
+        recon = gr.Image(format="png", label="SAM reconstruction", interactive=False)
+        baseline_img = gr.Image(format="png", label="W+ only", interactive=False)
+        target_img = gr.Image(format="png", label="Target (as the losses see it)", interactive=False)
+    metrics = gr.Markdown()
+    gr.Markdown("### 3 · Edit")
+    with gr.Row():
+        choices = direction_choices(ctx, ids[0]) if ids else []
+        direction = gr.Dropdown(choices, value=choices[0] if choices else None, label="Edit direction", scale=3)
+        strength = gr.Slider(-5, 5, value=0, step=0.1, label="Strength", scale=3)
+    with gr.Row():
+        edited = gr.Image(format="png", label="Edited (SAM codes)", interactive=False)
+        edited_base = gr.Image(format="png", label="Same edit on the W+-only codes", interactive=False)
+    codes_file = gr.File(label="Inverted codes (.npz: W+, F4..F10 and their masks)")
+    session = gr.State(None)
+
+    # ---- models -----------------------------------------------------------------------------
+    def generator(mid: str | None) -> StyleGAN2Generator:
+        if not mid:
+            raise UserError("Pick a model first.")
+        G = ctx.model(mid, torch.float32)
+        if G.size < MIN_SIZE:
+            raise UserError(f"{mid} draws {G.size} px pictures; SAM's last feature layer is at "
+                            f"128 px and needs layers after it, so SAM needs a generator of at "
+                            f"least {MIN_SIZE} px.")
+        return G
+
+    @gpu(duration=60)
+    @user_errors
+    def on_sample(mid, seed):
+        G = generator(mid)
+        z = torch.randn(1, G.style_dim, generator=torch.Generator().manual_seed(parse_seeds(seed, 1)[0]))
+        with torch.inference_mode():
+            image = G(z.to(G.device), truncation=0.7)
+        content = content_of(ctx, mid)
+        if content:  # cut the bars: the photo is the picture area
+            bar = (G.size - content[1]) // 2
+            image = image[:, :, bar:G.size - bar]
+        return to_uint8(image.clamp(-1, 1))[0]
+
+    def initial_w(mid: str, G: StyleGAN2Generator, target: torch.Tensor) -> torch.Tensor:
+        """e4e's code for the photo where an encoder is registered, else the mean w."""
+        enc = companion(ctx, mid, "e4e")
+        if enc is None:
+            return G.w_plus(G.truncation_center()).clone()
+        from core.models.e4e import e4e_input
+
+        E = ctx.model(enc.id, torch.float32)
+        with torch.no_grad():
+            return E(e4e_input(target.to(G.device), tuple(enc.config.get("input_size", (256, 256))))).float()
+
+    def error_maps(mid: str, G: StyleGAN2Generator, s: Session, est: int, progress) -> str:
+        pred = companion(ctx, mid, "sam-invertibility")
+        if pred is not None:
+            progress(0.3, desc="Invertibility predictor")
+            P = ctx.model(pred.id, torch.float32)
+            with torch.no_grad():
+                maps = P(s.target.to(G.device))
+            s.errors = {name: maps[name][0, 0].float().cpu() for name in SPACES}
+            return f"predicted by `{pred.id}`"
+        progress(0.2, desc=f"No predictor: {len(SPACES)} single-space runs of {est} steps")
+        s.errors = estimate_errors(G, s.target, initial_w(mid, G, s.target),
+                                   get_lpips("vgg", G.device), est, s.frame)
+        return f"measured by five single-space inversions of {est} steps (no predictor registered)"
+
+    def show_map(s: Session, tau_value: float):
+        s.layer_map = pad_to_frame(assign_spaces(s.segments, s.errors, float(tau_value)), s.frame)
+        crop = s.layer_map[s.frame.top:s.frame.bottom]
+        picture = layer_map_picture(crop, s.target)
+        counts = {name: float((crop == i).float().mean()) for i, name in enumerate(SPACES)}
+        return {"background": picture, "layers": [], "composite": picture}, counts
+
+    @gpu(duration=120)
+    @user_errors
+    def on_predict(mid, picture, segs, tau_value, est, progress=gr.Progress()):
+        if picture is None:
+            raise UserError("Upload a photo (or use a GAN sample) first.")
+        G = generator(mid)
+        target, frame = prepare_target(picture, G.size, content_of(ctx, mid))
+        s = Session(mid, target, frame)
+        s.segments = superpixels(target, int(segs))
+        how = error_maps(mid, G, s, int(est), progress)
+        editor, counts = show_map(s, tau_value)
+        gallery = [(heatmap(s.errors[n], vmin=0), f"{n}: mean {float(s.errors[n].mean()):.3f}") for n in SPACES]
+        share = ", ".join(f"{n} {100 * c:.0f}%" for n, c in counts.items())
+        return s, gallery, segment_picture(s), editor, f"Error maps {how}. Layer map: {share}."
+
+    @user_errors
+    def on_tau(s: Session | None, tau_value):
+        if s is None or not s.errors:
+            return gr.update(), gr.update()
+        editor, counts = show_map(s, tau_value)
+        return editor, "Layer map: " + ", ".join(f"{n} {100 * c:.0f}%" for n, c in counts.items())
+
+    def inversion_images(run: Inversion, s: Session, with_baseline: bool):
+        images = to_uint8(s.frame.crop(for_loss(run.render(), s.frame)))
+        return images[0], (images[1] if with_baseline else None)
+
+    def scores(s: Session, run: Inversion, with_baseline: bool) -> str:
+        with torch.no_grad():
+            rec = for_loss(run.render(), s.frame)
+            target = s.target.to(rec.device)
+            p = psnr(rec, target.expand_as(rec)).tolist()
+            lp = get_lpips("vgg", rec.device)(rec, target.expand_as(rec)).flatten().tolist()
+        line = f"**SAM**: PSNR {p[0]:.2f} dB, LPIPS {lp[0]:.3f}"
+        if with_baseline:
+            line += f" · **W+ only**: PSNR {p[1]:.2f} dB, LPIPS {lp[1]:.3f}"
+        return line + f" (at the loss frame, {rec.shape[-1]}x{rec.shape[-2]}; step {run.step_index}/{run.total})"
+
+    @gpu(duration=INVERT_SECONDS)
+    @user_errors
+    def on_invert(mid, s: Session | None, editor, n_steps, with_baseline, progress=gr.Progress()):
+        if s is None or s.layer_map is None:
+            raise UserError("Predict the layer map first (step 1).")
+        if s.model_id != mid:
+            raise UserError(f"The layer map was made with {s.model_id}; predict it again for {mid}.")
+        G = generator(mid)
+        crop = s.layer_map[s.frame.top:s.frame.bottom]
+        layer_map = pad_to_frame(painted_layer_map(crop, editor), s.frame)
+        masks = feature_masks(layer_map, G)
+        batch = [masks] + ([{k: torch.zeros_like(m) for k, m in masks.items()}] if with_baseline else [])
+        progress(0.0, desc="Starting point")
+        w0 = initial_w(mid, G, s.target)
+        run = Inversion(G, s.target, stack_masks(batch), w0.expand(len(batch), -1, -1),
+                        get_lpips("vgg", G.device), int(n_steps), s.frame)
+        every = max(1, run.total // PREVIEWS)
+        s.codes = s.baseline = s.features = None
+        target_pic = to_uint8(s.target)[0]
+        while not run.done:
+            run.step()
+            progress(run.step_index / run.total, desc=f"Step {run.step_index}/{run.total}")
+            if run.step_index % every == 0 or run.done:
+                s.codes = run.codes(0)
+                s.baseline = run.codes(1) if with_baseline else None
+                rec, base = inversion_images(run, s, with_baseline)
+                yield s, rec, base, target_pic, scores(s, run, with_baseline), save_codes(s)
+
+    def codes_for_edit(s: Session | None, G: StyleGAN2Generator) -> Codes:
+        if s is None or s.codes is None:
+            raise UserError("Invert a photo first (step 2).")
+        if s.features is None:
+            _, s.features = inverted_features(G, s.codes)
+        return s.codes
+
+    def pick_direction(mid: str, G: StyleGAN2Generator, label: str) -> Direction:
+        if not label:
+            raise UserError("Pick an edit direction.")
+        if label.startswith(("GANSpace ", "SeFa ")):
+            kind, number = label.rsplit(" ", 1)
+            found = (DIRECTIONS.ganspace if kind == "GANSpace" else DIRECTIONS.sefa)(mid, G, count=DIRECTION_COUNT)
+            return found[int(number) - 1]
+        for e in ctx.registry.companions("edit-direction", mid):
+            if f"{e.config.get('name', e.id)} (authors)" == label:
+                return file_direction(fetch(e), G.n_latent, e.config.get("name"), style_dim=G.style_dim)
+        raise UserError(f"Unknown edit direction {label!r} for {mid}.")
+
+    @gpu(duration=60)
+    @user_errors
+    def on_edit(mid, s: Session | None, label, amount):
+        G = generator(mid)
+        codes = codes_for_edit(s, G)
+        if s.model_id != mid:
+            raise UserError(f"These codes were inverted with {s.model_id}; switch back to it to edit.")
+        d = pick_direction(mid, G, label)
+        out = to_uint8(s.frame.crop(for_loss(edit(G, codes, s.features, d.vector, float(amount)), s.frame)))[0]
+        base = None
+        if s.baseline is not None:  # W+ only: no residuals, so the plain edited w+
+            with torch.no_grad():
+                w = s.baseline.w_plus.to(G.device) + float(amount) * d.vector.to(G.device)
+                base = to_uint8(s.frame.crop(for_loss(G.synthesis(w), s.frame)))[0]
+        return out, base
+
+    def segment_picture(s: Session) -> np.ndarray:
+        rng = np.random.default_rng(0)
+        colours = rng.integers(40, 230, size=(int(s.segments.max()) + 1, 3))
+        photo = (s.target[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5
+        return (0.5 * colours[s.segments.numpy()] + 0.5 * photo).round().astype(np.uint8)
+
+    def on_model(mid):
+        choices = direction_choices(ctx, mid)
+        return describe_helpers(ctx, mid), gr.update(choices=choices, value=choices[0] if choices else None)
+
+    model_id.change(on_model, model_id, [helper_note, direction], api_name=False)
+    predict_btn.click(on_predict, [model_id, photo, n_segments, tau, est_steps],
+                      [session, errors_gallery, segments_pic, layer_editor, metrics],
+                      api_name="sam_predict", concurrency_id="gpu")
+    tau.release(on_tau, [session, tau], [layer_editor, metrics], api_name="sam_tau")
+    invert_event = invert_btn.click(on_invert, [model_id, session, layer_editor, steps, compare],
+                                    [session, recon, baseline_img, target_img, metrics, codes_file],
+                                    api_name="sam_invert", concurrency_id="gpu")
+    stop_btn.click(None, None, None, cancels=[invert_event], api_name=False)
+    edit_inputs = [model_id, session, direction, strength]
+    strength.change(on_edit, edit_inputs, [edited, edited_base], api_name="sam_edit",
+                    concurrency_id="gpu", trigger_mode="always_last", show_progress="minimal")
+    direction.change(on_edit, edit_inputs, [edited, edited_base], api_name=False, concurrency_id="gpu")
+
+
+def save_codes(s: Session) -> str | None:
+    """The inverted codes as an .npz (the authors' names), for the download box."""
+    if s.codes is None:
+        return None
+    arrays = s.codes.arrays()
+    if s.baseline is not None:
+        arrays["baseline_W+"] = s.baseline.w_plus.numpy()
+    path = Path(tempfile.mkdtemp(prefix="sam-")) / f"sam-codes-{s.model_id}-step{s.codes.steps}.npz"
+    np.savez(path, **arrays)
+    return str(path)
