@@ -180,8 +180,8 @@ def build_tab(ctx: AppContext) -> None:
     gr.Markdown("### 1 · Layer map")
     with gr.Row():
         n_segments = gr.Slider(4, 64, value=24, step=1, label="Segments")
-        tau = gr.Slider(0.05, 1.0, value=TAU, step=0.025, label="τ (max. predicted error per segment)")
-        est_steps = gr.Slider(5, 300, value=ESTIMATE_STEPS[0] if on_gpu else ESTIMATE_STEPS[1], step=5,
+        tau = gr.Slider(0.0, 1.0, value=TAU, step=0.025, label="τ (max. predicted error per segment)")
+        est_steps = gr.Slider(2, 300, value=ESTIMATE_STEPS[0] if on_gpu else ESTIMATE_STEPS[1], step=5,
                               label="Steps of each single-space run (models without a predictor)")
         predict_btn = gr.Button("Predict layer map", variant="primary")
     errors_gallery = gr.Gallery(label="Predicted error per space (brighter = harder)", columns=5,
@@ -193,7 +193,7 @@ def build_tab(ctx: AppContext) -> None:
                                   layers=False, transforms=())
     gr.Markdown("### 2 · Invert")
     with gr.Row():
-        steps = gr.Slider(10, 2000, value=STEPS if on_gpu else CPU_STEPS, step=1, label="Adam steps")
+        steps = gr.Slider(1, 2000, value=STEPS if on_gpu else CPU_STEPS, step=1, label="Adam steps")
         compare = gr.Checkbox(value=True, label="Also invert into W+ only (for comparison)")
         invert_btn = gr.Button("Invert", variant="primary")
         stop_btn = gr.Button("Stop", variant="stop")
@@ -333,6 +333,8 @@ def build_tab(ctx: AppContext) -> None:
                 s.baseline = run.codes(1) if with_baseline else None
                 rec, base = inversion_images(run, s, with_baseline)
                 yield s, rec, base, target_pic, scores(s, run, with_baseline), save_codes(s)
+            else:  # hand control back after every step, so Stop acts within one step
+                yield (gr.update(),) * 6
 
     def codes_for_edit(s: Session | None, G: StyleGAN2Generator) -> Codes:
         if s is None or s.codes is None:

@@ -1,0 +1,166 @@
+"""The SAM tab end to end through gradio_client: layer map, inversion, edits, errors."""
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from gradio_client import handle_file
+
+from conftest import app_client, editor_value, png_file, read_png, write_registry
+from core.models.stylegan2 import StyleGAN2Generator
+
+SAM_SG2 = {"size": 256, "style_dim": 32, "n_mlp": 2, "channel_multiplier": 2, "channel_max": 8}
+SMALL_SG2 = {"size": 32, "style_dim": 32, "n_mlp": 2, "channel_multiplier": 2, "channel_max": 8}
+
+
+def save_sg2(path: Path, config: dict, seed: int) -> Path:
+    """A random generator in rosinality's published file layout ({"g_ema", "latent_avg"})."""
+    torch.manual_seed(seed)
+    G = StyleGAN2Generator(**config)
+    torch.save({"g_ema": G.state_dict(), "latent_avg": G.mean_w(256)[0]}, path)
+    return path
+
+
+def entry(model_id: str, arch: str, path: Path, config: dict, used_by=("sam",)) -> dict:
+    return {"id": model_id, "arch": arch, "config": config, "path": str(path), "sha256": None,
+            "license": "test only", "source": "tests", "used_by": list(used_by)}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("sam")
+    save_sg2(root / "sg2-256.pt", SAM_SG2, 11)
+    save_sg2(root / "sg2-32.pt", SMALL_SG2, 12)
+    n_latent = 14
+    direction = np.zeros((1, n_latent, 32), np.float32)
+    direction[0, 4:10] = np.random.default_rng(0).standard_normal((6, 32))
+    np.save(root / "csc_test.npy", direction)
+    return root
+
+
+def registry(root: Path, tmp: Path, predictor: Path | None = None) -> Path:
+    entries = [entry("tiny-sam", "stylegan2", root / "sg2-256.pt", SAM_SG2),
+               entry("tiny-small", "stylegan2", root / "sg2-32.pt", SMALL_SG2),
+               entry("tiny-edit", "edit-direction", root / "csc_test.npy",
+                     {"generator": "tiny-sam", "name": "bigger"})]
+    if predictor is not None:
+        entries.append(entry("tiny-predictor", "sam-invertibility", predictor, {"generator": "tiny-sam"}))
+    return write_registry(tmp / "weights.json", entries)
+
+
+def photo(tmp: Path, name: str = "photo.png", size=(300, 240)) -> str:
+    rng = np.random.default_rng(3)
+    pic = np.zeros((size[1], size[0], 3), np.uint8)
+    pic[:, : size[0] // 2] = (200, 40, 30)
+    pic[:, size[0] // 2:] = (30, 90, 200)
+    pic[size[1] // 3: 2 * size[1] // 3] += rng.integers(0, 40, (size[1] // 3, size[0], 3), dtype=np.uint8)
+    return png_file(tmp, name, pic)
+
+
+def unpainted(tmp: Path, editor: dict) -> dict:
+    """The layer-map editor sent back as a browser sends it, nothing painted."""
+    return editor_value(tmp, "map", read_png(editor["background"]))
+
+
+def predict(client, picture, model="tiny-sam", segments=6, tau=0.225, est=2):
+    return client.predict(model, handle_file(picture), segments, tau, est, api_name="/sam_predict")
+
+
+def test_layer_map_inversion_and_edits(files, tmp_path):
+    with app_client(registry(files, tmp_path)) as client:
+        gallery, seg_pic, editor, info = predict(client, photo(tmp_path))
+        assert len(gallery) == 5 and "single-space" in info
+        assert read_png(seg_pic).shape == (256, 256, 3)
+        assert read_png(editor["background"]).shape == (256, 256, 3)
+        _, info2 = client.predict(1.0, api_name="/sam_tau")  # tau 1: every segment passes W+
+        assert "W+ 100%" in info2
+
+        _, info3 = client.predict(0.0, api_name="/sam_tau")  # tau 0: nothing passes -> F10
+        assert "F10 100%" in info3
+        rec, base, target, scores, codes = client.predict("tiny-sam", unpainted(tmp_path, editor), 3, True, api_name="/sam_invert")
+        assert "SAM" in scores and "W+ only" in scores and "step 3/3" in scores
+        assert read_png(rec).shape == read_png(base).shape == read_png(target).shape == (256, 256, 3)
+        arrays = np.load(codes)
+        assert {"W+", "F4", "F6", "F8", "F10", "mask_F10", "baseline_W+"} <= set(arrays.files)
+        assert arrays["W+"].shape == (1, 14, 32) and arrays["F10"].shape == (1, 8, 128, 128)
+        assert arrays["mask_F10"].min() == 1  # tau 0: everything in F10
+
+        edited, edited_base = client.predict("tiny-sam", "bigger (authors)", 0, api_name="/sam_edit")
+        diff = np.abs(read_png(edited).astype(int) - read_png(rec))
+        assert diff.max() <= 1  # strength 0 == the reconstruction (up to 8-bit rounding)
+        edited, edited_base = client.predict("tiny-sam", "bigger (authors)", 3, api_name="/sam_edit")
+        assert not np.array_equal(read_png(edited), read_png(rec))
+        assert not np.array_equal(read_png(edited_base), read_png(base))
+        edited, _ = client.predict("tiny-sam", "SeFa 1", 2, api_name="/sam_edit")
+        assert read_png(edited).shape == (256, 256, 3)
+
+
+def test_painted_strokes_override_the_layer_map(files, tmp_path):
+    with app_client(registry(files, tmp_path)) as client:
+        _, _, editor, _ = predict(client, photo(tmp_path), tau=1.0)  # all W+
+        painted = np.zeros((256, 256), bool)
+        painted[:, :128] = True  # paint the left half with F8's colour
+        value = editor_value(tmp_path, "map.png", read_png(editor["background"]), painted, (97, 129, 57))
+        *_, codes = client.predict("tiny-sam", value, 2, False, api_name="/sam_invert")
+        masks = np.load(codes)
+        m8 = masks["mask_F8"][0, 0]
+        assert m8[:, :28].min() > 0.9 and m8[:, 36:].max() < 0.1
+        assert masks["mask_F10"].max() == 0 and "baseline_W+" not in masks.files
+
+
+def test_errors_are_messages(files, tmp_path, monkeypatch):
+    import demos.sam
+
+    with app_client(registry(files, tmp_path)) as client:
+        with pytest.raises(Exception, match="Predict the layer map first"):
+            client.predict("tiny-sam", None, 3, True, api_name="/sam_invert")
+        with pytest.raises(Exception, match="Invert a photo first"):
+            client.predict("tiny-sam", "bigger (authors)", 1, api_name="/sam_edit")
+        with pytest.raises(Exception, match="not in the list of choices"):  # < 256 px: not offered
+            predict(client, photo(tmp_path), model="tiny-small")
+        with pytest.raises(Exception, match="Upload a photo"):
+            client.predict("tiny-sam", None, 6, 0.2, 2, api_name="/sam_predict")
+        monkeypatch.setattr(demos.sam, "MAX_PIXELS", 1000)
+        with pytest.raises(Exception, match="too large"):
+            predict(client, photo(tmp_path))
+        text = tmp_path / "notes.png"
+        text.write_text("not a picture")
+        with pytest.raises(Exception):
+            predict(client, str(text))
+
+
+def test_stop_keeps_the_last_preview(files, tmp_path):
+    with app_client(registry(files, tmp_path)) as client:
+        _, _, editor, _ = predict(client, photo(tmp_path), tau=0.0)
+        job = client.submit("tiny-sam", unpainted(tmp_path, editor), 40, False, api_name="/sam_invert")
+        deadline = time.time() + 300
+
+        def previews() -> list[str]:
+            return [o[3] for o in job.outputs() if isinstance(o, (list, tuple)) and isinstance(o[3], str)]
+
+        while not previews() and time.time() < deadline:
+            time.sleep(0.5)
+        assert previews(), "no preview arrived"
+        with contextlib.suppress(httpx.TimeoutException):  # the server still stops the run
+            job.cancel()
+        time.sleep(2)
+        assert "/40" in previews()[-1] and "step 40/40" not in previews()[-1]
+        edited, _ = client.predict("tiny-sam", "bigger (authors)", 0, api_name="/sam_edit")
+        assert read_png(edited).shape == (256, 256, 3)  # the preview's codes were kept
+
+
+def test_the_authors_predictor_drives_the_layer_map(files, tmp_path):
+    from core.models.invertibility import InvertibilityPredictor
+
+    torch.manual_seed(0)
+    model = InvertibilityPredictor().eval()
+    path = tmp_path / "invertibility_test_sg2.pt"
+    torch.save(model.checkpoint_state(), path)
+    with app_client(registry(files, tmp_path, predictor=path)) as client:
+        gallery, _, _, info = predict(client, photo(tmp_path))
+        assert "predicted by `tiny-predictor`" in info and len(gallery) == 5
