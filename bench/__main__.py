@@ -195,6 +195,32 @@ def ncollage_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, 
         del G
 
 
+def sam_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, float, float, float]]:
+    """One SAM optimiser step (W+ and four masked residuals, every loss term, LPIPS-VGG at
+    256 px; float32) and one edit pass. The authors' code takes 6.4 s per step at 256 px and
+    23 s at 1024 px on this 2-core CPU (measured for the SAM issue)."""
+    from core.lpips import get_lpips
+    from demos import sam_inversion as S
+
+    os.environ.setdefault("SPATIAL_GAN_LPIPS_RANDOM", "1")  # timing does not depend on weights
+    sizes = (256, 1024) if device.type == "cuda" else (256,)
+    for size in sizes:
+        reset_peak(device)
+        G = StyleGAN2Generator(size).to(device).eval().requires_grad_(False)
+        layer_map = torch.arange(256)[:, None].expand(256, 256) * len(S.SPACES) // 256
+        masks = S.feature_masks(layer_map, G)  # five horizontal bands, one per space
+        target = torch.rand(1, 3, 256, 256, device=device) * 2 - 1
+        run = S.Inversion(G, target, masks, G.w_plus(G.mean_w()), get_lpips("vgg", device), steps=10 ** 6)
+        med, lo = timed(run.step, device, max(1, runs // 2))
+        yield f"sam-{size} inversion step (all terms)", "float32", med, lo, peak_memory_mb(device)
+        codes = run.codes()
+        _, feats = S.inverted_features(G, codes)
+        d = torch.randn(1, G.n_latent, 512)
+        med, lo = timed(lambda: S.edit(G, codes, feats, d, 1.0), device, runs)
+        yield f"sam-{size} edit (one pass)", "float32", med, lo, peak_memory_mb(device)
+        del G, run
+
+
 def cold_start_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, float, float, float]]:
     """`import app` + build_app() in a fresh interpreter: what a user waits for at start."""
     code = "import app; app.build_app(device=%r)" % device.type
@@ -208,7 +234,7 @@ def cold_start_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str
 
 
 CASES = {"stylegan2": stylegan2_cases, "collage": collage_cases, "stylemap": stylemap_cases,
-         "panda": panda_cases, "ncollage": ncollage_cases,
+         "panda": panda_cases, "ncollage": ncollage_cases, "sam": sam_cases,
          "coldstart": cold_start_cases}
 
 
