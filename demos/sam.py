@@ -245,8 +245,8 @@ def build_tab(ctx: AppContext) -> None:
         from core.models.e4e import e4e_input
 
         E = ctx.model(enc.id, torch.float32)
-        with torch.no_grad():
-            return E(e4e_input(target.to(G.device), tuple(enc.config.get("input_size", (256, 256))))).float()
+        with torch.no_grad():  # the authors' input size (cars 192x256, else 256x256)
+            return E(e4e_input(target.to(G.device), E.input_size)).float()
 
     def error_maps(mid: str, G: StyleGAN2Generator, s: Session, est: int, progress) -> str:
         pred = companion(ctx, mid, "sam-invertibility")

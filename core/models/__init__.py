@@ -63,8 +63,9 @@ def _e4e(path: Path, config: dict[str, Any]) -> nn.Module:
     from core.models.e4e import load_e4e
 
     # n_styles is read from the file (checked when given); input_size defaults to the
-    # authors' transform for the file's dataset (192x256 for cars, 256x256 otherwise)
-    return load_e4e(path, **config)
+    # authors' transform for the file's dataset (192x256 for cars, 256x256 otherwise);
+    # "generator" pairs the encoder with its generator entry: the tab's business
+    return load_e4e(path, **{k: v for k, v in config.items() if k != "generator"})
 
 
 LOADERS: dict[str, Callable[[Path, dict[str, Any]], nn.Module]] = {
