@@ -274,3 +274,13 @@ def grid(images: torch.Tensor, ncol: int | None = None, pad: int = 2) -> np.ndar
         r, c = divmod(i, ncol)
         sheet[r * (h + pad): r * (h + pad) + h, c * (w + pad): c * (w + pad) + w] = a
     return sheet
+
+
+def bundled_photos() -> tuple[str, str] | None:
+    """Two animal photos that ship with Gradio (Apache-2.0), or None if this Gradio lacks them."""
+    try:
+        from gradio.media import get_image
+
+        return get_image("lion.jpg"), get_image("cheetah.jpg")
+    except (ImportError, FileNotFoundError, ValueError):
+        return None

@@ -49,7 +49,10 @@ def get_lpips(net: str = "vgg", device: torch.device | str = "cpu",
     key = (net, str(torch.device(device)), spatial)
     with _lock:
         if key not in _models:
-            _models[key] = _build(net, spatial).to(device)
+            # built outside inference mode: a first call from an inference-mode handler would
+            # otherwise make its buffers inference tensors, unusable by later optimisers
+            with torch.inference_mode(False):
+                _models[key] = _build(net, spatial).to(device)
         return _models[key]
 
 

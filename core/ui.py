@@ -5,6 +5,7 @@ import functools
 import inspect
 import logging
 from typing import Callable
+from typing import Sequence
 
 import gradio as gr
 import torch
@@ -123,3 +124,80 @@ def tab_header(summary: str, how_it_works: str) -> None:
     gr.Markdown(summary)
     with gr.Accordion("How it works", open=False):
         gr.Markdown(how_it_works)
+
+
+# ---- provenance: licence notes, labelled examples, "Download all" ---------------------------
+def licence_line(registry, tab: str, ids: Sequence[str] = ()) -> gr.Markdown:
+    """The licences of the weights a tab uses, one line under its header (from the
+    registry's `license` and `used_by`; `ids`: the models the tab offers)."""
+    from core.recipe import licence_note
+
+    return gr.Markdown(licence_note(registry, tab, ids))
+
+
+def labelled_examples(examples: list[list], labels: list[str], inputs: list,
+                      label: str = "Examples") -> gr.Examples:
+    """gr.Examples with a label per example; `run_examples` makes a click also run the tab.
+
+    Not cached on purpose: a cached example cannot set a gr.State (Gradio 6 caches State
+    outputs as empty), so the tab's "Download all" would not match the picture shown, and
+    Gradio's cache folder (named by component number) outlives a change of weights."""
+    return gr.Examples(examples, inputs=inputs, example_labels=labels, label=label,
+                       examples_per_page=max(10, len(examples)))
+
+
+def run_examples(examples: gr.Examples, *steps: tuple[Callable, list, list]) -> None:
+    """After an example fills its inputs, run `(handler, inputs, outputs)` steps in order, on
+    the GPU queue like the tab's own buttons (so progress, errors and the last-run record
+    behave exactly as for a click on the button)."""
+    event = examples.load_input_event
+    for fn, inputs, outputs in steps:
+        event = event.then(fn, inputs, outputs, api_name=False, concurrency_id="gpu")
+
+
+NOTHING_TO_DOWNLOAD = ("Nothing to download yet: run this tab first. \"Download all\" packs the "
+                       "last result, its masks, latents (.npz) and recipe.json into one .zip.")
+
+
+class DownloadAll:
+    """A tab's "Download all": `state` (a gr.State) holds the tab's last run, a
+    `core.recipe.Run` on the CPU (pictures, masks, latents, recipe; never a model). Handlers
+    return `self.run(...)` into `state`; `render()` places the button and the file it fills."""
+
+    def __init__(self, ctx, tab: str):
+        self.ctx, self.tab = ctx, tab
+        self.state = gr.State(None)
+
+    def run(self, operation: str, models: dict[str, str | None] | str, *, images: dict,
+            masks: dict | None = None, arrays: dict | None = None, seeds: Sequence[int] = (),
+            settings: dict | None = None, notes: str | None = None):
+        """A Run with its recipe: `models` maps roles to registry ids (the first is the run's
+        model id), `settings` every setting of the run, `seeds` the seeds in order."""
+        from core.recipe import Run, make_recipe
+
+        ids = {"model": models} if isinstance(models, str) else models
+        entries = {role: self.ctx.registry.get(mid) for role, mid in ids.items() if mid}
+        recipe = make_recipe(self.tab, operation, entries, seeds=seeds, settings=settings,
+                             device=self.ctx.device, notes=notes)
+        return Run(images, masks or {}, arrays or {}, recipe)
+
+    def render(self, label: str = "📦 Download all (.zip)") -> tuple[gr.Button, gr.File]:
+        with gr.Row():
+            button = gr.Button(label, scale=0, min_width=260)
+            file = gr.File(label="Last run: pictures, masks, latents (.npz) and recipe.json",
+                           interactive=False, scale=3, visible=False)  # shown once there is one
+        button.click(self.pack, self.state, file, api_name=f"{self.tab}_download").success(
+            lambda: gr.update(visible=True), None, file, api_name=False, queue=False)
+        return button, file
+
+    def pack(self, run) -> str:
+        """The last run as a .zip (see core.recipe.write_bundle)."""
+        from core.recipe import fill_local_hashes, write_bundle
+
+        if not run:
+            raise gr.Error(NOTHING_TO_DOWNLOAD)
+        try:
+            recipe = fill_local_hashes(run.recipe, self.ctx.registry)
+            return str(write_bundle(run.images, run.masks, run.arrays, recipe))
+        except Exception as e:
+            raise _translate(e) from e

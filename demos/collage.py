@@ -26,8 +26,8 @@ from core.images import editor_image_and_mask, editor_is_empty, heatmap, mask_pi
 from core.lpips import lpips_distance
 from core.models.proggan import ProGANGenerator
 from core.models.stylegan2 import StyleGAN2Generator
-from core.ui import (MAX_SEED, gpu, quietly, seed_picker, shift_range, shift_sliders, tab_header,
-                     user_errors)
+from core.ui import (MAX_SEED, DownloadAll, gpu, labelled_examples, licence_line, quietly,
+                     run_examples, seed_picker, shift_range, shift_sliders, tab_header, user_errors)
 from demos.generate import generate
 
 PAPER = "https://arxiv.org/abs/2103.10426"
@@ -124,7 +124,6 @@ def random_hints(size: int, seed: int, coverage: tuple[float, float] = TRAIN_COV
     return (up < cut).float()
 
 
-@torch.inference_mode()
 def complete(E: torch.nn.Module, G: Generator, image: torch.Tensor, known: torch.Tensor,
              n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Inpainting: n completions of `image` where `known` is 0 -> ([n, 3, S, S], hint masks).
@@ -132,6 +131,14 @@ def complete(E: torch.nn.Module, G: Generator, image: torch.Tensor, known: torch
     Completion 0 uses the known pixels only; completion k > 0 adds sparse blobs (10-40 % of the
     hole) of generated picture `seed + k` inside the hole, so E imagines n different fillings.
     """
+    images, masks, _ = complete_with_latents(E, G, image, known, n, seed)
+    return images, masks
+
+
+@torch.inference_mode()
+def complete_with_latents(E: torch.nn.Module, G: Generator, image: torch.Tensor, known: torch.Tensor,
+                          n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`complete`, also returning the n regressed latents (W+, or ProGAN's z)."""
     size = image.shape[-1]
     hole = 1 - known
     canvases, masks = [image * known], [known]
@@ -141,8 +148,8 @@ def complete(E: torch.nn.Module, G: Generator, image: torch.Tensor, known: torch
             blob = random_hints(size, seed + k, HINT_COVERAGE) * hole
             canvases.append(image * known + donors[k - 1:k].to(image) * blob)
             masks.append(known + blob)
-    images, _ = regenerate(E, G, torch.cat(canvases), torch.cat(masks))
-    return images, torch.cat(masks)
+    images, latents = regenerate(E, G, torch.cat(canvases), torch.cat(masks))
+    return images, torch.cat(masks), latents
 
 
 def refine(E: torch.nn.Module, G: Generator, collage: torch.Tensor, mask: torch.Tensor,
@@ -152,6 +159,15 @@ def refine(E: torch.nn.Module, G: Generator, collage: torch.Tensor, mask: torch.
     known pixels (masked MSE + masked LPIPS-VGG, both averaged over the known pixels)
     -> (image, losses).
     G and E must be float32 (gradients)."""
+    image, losses, _ = refine_with_latent(E, G, collage, mask, steps, lpips_weight, progress)
+    return image, losses
+
+
+def refine_with_latent(E: torch.nn.Module, G: Generator, collage: torch.Tensor, mask: torch.Tensor,
+                       steps: int, lpips_weight: float = 1.0,
+                       progress: Callable[[int, int], None] | None = None
+                       ) -> tuple[torch.Tensor, list[float], torch.Tensor]:
+    """`refine`, also returning the refined latent."""
     with torch.inference_mode():
         w0 = E(collage, mask)
     w = w0.clone().requires_grad_(True)
@@ -174,7 +190,7 @@ def refine(E: torch.nn.Module, G: Generator, collage: torch.Tensor, mask: torch.
         if progress:
             progress(step + 1, steps)
     with torch.inference_mode():
-        return G.synthesis(w.detach()).float().clamp(-1, 1), losses
+        return G.synthesis(w.detach()).float().clamp(-1, 1), losses, w.detach()
 
 
 @torch.inference_mode()
@@ -217,12 +233,33 @@ def unknown_as_grey(collage: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
 
 
 # ---- UI ------------------------------------------------------------------------------------
+def centre_square(size: int) -> np.ndarray:
+    """The middle half of a square frame in each direction (the examples' part)."""
+    region = np.zeros((size, size), bool)
+    region[size // 4: size - size // 4, size // 4: size - size // 4] = True
+    return region
+
+
+def painted_value(picture: np.ndarray, region: np.ndarray | None) -> dict:
+    """A gr.ImageEditor value: `picture` with `region` painted white (nothing if None)."""
+    if region is None:
+        return {"background": picture, "layers": [], "composite": picture}
+    layer = np.zeros(region.shape + (4,), np.uint8)
+    layer[region] = 255
+    composite = picture.copy()
+    composite[region] = 255
+    return {"background": picture, "layers": [layer], "composite": composite}
+
+
 def build_tab(ctx: AppContext) -> None:
     ids = ctx.model_ids("regressor")
     tab_header("Cut parts out of several pictures, paste them into one canvas, and let the GAN "
                "turn the collage into one coherent picture, in a single pass.",
                HOW_IT_WORKS)
+    generators = [ctx.registry.get(i).config.get("generator") for i in ids]
+    licence_line(ctx.registry, "collage", ids + [g for g in generators if g in ctx.registry.ids()])
     model_id = gr.Dropdown(ids, value=ids[0] if ids else None, label="Domain (regressor + generator)")
+    download = DownloadAll(ctx, "collage")
 
     def models(mid: str | None, dtype: torch.dtype | None = None):
         if not mid:
@@ -237,6 +274,9 @@ def build_tab(ctx: AppContext) -> None:
             raise UserError(f"{mid} predicts {E.n_latent} style vectors but {gen_id} takes "
                             f"{G.n_latent}: they are not a matching pair.")
         return E, G
+
+    def roles(mid: str) -> dict[str, str]:
+        return {"regressor": mid, "generator": ctx.registry.get(mid).config.get("generator")}
 
     def content(mid: str | None) -> list[int] | None:
         """The picture area inside the frame, [width, height] (registry config), if smaller."""
@@ -258,19 +298,21 @@ def build_tab(ctx: AppContext) -> None:
         comp = (gr.ImageEditor(label=editor_label, format="png", type="numpy", layers=False,
                                brush=gr.Brush(colors=["#ffffff"], default_size=24))
                 if editor else gr.Image(label=editor_label, format="png", type="numpy"))
-        seed_picker(comp, on_sample, [model_id], default_seed)
-        return comp
+        return comp, seed_picker(comp, on_sample, [model_id], default_seed)
 
+    span = frame_size(ids[0] if ids else None)
     with gr.Tabs():
         with gr.Tab("Compose"):
             with gr.Row():
                 with gr.Column():
-                    base = picture("Base: paint what to keep (nothing painted: all of it)", 1)
-                parts, dxs, dys = [], [], []
+                    base, base_seed = picture("Base: paint what to keep (nothing painted: all of it)", 1)
+                parts, part_seeds, dxs, dys = [], [], [], []
                 for i in range(MAX_PARTS):
                     with gr.Column():
-                        parts.append(picture(f"Part {i + 1}: paint the region to take", 2 + i))
-                        dx, dy = shift_sliders(frame_size(ids[0] if ids else None))
+                        part, part_seed = picture(f"Part {i + 1}: paint the region to take", 2 + i)
+                        parts.append(part)
+                        part_seeds.append(part_seed)
+                        dx, dy = shift_sliders(span)
                         dxs.append(dx)
                         dys.append(dy)
             with gr.Row():
@@ -284,11 +326,19 @@ def build_tab(ctx: AppContext) -> None:
                                     image_mode="L")
                 result_out = gr.Image(label="Result G(E(collage, mask))", format="png", interactive=False)
             compose_info = gr.Markdown()
+            first = ids[0] if ids else None
+            examples = labelled_examples(
+                [[first, 1, 2, 0, 0], [first, 1, 2, span // 4, 0], [first, 5, 6, 0, span // 8]],
+                ["centre of sample 2 pasted on sample 1",
+                 "the same part, moved right by a quarter of the frame",
+                 "centre of sample 6 on sample 5, moved down"],
+                [model_id, base_seed, part_seeds[0], dxs[0], dys[0]],
+                label="Example collages (samples by seed; part 1's centre painted, all of the base kept)")
 
         with gr.Tab("Inpaint"):
             with gr.Row():
                 with gr.Column():
-                    ip_image = picture("Picture: paint the region to erase", 7)
+                    ip_image, _ = picture("Picture: paint the region to erase", 7)
                     with gr.Row():
                         ip_n = gr.Slider(1, 8, value=4, step=1, label="Completions")
                         ip_seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED,
@@ -302,7 +352,7 @@ def build_tab(ctx: AppContext) -> None:
         with gr.Tab("Variation map"):
             with gr.Row():
                 with gr.Column():
-                    vm_image = picture("Picture: paint one part (eyes, mouth, a window...)", 9)
+                    vm_image, _ = picture("Picture: paint one part (eyes, mouth, a window...)", 9)
                     with gr.Row():
                         vm_n = gr.Slider(2, 20, value=8, step=1, label="Samples N")
                         vm_seed = gr.Number(value=100, precision=0, minimum=0, maximum=MAX_SEED,
@@ -310,6 +360,7 @@ def build_tab(ctx: AppContext) -> None:
                     vm_run = gr.Button("Compute variation map", variant="primary")
                 vm_map = gr.Image(label="Per-pixel standard deviation", format="png", interactive=False)
             vm_info = gr.Markdown()
+    download.render()
 
     # ---- handlers ----
     model_id.change(lambda mid: shift_range(frame_size(mid), 2 * MAX_PARTS), model_id, dxs + dys,
@@ -325,10 +376,7 @@ def build_tab(ctx: AppContext) -> None:
             mask = torch.ones_like(mask)
         return Part(image, mask, (int(shift[0] or 0), int(shift[1] or 0)))
 
-    @gpu(duration=120)
-    @user_errors
-    def on_compose(mid, base_value, refine_on, steps, *parts_and_shifts,
-                   progress=gr.Progress(track_tqdm=True)):
+    def compose_run(mid, base_value, refine_on, steps, parts_and_shifts, progress):
         n = MAX_PARTS
         editors, px, py = parts_and_shifts[:n], parts_and_shifts[n:2 * n], parts_and_shifts[2 * n:]
         E, G = models(mid)
@@ -344,21 +392,56 @@ def build_tab(ctx: AppContext) -> None:
         if refine_on:
             E32, G32 = models(mid, torch.float32)
             device, _ = placement(E32)
-            result, losses = refine(E32, G32, collage.to(device), union.to(device), int(steps),
-                                    progress=lambda d, t: progress(d / t, desc=f"Refining {d}/{t}"))
+            result, losses, latent = refine_with_latent(
+                E32, G32, collage.to(device), union.to(device), int(steps),
+                progress=lambda d, t: progress(d / t, desc=f"Refining {d}/{t}"))
             note = f" · refined in {int(steps)} Adam steps (loss {losses[0]:.3f} → {losses[-1]:.3f})"
         else:
-            result, _ = regenerate(E, G, collage, union)
-            note = ""
-        info = (f"Masked L1 on the known pixels: **{masked_l1(result, collage, union):.3f}** "
+            result, latent = regenerate(E, G, collage, union)
+            losses, note = [], ""
+        l1 = masked_l1(result, collage, union)
+        info = (f"Masked L1 on the known pixels: **{l1:.3f}** "
                 f"· known: {float(union.mean()) * 100:.0f} % of the picture{note}")
-        return (unknown_as_grey(collage, union), mask_picture(union),
-                to_uint8(result)[0], info)
+        shown, result_u8 = unknown_as_grey(collage, union), to_uint8(result)[0]
+        names = ["base"] + [f"part_{i}" for i in range(1, n + 1)]
+        used = [(name, p) for name, p in zip(names, chosen) if p is not None]
+        run_record = download.run(
+            "compose", roles(mid),
+            images={"result": result_u8, "collage": shown, **{name: p.image for name, p in used}},
+            masks={"known": union, **{name: p.mask for name, p in used}},
+            arrays={"latent": latent, **({"refine_losses": losses} if losses else {})},
+            settings={"refine": bool(refine_on), "refine_steps": int(steps) if refine_on else 0,
+                      "refine_lr": REFINE_LR if refine_on else None,
+                      "shifts_px": {name: list(p.shift) for name, p in used if name != "base"},
+                      "masked_l1": l1, "frame": size, "content": box},
+            notes="Pictures are the inputs as the network saw them (framed to the generator's "
+                  "size); masks: white = taken from that picture (before its shift).")
+        return shown, mask_picture(union), result_u8, info, run_record
+
+    @gpu(duration=120)
+    @user_errors
+    def on_compose(mid, base_value, refine_on, steps, *parts_and_shifts,
+                   progress=gr.Progress(track_tqdm=True)):
+        return compose_run(mid, base_value, refine_on, steps, parts_and_shifts, progress)
 
     compose_inputs = [model_id, base, do_refine, refine_steps] + parts + dxs + dys
-    compose_outputs = [collage_out, mask_out, result_out, compose_info]
+    compose_outputs = [collage_out, mask_out, result_out, compose_info, download.state]
     compose_btn.click(on_compose, compose_inputs, compose_outputs, api_name="collage_compose",
                       concurrency_id="gpu")
+
+    @gpu(duration=60)
+    @user_errors
+    def on_example(mid, seed_base, seed_part, dx, dy, progress=gr.Progress(track_tqdm=True)):
+        """Sample two pictures, paint the centre of the second, compose (the examples)."""
+        _, G = models(mid)
+        pictures = to_uint8(sample_images(G, [int(seed_base or 0), int(seed_part or 0)]))
+        base_value = painted_value(pictures[0], None)
+        part_value = painted_value(pictures[1], centre_square(pictures.shape[1]))
+        rest = (part_value, None, None, dx, 0, 0, dy, 0, 0)
+        return (base_value, part_value) + compose_run(mid, base_value, False, 30, rest, progress)
+
+    run_examples(examples, (on_example, [model_id, base_seed, part_seeds[0], dxs[0], dys[0]],
+                            [base, parts[0]] + compose_outputs))
 
     quiet_compose = quietly(on_compose, len(compose_outputs))
 
@@ -384,10 +467,21 @@ def build_tab(ctx: AppContext) -> None:
             known = 1 - erased
             if known.sum() == 0:
                 raise UserError("Everything is erased: leave some of the picture unpainted.")
-        images, masks = complete(E, G, image, known, int(n), int(seed or 0))
+        images, masks, latents = complete_with_latents(E, G, image, known, int(n), int(seed or 0))
+        completions = to_uint8(images)
         gallery = [(img, "known pixels only" if k == 0 else f"with hints {k}")
-                   for k, img in enumerate(to_uint8(images))]
-        return unknown_as_grey(image, known), gallery
+                   for k, img in enumerate(completions)]
+        shown = unknown_as_grey(image, known)
+        run_record = download.run(
+            "random_hints" if random_mask else "inpaint", roles(mid),
+            images={"completion": list(completions), "input": shown, "picture": image},
+            masks={"known": known, "hints": [m for m in masks[1:]]},
+            arrays={"latents": latents}, seeds=[int(seed or 0)],
+            settings={"completions": int(n), "random_hints": random_mask,
+                      "hint_coverage": list(HINT_COVERAGE), "training_coverage": list(TRAIN_COVERAGE)},
+            notes="completion_01 uses the known pixels only; completion k > 1 adds hint blobs of "
+                  "generated picture seed + k - 1 (masks/hints_*: known pixels + hints).")
+        return shown, gallery, run_record
 
     @gpu(duration=60)
     @user_errors
@@ -400,9 +494,9 @@ def build_tab(ctx: AppContext) -> None:
         return _inpaint(mid, value, n, seed, random_mask=True)
 
     ip_inputs = [model_id, ip_image, ip_n, ip_seed]
-    ip_run.click(on_inpaint, ip_inputs, [ip_masked, ip_gallery], api_name="collage_inpaint",
-                 concurrency_id="gpu")
-    ip_random.click(on_random_hints, ip_inputs, [ip_masked, ip_gallery], api_name="collage_random_hints",
+    ip_outputs = [ip_masked, ip_gallery, download.state]
+    ip_run.click(on_inpaint, ip_inputs, ip_outputs, api_name="collage_inpaint", concurrency_id="gpu")
+    ip_random.click(on_random_hints, ip_inputs, ip_outputs, api_name="collage_random_hints",
                     concurrency_id="gpu")
 
     @gpu(duration=120)
@@ -413,11 +507,18 @@ def build_tab(ctx: AppContext) -> None:
         base_image, part = framed(value, size, content(mid))
         progress(0.1, desc=f"Regenerating {int(n)} variants")
         sigma, leak = variation_map(E, G, base_image, part, int(n), int(seed or 0))
+        inside = float((sigma * part[0, 0]).sum() / part.sum())
+        outside = float((sigma * (1 - part[0, 0])).sum() / (1 - part).sum().clamp(min=1))
         info = (f"Share of the change outside the painted part: **{leak * 100:.1f} %** "
-                f"(0 %: perfectly independent parts) · mean σ inside "
-                f"{float((sigma * part[0, 0]).sum() / part.sum()):.3f}, outside "
-                f"{float((sigma * (1 - part[0, 0])).sum() / (1 - part).sum().clamp(min=1)):.3f}")
-        return heatmap(sigma, vmin=0), info
+                f"(0 %: perfectly independent parts) · mean σ inside {inside:.3f}, outside {outside:.3f}")
+        picture_map = heatmap(sigma, vmin=0)
+        run_record = download.run(
+            "variation_map", roles(mid), images={"variation_map": picture_map, "picture": base_image},
+            masks={"part": part}, arrays={"sigma": sigma}, seeds=[int(seed or 0)],
+            settings={"samples": int(n), "share_outside": leak, "mean_sigma_inside": inside,
+                      "mean_sigma_outside": outside},
+            notes="The part is replaced by generated pictures seed, seed + 1, ... (N of them).")
+        return picture_map, info, run_record
 
-    vm_run.click(on_variation, [model_id, vm_image, vm_n, vm_seed], [vm_map, vm_info],
+    vm_run.click(on_variation, [model_id, vm_image, vm_n, vm_seed], [vm_map, vm_info, download.state],
                  api_name="collage_variation", concurrency_id="gpu")

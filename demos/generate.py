@@ -8,14 +8,14 @@ from __future__ import annotations
 import random
 
 import gradio as gr
-import numpy as np
 import torch
 
 from core.context import AppContext
 from core.device import randn
 from core.images import to_uint8
 from core.models.stylegan2 import StyleGAN2Generator, truncate
-from core.ui import MAX_SEED, gpu, tab_header, user_errors
+from core.ui import (MAX_SEED, DownloadAll, gpu, labelled_examples, licence_line, run_examples,
+                     tab_header, user_errors)
 
 HOW_IT_WORKS = """
 A seed fixes a 512-d Gaussian vector **z**; the mapping network turns it into a style vector
@@ -32,13 +32,20 @@ def seed_latents(seeds: list[int], dim: int, device: torch.device) -> torch.Tens
 
 
 @torch.inference_mode()
-def generate(G: StyleGAN2Generator, seeds: list[int], truncation: float = 1.0) -> torch.Tensor:
-    """Seeds -> images [B, 3, S, S] in [-1, 1], in one batched pass."""
+def generate_with_latents(G: StyleGAN2Generator, seeds: list[int], truncation: float = 1.0
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Seeds -> (images [B, 3, S, S] in [-1, 1], z [B, style_dim], w [B, style_dim] after
+    truncation), in one batched pass."""
     z = seed_latents(seeds, G.style_dim, G.device)
     w = G.mapping(z)
     if truncation != 1.0:
         w = truncate(w, G.truncation_center().to(w.dtype), truncation)
-    return G.synthesis(G.w_plus(w)).float()
+    return G.synthesis(G.w_plus(w)).float(), z, w
+
+
+def generate(G: StyleGAN2Generator, seeds: list[int], truncation: float = 1.0) -> torch.Tensor:
+    """Seeds -> images [B, 3, S, S] in [-1, 1], in one batched pass."""
+    return generate_with_latents(G, seeds, truncation)[0]
 
 
 def build_tab(ctx: AppContext) -> None:
@@ -46,6 +53,7 @@ def build_tab(ctx: AppContext) -> None:
     tab_header("Sample a pretrained StyleGAN2. Same seed, same image. The first use of a "
                "model downloads its weights (100-150 MB) from the Hugging Face Hub.",
                HOW_IT_WORKS)
+    licence_line(ctx.registry, "generate", ids)
     with gr.Row():
         with gr.Column():
             model = gr.Dropdown(ids, value=ids[0] if ids else None, label="Model")
@@ -56,13 +64,19 @@ def build_tab(ctx: AppContext) -> None:
             run = gr.Button("Generate", variant="primary")
         with gr.Column():
             image = gr.Image(label="Result", format="png", type="numpy", interactive=False)
-    gr.Examples([[ids[0], s, 0.7] for s in (1, 42, 1234)] if ids else [[None, 1, 0.7]],
-                inputs=[model, seed, psi], label="Example seeds")
+    first = ids[0] if ids else None
+    examples = labelled_examples(
+        [[first, 1, 0.7], [first, 1, 0.2], [first, 1, 1.0], [first, 42, 0.7]],
+        ["seed 1 · ψ 0.7 (the usual trade-off)", "seed 1 · ψ 0.2 (close to the average image)",
+         "seed 1 · ψ 1.0 (full variety, more artefacts)", "seed 42 · ψ 0.7"],
+        [model, seed, psi], label="Examples: one seed, three truncations")
+    download = DownloadAll(ctx, "generate")
+    download.render()
 
     @gpu(duration=60)
     @user_errors
     def on_generate(model_id: str, seed_value: float, truncation: float,
-                    progress=gr.Progress(track_tqdm=True)) -> np.ndarray:
+                    progress=gr.Progress(track_tqdm=True)):
         if not model_id:
             raise gr.Error("Pick a model first.")
         if seed_value is None or not 0 <= int(seed_value) <= MAX_SEED:
@@ -70,8 +84,15 @@ def build_tab(ctx: AppContext) -> None:
         progress(0.0, desc=f"Loading {model_id}")
         G = ctx.model(model_id)
         progress(0.5, desc="Rendering")
-        return to_uint8(generate(G, [int(seed_value)], float(truncation)))[0]
+        images, z, w = generate_with_latents(G, [int(seed_value)], float(truncation))
+        result = to_uint8(images)[0]
+        run_record = download.run("generate", {"generator": model_id}, images={"result": result},
+                                  arrays={"z": z, "w": w}, seeds=[int(seed_value)],
+                                  settings={"truncation": float(truncation)})
+        return result, run_record
 
-    run.click(on_generate, [model, seed, psi], image, api_name="generate", concurrency_id="gpu")
+    outputs = [image, download.state]
+    run.click(on_generate, [model, seed, psi], outputs, api_name="generate", concurrency_id="gpu")
+    run_examples(examples, (on_generate, [model, seed, psi], outputs))
     dice.click(lambda: random.randint(0, MAX_SEED), None, seed, api_name="random_seed",
                queue=False)

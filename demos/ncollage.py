@@ -32,7 +32,8 @@ from core.lpips import lpips_distance
 from core.models.biggan import BigGANDeep, truncated_noise
 from core.models.stylegan2 import truncate
 from core.poisson import poisson_blend
-from core.ui import MAX_SEED, gpu, quietly, shift_range, shift_sliders, tab_header, user_errors
+from core.ui import (MAX_SEED, DownloadAll, gpu, labelled_examples, licence_line, quietly, run_examples,
+                     shift_range, shift_sliders, tab_header, user_errors)
 from demos.generate import seed_latents
 
 PAPER = "https://arxiv.org/abs/1811.10153"
@@ -303,6 +304,8 @@ def build_tab(ctx: AppContext) -> None:
     tab_header("Paint class labels onto a BigGAN picture (a dog's head becomes a cat's), or "
                "transplant the *features* of another picture into a region, at the layers "
                "you choose.", HOW_IT_WORKS)
+    licence_line(ctx.registry, "ncollage", all_ids)
+    download = DownloadAll(ctx, "ncollage")
     names = class_choices()
     default_class = names[DEFAULT_CLASS]
     with gr.Row():
@@ -316,9 +319,12 @@ def build_tab(ctx: AppContext) -> None:
                 truncation = gr.Slider(0.02, 1.0, value=0.4, step=0.02, label="Truncation")
             render_btn = gr.Button("Render base picture", variant="primary")
         base_image = gr.Image(label="Base picture", format="png", interactive=False)
-    base_state = gr.State(None)  # {"model", "picture", "truncation", "photo"}
-    gr.Examples([[default_class, 1, 0.4], [names[281], 3, 0.4], [names[980], 5, 0.4]],
-                inputs=[base_class, base_seed, truncation], label="Example bases")
+    base_state = gr.State(None)  # {"model", "picture", "truncation", "photo", "seed", "class"}
+    examples = labelled_examples(
+        [[default_class, 1, 0.4], [names[281], 3, 0.4], [names[291], 2, 0.4], [names[980], 5, 0.4]],
+        ["golden retriever · seed 1", "tabby cat · seed 3", "lion · seed 2", "volcano · seed 5"],
+        [base_class, base_seed, truncation],
+        label="Example bases (BigGAN-deep classes; StyleGAN2 uses the seed only)")
 
     with gr.Tabs():
         with gr.Tab("Label collage"):
@@ -394,6 +400,7 @@ def build_tab(ctx: AppContext) -> None:
                 paste_btn = gr.Button("Paste the last label collage back into the photo (Poisson)")
                 pasted = gr.Image(label="Photo with the edit", format="png", interactive=False)
     last_edit = gr.State(None)  # {"image", "region"}: the label collage's result, for pasting
+    download.render()
 
     # ---- handlers ----
     def load(mid: str | None, dtype: torch.dtype | None = None) -> torch.nn.Module:
@@ -414,16 +421,33 @@ def build_tab(ctx: AppContext) -> None:
         pic = picture_from_seed(G, int(seed or 0), parse_class(cls) if is_biggan(G) else None, float(trunc))
         return G, pic, to_uint8(render(G, [pic], float(trunc)))[0]
 
+    def latents(pic: Picture, prefix: str = "") -> dict:
+        """A picture's latents for latents.npz: z and class vector, or w+ (StyleGAN2)."""
+        if pic.classes is None:
+            return {f"{prefix}w_plus": pic.latent}
+        return {f"{prefix}z": pic.latent, f"{prefix}class_vector": pic.classes}
+
+    def base_settings(state) -> dict:
+        return {"base_class": state.get("class"), "truncation": state["truncation"],
+                "base_is_projected_photo": state.get("photo") is not None}
+
     @gpu(duration=60)
     @user_errors
     def on_render(mid, cls, seed, trunc, progress=gr.Progress(track_tqdm=True)):
-        _, pic, image = seeded(mid, cls, seed, trunc)
-        state = {"model": mid, "picture": pic, "truncation": float(trunc), "photo": None}
-        return state, image, image, points_update(mid)
+        G, pic, image = seeded(mid, cls, seed, trunc)
+        index = parse_class(cls) if is_biggan(G) else None
+        state = {"model": mid, "picture": pic, "truncation": float(trunc), "photo": None,
+                 "seed": int(seed or 0), "class": index}
+        run_record = download.run("render", {"generator": mid}, images={"result": image},
+                                  arrays=latents(pic), seeds=[int(seed or 0)],
+                                  settings=base_settings(state))
+        return state, image, image, points_update(mid), run_record
 
-    render_btn.click(on_render, [model_id, base_class, base_seed, truncation],
-                     [base_state, base_image, lc_editor, fb_points], api_name="ncollage_render",
+    render_outputs = [base_state, base_image, lc_editor, fb_points, download.state]
+    render_inputs = [model_id, base_class, base_seed, truncation]
+    render_btn.click(on_render, render_inputs, render_outputs, api_name="ncollage_render",
                      concurrency_id="gpu")
+    run_examples(examples, (on_render, render_inputs, render_outputs))
     model_id.change(lambda mid: shift_range(ctx.registry.get(mid).image_size() if mid else 256, 2 * MAX_REFS), model_id, dxs + dys,
                     api_name=False, queue=False)
 
@@ -431,7 +455,8 @@ def build_tab(ctx: AppContext) -> None:
     @user_errors
     def on_reference(mid, cls, seed, trunc, progress=gr.Progress(track_tqdm=True)):
         _, pic, image = seeded(mid, cls, seed, trunc)
-        return {"model": mid, "picture": pic}, image
+        return {"model": mid, "picture": pic, "seed": int(seed or 0),
+                "class": parse_class(cls) if pic.classes is not None else None}, image
 
     for r, btn in enumerate(ref_btns):
         btn.click(on_reference, [model_id, ref_classes[r], ref_seeds[r], truncation],
@@ -466,7 +491,22 @@ def build_tab(ctx: AppContext) -> None:
         region = F.interpolate(region, size=(size, size), mode="bilinear", align_corners=False)
         edit = {"image": edits[-1:].cpu(), "region": (region > 0.1).float()}
         colours = [PALETTE[k] for k in used]
-        outputs = (to_uint8(before)[0], to_uint8(edits[-1:])[0], weights_picture(weights, size, colours), edit)
+        class_map = weights_picture(weights, size, colours)
+        before_u8, after_u8 = to_uint8(before)[0], to_uint8(edits[-1:])[0]
+        run_record = download.run(
+            "label_sweep" if sweep else "label_collage", {"generator": mid},
+            images={"before": before_u8, "after": after_u8, "class_map": class_map,
+                    **({"intensity": list(to_uint8(edits))} if sweep else {})},
+            masks={**{f"painted_{k + 1}": regions[k] for k in used},
+                   **{f"soft_{k + 1}": soft_regions[i] for i, k in enumerate(used)}},
+            arrays={**latents(pic), "class_weights": weights}, seeds=[state["seed"]] if state.get("seed") is not None else [],
+            settings={**base_settings(state), "colours": colours, "classes": classes,
+                      "intensities": strengths, "layers": layers, "condition_points": points,
+                      "soft_edge_px_at_256": float(soft),
+                      **({"sweep_intensities": list(frames)} if sweep else {})},
+            notes="masks painted_k / soft_k: brush colour k as painted and softened; "
+                  "class_weights: [base, region 1, ...] at 64 x 64.")
+        outputs = (before_u8, after_u8, class_map, edit, run_record)
         if sweep:
             frames_out = [(img, f"intensity {t:g}") for img, t in zip(to_uint8(torch.cat([before, edits])),
                                                                        (0.0, *frames))]
@@ -474,7 +514,7 @@ def build_tab(ctx: AppContext) -> None:
         return outputs
 
     lc_inputs = [model_id, base_state, lc_editor, lc_layers, lc_soft] + lc_classes + lc_strengths
-    lc_outputs = [lc_before, lc_after, lc_map, last_edit]
+    lc_outputs = [lc_before, lc_after, lc_map, last_edit, download.state]
     lc_run.click(on_label, lc_inputs, lc_outputs, api_name="ncollage_label", concurrency_id="gpu")
     lc_sweep.click(lambda *a: on_label(*a, sweep=True), lc_inputs, lc_outputs + [lc_gallery],
                    api_name="ncollage_sweep", concurrency_id="gpu")
@@ -498,7 +538,7 @@ def build_tab(ctx: AppContext) -> None:
         n = MAX_REFS
         states, editors = refs_and_shifts[:n], refs_and_shifts[n:2 * n]
         shifts_x, shifts_y = refs_and_shifts[2 * n:3 * n], refs_and_shifts[3 * n:]
-        refs, regions, shifts = [], [], []
+        refs, regions, shifts, used = [], [], [], []
         for r in range(n):
             if not states[r]:
                 continue
@@ -509,20 +549,41 @@ def build_tab(ctx: AppContext) -> None:
                 gr.Warning(f"Reference {r + 1} has no painted region: it is left out.")
                 continue
             refs.append(states[r]["picture"])
+            used.append(r)
             regions.append(region[0])
             shifts.append((int(shifts_x[r] or 0), int(shifts_y[r] or 0)))
         if not refs:
             raise UserError("Render a reference and paint the region to take from it.")
         regions_t = torch.stack(regions)
-        before, after, _ = feature_blend(G, pic, refs, regions_t, shifts, [int(p) for p in points or []],
-                                         trunc, float(strength))
+        chosen_points = [int(p) for p in points or []]
+        before, after, ref_images = feature_blend(G, pic, refs, regions_t, shifts, chosen_points,
+                                                  trunc, float(strength))
         blend = FeatureBlend(regions_t, shifts, frozenset(), float(strength))
         landed = blend.weights_at(size)
         weights = torch.cat([1 - landed.sum(0, keepdim=True), landed])
-        return to_uint8(before)[0], to_uint8(after)[0], weights_picture(weights, size, PALETTE[:len(refs)])
+        blend_map = weights_picture(weights, size, PALETTE[:len(refs)])
+        before_u8, after_u8 = to_uint8(before)[0], to_uint8(after)[0]
+        ref_seeds = [states[r].get("seed") for r in used]
+        run_record = download.run(
+            "feature_blend", {"generator": mid},
+            images={"before": before_u8, "after": after_u8, "blend_map": blend_map,
+                    **{f"reference_{r + 1}": ref_images[i:i + 1] for i, r in enumerate(used)}},
+            masks={f"reference_{r + 1}": regions_t[i] for i, r in enumerate(used)},
+            arrays={**latents(pic, "base_"),
+                    **{k: v for i, r in enumerate(used) for k, v in latents(refs[i], f"reference_{r + 1}_").items()},
+                    "landed_weights": landed},
+            seeds=([state["seed"]] if state.get("seed") is not None else []) + [s for s in ref_seeds if s is not None],
+            settings={**base_settings(state), "layers": chosen_points, "strength": float(strength),
+                      "shifts_px": {f"reference_{r + 1}": list(shifts[i]) for i, r in enumerate(used)},
+                      "reference_seeds": {f"reference_{r + 1}": states[r].get("seed") for r in used},
+                      "reference_classes": {f"reference_{r + 1}": states[r].get("class") for r in used}},
+            notes="seeds: base, then the references used; masks/reference_k: the region taken "
+                  "from reference k (before its shift).")
+        return before_u8, after_u8, blend_map, run_record
 
     fb_run.click(on_blend, [model_id, base_state, fb_points, fb_strength] + ref_states + ref_editors + dxs + dys,
-                 [fb_before, fb_after, fb_map], api_name="ncollage_blend", concurrency_id="gpu")
+                 [fb_before, fb_after, fb_map, download.state], api_name="ncollage_blend",
+                 concurrency_id="gpu")
 
     @gpu(duration=300)
     @user_errors
@@ -534,14 +595,22 @@ def build_tab(ctx: AppContext) -> None:
         target = pil_to_tensor(to_pil(image), size)
         pic, out, losses = project(G, target, parse_class(cls), float(trunc), int(steps),
                                    progress=lambda d, t, l: progress(d / t, desc=f"Step {d}/{t} · loss {l:.3f}"))
-        state = {"model": mid, "picture": pic, "truncation": float(trunc), "photo": target}
+        index = parse_class(cls)
+        state = {"model": mid, "picture": pic, "truncation": float(trunc), "photo": target,
+                 "seed": None, "class": index}
         shown = to_uint8(out)[0]
         info = (f"Loss (LPIPS + MSE) {losses[0]:.3f} → **{losses[-1]:.3f}** in {len(losses)} steps. "
                 "The projection is now the base picture: paint labels on it, then paste back.")
-        return state, shown, shown, shown, info
+        run_record = download.run(
+            "project", {"generator": mid}, images={"photo": target, "projection": shown},
+            arrays={**latents(pic), "losses": losses}, seeds=[0],
+            settings={"class": index, "truncation": float(trunc), "steps": int(steps),
+                      "lr_z": PROJECT_LR, "lr_class": PROJECT_CLASS_LR, "loss": "LPIPS-VGG + MSE"},
+            notes="seed 0 draws the starting z; class_vector is optimised too (starts one-hot).")
+        return state, shown, shown, shown, info, run_record
 
     project_btn.click(on_project, [model_id, photo, photo_class, photo_steps, truncation],
-                      [base_state, projection, base_image, lc_editor, project_info],
+                      [base_state, projection, base_image, lc_editor, project_info, download.state],
                       api_name="ncollage_project", concurrency_id="gpu")
 
     @user_errors
@@ -550,6 +619,13 @@ def build_tab(ctx: AppContext) -> None:
             raise UserError("Project a photo first (the paste goes back into that photo).")
         if not edit:
             raise UserError("Apply a label collage to the projection first.")
-        return to_uint8(paste_back(state["photo"], edit["image"], edit["region"]))[0]
+        result = to_uint8(paste_back(state["photo"], edit["image"], edit["region"]))[0]
+        run_record = download.run(
+            "paste_back", {"generator": state["model"]},
+            images={"photo": state["photo"], "edited": edit["image"], "pasted": result},
+            masks={"region": edit["region"]}, arrays=latents(state["picture"]),
+            settings={**base_settings(state), "blend": "Poisson"},
+            notes="The label collage's edited region (masks/region) Poisson-blended into the photo.")
+        return result, run_record
 
-    paste_btn.click(on_paste, [base_state, last_edit], pasted, api_name="ncollage_paste")
+    paste_btn.click(on_paste, [base_state, last_edit], [pasted, download.state], api_name="ncollage_paste")

@@ -18,9 +18,10 @@ from core.context import AppContext
 from core.device import randn
 from core.errors import UserError
 from core.hub import app_cache_dir, fetch
-from core.images import grid, heatmap, overlay
+from core.images import grid, heatmap, overlay, to_uint8
 from core.models.stylegan2 import StyleGAN2Generator, SynthesisState, panda_layer, truncate
-from core.ui import MAX_SEED, gpu, parse_seeds, tab_header, user_errors
+from core.ui import (MAX_SEED, DownloadAll, gpu, labelled_examples, licence_line, parse_seeds,
+                     run_examples, tab_header, user_errors)
 from demos import panda_factors as pf
 
 PAPER = "https://arxiv.org/abs/2206.00048"
@@ -255,15 +256,16 @@ def build_tab(ctx: AppContext) -> None:
                "region changes. Factors are the authors' published ones, or compute your own "
                "for any StyleGAN2 model and layer.",
                HOW_IT_WORKS)
+    factor_ids = [e.id for e in ctx.registry if e.arch == "panda-factors"]
+    factor_gens = [ctx.registry.get(i).config.get("generator") for i in factor_ids]
+    licence_line(ctx.registry, "panda", factor_ids + [g for g in factor_gens if g in ctx.registry.ids()])
+    download = DownloadAll(ctx, "panda")
     with gr.Row():
         factor_set = gr.Dropdown(labels, value=labels[0] if labels else None, label="Factors",
                                  scale=3, allow_custom_value=False)
         seed = gr.Textbox(value="0", label="Seed(s)", placeholder="0 or 1, 5, 7 (a batch)", scale=1)
         dice = gr.Button("🎲", scale=0)
         psi = gr.Slider(0.0, 1.0, value=0.7, step=0.05, label="Truncation ψ", scale=2)
-    if labels:
-        gr.Examples([[labels[0], "0", 0.7], [labels[0], "1, 2, 3", 0.7], [labels[-1], "42", 0.5]],
-                    inputs=[factor_set, seed, psi], label="Examples (then pick a preset or a part)")
     parts_gallery = gr.Gallery(label="Parts (click to select)", columns=8, height=200, format="png")
     with gr.Row():
         parts = gr.Dropdown([], multiselect=True, label="Part(s)", scale=2)
@@ -276,6 +278,18 @@ def build_tab(ctx: AppContext) -> None:
         edited = gr.Image(label="Edited", format="png", type="numpy", interactive=False)
         diff = gr.Image(label="|Difference|", format="png", type="numpy", interactive=False)
         sal = gr.Image(label="Appearance saliency", format="png", type="numpy", interactive=False)
+    examples = None
+    if labels:
+        rows = [[labels[0], "0", 0.7, 0, 50], [labels[0], "1, 2, 3", 0.7, 1, 80],
+                [labels[0], "0", 0.7, REMOVE_OBJECT[1], REMOVE_OBJECT[2]]]
+        names = ["seed 0 · part 0 · appearance 0 · λ +50", "three seeds in one batch · appearance 1 · λ +80",
+                 "remove part 0 (background appearance 0, λ −200)"]
+        if len(labels) > 1:
+            rows.append([labels[-1], "42", 0.5, 0, 50])
+            names.append("another factor set · seed 42 · ψ 0.5")
+        examples = labelled_examples(rows, names, [factor_set, seed, psi, appearance, strength],
+                                     label="Examples (part 0 is selected first; then try a preset or other parts)")
+    download.render()
     with gr.Accordion("Compute factors", open=not labels):
         gr.Markdown("Stream samples up to layer *l*, accumulate the channel scatter and the S×S "
                     "Gram matrix, take A from the scatter's eigenvectors and solve for the parts. "
@@ -317,13 +331,36 @@ def build_tab(ctx: AppContext) -> None:
         fs, G = _factors(label)
         if j is None:
             raise UserError("Pick an appearance index.")
-        w = seed_w_plus(G, parse_seeds(seeds), float(truncation))
-        orig, new = edit(G, w, fs, [int(p) for p in chosen or []], int(j), float(lam))
-        m, binary = saliency(G, w, fs, int(j), float(fs.A[:, int(j)] @ channel_mean(label, G, fs)))
+        chosen_seeds = parse_seeds(seeds)
+        parts_list = [int(p) for p in chosen or []]
+        w = seed_w_plus(G, chosen_seeds, float(truncation))
+        orig, new = edit(G, w, fs, parts_list, int(j), float(lam))
+        threshold = float(fs.A[:, int(j)] @ channel_mean(label, G, fs))
+        m, binary = saliency(G, w, fs, int(j), threshold)
         size = orig.shape[-1]
         diffs = np.concatenate([heatmap(d, vmin=0) for d in (new - orig).abs().mean(1)], axis=1)
         sal_rows = np.concatenate([saliency_picture(mi, bi, size) for mi, bi in zip(m, binary)], axis=0)
-        return grid(orig, pad=0), grid(new, pad=0), diffs, sal_rows
+        outputs = grid(orig, pad=0), grid(new, pad=0), diffs, sal_rows
+        published = lib.published().get(label)
+        roles = {"generator": fs.generator}
+        if published:
+            roles.update(appearances=published[1], parts=published[2])
+        mask = part_mask(fs.P, parts_list, fs.side)
+        run_record = download.run(
+            "edit", roles,
+            images={"original": list(to_uint8(orig)), "edited": list(to_uint8(new)),
+                    "difference": diffs, "saliency": sal_rows},
+            masks={"part": mask, "saliency_above_mean": list(binary)},
+            arrays={"w_plus": w, "part_mask": mask, "appearance_vector": fs.A[:, int(j)],
+                    "saliency": m},
+            seeds=chosen_seeds,
+            settings={"factor_set": label, "origin": fs.origin, "layer": fs.layer,
+                      "ranks": [int(fs.A.shape[1]), int(fs.P.shape[1])], "parts": parts_list,
+                      "appearance": int(j), "strength": float(lam), "truncation": float(truncation),
+                      "saliency_threshold": threshold, "saliency_samples": SALIENCY_SAMPLES},
+            notes="original_k / edited_k come from seeds[k - 1]; masks/part: the chosen parts "
+                  "summed and min-max scaled, at the layer's resolution.")
+        return outputs + (run_record,)
 
     def channel_mean(label: str, G: StyleGAN2Generator, fs: FactorSet) -> torch.Tensor:
         """Mean feature over SALIENCY_SAMPLES samples and positions: mu_j = a_j . mean."""
@@ -374,8 +411,10 @@ def build_tab(ctx: AppContext) -> None:
     factor_set.change(on_show, show_inputs, show_outputs, api_name="panda_parts", concurrency_id="gpu")
     seed.submit(on_show, show_inputs, show_outputs, api_name=False, concurrency_id="gpu")
     edit_inputs = [factor_set, seed, psi, parts, appearance, strength]
-    edit_outputs = [original, edited, diff, sal]
+    edit_outputs = [original, edited, diff, sal, download.state]
     run.click(on_edit, edit_inputs, edit_outputs, api_name="panda_edit", concurrency_id="gpu")
+    if examples:
+        run_examples(examples, (on_show, show_inputs, show_outputs), (on_edit, edit_inputs, edit_outputs))
     strength.release(on_edit, edit_inputs, edit_outputs, api_name=False, concurrency_id="gpu")
     preset.change(on_preset, [factor_set, preset], [parts, appearance, strength], api_name="panda_preset")
     parts_gallery.select(on_select_part, parts, parts, api_name=False)

@@ -20,11 +20,12 @@ from core.context import AppContext
 from core.directions import DIRECTIONS, Direction, file_direction
 from core.errors import UserError
 from core.hub import fetch
-from core.images import heatmap, masks_by_colour, pil_to_tensor, to_pil, to_uint8
+from core.images import bundled_photos, heatmap, masks_by_colour, pil_to_tensor, to_pil, to_uint8
 from core.lpips import get_lpips
 from core.models.stylegan2 import StyleGAN2Generator, sam_layer
 from core.segments import superpixels
-from core.ui import gpu, parse_seeds, seed_picker, tab_header, user_errors
+from core.ui import (DownloadAll, gpu, labelled_examples, licence_line, parse_seeds, run_examples, seed_picker,
+                     tab_header, user_errors)
 from demos.sam_inversion import (LOSS_SIZE, SPACE_COLOURS, SPACES, STEPS, TAU, Codes, Frame,
                                  Inversion, assign_spaces, edit, estimate_errors, feature_masks,
                                  for_loss, inverted_features, psnr, stack_masks)
@@ -164,17 +165,22 @@ def build_tab(ctx: AppContext) -> None:
     tab_header("Invert a photo the GAN cannot draw exactly: regions that W+ reconstructs stay in W+ "
                "(fully editable); the rest get residuals in feature layers. Then edit with sliders.",
                HOW_IT_WORKS)
-    gr.Markdown(f"Weights: the generators are NVIDIA's (non-commercial licence); the invertibility "
-                f"predictors and edit directions are Adobe Research's (non-commercial research only). "
-                f"{'' if on_gpu else f'**No GPU here**: the inversion defaults to a short run of {CPU_STEPS} steps (expect a few seconds per step at 256 px, minutes at 1024 px); the paper uses {STEPS}.'}")
+    sam_ids = ids + [e.id for e in ctx.registry if e.arch in ("sam-invertibility", "e4e", "edit-direction")]
+    licence_line(ctx.registry, "sam", sam_ids)
+    if not on_gpu:
+        gr.Markdown(f"**No GPU here**: the inversion defaults to a short run of {CPU_STEPS} steps "
+                    f"(a few seconds per step at 256 px, much more at 1024 px); the paper uses {STEPS}.")
     with gr.Row():
         model_id = gr.Dropdown(ids, value=ids[0] if ids else None, label="Model (StyleGAN2 ≥ 128 px)", scale=3)
         helper_note = gr.Markdown(describe_helpers(ctx, ids[0]) if ids else "")
     with gr.Row():
         with gr.Column():
             photo = gr.Image(type="pil", format="png", label="Photo to invert", height=320)
-            sample_seed = seed_picker(photo, lambda mid, seed: on_sample(mid, seed), [model_id], default=7,
-                                      label="Use a GAN sample")
+            seed_picker(photo, lambda mid, seed: on_sample(mid, seed), [model_id], default=7,
+                        label="Use a GAN sample")
+            photos = bundled_photos()  # Gradio's own lion and cheetah pictures (Apache-2.0)
+            examples = labelled_examples([[p] for p in photos], ["lion (Gradio sample)", "cheetah (Gradio sample)"],
+                                         [photo], label="Example photos (then predict)") if photos else None
         with gr.Column():
             segments_pic = gr.Image(format="png", label="Segments", interactive=False, height=320)
     gr.Markdown("### 1 · Layer map")
@@ -211,6 +217,8 @@ def build_tab(ctx: AppContext) -> None:
         edited = gr.Image(format="png", label="Edited (SAM codes)", interactive=False)
         edited_base = gr.Image(format="png", label="Same edit on the W+-only codes", interactive=False)
     codes_file = gr.File(label="Inverted codes (.npz: W+, F4..F10 and their masks)")
+    download = DownloadAll(ctx, "sam")
+    download.render()
     session = gr.State(None)
 
     # ---- models -----------------------------------------------------------------------------
@@ -332,9 +340,21 @@ def build_tab(ctx: AppContext) -> None:
                 s.codes = run.codes(0)
                 s.baseline = run.codes(1) if with_baseline else None
                 rec, base = inversion_images(run, s, with_baseline)
-                yield s, rec, base, target_pic, scores(s, run, with_baseline), save_codes(s)
+                record = pack_run(mid, s, layer_map, {"reconstruction": rec, "w_plus_only": base},
+                                  {"steps": run.total, "done": run.step_index, "compare": bool(with_baseline)})
+                yield s, rec, base, target_pic, scores(s, run, with_baseline), save_codes(s), record
             else:  # hand control back after every step, so Stop acts within one step
-                yield (gr.update(),) * 6
+                yield (gr.update(),) * 7
+
+    def pack_run(mid: str, s: Session, layer_map: torch.Tensor, images: dict, settings: dict):
+        """The tab's last result for "Download all": pictures, masks per space, codes, recipe."""
+        space_masks = {name: (layer_map == i).float()[None, None] for i, name in enumerate(SPACES)}
+        helpers = {"predictor": getattr(companion(ctx, mid, "sam-invertibility"), "id", None),
+                   "encoder": getattr(companion(ctx, mid, "e4e"), "id", None)}
+        return download.run("invert", {"generator": mid, **helpers},
+                            images={"target": to_uint8(s.target)[0],
+                                    **{k: v for k, v in images.items() if v is not None}},
+                            masks=space_masks, arrays=save_arrays(s), settings=settings)
 
     def codes_for_edit(s: Session | None, G: StyleGAN2Generator) -> Codes:
         if s is None or s.codes is None:
@@ -369,7 +389,11 @@ def build_tab(ctx: AppContext) -> None:
             with torch.no_grad():
                 w = s.baseline.w_plus.to(G.device) + float(amount) * d.vector.to(G.device)
                 base = to_uint8(s.frame.crop(for_loss(G.synthesis(w), s.frame)))[0]
-        return out, base
+        record = download.run("edit", {"generator": mid}, images={"edited": out, "w_plus_only_edited": base}
+                              if base is not None else {"edited": out}, arrays={**save_arrays(s), "direction": d.vector.numpy()},
+                              settings={"direction": label, "source": d.source, "layers": list(d.layers),
+                                        "strength": float(amount)})
+        return out, base, record
 
     def segment_picture(s: Session) -> np.ndarray:
         rng = np.random.default_rng(0)
@@ -382,27 +406,37 @@ def build_tab(ctx: AppContext) -> None:
         return describe_helpers(ctx, mid), gr.update(choices=choices, value=choices[0] if choices else None)
 
     model_id.change(on_model, model_id, [helper_note, direction], api_name=False)
-    predict_btn.click(on_predict, [model_id, photo, n_segments, tau, est_steps],
-                      [session, errors_gallery, segments_pic, layer_editor, metrics],
-                      api_name="sam_predict", concurrency_id="gpu")
+    predict_inputs = [model_id, photo, n_segments, tau, est_steps]
+    predict_outputs = [session, errors_gallery, segments_pic, layer_editor, metrics]
+    predict_btn.click(on_predict, predict_inputs, predict_outputs, api_name="sam_predict", concurrency_id="gpu")
+    if examples is not None:
+        run_examples(examples, (on_predict, predict_inputs, predict_outputs))
     tau.release(on_tau, [session, tau], [layer_editor, metrics], api_name="sam_tau")
     invert_event = invert_btn.click(on_invert, [model_id, session, layer_editor, steps, compare],
-                                    [session, recon, baseline_img, target_img, metrics, codes_file],
+                                    [session, recon, baseline_img, target_img, metrics, codes_file,
+                                     download.state],
                                     api_name="sam_invert", concurrency_id="gpu")
     stop_btn.click(None, None, None, cancels=[invert_event], api_name=False)
     edit_inputs = [model_id, session, direction, strength]
-    strength.change(on_edit, edit_inputs, [edited, edited_base], api_name="sam_edit",
+    edit_outputs = [edited, edited_base, download.state]
+    strength.change(on_edit, edit_inputs, edit_outputs, api_name="sam_edit",
                     concurrency_id="gpu", trigger_mode="always_last", show_progress="minimal")
-    direction.change(on_edit, edit_inputs, [edited, edited_base], api_name=False, concurrency_id="gpu")
+    direction.change(on_edit, edit_inputs, edit_outputs, api_name=False, concurrency_id="gpu")
+
+
+def save_arrays(s: Session) -> dict[str, np.ndarray]:
+    """The inverted codes under the authors' names (W+, F4..F10), masks, the W+-only code."""
+    arrays = s.codes.arrays() if s.codes is not None else {}
+    if s.baseline is not None:
+        arrays["baseline_W+"] = s.baseline.w_plus.numpy()
+    return arrays
 
 
 def save_codes(s: Session) -> str | None:
-    """The inverted codes as an .npz (the authors' names), for the download box."""
+    """The inverted codes as an .npz, for the download box."""
     if s.codes is None:
         return None
-    arrays = s.codes.arrays()
-    if s.baseline is not None:
-        arrays["baseline_W+"] = s.baseline.w_plus.numpy()
+    arrays = save_arrays(s)
     path = Path(tempfile.mkdtemp(prefix="sam-")) / f"sam-codes-{s.model_id}-step{s.codes.steps}.npz"
     np.savez(path, **arrays)
     return str(path)

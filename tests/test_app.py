@@ -149,3 +149,24 @@ def test_readme_front_matter_is_a_space_config():
     hub_models = {e["hub"]["repo_id"] for e in registry
                   if "hub" in e and e["hub"].get("repo_type", "model") == "model"}
     assert set(meta["models"]) == hub_models
+
+
+def test_download_all_packs_the_last_generation(running_app):
+    """Nothing run yet: a clear message. Then the zip holds the picture the page showed
+    (pixel-exact), z and w, and a recipe with the model, its registry entry and the seed."""
+    from core.recipe import read_bundle
+    from demos.generate import seed_latents
+
+    demo, client = running_app
+    with pytest.raises(AppError, match="Nothing to download yet"):
+        client.predict(api_name="/generate_download")
+    shown = _png(client.predict("tiny-sg2", 7, 0.6, api_name="/generate"))
+    bundle = read_bundle(client.predict(api_name="/generate_download"))
+    assert np.array_equal(bundle.images["result"], shown)
+    assert np.array_equal(bundle.arrays["z"], seed_latents([7], 32, torch.device("cpu")).numpy())
+    assert bundle.arrays["w"].shape == (1, 32)
+    r = bundle.recipe
+    assert r["model_id"] == "tiny-sg2" and r["seed"] == 7 and r["seeds"] == [7]
+    assert r["tab"] == "generate" and r["settings"] == {"truncation": 0.6}
+    entry = demo.ctx.registry.get("tiny-sg2")
+    assert r["models"]["generator"]["sha256"] == entry.sha256 and r["models"]["generator"]["path"] == str(entry.path)

@@ -107,3 +107,20 @@ def test_compute_factors_saves_the_authors_format_and_offers_them(client, tmp_pa
     assert not np.array_equal(_png(orig), _png(edited))
     with pytest.raises(AppError, match="64x64 or less|layers"):
         client.predict("tiny-sg2", 12, 4, 50, 50, api_name="/panda_compute")
+
+
+def test_download_all_after_an_edit(client):
+    """The zip holds the edited picture as shown, the part mask, w+ and the appearance
+    vector, and a recipe with the generator, the factor files and the seed."""
+    from core.recipe import read_bundle
+
+    client.predict(LABEL, "3", 0.7, api_name="/panda_parts")
+    orig, edited, _, _ = client.predict(LABEL, "3", 0.7, [1], 2, 80, api_name="/panda_edit")
+    bundle = read_bundle(client.predict(api_name="/panda_download"))
+    assert np.array_equal(bundle.images["edited_01"], _png(edited))
+    assert np.array_equal(bundle.images["original_01"], _png(orig))
+    assert bundle.masks["part"].shape == (16, 16) and bundle.arrays["appearance_vector"].shape == (16,)
+    r = bundle.recipe
+    assert r["model_id"] == "tiny-sg2" and r["seed"] == 3 and r["seeds"] == [3]
+    assert r["models"]["parts"]["hub"]["repo_type"] == "space"
+    assert r["settings"]["parts"] == [1] and r["settings"]["appearance"] == 2 and r["settings"]["strength"] == 80

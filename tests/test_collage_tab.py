@@ -319,3 +319,28 @@ def test_proggan_domain_composes_in_z(client, pgan_files, tmp_path):
         assert torch.equal(out, G(E(collage_img)).float().clamp(-1, 1))
     refined, losses = collage.refine(E, G, collage_img, union, steps=5, lpips_weight=0.0)
     assert losses[-1] < losses[0] and refined.shape == (1, 3, SIZE, SIZE)
+
+
+def test_tab_download_all_after_compose(client, pair, pictures, tmp_path):
+    """The zip holds the composed picture as shown, the union mask, the regressed W+ and a
+    recipe naming the regressor and its generator (no seed: the inputs are pictures)."""
+    from core.recipe import read_bundle
+
+    keep = np.zeros((SIZE, SIZE), bool)
+    keep[:, 16:] = True
+    take = np.zeros((SIZE, SIZE), bool)
+    take[4:12, 4:12] = True
+    _, mask, result, _ = client.predict(
+        "tiny-collage", editor_value(tmp_path, "db", pictures[2], keep), False, 30,
+        editor_value(tmp_path, "dp", pictures[0], take), NO_PART, NO_PART, 2, 0, 0, 3, 0, 0,
+        api_name="/collage_compose")
+    bundle = read_bundle(client.predict(api_name="/collage_download"))
+    assert np.array_equal(bundle.images["result"], read_png(result)[..., :3])
+    shown_mask = read_png(mask)
+    assert np.array_equal(bundle.masks["known"], shown_mask if shown_mask.ndim == 2 else shown_mask[..., 0])
+    assert np.array_equal(bundle.images["base"], pictures[2]) and bundle.masks["part_1"].sum() == 64 * 255
+    assert bundle.arrays["latent"].shape == (1, N_LATENT, 32)
+    r = bundle.recipe
+    assert r["model_id"] == "tiny-collage" and r["models"]["generator"]["id"] == "tiny-sg2"
+    assert r["operation"] == "compose" and r["seeds"] == [] and r["seed"] is None
+    assert r["settings"]["shifts_px"] == {"part_1": [2, 3]} and r["settings"]["refine"] is False

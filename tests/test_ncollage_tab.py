@@ -251,3 +251,27 @@ def test_tab_feature_blend_on_stylegan2(client, tmp_path):
                                             [(4, 0)], [0, 2], 1.0)
     assert np.array_equal(read_png(after)[..., :3], to_uint8(expected)[0])
     assert [p for _, p in ncollage.feature_points(G)] == list(range(0, G.num_layers, 2))
+
+
+def test_tab_download_all_after_label_collage(client, G, tmp_path):
+    """The zip of a label collage: the edit as shown, the painted region, the class weights,
+    z and class vector, and a recipe with the model, the base seed and the painted classes."""
+    from core.recipe import read_bundle
+
+    out = client.predict("tiny-biggan", "3", 4, 0.4, api_name="/ncollage_render")
+    base = read_png(out[0] if isinstance(out, (list, tuple)) else out)[..., :3]
+    render = read_bundle(client.predict(api_name="/ncollage_download"))
+    assert np.array_equal(render.images["result"], base) and render.recipe["seed"] == 4
+    top = np.zeros((SIZE, SIZE), bool)
+    top[:10] = True
+    _, after, _ = client.predict("tiny-biggan", editor_value(tmp_path, "dl", base, [top], [RED]), "all", 0,
+                                 "5", "6", "7", 0.8, 1.0, 1.0, api_name="/ncollage_label")
+    bundle = read_bundle(client.predict(api_name="/ncollage_download"))
+    assert np.array_equal(bundle.images["after"], read_png(after)[..., :3])
+    assert np.array_equal(bundle.masks["painted_1"] > 0, top)
+    assert bundle.arrays["class_weights"].shape == (2, 1, ncollage.MAP_RES, ncollage.MAP_RES)
+    assert np.array_equal(bundle.arrays["z"], _picture(G, 4, 3).latent.numpy())
+    r = bundle.recipe
+    assert r["model_id"] == "tiny-biggan" and r["seed"] == 4 and r["operation"] == "label_collage"
+    assert r["settings"]["classes"] == [5] and r["settings"]["intensities"] == [0.8]
+    assert r["settings"]["base_class"] == 3

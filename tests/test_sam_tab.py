@@ -90,6 +90,12 @@ def test_layer_map_inversion_and_edits(files, tmp_path):
         assert arrays["W+"].shape == (1, 14, 32) and arrays["F10"].shape == (1, 8, 128, 128)
         assert arrays["mask_F10"].min() == 1  # tau 0: everything in F10
 
+        from core.recipe import read_bundle
+
+        bundle = read_bundle(client.predict(api_name="/sam_download"))
+        assert np.array_equal(bundle.images["reconstruction"], read_png(rec))
+        assert bundle.recipe["model_id"] == "tiny-sam" and bundle.recipe["settings"]["done"] == 3
+        assert bundle.masks["F10"].min() == 255 and np.array_equal(bundle.arrays["W+"], arrays["W+"])
         edited, edited_base = client.predict("tiny-sam", "bigger (authors)", 0, api_name="/sam_edit")
         diff = np.abs(read_png(edited).astype(int) - read_png(rec))
         assert diff.max() <= 1  # strength 0 == the reconstruction (up to 8-bit rounding)
@@ -98,6 +104,9 @@ def test_layer_map_inversion_and_edits(files, tmp_path):
         assert not np.array_equal(read_png(edited_base), read_png(base))
         edited, _ = client.predict("tiny-sam", "SeFa 1", 2, api_name="/sam_edit")
         assert read_png(edited).shape == (256, 256, 3)
+        bundle = read_bundle(client.predict(api_name="/sam_download"))
+        assert np.array_equal(bundle.images["edited"], read_png(edited))
+        assert bundle.recipe["settings"]["direction"] == "SeFa 1" and bundle.recipe["settings"]["strength"] == 2
 
 
 def test_painted_strokes_override_the_layer_map(files, tmp_path):

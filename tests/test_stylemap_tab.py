@@ -232,3 +232,25 @@ def test_fp16_on_cuda_matches_fp32_within_visual_tolerance(io):
     got = stylemap.local_edit(half, images[:1], images[1:2], mask).image
     err = (got - full).abs() * 127.5
     assert err.mean() < 2 and err.max() < 16
+
+
+def test_tab_download_all_after_edit_and_random(client, pictures, tmp_path):
+    """Download all packs the last run: the local edit as shown, its mask, cells and both
+    stylemaps; after Random, the samples of each seed, z and the seeds."""
+    from core.recipe import read_bundle
+
+    painted = np.zeros((SIZE, SIZE), bool)
+    painted[8:, :] = True
+    editor = editor_value(tmp_path, "dl", pictures["plain"], painted)
+    ref = handle_file(png_file(tmp_path, "dlref.png", pictures["rgba"][..., :3]))
+    _, cells, result = client.predict("tiny-smg", editor, ref, "w", api_name="/stylemap_edit")
+    bundle = read_bundle(client.predict(api_name="/stylemap_download"))
+    assert np.array_equal(bundle.images["result"], read_png(result)[..., :3])
+    assert np.array_equal(bundle.masks["painted"] > 0, painted)
+    assert bundle.arrays["stylemap_original"].shape == bundle.arrays["stylemap_reference"].shape
+    r = bundle.recipe
+    assert r["model_id"] == "tiny-smg" and r["operation"] == "local_edit" and r["settings"] == {"space": "w"}
+    gallery = client.predict("tiny-smg", "5, 6", 0.7, api_name="/stylemap_random")
+    bundle = read_bundle(client.predict(api_name="/stylemap_download"))
+    assert np.array_equal(bundle.images["sample_02"], read_png(gallery[1]["image"])[..., :3])
+    assert bundle.recipe["seeds"] == [5, 6] and bundle.recipe["seed"] == 5 and bundle.arrays["z"].shape[0] == 2
