@@ -171,7 +171,7 @@ def build_tab(ctx: AppContext) -> None:
         gr.Markdown(f"**No GPU here**: the inversion defaults to a short run of {CPU_STEPS} steps "
                     f"(a few seconds per step at 256 px, much more at 1024 px); the paper uses {STEPS}.")
     with gr.Row():
-        model_id = gr.Dropdown(ids, value=ids[0] if ids else None, label="Model (StyleGAN2 ≥ 128 px)", scale=3)
+        model_id = gr.Dropdown(ids, value=ids[0] if ids else None, label="Model (StyleGAN2, 256 px or more)", scale=3)
         helper_note = gr.Markdown(describe_helpers(ctx, ids[0]) if ids else "")
     with gr.Row():
         with gr.Column():
@@ -187,7 +187,7 @@ def build_tab(ctx: AppContext) -> None:
     with gr.Row():
         n_segments = gr.Slider(4, 64, value=24, step=1, label="Segments")
         tau = gr.Slider(0.0, 1.0, value=TAU, step=0.025, label="τ (max. predicted error per segment)")
-        est_steps = gr.Slider(2, 300, value=ESTIMATE_STEPS[0] if on_gpu else ESTIMATE_STEPS[1], step=5,
+        est_steps = gr.Slider(2, 300, value=ESTIMATE_STEPS[0] if on_gpu else ESTIMATE_STEPS[1], step=1,
                               label="Steps of each single-space run (models without a predictor)")
         predict_btn = gr.Button("Predict layer map", variant="primary")
     errors_gallery = gr.Gallery(label="Predicted error per space (brighter = harder)", columns=5,
