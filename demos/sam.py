@@ -299,20 +299,19 @@ def build_tab(ctx: AppContext) -> None:
         editor, counts = show_map(s, tau_value)
         return editor, "Layer map: " + ", ".join(f"{n} {100 * c:.0f}%" for n, c in counts.items())
 
-    def inversion_images(run: Inversion, s: Session, with_baseline: bool):
-        images = to_uint8(s.frame.crop(for_loss(run.render(), s.frame)))
-        return images[0], (images[1] if with_baseline else None)
-
-    def scores(s: Session, run: Inversion, with_baseline: bool) -> str:
+    def preview(run: Inversion, s: Session, with_baseline: bool):
+        """The reconstructions as the losses see them (one render), and their scores."""
         with torch.no_grad():
             rec = for_loss(run.render(), s.frame)
-            target = s.target.to(rec.device)
-            p = psnr(rec, target.expand_as(rec)).tolist()
-            lp = get_lpips("vgg", rec.device)(rec, target.expand_as(rec)).flatten().tolist()
+            target = s.target.to(rec.device).expand_as(rec)
+            p = psnr(rec, target).tolist()
+            lp = get_lpips("vgg", rec.device)(rec, target).flatten().tolist()
         line = f"**SAM**: PSNR {p[0]:.2f} dB, LPIPS {lp[0]:.3f}"
         if with_baseline:
             line += f" · **W+ only**: PSNR {p[1]:.2f} dB, LPIPS {lp[1]:.3f}"
-        return line + f" (at the loss frame, {rec.shape[-1]}x{rec.shape[-2]}; step {run.step_index}/{run.total})"
+        line += f" (at the loss frame, {rec.shape[-1]}x{rec.shape[-2]}; step {run.step_index}/{run.total})"
+        images = to_uint8(rec)
+        return images[0], (images[1] if with_baseline else None), line
 
     @gpu(duration=INVERT_SECONDS)
     @user_errors
@@ -339,10 +338,10 @@ def build_tab(ctx: AppContext) -> None:
             if run.step_index % every == 0 or run.done:
                 s.codes = run.codes(0)
                 s.baseline = run.codes(1) if with_baseline else None
-                rec, base = inversion_images(run, s, with_baseline)
+                rec, base, line = preview(run, s, with_baseline)
                 record = pack_run(mid, s, layer_map, {"reconstruction": rec, "w_plus_only": base},
                                   {"steps": run.total, "done": run.step_index, "compare": bool(with_baseline)})
-                yield s, rec, base, target_pic, scores(s, run, with_baseline), save_codes(s), record
+                yield s, rec, base, target_pic, line, save_codes(s), record
             else:  # hand control back after every step, so Stop acts within one step
                 yield (gr.update(),) * 7
 
@@ -383,12 +382,12 @@ def build_tab(ctx: AppContext) -> None:
         if s.model_id != mid:
             raise UserError(f"These codes were inverted with {s.model_id}; switch back to it to edit.")
         d = pick_direction(mid, G, label)
-        out = to_uint8(s.frame.crop(for_loss(edit(G, codes, s.features, d.vector, float(amount)), s.frame)))[0]
+        out = to_uint8(for_loss(edit(G, codes, s.features, d.vector, float(amount)), s.frame))[0]
         base = None
         if s.baseline is not None:  # W+ only: no residuals, so the plain edited w+
             with torch.no_grad():
                 w = s.baseline.w_plus.to(G.device) + float(amount) * d.vector.to(G.device)
-                base = to_uint8(s.frame.crop(for_loss(G.synthesis(w), s.frame)))[0]
+                base = to_uint8(for_loss(G.synthesis(w), s.frame))[0]
         record = download.run("edit", {"generator": mid}, images={"edited": out, "w_plus_only_edited": base}
                               if base is not None else {"edited": out}, arrays={**save_arrays(s), "direction": d.vector.numpy()},
                               settings={"direction": label, "source": d.source, "layers": list(d.layers),

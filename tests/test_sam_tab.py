@@ -173,3 +173,18 @@ def test_the_authors_predictor_drives_the_layer_map(files, tmp_path):
     with app_client(registry(files, tmp_path, predictor=path)) as client:
         gallery, _, _, info = predict(client, photo(tmp_path))
         assert "predicted by `tiny-predictor`" in info and len(gallery) == 5
+
+
+def test_letterboxed_generators_work_on_the_picture_area(files, tmp_path):
+    """Cars: the picture area is 4:3 between bars; maps, losses and results cover only it."""
+    car = entry("tiny-car", "stylegan2", files / "sg2-256.pt", {**SAM_SG2, "content": [256, 192]})
+    with app_client(write_registry(tmp_path / "weights.json", [car])) as client:
+        _, seg_pic, editor, _ = predict(client, photo(tmp_path), model="tiny-car", tau=0.0)
+        assert read_png(seg_pic).shape == read_png(editor["background"]).shape == (192, 256, 3)
+        rec, _, target, _, codes = client.predict("tiny-car", unpainted(tmp_path, editor), 1, False,
+                                                  api_name="/sam_invert")
+        assert read_png(rec).shape == read_png(target).shape == (192, 256, 3)
+        m10 = np.load(codes)["mask_F10"][0, 0]  # the bars (16 of 128 rows each) get no residual
+        assert m10[:14].max() < 0.05 and m10[-14:].max() < 0.05 and m10[24:104].min() == 1
+        edited, _ = client.predict("tiny-car", "GANSpace 1", 1, api_name="/sam_edit")
+        assert read_png(edited).shape == (192, 256, 3)
