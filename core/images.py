@@ -230,8 +230,10 @@ def heatmap(values: torch.Tensor | np.ndarray, size: int | None = None,
     """A 2-D map -> uint8 RGB (magma-like colours), min-max scaled unless limits are given."""
     v = values.detach().float().cpu().numpy() if torch.is_tensor(values) else np.asarray(values, float)
     v = v.reshape(v.shape[-2:]) if v.ndim > 2 else v  # [1, 1, H, W] -> [H, W]; keeps 1 x W maps 2-D
-    lo = v.min() if vmin is None else vmin
-    hi = v.max() if vmax is None else vmax
+    finite = v[np.isfinite(v)]
+    lo = (finite.min() if finite.size else 0.0) if vmin is None else vmin
+    hi = (finite.max() if finite.size else 1.0) if vmax is None else vmax
+    v = np.nan_to_num(v, nan=lo, posinf=hi, neginf=lo)  # a diverged map still draws
     t = np.clip((v - lo) / (hi - lo if hi > lo else 1.0), 0, 1) * (len(_MAGMA) - 1)
     i = np.minimum(t.astype(int), len(_MAGMA) - 2)
     frac = (t - i)[..., None]

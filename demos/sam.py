@@ -28,7 +28,7 @@ from core.ui import (DownloadAll, gpu, labelled_examples, licence_line, parse_se
                      tab_header, user_errors)
 from demos.sam_inversion import (LOSS_SIZE, SPACE_COLOURS, SPACES, STEPS, TAU, Codes, Frame,
                                  Inversion, assign_spaces, edit, estimate_errors, feature_masks,
-                                 for_loss, inverted_features, psnr, stack_masks)
+                                 for_loss, inverted_features, optimisation_dtype, psnr, stack_masks)
 
 PAPER = "https://arxiv.org/abs/2206.08357"
 MIN_SIZE = 256           # F10 is the 128 px layer; a residual there needs layers after it
@@ -267,7 +267,10 @@ def build_tab(ctx: AppContext) -> None:
             return f"predicted by `{pred.id}`"
         progress(0.2, desc=f"No predictor: {len(SPACES)} single-space runs of {est} steps")
         s.errors = estimate_errors(G, s.target, initial_w(mid, G, s.target),
-                                   get_lpips("vgg", G.device), est, s.frame)
+                                   get_lpips("vgg", G.device), est, s.frame, optimisation_dtype(G.device))
+        if not all(torch.isfinite(m).all() for m in s.errors.values()):
+            raise UserError("The single-space runs diverged (their errors are not finite): this "
+                            "model's weights or the photo give NaNs. Paint the layer map by hand.")
         return f"measured by five single-space inversions of {est} steps (no predictor registered)"
 
     def show_map(s: Session, tau_value: float):
@@ -328,7 +331,8 @@ def build_tab(ctx: AppContext) -> None:
         progress(0.0, desc="Starting point")
         w0 = initial_w(mid, G, s.target)
         run = Inversion(G, s.target, stack_masks(batch), w0.expand(len(batch), -1, -1),
-                        get_lpips("vgg", G.device), int(n_steps), s.frame)
+                        get_lpips("vgg", G.device), int(n_steps), s.frame,
+                        autocast=optimisation_dtype(G.device))
         every = max(1, run.total // PREVIEWS)
         s.codes = s.baseline = s.features = None
         target_pic = to_uint8(s.target)[0]
@@ -336,6 +340,9 @@ def build_tab(ctx: AppContext) -> None:
             run.step()
             progress(run.step_index / run.total, desc=f"Step {run.step_index}/{run.total}")
             if run.step_index % every == 0 or run.done:
+                if not torch.isfinite(run.w).all():
+                    raise UserError(f"The inversion diverged at step {run.step_index} (not-a-number "
+                                    "codes); the last preview and its codes are kept.")
                 s.codes = run.codes(0)
                 s.baseline = run.codes(1) if with_baseline else None
                 rec, base, line = preview(run, s, with_baseline)

@@ -17,6 +17,7 @@ Differences from the authors' code, on purpose:
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import weakref
 from dataclasses import dataclass, field
@@ -178,6 +179,16 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 # ---- the optimisation ----------------------------------------------------------------------
+def optimisation_dtype(device: torch.device) -> torch.dtype | None:
+    """The generator's autocast dtype while optimising: bfloat16 on a CUDA GPU that has it
+    (NVIDIA's own projector runs its generator's top layers in half precision; bfloat16 keeps
+    float32's range, so no loss scaling), none (float32) elsewhere. Losses, Adam's state and
+    the codes stay float32."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
 @dataclass
 class Codes:
     """An inversion's result on the CPU: what editing and downloads need."""
@@ -206,13 +217,16 @@ class Inversion:
 
     target: [1, 3, h, w] in [-1, 1] as the losses see it (LOSS_SIZE, cropped by `frame`).
     masks: {k: [B, 1, r, r]}; init_w: [B, n_latent, D].
+    autocast: the generator's pass runs under autocast in this dtype (see
+    `optimisation_dtype`); None keeps it float32.
     """
 
     def __init__(self, G: StyleGAN2Generator, target: torch.Tensor, masks: Mapping[int, torch.Tensor],
                  init_w: torch.Tensor, lpips_model: torch.nn.Module, steps: int = STEPS,
-                 frame: Frame = Frame(), lr: float = LR):
+                 frame: Frame = Frame(), lr: float = LR, autocast: torch.dtype | None = None):
         device = G.device
         self.G, self.frame, self.total, self.base_lr = G, frame, int(steps), lr
+        self.autocast = autocast
         self.target = target.to(device).float()
         self.lpips = CachedTargetLPIPS(lpips_model, self.target)
         self.prior = mvg_prior(G)
@@ -224,7 +238,7 @@ class Inversion:
                        for k, m in self.masks.items()}
         self.opt = torch.optim.Adam([self.w, *self.deltas.values()], lr=lr, betas=BETAS)
         self.step_index = 0
-        self.history: list[list[float]] = []
+        self._losses: list[torch.Tensor] = []  # per step [B], left on the device
 
     def losses(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every term per sample [B] for a full-size rendering (weights applied)."""
@@ -237,27 +251,40 @@ class Inversion:
             "mvg": (MVG_WEIGHT * mvg_distance(self.w, self.prior)).float(),
         }
 
-    def step(self) -> list[float]:
-        """One Adam step at the scheduled learning rate; returns each sample's total loss."""
+    def step(self) -> None:
+        """One Adam step at the scheduled learning rate. Nothing here waits for a GPU: the
+        losses stay on the device until `history` is read."""
         for group in self.opt.param_groups:
             group["lr"] = projector_lr(self.step_index, self.total, self.base_lr)
-        terms = self.losses(render(self.G, self.w, self.deltas, self.masks))
+        terms = self.losses(self._render())
         per_sample = sum(terms.values())
         self.opt.zero_grad(set_to_none=True)
         per_sample.sum().backward()  # samples are independent: their gradients do not mix
         self.opt.step()
         self.step_index += 1
-        self.history.append(per_sample.detach().cpu().tolist())
-        return self.history[-1]
+        self._losses.append(per_sample.detach())
+
+    @property
+    def history(self) -> list[list[float]]:
+        """Each step's total loss per sample."""
+        return torch.stack(self._losses).cpu().tolist() if self._losses else []
 
     @property
     def done(self) -> bool:
         return self.step_index >= self.total
 
+    def _render(self) -> torch.Tensor:
+        """The generator's pass (under autocast when asked), returned in float32."""
+        cast = (torch.autocast(self.G.device.type, dtype=self.autocast) if self.autocast is not None
+                else contextlib.nullcontext())
+        with cast:
+            image = render(self.G, self.w, self.deltas, self.masks)
+        return image.float()
+
     @torch.no_grad()
     def render(self) -> torch.Tensor:
         """The current reconstructions at full size [B, 3, S, S]."""
-        return render(self.G, self.w, self.deltas, self.masks)
+        return self._render()
 
     def codes(self, sample: int = 0) -> Codes:
         return Codes(self.w[sample:sample + 1].detach().cpu().clone(),
@@ -267,14 +294,16 @@ class Inversion:
 
 
 def estimate_errors(G: StyleGAN2Generator, target: torch.Tensor, init_w: torch.Tensor,
-                    lpips_model: torch.nn.Module, steps: int, frame: Frame = Frame()) -> dict[str, torch.Tensor]:
+                    lpips_model: torch.nn.Module, steps: int, frame: Frame = Frame(),
+                    autocast: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """Fallback for models without the authors' predictor: the predictor is trained to output
     the LPIPS error map of inverting into each space alone, so run those five single-space
     inversions (one batch, `steps` short) and measure their spatial LPIPS maps.
     Short runs overestimate the errors of full runs: raise tau accordingly.
     -> {space: [h, w]} at the loss frame's size."""
     masks = stack_masks([full_masks(G, name) for name in SPACES])
-    run = Inversion(G, target, masks, init_w.expand(len(SPACES), -1, -1), lpips_model, steps, frame)
+    run = Inversion(G, target, masks, init_w.expand(len(SPACES), -1, -1), lpips_model, steps, frame,
+                    autocast=autocast)
     while not run.done:
         run.step()
     with torch.no_grad():

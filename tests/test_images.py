@@ -477,6 +477,15 @@ def test_heatmap_limits_and_constant_input():
     np.testing.assert_array_equal(clipped[0, 3], images._MAGMA[-1])
 
 
+def test_heatmap_of_a_diverged_map_still_draws():
+    """NaN/inf (a diverged optimisation) take the ends of the finite range, not an IndexError."""
+    out = images.heatmap(np.array([[0.0, np.nan, 1.0, np.inf, -np.inf]]))
+    np.testing.assert_array_equal(out[0, 1], images._MAGMA[0])
+    np.testing.assert_array_equal(out[0, 3], images._MAGMA[-1])
+    np.testing.assert_array_equal(out[0, 4], images._MAGMA[0])
+    assert images.heatmap(np.full((2, 2), np.nan)).shape == (2, 2, 3)
+
+
 def test_overlay_tints_only_inside_the_mask():
     rng = np.random.default_rng(3)
     a = rng.integers(0, 256, (8, 10, 3), dtype=np.uint8)

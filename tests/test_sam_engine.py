@@ -218,6 +218,30 @@ def test_inversion_lowers_the_loss_and_beats_w_plus_only(G, lp_fast):
     assert all(d.abs().max() == 0 for d in codes.deltas.values())  # no mask, no residual
 
 
+def test_bfloat16_generator_pass_inverts_like_float32(G, lp_fast):
+    """The GPU's optimisation runs the generator under bfloat16 autocast (CPU autocast uses the
+    same number format): it must reach the float32 run's reconstruction, with float32 codes."""
+    target = target_of(G, seed=7)
+    masks = S.feature_masks(torch.full((256, 256), S.SPACES.index("F8")), G)
+    runs = {}
+    for dtype in (None, torch.bfloat16):
+        run = S.Inversion(G, target, masks, G.w_plus(G.mean_w()), lp_fast, steps=10, autocast=dtype)
+        while not run.done:
+            run.step()
+        runs[dtype] = run
+    full, half = runs[None], runs[torch.bfloat16]
+    assert half.w.dtype == torch.float32 and half.render().dtype == torch.float32
+    assert half.history[-1][0] < 0.8 * half.history[0][0]
+    assert abs(half.history[-1][0] - full.history[-1][0]) < 0.05 * full.history[-1][0]
+    with torch.no_grad():
+        err = {run: ((S.for_loss(run.render(), run.frame) - target) ** 2).mean() for run in (full, half)}
+        assert err[half] < 1.05 * err[full]  # paths differ a little (Adam), the result does not
+        rounded = S.for_loss(half.render(), half.frame)
+        half.autocast = None  # the same codes in float32: bfloat16's own rounding is small
+        assert (rounded - S.for_loss(half.render(), half.frame)).abs().mean() < 0.01
+    assert S.optimisation_dtype(torch.device("cpu")) is None  # the CPU stays float32
+
+
 def test_samples_of_a_batch_are_independent_inversions(G, lp_fast):
     target = target_of(G, seed=9)
     masks = S.full_masks(G, "F6")

@@ -188,3 +188,48 @@ def test_letterboxed_generators_work_on_the_picture_area(files, tmp_path):
         assert m10[:14].max() < 0.05 and m10[-14:].max() < 0.05 and m10[24:104].min() == 1
         edited, _ = client.predict("tiny-car", "GANSpace 1", 1, api_name="/sam_edit")
         assert read_png(edited).shape == (192, 256, 3)
+
+
+def test_the_e4e_encoder_starts_the_inversion(files, tmp_path):
+    """With an e4e encoder registered, W+ starts at the encoder's code for the photo: after
+    one step (the lr ramp is 0 at step 0) the codes are exactly E(photo)."""
+    from PIL import Image
+
+    from core.models.e4e import E4EEncoder, e4e_input
+    from demos.sam import prepare_target
+
+    config = {**SAM_SG2, "style_dim": 512}  # e4e codes are 512-d
+    save_sg2(tmp_path / "sg2-512d.pt", config, 13)
+    torch.manual_seed(1)
+    E = E4EEncoder(14).eval()  # the authors' IR-SE-50 at the cats size (14 styles), random weights
+    latent_avg = torch.randn(14, 512)
+    torch.save({"state_dict": {f"encoder.{k}": v for k, v in E.state_dict().items()},
+                "latent_avg": latent_avg, "opts": {"stylegan_size": 256, "dataset_type": "cats_encode"}},
+               tmp_path / "e4e_test_encode.pt")
+    entries = [entry("tiny-512d", "stylegan2", tmp_path / "sg2-512d.pt", config),
+               entry("tiny-e4e", "e4e", tmp_path / "e4e_test_encode.pt", {"generator": "tiny-512d", "n_styles": 14})]
+    picture = photo(tmp_path)
+    with app_client(write_registry(tmp_path / "weights.json", entries)) as client:
+        _, _, editor, info = predict(client, picture, model="tiny-512d", est=2)
+        *_, codes = client.predict("tiny-512d", unpainted(tmp_path, editor), 1, False, api_name="/sam_invert")
+        recipe = client.predict(api_name="/sam_download")
+    target, _ = prepare_target(np.asarray(Image.open(picture).convert("RGB")), 256, None)
+    with torch.no_grad():
+        expected = E(e4e_input(target, (256, 256))) + latent_avg
+    got = torch.from_numpy(np.load(codes)["W+"])
+    assert got.shape == (1, 14, 512)
+    assert (got - expected).abs().max() < 1e-4
+    from core.recipe import read_bundle
+
+    assert read_bundle(recipe).recipe["models"]["encoder"]["id"] == "tiny-e4e"
+
+
+def test_a_diverging_model_is_a_message(files, tmp_path):
+    """Weights that give NaNs: the estimate says so instead of drawing garbage or crashing."""
+    ckpt = torch.load(files / "sg2-256.pt")
+    ckpt["g_ema"]["convs.9.conv.weight"][0, 0, 0, 0, 0] = float("nan")
+    torch.save(ckpt, tmp_path / "nan.pt")
+    with app_client(write_registry(tmp_path / "weights.json",
+                                   [entry("tiny-nan", "stylegan2", tmp_path / "nan.pt", SAM_SG2)])) as client:
+        with pytest.raises(Exception, match="diverged"):
+            predict(client, photo(tmp_path), model="tiny-nan")

@@ -92,8 +92,8 @@ class EqualLinear(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int):
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(out_dim, in_dim))
-        self.bias = nn.Parameter(torch.empty(out_dim))
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim))  # their init: N(0, 1), bias 0
+        self.bias = nn.Parameter(torch.zeros(out_dim))
         self.scale = 1 / math.sqrt(in_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
