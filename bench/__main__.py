@@ -205,8 +205,7 @@ def sam_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, float
 
     os.environ.setdefault("SPATIAL_GAN_LPIPS_RANDOM", "1")  # timing does not depend on weights
     cuda = device.type == "cuda"
-    sizes = (256, 1024) if cuda else (256,)
-    for size in sizes:
+    for size in (256, 1024):
         reset_peak(device)
         G = StyleGAN2Generator(size).to(device).eval().requires_grad_(False)
         layer_map = torch.arange(256)[:, None].expand(256, 256) * len(S.SPACES) // 256
