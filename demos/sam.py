@@ -340,7 +340,7 @@ def build_tab(ctx: AppContext) -> None:
             run.step()
             progress(run.step_index / run.total, desc=f"Step {run.step_index}/{run.total}")
             if run.step_index % every == 0 or run.done:
-                if not torch.isfinite(run.w).all():
+                if run.diverged:
                     raise UserError(f"The inversion diverged at step {run.step_index} (not-a-number "
                                     "codes); the last preview and its codes are kept.")
                 s.codes = run.codes(0)

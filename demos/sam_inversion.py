@@ -270,6 +270,11 @@ class Inversion:
         return torch.stack(self._losses).cpu().tolist() if self._losses else []
 
     @property
+    def diverged(self) -> bool:
+        """Whether any code is NaN/inf: Adam cannot come back from there."""
+        return not all(torch.isfinite(p).all() for p in (self.w, *self.deltas.values()))
+
+    @property
     def done(self) -> bool:
         return self.step_index >= self.total
 

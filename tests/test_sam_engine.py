@@ -240,6 +240,10 @@ def test_bfloat16_generator_pass_inverts_like_float32(G, lp_fast):
         half.autocast = None  # the same codes in float32: bfloat16's own rounding is small
         assert (rounded - S.for_loss(half.render(), half.frame)).abs().mean() < 0.01
     assert S.optimisation_dtype(torch.device("cpu")) is None  # the CPU stays float32
+    assert not half.diverged
+    with torch.no_grad():
+        half.deltas[8][0, 0, 0, 0] = float("nan")
+    assert half.diverged
 
 
 def test_samples_of_a_batch_are_independent_inversions(G, lp_fast):
