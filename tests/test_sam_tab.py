@@ -196,6 +196,7 @@ def test_the_e4e_encoder_starts_the_inversion(files, tmp_path):
     from PIL import Image
 
     from core.models.e4e import E4EEncoder, e4e_input
+    from core.recipe import read_bundle
     from demos.sam import prepare_target
 
     config = {**SAM_SG2, "style_dim": 512}  # e4e codes are 512-d
@@ -210,7 +211,7 @@ def test_the_e4e_encoder_starts_the_inversion(files, tmp_path):
                entry("tiny-e4e", "e4e", tmp_path / "e4e_test_encode.pt", {"generator": "tiny-512d", "n_styles": 14})]
     picture = photo(tmp_path)
     with app_client(write_registry(tmp_path / "weights.json", entries)) as client:
-        _, _, editor, info = predict(client, picture, model="tiny-512d", est=2)
+        _, _, editor, _ = predict(client, picture, model="tiny-512d", est=2)
         *_, codes = client.predict("tiny-512d", unpainted(tmp_path, editor), 1, False, api_name="/sam_invert")
         recipe = client.predict(api_name="/sam_download")
     target, _ = prepare_target(np.asarray(Image.open(picture).convert("RGB")), 256, None)
@@ -219,8 +220,6 @@ def test_the_e4e_encoder_starts_the_inversion(files, tmp_path):
     got = torch.from_numpy(np.load(codes)["W+"])
     assert got.shape == (1, 14, 512)
     assert (got - expected).abs().max() < 1e-4
-    from core.recipe import read_bundle
-
     assert read_bundle(recipe).recipe["models"]["encoder"]["id"] == "tiny-e4e"
 
 
