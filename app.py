@@ -16,9 +16,8 @@ import torch
 from core.context import AppContext
 from core.device import default_device, set_default_device
 from core.errors import UserError
-from core.hub import load_registry, status_rows
-from core.ui import user_errors
-from demos import collage, generate, ncollage, panda, sam, stylemap
+from core.hub import cached_path, load_registry
+from demos import TABS
 
 log = logging.getLogger("spatial_gan_studio")
 
@@ -28,60 +27,22 @@ Edit images *locally* with pretrained GANs. Every model runs on this machine (GP
 one); weights come from the Hugging Face Hub on first use and stay cached. Most weights are
 licensed for **non-commercial** research and teaching only: see the Models tab.
 """
-MODEL_COLUMNS = ["id", "arch", "size", "cached", "license", "source"]
-
-
-def build_models_tab(ctx: AppContext) -> None:
-    gr.Markdown("Every pretrained file the app knows about (`weights.json`), whether it is in "
-                "the local cache, and its licence. Download ahead of a class, or run "
-                "`python -m core.hub download --all`.")
-    table = gr.Dataframe(value=status_rows(ctx.registry), headers=MODEL_COLUMNS,
-                         interactive=False, wrap=True, label="Registered models")
-    with gr.Row():
-        choice = gr.Dropdown(ctx.registry.ids(), label="Model", scale=3)
-        download = gr.Button("Download", variant="primary", scale=1)
-        refresh = gr.Button("Refresh", scale=1)
-    status = gr.Markdown()
-
-    @user_errors
-    def on_download(model_id: str, progress=gr.Progress(track_tqdm=True)):
-        from core.hub import fetch, human_size
-
-        if not model_id:
-            raise gr.Error("Pick a model to download.")
-        entry = ctx.registry.get(model_id)
-        progress(0.0, desc=f"Downloading {model_id}")
-        path = fetch(entry)
-        return status_rows(ctx.registry), f"✅ `{model_id}` is cached ({human_size(path.stat().st_size)}): `{path}`"
-
-    download.click(on_download, choice, [table, status], api_name="download_model")
-    refresh.click(lambda: status_rows(ctx.registry), None, table, api_name="refresh_models")
 
 
 def build_app(weights: str | None = None, device: str | None = None) -> gr.Blocks:
-    """The whole app as a gr.Blocks (what `python app.py`, tests and Spaces use)."""
+    """The whole app as a gr.Blocks (what `python app.py`, tests and Spaces use): one gr.Tab
+    per row of `demos.TABS`."""
     set_default_device(device)
     ctx = AppContext(load_registry(weights), default_device())
-    cached = [row[0] for row in status_rows(ctx.registry) if row[3] == "yes"]
     log.info("device %s, torch %s (CUDA %s), %d models registered, cached: %s", ctx.device,
-             torch.__version__, torch.version.cuda, len(ctx.registry), ", ".join(cached) or "none")
+             torch.__version__, torch.version.cuda, len(ctx.registry),
+             ", ".join(e.id for e in ctx.registry if cached_path(e)) or "none")
     with gr.Blocks(title="Spatial GAN Studio") as demo:
         gr.Markdown(HEADER)
         with gr.Tabs():
-            with gr.Tab("Generate", id="generate"):
-                generate.build_tab(ctx)
-            with gr.Tab("Collage", id="collage"):
-                collage.build_tab(ctx)
-            with gr.Tab("SAM invert & edit", id="sam"):
-                sam.build_tab(ctx)
-            with gr.Tab("StyleMap", id="stylemap"):
-                stylemap.build_tab(ctx)
-            with gr.Tab("Neural Collage", id="ncollage"):
-                ncollage.build_tab(ctx)
-            with gr.Tab("PandA", id="panda"):
-                panda.build_tab(ctx)
-            with gr.Tab("Models", id="models"):
-                build_models_tab(ctx)
+            for tab in TABS:
+                with gr.Tab(tab.title, id=tab.id):
+                    tab.load().build_tab(ctx)
     demo.queue(max_size=32)
     demo.ctx = ctx  # for tests and scripts: the registry, device and model cache in use
     return demo

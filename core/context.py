@@ -18,7 +18,7 @@ class AppContext:
     device: torch.device
     cache: ModelCache = field(default_factory=ModelCache)
 
-    def model(self, model_id: str, dtype: torch.dtype | None = None, tqdm_class=None) -> nn.Module:
+    def model(self, model_id: str, dtype: torch.dtype | None = None) -> nn.Module:
         """The registered model on this context's device, fetched and loaded once.
 
         `dtype` defaults to the device's inference dtype (fp16 on CUDA); optimisers ask
@@ -28,7 +28,7 @@ class AppContext:
         dtype = dtype or inference_dtype(self.device)
 
         def load() -> nn.Module:
-            path = fetch(entry, tqdm_class=tqdm_class)
+            path = fetch(entry)
             return load_model(entry.arch, path, entry.config).to(self.device, dtype)
 
         return self.cache.get((model_id, str(self.device), dtype), load)

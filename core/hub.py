@@ -65,11 +65,35 @@ class UrlSource:
 
 
 @dataclass(frozen=True)
+class EntryMeta:
+    """What the tabs know about a file beyond how to build it (`"meta"` in weights.json).
+
+    `content`: the picture area [width, height] inside the generator's square frame, when
+    smaller (LSUN cars: 512x384); `name`: a display name (edit directions); `factor`, `layer`,
+    `rank`: what a PandA factor file holds (appearances or parts, of which StyleGAN2 layer, how
+    many components)."""
+    content: tuple[int, int] | None = None
+    name: str | None = None
+    factor: str | None = None
+    layer: int | None = None
+    rank: int | None = None
+
+
+_META_TYPES: dict[str, type] = {"content": list, "name": str, "factor": str, "layer": int, "rank": int}
+FACTORS = ("appearances", "parts")
+
+
+@dataclass(frozen=True)
 class WeightEntry:
-    """One pretrained file and what the app needs to know about it."""
+    """One pretrained file: how to get it (`hub`, `path` or `url`), how to build the model
+    from it (`arch` + `config`, the loader's keyword arguments and nothing else), which
+    registered generator it belongs to (`generator`: encoders, regressors, predictors,
+    directions, factors) and what the tabs show about it (`meta`)."""
     id: str
     arch: str
     config: dict[str, Any] = field(default_factory=dict)
+    generator: str | None = None
+    meta: EntryMeta = field(default_factory=EntryMeta)
     hub: HubSource | None = None
     path: Path | None = None
     url: UrlSource | None = None
@@ -80,12 +104,14 @@ class WeightEntry:
     description: str = ""
     used_by: tuple[str, ...] = ()
 
-    def image_size(self, default: int = 256) -> int:
-        """The generator's picture size from its config, whatever the arch calls it
-        (StyleGAN2 `size`, ProGAN `resolution`, BigGAN-deep `output_dim`): known before
-        anything is loaded (slider ranges)."""
-        c = self.config
-        return int(c.get("size") or c.get("resolution") or c.get("output_dim") or default)
+    def image_size(self) -> int | None:
+        """The picture size a generator entry draws, from its config (the key its family
+        uses: `core.models.image_size_key`), known before anything is loaded; None for
+        entries that are not generators."""
+        from core.models import image_size_key
+
+        key = image_size_key(self.arch)
+        return int(self.config[key]) if key and key in self.config else None
 
     def origin(self) -> str:
         if self.hub:
@@ -94,8 +120,29 @@ class WeightEntry:
 
 
 _REQUIRED = ("id", "arch")
-_KNOWN = {"id", "arch", "config", "hub", "path", "url", "sha256", "size", "license", "source",
-          "description", "used_by"}
+_KNOWN = {"id", "arch", "config", "generator", "meta", "hub", "path", "url", "sha256", "size",
+          "license", "source", "description", "used_by"}
+_TEXT_FIELDS = ("id", "arch", "license", "source", "description")
+
+
+def _parse_meta(raw: Any, where: str) -> EntryMeta:
+    if raw is None:
+        return EntryMeta()
+    if not isinstance(raw, dict) or set(raw) - set(_META_TYPES):
+        raise UserError(f"{where}: 'meta' must be an object with only these fields: "
+                        f"{', '.join(_META_TYPES)}")
+    for key, kind in _META_TYPES.items():
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise UserError(f"{where}: meta '{key}' must be {kind.__name__}, not {value!r}")
+    content = raw.get("content")
+    if content is not None:
+        if len(content) != 2 or not all(isinstance(v, int) and v > 0 for v in content):
+            raise UserError(f"{where}: meta 'content' must be [width, height] in pixels")
+        content = (content[0], content[1])
+    if raw.get("factor") not in (None, *FACTORS):
+        raise UserError(f"{where}: meta 'factor' must be one of {FACTORS}")
+    return EntryMeta(content, raw.get("name"), raw.get("factor"), raw.get("layer"), raw.get("rank"))
 
 
 def _parse_entry(raw: dict, base: Path, where: str) -> WeightEntry:
@@ -106,34 +153,44 @@ def _parse_entry(raw: dict, base: Path, where: str) -> WeightEntry:
     if missing or unknown:
         raise UserError(f"{where}: entry {raw.get('id', '?')!r} "
                         + (f"lacks {missing}" if missing else f"has unknown fields {unknown}"))
+    at = f"{where}: entry {raw['id']!r}"
+    for key in _TEXT_FIELDS + ("generator",):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise UserError(f"{at}: '{key}' must be a string")
+    if not isinstance(raw.get("config") or {}, dict):
+        raise UserError(f"{at}: 'config' must be an object (the loader's arguments)")
+    used_by = raw.get("used_by") or []
+    if not isinstance(used_by, list) or not all(isinstance(t, str) for t in used_by):
+        raise UserError(f"{at}: 'used_by' must be a list of tab ids")
     sources = [k for k in ("hub", "path", "url") if k in raw]
     if len(sources) != 1:
-        raise UserError(f"{where}: entry {raw['id']!r} needs exactly one of 'hub' or 'path' or "
+        raise UserError(f"{at} needs exactly one of 'hub' or 'path' or "
                         f"'url' as its source (it has {' and '.join(sources) or 'none'})")
     hub = None
     if "hub" in raw:
         h = raw["hub"]
         if not isinstance(h, dict) or not h.get("repo_id") or not h.get("filename"):
-            raise UserError(f"{where}: entry {raw['id']!r}: 'hub' needs repo_id and filename")
+            raise UserError(f"{at}: 'hub' needs repo_id and filename")
         hub = HubSource(h["repo_id"], h["filename"], h.get("revision") or "main",
                         h.get("repo_type") or "model")
     if not isinstance(raw.get("size", 0), (int, type(None))) or isinstance(raw.get("size"), bool):
-        raise UserError(f"{where}: entry {raw['id']!r}: size must be a whole number of bytes")
+        raise UserError(f"{at}: size must be a whole number of bytes")
     path = None
     if "path" in raw:
         if not isinstance(raw["path"], str):
-            raise UserError(f"{where}: entry {raw['id']!r}: path must be a string")
+            raise UserError(f"{at}: path must be a string")
         path = Path(os.path.expanduser(raw["path"]))
         path = path if path.is_absolute() else (base / path).resolve()
-    url = _parse_url(raw["url"], f"{where}: entry {raw['id']!r}") if "url" in raw else None
+    url = _parse_url(raw["url"], at) if "url" in raw else None
     sha = raw.get("sha256")
     if sha is not None and (not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha.lower())):
-        raise UserError(f"{where}: entry {raw['id']!r}: sha256 must be 64 hex digits or null")
+        raise UserError(f"{at}: sha256 must be 64 hex digits or null")
     return WeightEntry(id=raw["id"], arch=raw["arch"], config=dict(raw.get("config") or {}),
+                       generator=raw.get("generator"), meta=_parse_meta(raw.get("meta"), at),
                        hub=hub, path=path, url=url, sha256=sha.lower() if sha else None,
                        size=raw.get("size"), license=raw.get("license", ""),
                        source=raw.get("source", ""), description=raw.get("description", ""),
-                       used_by=tuple(raw.get("used_by") or ()))
+                       used_by=tuple(used_by))
 
 
 def _parse_url(raw: Any, where: str) -> UrlSource:
@@ -177,9 +234,19 @@ class Registry:
         return [e.id for e in self if arch is None or e.arch == arch]
 
     def companions(self, arch: str, generator_id: str) -> list[WeightEntry]:
-        """Entries of `arch` made for one generator (config "generator"): its encoders,
-        predictors and edit directions."""
-        return [e for e in self if e.arch == arch and e.config.get("generator") == generator_id]
+        """Entries of `arch` made for one generator (their `generator` field): its encoders,
+        predictors, regressors, edit directions and factors."""
+        return [e for e in self if e.arch == arch and e.generator == generator_id]
+
+    def generator_of(self, entry: WeightEntry) -> WeightEntry:
+        """The registered generator an encoder, regressor or factor file was made for."""
+        if not entry.generator:
+            raise UserError(f"Registry entry {entry.id!r} does not name the generator it was "
+                            f"made for (its 'generator' field).")
+        if entry.generator not in self._entries:
+            raise UserError(f"Registry entry {entry.id!r} belongs to generator "
+                            f"{entry.generator!r}, which is not registered.")
+        return self._entries[entry.generator]
 
     def get(self, model_id: str) -> WeightEntry:
         try:

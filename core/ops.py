@@ -85,20 +85,6 @@ class Upsample(nn.Module):
         return upfirdn2d(x, self.kernel, up=self.factor, pad=self.pad)
 
 
-class Downsample(nn.Module):
-    """2x FIR downsampling (encoders and discriminators)."""
-
-    def __init__(self, taps: list[float], factor: int = 2):
-        super().__init__()
-        self.register_buffer("kernel", make_kernel(taps))
-        self.factor = factor
-        p = len(taps) - factor
-        self.pad = ((p + 1) // 2, p // 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return upfirdn2d(x, self.kernel, down=self.factor, pad=self.pad)
-
-
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor, negative_slope: float = 0.2,
                      scale: float = SQRT2) -> torch.Tensor:
     """leaky_relu(x + bias) * scale with the bias broadcast over channel dim 1.
@@ -174,6 +160,33 @@ def nearest_up_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
         return F.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"), weight, bias, padding=1)
     fused = cache.get(weight, lambda w: (nearest_up_conv_weight(w),))[0]
     return F.conv_transpose2d(x, fused, bias, stride=2, padding=1)
+
+
+def channel_table(channel_multiplier: int = 2, channel_max: int = 512) -> dict[int, int]:
+    """Channels per resolution of StyleGAN2 config-e/f (StyleMapGAN's encoder goes down to
+    1 px with the same table), capped at `channel_max` (tiny test models)."""
+    cm = channel_multiplier
+    base = {1: 512, 2: 512, 4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * cm, 128: 128 * cm,
+            256: 64 * cm, 512: 32 * cm, 1024: 16 * cm}
+    return {res: min(channel_max, c) for res, c in base.items()}
+
+
+def truncate(x: torch.Tensor, center: torch.Tensor, psi: float) -> torch.Tensor:
+    """The truncation trick: pull a latent (w, or a stylemap) towards `center` (same number
+    of elements per sample, any shape); psi=1 leaves it as is."""
+    center = center.reshape(1, *x.shape[1:]).to(x)
+    return center + psi * (x - center)
+
+
+class ConstantInput(nn.Module):
+    """The learned constant a style-based synthesis starts from, broadcast over the batch."""
+
+    def __init__(self, channels: int, size: int = 4):
+        super().__init__()
+        self.input = nn.Parameter(torch.randn(1, channels, size, size))
+
+    def forward(self, batch: int) -> torch.Tensor:
+        return self.input.expand(batch, -1, -1, -1)
 
 
 def mapped_mean(mapping, dim: int, n: int, seed: int, device: torch.device,

@@ -1,4 +1,12 @@
-"""Gradio-side helpers shared by the tabs: error translation and the ZeroGPU decorator."""
+"""Gradio-side helpers shared by the tabs: the one handler decorator, wiring, shared widgets.
+
+A tab's handlers are module-level functions `handler(ctx, *values) -> outputs`: plain
+functions of the context and the widgets' values, testable without a running app. Those that
+use a model carry `@gpu_task(duration)` (ZeroGPU's `spaces.GPU` where it exists, errors
+translated for people); `TabWiring.on` binds the context, queues them on the one GPU lane and
+appends the tab's "Download all" state to their outputs (their last return value is the run's
+`core.recipe.Run`, made with `record`).
+"""
 from __future__ import annotations
 
 import functools
@@ -63,6 +71,35 @@ except ImportError:
     def gpu(duration: int = 60) -> Callable[[Callable], Callable]:
         return lambda fn: fn
 
+GPU_LANE = "gpu"  # every model-using event shares this concurrency id: one GPU job at a time
+
+
+def gpu_task(duration: int = 60) -> Callable[[Callable], Callable]:
+    """The decorator of every handler that runs a model: `user_errors` inside ZeroGPU's
+    `spaces.GPU(duration)` (seconds a call may hold the GPU); `TabWiring.on` queues it on the
+    GPU lane."""
+    def decorate(fn: Callable) -> Callable:
+        wrapped = gpu(duration)(user_errors(fn))
+        wrapped.gpu_task = True
+        return wrapped
+    return decorate
+
+
+def bind(handler: Callable, ctx) -> Callable:
+    """`handler(ctx, *values)` as the `fn(*values)` Gradio calls: same signature minus `ctx`
+    (so gr.Progress defaults are still found), a generator function if the handler is one."""
+    if inspect.isgeneratorfunction(inspect.unwrap(handler)):
+        def bound(*args, **kwargs):
+            yield from handler(ctx, *args, **kwargs)
+    else:
+        def bound(*args, **kwargs):
+            return handler(ctx, *args, **kwargs)
+    sig = inspect.signature(handler)
+    bound.__signature__ = sig.replace(parameters=list(sig.parameters.values())[1:])
+    bound.__name__ = bound.__qualname__ = getattr(handler, "__name__", "handler")
+    bound.__doc__ = handler.__doc__
+    return bound
+
 
 MAX_SEED = 2 ** 31 - 1
 
@@ -86,14 +123,14 @@ def parse_seeds(text: str | int | float | None, max_count: int = 8) -> list[int]
     return seeds
 
 
-def seed_picker(target: gr.components.Component, sample: Callable, inputs: list,
-                default: int = 1, label: str = "Sample from seed") -> gr.Number:
-    """A seed box and a button under a picture: the button puts `sample(*inputs, seed)` (a
-    generated picture) into `target`, so every tab can start without an upload."""
+def seed_picker(wiring: "TabWiring", target: gr.components.Component, sample: Callable,
+                inputs: list, default: int = 1, label: str = "Sample from seed") -> gr.Number:
+    """A seed box and a button under a picture: the button puts `sample(ctx, *inputs, seed)`
+    (a generated picture, a `gpu_task`) into `target`, so every tab can start without an upload."""
     with gr.Row():
         seed = gr.Number(value=default, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", scale=2)
         button = gr.Button(label, scale=1)
-    button.click(sample, inputs + [seed], target, api_name=False, concurrency_id="gpu")
+    wiring.on(button.click, sample, inputs + [seed], target, record=False)
     return seed
 
 
@@ -110,7 +147,9 @@ def shift_range(span: int, count: int) -> list:
 
 def quietly(handler: Callable, n_outputs: int) -> Callable:
     """For live re-runs (every stroke): call `handler`, but answer "no change" instead of an
-    error message while the input is still incomplete (the Run button shows errors)."""
+    error message while the input is still incomplete (the Run button shows errors). Keeps
+    the handler's signature and `gpu_task` mark."""
+    @functools.wraps(handler)
     def run(*args):
         try:
             return handler(*args)
@@ -137,7 +176,7 @@ def licence_line(registry, tab: str, ids: Sequence[str] = ()) -> gr.Markdown:
 
 def labelled_examples(examples: list[list], labels: list[str], inputs: list,
                       label: str = "Examples") -> gr.Examples:
-    """gr.Examples with a label per example; `run_examples` makes a click also run the tab.
+    """gr.Examples with a label per example; `TabWiring.examples` makes a click also run the tab.
 
     Not cached on purpose: a cached example cannot set a gr.State (Gradio 6 caches State
     outputs as empty), so the tab's "Download all" would not match the picture shown, and
@@ -146,40 +185,33 @@ def labelled_examples(examples: list[list], labels: list[str], inputs: list,
                        examples_per_page=max(10, len(examples)))
 
 
-def run_examples(examples: gr.Examples, *steps: tuple[Callable, list, list]) -> None:
-    """After an example fills its inputs, run `(handler, inputs, outputs)` steps in order, on
-    the GPU queue like the tab's own buttons (so progress, errors and the last-run record
-    behave exactly as for a click on the button)."""
-    event = examples.load_input_event
-    for fn, inputs, outputs in steps:
-        event = event.then(fn, inputs, outputs, api_name=False, concurrency_id="gpu")
-
-
 NOTHING_TO_DOWNLOAD = ("Nothing to download yet: run this tab first. \"Download all\" packs the "
                        "last result, its masks, latents (.npz) and recipe.json into one .zip.")
 
 
+def record(ctx, tab: str, operation: str, models: dict[str, str | None] | str, *, images: dict,
+           masks: dict | None = None, arrays: dict | None = None, seeds: Sequence[int] = (),
+           settings: dict | None = None, notes: str | None = None):
+    """A handler's run as a `core.recipe.Run` with its recipe, for the tab's "Download all":
+    `models` maps roles to registry ids (the first is the run's model id), `settings` every
+    setting of the run, `seeds` the seeds in order."""
+    from core.recipe import Run, make_recipe
+
+    ids = {"model": models} if isinstance(models, str) else models
+    entries = {role: ctx.registry.get(mid) for role, mid in ids.items() if mid}
+    recipe = make_recipe(tab, operation, entries, seeds=seeds, settings=settings,
+                         device=ctx.device, notes=notes)
+    return Run(images, masks or {}, arrays or {}, recipe)
+
+
 class DownloadAll:
     """A tab's "Download all": `state` (a gr.State) holds the tab's last run, a
-    `core.recipe.Run` on the CPU (pictures, masks, latents, recipe; never a model). Handlers
-    return `self.run(...)` into `state`; `render()` places the button and the file it fills."""
+    `core.recipe.Run` on the CPU (pictures, masks, latents, recipe; never a model), which
+    handlers return last (see `record`); `render()` places the button and the file it fills."""
 
     def __init__(self, ctx, tab: str):
         self.ctx, self.tab = ctx, tab
         self.state = gr.State(None)
-
-    def run(self, operation: str, models: dict[str, str | None] | str, *, images: dict,
-            masks: dict | None = None, arrays: dict | None = None, seeds: Sequence[int] = (),
-            settings: dict | None = None, notes: str | None = None):
-        """A Run with its recipe: `models` maps roles to registry ids (the first is the run's
-        model id), `settings` every setting of the run, `seeds` the seeds in order."""
-        from core.recipe import Run, make_recipe
-
-        ids = {"model": models} if isinstance(models, str) else models
-        entries = {role: self.ctx.registry.get(mid) for role, mid in ids.items() if mid}
-        recipe = make_recipe(self.tab, operation, entries, seeds=seeds, settings=settings,
-                             device=self.ctx.device, notes=notes)
-        return Run(images, masks or {}, arrays or {}, recipe)
 
     def render(self, label: str = "📦 Download all (.zip)") -> tuple[gr.Button, gr.File]:
         with gr.Row():
@@ -201,3 +233,31 @@ class DownloadAll:
             return str(write_bundle(run.images, run.masks, run.arrays, recipe))
         except Exception as e:
             raise _translate(e) from e
+
+
+class TabWiring:
+    """What one tab's builders share: the app context, the tab id and its "Download all".
+
+    `on(event, handler, inputs, outputs)` wires a module-level handler: the context bound,
+    the GPU lane for `gpu_task` handlers, the Download-all state appended to the outputs
+    (`record=False` for handlers that return no run)."""
+
+    def __init__(self, ctx, tab: str):
+        self.ctx, self.tab = ctx, tab
+        self.download = DownloadAll(ctx, tab)
+
+    def on(self, event: Callable, handler: Callable, inputs, outputs, *, record: bool = True,
+           api_name: str | bool = False, **kwargs):
+        outputs = list(outputs if isinstance(outputs, (list, tuple)) else [outputs])
+        if record:
+            outputs.append(self.download.state)
+        if getattr(handler, "gpu_task", False):
+            kwargs.setdefault("concurrency_id", GPU_LANE)
+        return event(bind(handler, self.ctx), inputs, outputs, api_name=api_name, **kwargs)
+
+    def examples(self, examples: gr.Examples, *steps: tuple[Callable, list, list]) -> None:
+        """After an example fills its inputs, run `(handler, inputs, outputs)` steps in order,
+        wired like `on` (so progress, errors and the last-run record behave as for a click)."""
+        event = examples.load_input_event
+        for handler, inputs, outputs in steps:
+            event = self.on(event.then, handler, inputs, outputs)

@@ -1,1 +1,32 @@
-"""One module per tab: pure engine functions plus `build_tab(ctx)` for the UI."""
+"""The app's tabs, declared once: `TABS` drives the app (`app.build_app`), the licence lines
+(registry `used_by` names these ids) and the tests (every tab needs a browser case).
+
+Adding a tab: a module here with its engine and `build_tab(ctx)`, and one row below.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+
+@dataclass(frozen=True)
+class Tab:
+    title: str  # what the page shows
+    id: str  # the gr.Tab id, `used_by` in weights.json, the recipe's "tab"
+    module: str  # the module with `build_tab(ctx)`, imported when the app is built
+
+    def load(self) -> ModuleType:
+        return importlib.import_module(self.module)
+
+
+TABS: tuple[Tab, ...] = (
+    Tab("Generate", "generate", "demos.generate"),
+    Tab("Collage", "collage", "demos.collage"),
+    Tab("SAM invert & edit", "sam", "demos.sam"),
+    Tab("StyleMap", "stylemap", "demos.stylemap"),
+    Tab("Neural Collage", "ncollage", "demos.ncollage"),
+    Tab("PandA", "panda", "demos.panda"),
+    Tab("Models", "models", "demos.models"),
+)
+TAB_IDS = tuple(t.id for t in TABS)

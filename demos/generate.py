@@ -8,14 +8,16 @@ from __future__ import annotations
 import random
 
 import gradio as gr
+import numpy as np
 import torch
 
 from core.context import AppContext
-from core.device import randn
+from core.errors import UserError
 from core.images import to_uint8
-from core.models.stylegan2 import StyleGAN2Generator, truncate
-from core.ui import (MAX_SEED, DownloadAll, gpu, labelled_examples, licence_line, run_examples,
-                     tab_header, user_errors)
+from core.models.stylegan2 import StyleGAN2Generator
+from core.recipe import Run
+from core.ui import (MAX_SEED, TabWiring, gpu_task, labelled_examples, licence_line, record,
+                     tab_header)
 
 HOW_IT_WORKS = """
 A seed fixes a 512-d Gaussian vector **z**; the mapping network turns it into a style vector
@@ -26,34 +28,52 @@ Paper: [Karras et al., *Analyzing and Improving the Image Quality of StyleGAN*, 
 """
 
 
-def seed_latents(seeds: list[int], dim: int, device: torch.device) -> torch.Tensor:
-    """One z per seed, identical on every device: [len(seeds), dim]."""
-    return torch.cat([randn((1, dim), seed) for seed in seeds]).to(device)
+TAB = "generate"
 
 
+# ---- engine --------------------------------------------------------------------------------
 @torch.inference_mode()
 def generate_with_latents(G: StyleGAN2Generator, seeds: list[int], truncation: float = 1.0
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Seeds -> (images [B, 3, S, S] in [-1, 1], z [B, style_dim], w [B, style_dim] after
-    truncation), in one batched pass."""
-    z = seed_latents(seeds, G.style_dim, G.device)
-    w = G.mapping(z)
-    if truncation != 1.0:
-        w = truncate(w, G.truncation_center().to(w.dtype), truncation)
-    return G.synthesis(G.w_plus(w)).float(), z, w
+    truncation), in one batched pass (the same pictures as `G.render(G.sample_latents(seeds))`)."""
+    z = G.sample_latents(seeds)
+    w = G.truncated_w(z, truncation)
+    return G.synthesis(G.w_plus(w)).float().clamp(-1, 1), z, w
 
 
-def generate(G: StyleGAN2Generator, seeds: list[int], truncation: float = 1.0) -> torch.Tensor:
-    """Seeds -> images [B, 3, S, S] in [-1, 1], in one batched pass."""
-    return generate_with_latents(G, seeds, truncation)[0]
+# ---- handlers (plain functions of the context and the widgets' values) ---------------------
+@gpu_task(duration=60)
+def generate_image(ctx: AppContext, model_id: str | None, seed: float | None, truncation: float,
+                   progress=gr.Progress(track_tqdm=True)) -> tuple[np.ndarray, Run]:
+    """One picture from a seed -> (picture, run for "Download all")."""
+    if not model_id:
+        raise UserError("Pick a model first.")
+    if seed is None or not 0 <= int(seed) <= MAX_SEED:
+        raise UserError(f"The seed must be a whole number between 0 and {MAX_SEED}.")
+    progress(0.0, desc=f"Loading {model_id}")
+    G = ctx.model(model_id)
+    progress(0.5, desc="Rendering")
+    images, z, w = generate_with_latents(G, [int(seed)], float(truncation))
+    result = to_uint8(images)[0]
+    run = record(ctx, TAB, "generate", {"generator": model_id}, images={"result": result},
+                 arrays={"z": z, "w": w}, seeds=[int(seed)],
+                 settings={"truncation": float(truncation)})
+    return result, run
 
 
+def random_seed() -> int:
+    return random.randint(0, MAX_SEED)
+
+
+# ---- UI ------------------------------------------------------------------------------------
 def build_tab(ctx: AppContext) -> None:
     ids = ctx.model_ids("stylegan2")
+    wiring = TabWiring(ctx, TAB)
     tab_header("Sample a pretrained StyleGAN2. Same seed, same image. The first use of a "
                "model downloads its weights (100-150 MB) from the Hugging Face Hub.",
                HOW_IT_WORKS)
-    licence_line(ctx.registry, "generate", ids)
+    licence_line(ctx.registry, TAB, ids)
     with gr.Row():
         with gr.Column():
             model = gr.Dropdown(ids, value=ids[0] if ids else None, label="Model")
@@ -70,29 +90,9 @@ def build_tab(ctx: AppContext) -> None:
         ["seed 1 · ψ 0.7 (the usual trade-off)", "seed 1 · ψ 0.2 (close to the average image)",
          "seed 1 · ψ 1.0 (full variety, more artefacts)", "seed 42 · ψ 0.7"],
         [model, seed, psi], label="Examples: one seed, three truncations")
-    download = DownloadAll(ctx, "generate")
-    download.render()
+    wiring.download.render()
 
-    @gpu(duration=60)
-    @user_errors
-    def on_generate(model_id: str, seed_value: float, truncation: float,
-                    progress=gr.Progress(track_tqdm=True)):
-        if not model_id:
-            raise gr.Error("Pick a model first.")
-        if seed_value is None or not 0 <= int(seed_value) <= MAX_SEED:
-            raise gr.Error(f"The seed must be a whole number between 0 and {MAX_SEED}.")
-        progress(0.0, desc=f"Loading {model_id}")
-        G = ctx.model(model_id)
-        progress(0.5, desc="Rendering")
-        images, z, w = generate_with_latents(G, [int(seed_value)], float(truncation))
-        result = to_uint8(images)[0]
-        run_record = download.run("generate", {"generator": model_id}, images={"result": result},
-                                  arrays={"z": z, "w": w}, seeds=[int(seed_value)],
-                                  settings={"truncation": float(truncation)})
-        return result, run_record
-
-    outputs = [image, download.state]
-    run.click(on_generate, [model, seed, psi], outputs, api_name="generate", concurrency_id="gpu")
-    run_examples(examples, (on_generate, [model, seed, psi], outputs))
-    dice.click(lambda: random.randint(0, MAX_SEED), None, seed, api_name="random_seed",
-               queue=False)
+    inputs = [model, seed, psi]
+    wiring.on(run.click, generate_image, inputs, image, api_name="generate")
+    wiring.examples(examples, (generate_image, inputs, [image]))
+    dice.click(random_seed, None, seed, api_name="random_seed", queue=False)

@@ -1,12 +1,10 @@
 """Shared fixtures. Nothing here touches the network: Hub access is forced offline and
-LPIPS uses a random backbone; models are tiny checkpoints in the published layouts."""
+LPIPS uses a random backbone; models are tiny checkpoints in the published layouts. Shared
+helper functions live in helpers.py."""
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import shutil
-import socket
 import sys
 from pathlib import Path
 
@@ -19,19 +17,12 @@ import huggingface_hub.constants  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-REFERENCE = Path(os.environ.get("SPATIAL_GAN_REFERENCE", Path(__file__).parent / "data" / "reference"))
-SG2_REF = REFERENCE / "stylegan2"
-TINY_SG2_CONFIG = {"size": 32, "style_dim": 32, "n_mlp": 2, "channel_multiplier": 2, "channel_max": 16}
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from helpers import SG2_REF, load_reference, tiny_sg2_entry, write_registry  # noqa: E402
 
 huggingface_hub.constants.HF_HUB_OFFLINE = True
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-
-
-def load_reference(path: Path):
-    """Reference files were written by the authors' code; they are trusted test data."""
-    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 @pytest.fixture(scope="session")
@@ -47,34 +38,10 @@ def tiny_sg2_file(tmp_path: Path) -> Path:
     return dst
 
 
-def write_registry(path: Path, entries: list[dict]) -> Path:
-    path.write_text(json.dumps(entries, indent=1))
-    return path
-
-
-def tiny_sg2_entry(model_id: str, file: Path, **extra) -> dict:
-    return {"id": model_id, "arch": "stylegan2", "config": dict(TINY_SG2_CONFIG),
-            "path": str(file), "sha256": None, "license": "test only", "source": "tests",
-            "used_by": ["generate"], **extra}
-
-
 @pytest.fixture()
 def tiny_registry(tmp_path: Path, tiny_sg2_file: Path) -> Path:
     """A registry file with one tiny StyleGAN2 as a local `path` entry."""
     return write_registry(tmp_path / "weights.json", [tiny_sg2_entry("tiny-sg2", tiny_sg2_file)])
-
-
-def seed_hub_cache(cache: Path, repo_id: str, files: dict[str, bytes], commit: str = "c" * 40,
-                   repo_type: str = "model") -> Path:
-    """Lay files out exactly as huggingface_hub's cache does (refs/main without newline)."""
-    root = cache / f"{repo_type}s--{repo_id.replace('/', '--')}"
-    (root / "refs").mkdir(parents=True, exist_ok=True)
-    (root / "refs" / "main").write_text(commit)
-    for rel, data in files.items():
-        p = root / "snapshots" / commit / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-    return root
 
 
 @pytest.fixture()
@@ -85,63 +52,3 @@ def hub_cache(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     return cache
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def app_client(registry: Path):
-    """The whole app built on `registry`, launched on a free port, as a gradio_client."""
-    import app as app_module
-    from gradio_client import Client
-
-    demo = app_module.build_app(weights=str(registry), device="cpu")
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True)
-    try:
-        yield Client(url, verbose=False)
-    finally:
-        demo.close()
-
-
-def png_file(folder: Path, name: str, array) -> str:
-    """Save an array as a PNG (lossless, what the app's components use) -> its path."""
-    from PIL import Image
-
-    path = folder / name
-    Image.fromarray(array).save(path)
-    return str(path)
-
-
-def read_png(path: str):
-    import numpy as np
-    from PIL import Image
-
-    return np.asarray(Image.open(path))
-
-
-def editor_value(folder: Path, name: str, picture, painted=None, colour=(255, 51, 51)) -> dict:
-    """A gr.ImageEditor value as a browser sends it: background, one RGBA paint layer where
-    `painted` (bool H x W, or a list of them, one per colour in `colour`) is true, and the
-    composite."""
-    import numpy as np
-    from gradio_client import handle_file
-
-    h, w = picture.shape[:2]
-    layer = np.zeros((h, w, 4), np.uint8)
-    composite = picture.copy()
-    regions = painted if isinstance(painted, list) else [painted]
-    colours = colour if isinstance(painted, list) else [colour]
-    for region, rgb in zip(regions, colours):
-        if region is not None:
-            layer[region] = (*rgb, 255)
-            composite[region] = (*rgb, 255)[:composite.shape[-1]] if composite.ndim == 3 else 255
-    return {"background": handle_file(png_file(folder, f"{name}-bg.png", picture)),
-            "layers": [handle_file(png_file(folder, f"{name}-l.png", layer))],
-            "composite": handle_file(png_file(folder, f"{name}-c.png", composite))}
-
-
-EMPTY_EDITOR = {"background": None, "layers": [], "composite": None}

@@ -15,12 +15,13 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from conftest import ROOT, free_port, tiny_sg2_entry, write_registry
+from helpers import ROOT, free_port, tiny_sg2_entry, write_registry
 
 import app as app_module
 from core.images import to_uint8
 from core.models.stylegan2 import load_stylegan2
-from demos.generate import generate
+from core.models.generator import seed_normal
+from demos.generate import generate_image, generate_with_latents
 
 
 @pytest.fixture()
@@ -55,7 +56,7 @@ def test_generate_end_to_end_matches_the_engine(running_app, tiny_sg2_file):
     out = client.predict("tiny-sg2", 7, 0.6, api_name="/generate")
     got = _png(out)
     G = load_stylegan2(tiny_sg2_file, size=32, style_dim=32, n_mlp=2, channel_max=16)
-    expected = to_uint8(generate(G, [7], 0.6))[0]
+    expected = to_uint8(generate_with_latents(G, [7], 0.6)[0])[0]
     assert got.shape == (32, 32, 3)
     assert np.array_equal(got, expected)  # PNG: lossless, deterministic seed
     # a second call with another seed gives another image; same seed gives the same one
@@ -155,7 +156,6 @@ def test_download_all_packs_the_last_generation(running_app):
     """Nothing run yet: a clear message. Then the zip holds the picture the page showed
     (pixel-exact), z and w, and a recipe with the model, its registry entry and the seed."""
     from core.recipe import read_bundle
-    from demos.generate import seed_latents
 
     demo, client = running_app
     with pytest.raises(AppError, match="Nothing to download yet"):
@@ -163,10 +163,37 @@ def test_download_all_packs_the_last_generation(running_app):
     shown = _png(client.predict("tiny-sg2", 7, 0.6, api_name="/generate"))
     bundle = read_bundle(client.predict(api_name="/generate_download"))
     assert np.array_equal(bundle.images["result"], shown)
-    assert np.array_equal(bundle.arrays["z"], seed_latents([7], 32, torch.device("cpu")).numpy())
+    assert np.array_equal(bundle.arrays["z"], seed_normal([7], 32).numpy())
     assert bundle.arrays["w"].shape == (1, 32)
     r = bundle.recipe
     assert r["model_id"] == "tiny-sg2" and r["seed"] == 7 and r["seeds"] == [7]
     assert r["tab"] == "generate" and r["settings"] == {"truncation": 0.6}
     entry = demo.ctx.registry.get("tiny-sg2")
     assert r["models"]["generator"]["sha256"] == entry.sha256 and r["models"]["generator"]["path"] == str(entry.path)
+
+
+def test_generate_handler_is_a_plain_function(tiny_registry):
+    """Handlers are module-level functions of (ctx, values): callable without a running app,
+    giving the same picture as the protocol's sample + render, and a run for Download all."""
+    from core.context import AppContext
+    from core.hub import load_registry
+
+    ctx = AppContext(load_registry(tiny_registry), torch.device("cpu"))
+    picture, run = generate_image(ctx, "tiny-sg2", 3, 1.0)
+    G = ctx.model("tiny-sg2")
+    assert np.array_equal(picture, to_uint8(G.render(G.sample_latents([3])))[0])
+    assert run.recipe["tab"] == "generate" and run.recipe["seeds"] == [3]
+    with pytest.raises(Exception, match="seed must be a whole number"):
+        generate_image(ctx, "tiny-sg2", -1, 1.0)
+
+
+def test_tabs_are_declared_once():
+    """The app builds one gr.Tab per row of demos.TABS, and every registry `used_by` names one."""
+    from core.hub import load_registry
+    from demos import TAB_IDS
+
+    demo = app_module.build_app(device="cpu")
+    tab_ids = [b.id for b in demo.blocks.values() if type(b).__name__ == "Tab" and b.id in TAB_IDS]
+    assert tab_ids == list(TAB_IDS)
+    for e in load_registry():
+        assert set(e.used_by) <= set(TAB_IDS), e.id

@@ -10,7 +10,7 @@ import torch
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from conftest import app_client, seed_hub_cache, tiny_sg2_entry, write_registry
+from helpers import app_client, seed_hub_cache, tiny_sg2_entry, write_registry
 
 from core.images import to_uint8
 from core.models.stylegan2 import load_stylegan2

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import SG2_REF, TINY_SG2_CONFIG
+from helpers import SG2_REF, TINY_SG2_CONFIG
 from core.blend import FeatureBlend, shift_at, translate
 from core.errors import UserError
 from core.images import masks_by_colour

@@ -30,7 +30,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REFERENCE, SG2_REF, app_client, tiny_sg2_entry, write_registry
+from helpers import REFERENCE, SG2_REF, app_client, tiny_sg2_entry, write_registry
 
 ARTIFACTS = Path(os.environ.get("SPATIAL_GAN_BROWSER_ARTIFACTS",
                                 Path(__file__).parent / "artifacts" / "browser"))

@@ -11,7 +11,7 @@ import torch
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from conftest import (EMPTY_EDITOR, REFERENCE, SG2_REF, TINY_SG2_CONFIG, app_client, editor_value, read_png,
+from helpers import (EMPTY_EDITOR, REFERENCE, SG2_REF, TINY_SG2_CONFIG, app_client, editor_value, read_png,
                       tiny_sg2_entry, write_registry)
 
 from core.errors import UserError

@@ -8,7 +8,7 @@ import gradio as gr
 import pytest
 import torch
 
-from conftest import tiny_sg2_entry
+from helpers import tiny_sg2_entry
 from core import device as device_mod
 from core import lpips as lpips_mod
 from core.cache import ModelCache

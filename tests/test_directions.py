@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_SG2_CONFIG
+from helpers import TINY_SG2_CONFIG
 from core import directions as D
 from core.errors import UserError
 from core.models.stylegan2 import StyleGAN2Generator

@@ -16,10 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REFERENCE, load_reference
+from helpers import REFERENCE, load_reference
 from core.checkpoints import write_safetensors
 from core.errors import UserError
-from core.models import LOADERS, load_model
+from core.models import FAMILIES, load_model
 from core.models.e4e import (E4EEncoder, StyleHead, e4e_decoder_state, e4e_from_checkpoint,
                              e4e_input, load_e4e, n_styles_for)
 
@@ -95,8 +95,8 @@ def test_published_file_matches_the_authors(ffhq_file, io):
     """SAM's faces call, through the registry door on the file as published: a real-size
     256x256 input and a 64x64 one."""
     ref = io["ffhq"]
-    assert "e4e" in LOADERS
-    model = load_model("e4e", ffhq_file, {"n_styles": 18, "generator": "stylegan2-ffhq-1024"})
+    assert "e4e" in FAMILIES
+    model = load_model("e4e", ffhq_file, {"n_styles": 18})
     assert isinstance(model, E4EEncoder) and not model.training
     assert not any(p.requires_grad for p in model.parameters())
     assert {t.device.type for t in model.state_dict().values()} == {"cpu"}  # nothing left on meta

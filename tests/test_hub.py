@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, seed_hub_cache, tiny_sg2_entry, write_registry
+from helpers import ROOT, seed_hub_cache, tiny_sg2_entry, write_registry
 from core import hub
 from core.errors import UserError
 
@@ -55,17 +55,26 @@ def test_bundled_registry_is_complete():
 def test_bundled_registry_is_loadable_and_paired():
     """Every arch has a loader, every regressor names a registered generator, and the
     BigGAN-deep configs are the published config.json files."""
-    from core.models import LOADERS
+    import inspect
+
+    from core.models import DATA_ARCHS, FAMILIES
     from core.models.biggan import PUBLISHED_CONFIGS
 
     reg = hub.load_registry(BUNDLED)
     for e in reg:
-        # factors and edit directions are arrays, not models
-        assert e.arch in LOADERS or e.arch in ("panda-factors", "edit-direction"), e.id
-        if e.arch in ("sam-invertibility", "e4e", "edit-direction"):
-            assert reg.get(e.config["generator"]).arch == "stylegan2", e.id
+        assert e.arch in FAMILIES or e.arch in DATA_ARCHS, e.id
+        if e.arch in FAMILIES:  # config holds the loader's arguments and nothing else
+            params = inspect.signature(FAMILIES[e.arch].load_function()).parameters
+            if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+                assert set(e.config) <= set(params), (e.id, set(e.config) - set(params))
+        if e.arch in ("sam-invertibility", "e4e", "edit-direction", "panda-factors"):
+            assert reg.generator_of(e).arch == "stylegan2", e.id
         if e.arch == "regressor":
-            assert reg.get(e.config["generator"]).arch in ("stylegan2", "proggan"), e.id
+            assert reg.generator_of(e).arch in ("stylegan2", "proggan"), e.id
+        if e.arch in ("stylegan2", "stylemapgan", "proggan", "biggan-deep"):
+            assert e.image_size() in (128, 256, 512, 1024), e.id
+        else:
+            assert e.image_size() is None, e.id
     for model_id in reg.ids("biggan-deep"):
         assert reg.get(model_id).config == PUBLISHED_CONFIGS[model_id], model_id
 

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 import huggingface_hub.constants
 import pytest
 
-from conftest import free_port, write_registry
+from helpers import free_port, write_registry
 from core import hub
 from core.errors import UserError
 

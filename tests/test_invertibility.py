@@ -13,10 +13,10 @@ import pytest
 import torch
 
 import core.checkpoints
-from conftest import REFERENCE, load_reference
+from helpers import REFERENCE, load_reference
 from core.checkpoints import write_safetensors
 from core.errors import UserError
-from core.models import LOADERS, load_model
+from core.models import FAMILIES, load_model
 from core.models.invertibility import (SPACES, InvertibilityPredictor, load_invertibility)
 
 INV_REF = REFERENCE / "invertibility"
@@ -153,7 +153,7 @@ def test_num_batches_tracked_may_be_absent(monkeypatch, ckpt):
 
 
 def test_registry_loader_and_safetensors_copy(ckpt_file, ckpt, model, tmp_path):
-    loaded = LOADERS["sam-invertibility"](ckpt_file, {})
+    loaded = load_model("sam-invertibility", ckpt_file, {})
     assert isinstance(loaded, InvertibilityPredictor) and not loaded.training
     st = write_safetensors(ckpt, tmp_path / "invertibility.safetensors", keep=("sd_base", *SPACES))
     copy = load_invertibility(st)  # our safetensors copy: the same dict comes back

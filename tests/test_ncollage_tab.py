@@ -11,7 +11,7 @@ import pytest
 import torch
 from gradio_client.exceptions import AppError
 
-from conftest import (REFERENCE, TINY_SG2_CONFIG, app_client, editor_value, read_png, tiny_sg2_entry,
+from helpers import (REFERENCE, TINY_SG2_CONFIG, app_client, editor_value, read_png, tiny_sg2_entry,
                       write_registry)
 from core.errors import UserError
 from core.images import to_uint8

@@ -13,7 +13,7 @@ import pytest
 from gradio_client import Client
 from PIL import Image
 
-from conftest import ROOT, TINY_SG2_CONFIG, free_port, seed_hub_cache, write_registry
+from helpers import ROOT, TINY_SG2_CONFIG, free_port, seed_hub_cache, write_registry
 
 
 @pytest.fixture()

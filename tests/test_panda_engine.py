@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, SG2_REF, TINY_SG2_CONFIG, seed_hub_cache, tiny_sg2_entry, write_registry
+from helpers import ROOT, SG2_REF, TINY_SG2_CONFIG, seed_hub_cache, tiny_sg2_entry, write_registry
 from core.context import AppContext
 from core.device import randn
 from core.errors import UserError

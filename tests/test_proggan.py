@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REFERENCE, load_reference
+from helpers import REFERENCE, load_reference
 from core.checkpoints import write_safetensors
 from core.errors import UserError
 from core.models import load_model

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from conftest import (REFERENCE, ROOT, TINY_SG2_CONFIG, load_reference, seed_hub_cache,
+from helpers import (REFERENCE, ROOT, TINY_SG2_CONFIG, load_reference, seed_hub_cache,
                       tiny_sg2_entry, write_registry)
 from core import hub
 from core.models import load_model

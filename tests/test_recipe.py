@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT, seed_hub_cache, tiny_sg2_entry, write_registry
+from helpers import ROOT, seed_hub_cache, tiny_sg2_entry, write_registry
 
 from core.context import AppContext
 from core.hub import load_registry

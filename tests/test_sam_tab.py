@@ -11,7 +11,7 @@ import pytest
 import torch
 from gradio_client import handle_file
 
-from conftest import app_client, editor_value, png_file, read_png, write_registry
+from helpers import app_client, editor_value, png_file, read_png, write_registry
 from core.models.stylegan2 import StyleGAN2Generator
 
 SAM_SG2 = {"size": 256, "style_dim": 32, "n_mlp": 2, "channel_multiplier": 2, "channel_max": 8}

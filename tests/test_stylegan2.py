@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import SG2_REF, TINY_SG2_CONFIG
+from helpers import SG2_REF, TINY_SG2_CONFIG
 from core.errors import UserError
 from core.models import load_model
 from core.models.stylegan2 import (StyleGAN2Generator, load_stylegan2, mix_styles, panda_layer,
@@ -246,8 +246,10 @@ def test_wrong_config_or_file_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="does not match"):
         load_model("stylegan2", SG2_REF / "tiny.pt", {**TINY_SG2_CONFIG, "channel_max": 32})
     torch.save({"not_g_ema": {}}, tmp_path / "other.pt")
-    with pytest.raises(UserError, match="not a stylegan2 checkpoint"):
+    with pytest.raises(UserError, match="not a rosinality StyleGAN2 checkpoint"):
         load_model("stylegan2", tmp_path / "other.pt", TINY_SG2_CONFIG)
+    with pytest.raises(UserError, match="unknown keys \\['content'\\]"):  # registry mistake
+        load_model("stylegan2", SG2_REF / "tiny.pt", {**TINY_SG2_CONFIG, "content": [32, 24]})
     (tmp_path / "broken.pt").write_bytes((SG2_REF / "tiny.pt").read_bytes()[:5000])
     with pytest.raises(UserError, match="corrupt"):
         load_model("stylegan2", tmp_path / "broken.pt", TINY_SG2_CONFIG)

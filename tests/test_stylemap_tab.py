@@ -12,7 +12,7 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from conftest import (EMPTY_EDITOR, REFERENCE, app_client, editor_value, load_reference, png_file,
+from helpers import (EMPTY_EDITOR, REFERENCE, app_client, editor_value, load_reference, png_file,
                       read_png, write_registry)
 
 from core.errors import UserError

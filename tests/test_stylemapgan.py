@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import REFERENCE, load_reference
+from helpers import REFERENCE, load_reference
 from core.errors import UserError
 from core.models.stylemapgan import (StyleMapEncoder, StyleMapGenerator, build_stylemapgan,
                                      load_stylemapgan, truncate)

@@ -1,89 +1,77 @@
 """Generators and encoders in the official checkpoint layouts (pure PyTorch).
 
-`load_model(arch, path, config)` is the one door from a registry entry to a model: it
-picks the loader for the entry's `arch` and turns a checkpoint that does not fit the
-registered configuration into a UserError.
+`load_model(arch, path, config)` is the one door from a registry entry to a model: it picks
+the family's loader from `FAMILIES` (one row per `arch` in weights.json), checks the entry's
+`config` against the loader's arguments and leaves every other problem to the loader, which
+raises `UserError` for files that are not what the registry says. Model code is imported
+only when a model of that family is loaded (the app starts without it).
+
+Adding a generator family: a module here whose generator implements
+`core.models.generator.Generator`, a `load_<family>(path, **config)` function, and a row in
+`FAMILIES` (see ARCHITECTURE.md).
 """
 from __future__ import annotations
 
+import importlib
+import inspect
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from core.errors import UserError
 
-
-def _stylegan2(path: Path, config: dict[str, Any]) -> nn.Module:
-    from core.models.stylegan2 import load_stylegan2
-
-    # "content" is the picture area inside the frame (LSUN cars: 512x384): the tabs' business
-    return load_stylegan2(path, **{k: v for k, v in config.items() if k != "content"})
+if TYPE_CHECKING:
+    from torch import nn
 
 
-def _stylemapgan(path: Path, config: dict[str, Any]) -> nn.Module:
-    from core.models.stylemapgan import StyleMapGAN, load_stylemapgan
+@dataclass(frozen=True)
+class Family:
+    """How to build models of one registry `arch`: `loader` is "module:function", called as
+    function(path, **config); `image_size_key` names the config key holding the picture size
+    (generators only), so the UI knows it before anything is loaded."""
+    loader: str
+    image_size_key: str | None = None
 
-    model = StyleMapGAN(*load_stylemapgan(path))
-    model.check_config(config, path.name)
-    return model
-
-
-def _regressor(path: Path, config: dict[str, Any]) -> nn.Module:
-    from core.models.regressor import load_regressor
-
-    # "generator" pairs the regressor with the generator entry it was trained for and
-    # "content" is that generator's picture area: the tab's business, not the loader's
-    return load_regressor(path, **{k: v for k, v in config.items() if k not in ("generator", "content")})
+    def load_function(self):
+        module, _, name = self.loader.partition(":")
+        return getattr(importlib.import_module(module), name)
 
 
-def _biggan_deep(path: Path, config: dict[str, Any]) -> nn.Module:
-    from core.models.biggan import build_biggan
-
-    # the entry's config is the published config.json (pytorch-pretrained-BigGAN)
-    return build_biggan(config, path)
-
-
-def _proggan(path: Path, config: dict[str, Any]) -> nn.Module:
-    from core.models.proggan import load_proggan
-
-    # resolution and channel sizes come from the file; a `resolution` in config is checked
-    return load_proggan(path, **config)
+FAMILIES: dict[str, Family] = {
+    "stylegan2": Family("core.models.stylegan2:load_stylegan2", "size"),
+    "stylemapgan": Family("core.models.stylemapgan:load_stylemapgan_model", "size"),
+    "proggan": Family("core.models.proggan:load_proggan", "resolution"),
+    "biggan-deep": Family("core.models.biggan:build_biggan_from_config", "output_dim"),
+    "regressor": Family("core.models.regressor:load_regressor"),
+    "e4e": Family("core.models.e4e:load_e4e"),
+    "sam-invertibility": Family("core.models.invertibility:load_invertibility"),
+}
+DATA_ARCHS = ("panda-factors", "edit-direction")  # registered files that are arrays, not models
 
 
-def _sam_invertibility(path: Path, config: dict[str, Any]) -> nn.Module:
-    from core.models.invertibility import load_invertibility
-
-    # the file fixes the whole architecture; an entry's config (the domain or generator it
-    # was trained for) is the SAM tab's business, not the loader's
-    return load_invertibility(path)
+def image_size_key(arch: str) -> str | None:
+    family = FAMILIES.get(arch)
+    return family.image_size_key if family else None
 
 
-def _e4e(path: Path, config: dict[str, Any]) -> nn.Module:
-    from core.models.e4e import load_e4e
+def _check_config(arch: str, fn, config: dict[str, Any], name: str) -> None:
+    """Unknown or missing loader arguments are a registry mistake: say so before loading."""
+    params = list(inspect.signature(fn).parameters.values())[1:]  # after `path`
+    if any(p.kind == p.VAR_KEYWORD for p in params):
+        return  # the loader checks its own keys (BigGAN-deep's config.json)
+    known = {p.name for p in params if p.name != "map_location"}
+    required = {p.name for p in params if p.default is inspect.Parameter.empty}
+    unknown, missing = sorted(set(config) - known), sorted(required - set(config))
+    if unknown or missing:
+        raise UserError(f"The registry's config for {name} ({arch}) "
+                        + (f"has unknown keys {unknown}" if unknown else f"lacks {missing}")
+                        + f": a {arch} loader takes {', '.join(sorted(known)) or 'no keys'}.")
 
-    # n_styles is read from the file (checked when given); input_size defaults to the
-    # authors' transform for the file's dataset (192x256 for cars, 256x256 otherwise);
-    # "generator" pairs the encoder with its generator entry: the tab's business
-    return load_e4e(path, **{k: v for k, v in config.items() if k != "generator"})
 
-
-LOADERS: dict[str, Callable[[Path, dict[str, Any]], nn.Module]] = {
-    "stylegan2": _stylegan2, "stylemapgan": _stylemapgan, "regressor": _regressor,
-    "biggan-deep": _biggan_deep, "proggan": _proggan, "sam-invertibility": _sam_invertibility,
-    "e4e": _e4e}
-
-
-def load_model(arch: str, path: Path, config: dict[str, Any]) -> nn.Module:
-    if arch not in LOADERS:
+def load_model(arch: str, path: Path, config: dict[str, Any]) -> "nn.Module":
+    if arch not in FAMILIES:
         raise UserError(f"This app cannot load models of architecture {arch!r} "
-                        f"(known: {', '.join(sorted(LOADERS))}).")
-    try:
-        return LOADERS[arch](path, config)
-    except (KeyError, TypeError) as e:
-        raise UserError(f"{path.name} is not a {arch} checkpoint with the registered "
-                        f"configuration {config}: {e}") from e
-    except RuntimeError as e:  # load_state_dict: missing/unexpected keys, size mismatch
-        first = str(e).strip().splitlines()[0:3]
-        raise UserError(f"{path.name} does not match the registered {arch} configuration "
-                        f"{config}: {' '.join(first)}") from e
+                        f"(known: {', '.join(sorted(FAMILIES))}).")
+    fn = FAMILIES[arch].load_function()
+    _check_config(arch, fn, config, Path(path).name)
+    return fn(path, **config)

@@ -65,7 +65,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Callable, Collection, Mapping
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -509,6 +509,24 @@ class BigGANDeep(nn.Module):
         out = per_cell + F.linear(cond.z, w[:, :zd], gen_z.bias).view(-1, 4, 4, c)
         return out.permute(0, 3, 1, 2).contiguous()
 
+    # ---- core.models.generator.Generator ----------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.embeddings.weight.device
+
+    def sample_latents(self, seeds: Sequence[int], truncation: float = 1.0) -> torch.Tensor:
+        """The port's truncated normal per seed, scaled by `truncation`, on the model's device."""
+        return torch.cat([truncated_noise(1, self.z_dim, truncation, int(s)) for s in seeds]
+                         ).to(self.device)
+
+    @torch.inference_mode()
+    def render(self, latents: torch.Tensor, truncation: float = 1.0,
+               classes: torch.Tensor | None = None) -> torch.Tensor:
+        """`classes`: indices [B], vectors [B, num_classes] or maps (see `forward`)."""
+        if classes is None:
+            raise ValueError("BigGAN-deep is class-conditional: pass classes")
+        return self(latents.to(self.device), classes, truncation).float().clamp(-1, 1)
+
     def forward(self, z: torch.Tensor, classes: torch.Tensor, truncation: float, *,
                 scbn_points: Collection[int] | None = None, global_classes: torch.Tensor | None = None,
                 feature_hook: FeatureHook | None = None) -> torch.Tensor:
@@ -621,6 +639,12 @@ def build_biggan(config: Mapping[str, Any], weights_path: str | Path,
         raise UserError(f"{path.name} does not match the BigGAN-deep configuration "
                         f"{dict(config)}: {first}") from e
     return model.eval().requires_grad_(False)
+
+
+def build_biggan_from_config(path: str | Path, map_location: str | torch.device = "cpu",
+                             **config: Any) -> BigGANDeep:
+    """The registry's loader: the entry's config is the published config.json's contents."""
+    return build_biggan(config, path, map_location)
 
 
 def load_biggan(config_path: str | Path, weights_path: str | Path,

@@ -42,7 +42,7 @@ import itertools
 import math
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import UserError
+from core.models.generator import unconditional
 from core.ops import ScaledWeightCache, nearest_up_conv
 
 SIZES = {
@@ -265,6 +266,20 @@ class ProGANGenerator(nn.Module):
         """Same as `forward`: the latent a regressor predicts is z itself (no mapping)."""
         return self(z)
 
+    # ---- core.models.generator.Generator ----------------------------------------------------
+    def sample_latents(self, seeds: Sequence[int], truncation: float = 1.0) -> torch.Tensor:
+        """The authors' z per seed (`random_z(1, seed)`), on the model's device."""
+        return torch.cat([self.random_z(1, int(s)) for s in seeds])
+
+    @torch.inference_mode()
+    def render(self, latents: torch.Tensor, truncation: float = 1.0,
+               classes: torch.Tensor | None = None) -> torch.Tensor:
+        """ProGAN has no truncation: only 1.0 is accepted."""
+        unconditional("ProGAN", classes)
+        if truncation != 1.0:
+            raise ValueError("ProGAN has no truncation trick: use truncation 1.0")
+        return self(latents.to(self.device)).float().clamp(-1, 1)
+
 
 def sizes_from_state_dict(state: Mapping[str, Any]) -> list[int]:
     """[z_dim, c_4, c_8, ...] read from `layer{k}.conv.weight` shapes, as the authors do:
@@ -318,7 +333,8 @@ def load_proggan(path: str | Path, resolution: int | None = None,
     sizes = sizes_from_state_dict(state)
     if len(sizes) < 3:
         keys = ", ".join(list(state)[:6])
-        raise KeyError(f"no ProGAN layers 'layer1.conv.weight', 'layer2.conv.weight' (found: {keys})")
+        raise UserError(f"{path.name} is not a ProGAN state dict: it has no layers "
+                        f"'layer1.conv.weight', 'layer2.conv.weight' (found: {keys}).")
     found = resolution_of(sizes)
     if resolution is not None and int(resolution) != found:
         raise ProGANConfigError(
@@ -326,5 +342,9 @@ def load_proggan(path: str | Path, resolution: int | None = None,
             f"but resolution {resolution} was asked for.")
     with torch.device("meta"):  # no random init: every tensor comes from the file
         model = ProGANGenerator(found, sizes)
-    model.load_state_dict(state, strict=True, assign=True)
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as e:  # missing/unexpected keys
+        first = " ".join(str(e).strip().splitlines()[:3])
+        raise UserError(f"{path.name} is not a complete ProGAN generator: {first}") from e
     return model.to(torch.float32).eval().requires_grad_(False)

@@ -41,7 +41,10 @@ from typing import Callable, Mapping, Sequence, Union
 import torch
 from torch import nn
 
-from core.ops import SQRT2, EqualLinear, ModulatedConv2d, PixelNorm, Upsample, mapped_mean
+from core.errors import UserError
+from core.models.generator import seed_normal, unconditional
+from core.ops import (SQRT2, ConstantInput, EqualLinear, ModulatedConv2d, PixelNorm, Upsample,
+                      channel_table, mapped_mean, truncate)
 
 BLUR_KERNEL = (1, 3, 3, 1)
 FeatureDelta = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
@@ -49,14 +52,6 @@ FeatureDelta = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
 FeatureHook = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 """`hook(k, features, skip) -> (features, skip)` after layer k's ToRGB: may rewrite both
 (feature blending across the batch, Suzuki et al. Eq. 3)."""
-
-
-def channel_table(channel_multiplier: int = 2, channel_max: int = 512) -> dict[int, int]:
-    """Channels per resolution (config-e/f), capped at `channel_max` (tiny test models)."""
-    cm = channel_multiplier
-    base = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * cm, 128: 128 * cm, 256: 64 * cm,
-            512: 32 * cm, 1024: 16 * cm}
-    return {res: min(channel_max, c) for res, c in base.items()}
 
 
 def sam_layer(name: str) -> int:
@@ -71,24 +66,10 @@ def panda_layer(l: int) -> int:
     return l - 1
 
 
-def truncate(w: torch.Tensor, w_avg: torch.Tensor, psi: float) -> torch.Tensor:
-    """The truncation trick: pull w towards the average latent (psi=1 leaves it as is)."""
-    return w_avg + psi * (w - w_avg)
-
-
 def mix_styles(w1: torch.Tensor, w2: torch.Tensor, inject_index: int, n_latent: int) -> torch.Tensor:
     """Style mixing: layers < inject_index take w1, the rest w2 -> w+ [B, n_latent, D]."""
     return torch.cat([w1[:, None].expand(-1, inject_index, -1),
                       w2[:, None].expand(-1, n_latent - inject_index, -1)], dim=1)
-
-
-class ConstantInput(nn.Module):
-    def __init__(self, channels: int, size: int = 4):
-        super().__init__()
-        self.input = nn.Parameter(torch.randn(1, channels, size, size))
-
-    def forward(self, batch: int) -> torch.Tensor:
-        return self.input.expand(batch, -1, -1, -1)
 
 
 class NoiseInjection(nn.Module):
@@ -289,13 +270,28 @@ class StyleGAN2Generator(nn.Module):
         x = self.input(w_plus.shape[0])
         return self._run(x, None, w_plus, 0, self.num_layers - 1, noise, deltas, hook)[1].contiguous()
 
-    def forward(self, z: torch.Tensor, truncation: float = 1.0,
-                noise: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
-        """z -> image with optional truncation: the plain "sample from a seed" path."""
+    def truncated_w(self, z: torch.Tensor, truncation: float = 1.0) -> torch.Tensor:
+        """z [B, D] -> w [B, D], pulled towards `truncation_center()` (1.0: unchanged)."""
         w = self.mapping(z)
         if truncation != 1.0:
             w = truncate(w, self.truncation_center().to(w.dtype), truncation)
-        return self.synthesis(self.w_plus(w), noise)
+        return w
+
+    def forward(self, z: torch.Tensor, truncation: float = 1.0,
+                noise: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """z -> image with optional truncation: the plain "sample from a seed" path."""
+        return self.synthesis(self.w_plus(self.truncated_w(z, truncation)), noise)
+
+    # ---- core.models.generator.Generator ----------------------------------------------------
+    def sample_latents(self, seeds: Sequence[int], truncation: float = 1.0) -> torch.Tensor:
+        """z per seed (`seed_normal`), on the model's device; truncation acts in `render`."""
+        return seed_normal(seeds, self.style_dim).to(self.device)
+
+    @torch.inference_mode()
+    def render(self, latents: torch.Tensor, truncation: float = 1.0,
+               classes: torch.Tensor | None = None) -> torch.Tensor:
+        unconditional("StyleGAN2", classes)
+        return self(latents.to(self.device), truncation).float().clamp(-1, 1)
 
 
 def _as_residual(delta: FeatureDelta) -> torch.Tensor:
@@ -315,11 +311,19 @@ def load_stylegan2(path: str | Path, size: int, style_dim: int = 512, n_mlp: int
     from core.checkpoints import read_checkpoint
 
     ckpt = read_checkpoint(path, map_location)
+    name = Path(path).name
     state = ckpt.get("g_ema") if isinstance(ckpt, dict) else None
-    if state is None:
-        raise KeyError(f"{path} has no 'g_ema' state dict (keys: {list(ckpt)[:8]})")
+    if not isinstance(state, Mapping):
+        found = ", ".join(map(str, list(ckpt)[:8])) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise UserError(f"{name} is not a rosinality StyleGAN2 checkpoint: it has no 'g_ema' "
+                        f"state dict (found: {found}).")
     G = StyleGAN2Generator(size, style_dim, n_mlp, channel_multiplier, channel_max)
-    G.load_state_dict(state, strict=True)
+    try:
+        G.load_state_dict(state, strict=True)
+    except RuntimeError as e:  # missing/unexpected keys, size mismatch
+        first = " ".join(str(e).strip().splitlines()[:3])
+        raise UserError(f"{name} does not match the registered StyleGAN2 configuration "
+                        f"(size {size}, channel_multiplier {channel_multiplier}): {first}") from e
     if ckpt.get("latent_avg") is not None:
         G.w_avg.copy_(ckpt["latent_avg"].reshape(-1)[:style_dim])
         G.has_w_avg = True

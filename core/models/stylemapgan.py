@@ -34,8 +34,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import UserError
-from core.ops import (SQRT2, Blur, ConvLayer, EqualConv2d, EqualLinear, FusedLeakyReLU, PixelNorm,
-                      ResBlock, ScaledWeightCache, mapped_mean)
+from core.models.generator import seed_normal, unconditional
+from core.ops import (SQRT2, Blur, ConstantInput, ConvLayer, EqualConv2d, EqualLinear,
+                      FusedLeakyReLU, PixelNorm, ResBlock, ScaledWeightCache, channel_table,
+                      mapped_mean, truncate)
 
 BLUR_KERNEL = (1, 3, 3, 1)
 NORMALIZE_MODES = ("LayerNorm", "InstanceNorm2d", "BatchNorm2d")
@@ -43,27 +45,11 @@ REQUIRED_ARGS = ("size", "latent_channel_size", "latent_spatial_size", "mapping_
                  "lr_mul", "channel_multiplier")
 
 
-def channel_table(channel_multiplier: int = 2, channel_max: int = 512) -> dict[int, int]:
-    """Channels per resolution (the StyleGAN2 table, down to 1 px for the encoder), capped at
-    `channel_max` (tiny test models)."""
-    cm = channel_multiplier
-    base = {1: 512, 2: 512, 4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * cm, 128: 128 * cm,
-            256: 64 * cm, 512: 32 * cm, 1024: 16 * cm}
-    return {res: min(channel_max, c) for res, c in base.items()}
-
-
 def _log2(n: int, what: str) -> int:
     k = int(n).bit_length() - 1
     if n < 1 or 2 ** k != n:
         raise ValueError(f"{what} must be a power of two, got {n}")
     return k
-
-
-def truncate(stylemap: torch.Tensor, mean: torch.Tensor, psi: float) -> torch.Tensor:
-    """The truncation trick around the mean stylemap (`mean` flat [1, C*S*S] as the authors
-    store it, or [1, C, S, S]); psi=1 leaves the stylemap as is."""
-    mean = mean.reshape(1, *stylemap.shape[1:]).to(stylemap)
-    return mean + psi * (stylemap - mean)
 
 
 class EqualConvTranspose2d(EqualConv2d):
@@ -229,15 +215,6 @@ class StyledResBlock(nn.Module):
         return out + skip if out.requires_grad else out.add_(skip)
 
 
-class ConstantInput(nn.Module):
-    def __init__(self, channels: int, size: int):
-        super().__init__()
-        self.input = nn.Parameter(torch.randn(1, channels, size, size))
-
-    def forward(self, batch: int) -> torch.Tensor:
-        return self.input.expand(batch, -1, -1, -1)
-
-
 class Decoder(nn.Module):
     """Stylemap resizer (`convs_latent`) + synthesis (`input`, `conv1`, `convs`, `to_rgb`).
 
@@ -351,10 +328,6 @@ class StyleMapGenerator(nn.Module):
     def synthesis(self, stylemap: torch.Tensor) -> torch.Tensor:
         """stylemap [B, C, S, S] -> image [B, 3, size, size] (not clamped)."""
         return self.decoder.synthesize(self.w_plus(stylemap))
-
-    def synthesis_w_plus(self, codes: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Decode an explicit (edited) w+."""
-        return self.decoder.synthesize([c.to(self.dtype) for c in codes])
 
     def forward(self, z: torch.Tensor, truncation: float = 1.0,
                 mean: torch.Tensor | None = None) -> torch.Tensor:
@@ -624,3 +597,28 @@ class StyleMapGAN(nn.Module):
         if wrong:
             detail = ", ".join(f"{k}: registered {a!r}, file says {b!r}" for k, (a, b) in wrong.items())
             raise UserError(f"{name} is not the StyleMapGAN model its registry entry describes ({detail}).")
+
+    # ---- core.models.generator.Generator ----------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.G.device
+
+    def sample_latents(self, seeds: Sequence[int], truncation: float = 1.0) -> torch.Tensor:
+        """z per seed (`seed_normal`, latent_channel_size wide), on the model's device."""
+        return seed_normal(seeds, self.G.latent_channel_size).to(self.device)
+
+    @torch.inference_mode()
+    def render(self, latents: torch.Tensor, truncation: float = 1.0,
+               classes: torch.Tensor | None = None) -> torch.Tensor:
+        unconditional("StyleMapGAN", classes)
+        return self.G(latents.to(self.device), truncation=truncation).float().clamp(-1, 1)
+
+
+def load_stylemapgan_model(path: str | Path, size: int | None = None,
+                           map_location: str | torch.device = "cpu") -> StyleMapGAN:
+    """The registry's loader: generator + encoder of one checkpoint as a `StyleMapGAN`; a
+    registered `size` the checkpoint's train_args contradict is a UserError."""
+    model = StyleMapGAN(*load_stylemapgan(path, map_location))
+    if size is not None:
+        model.check_config({"size": size}, Path(path).name)
+    return model

@@ -1,0 +1,51 @@
+"""Models tab: what is registered, what is cached, licences, download buttons.
+
+No model is loaded here: the table comes from the registry and the caches' file listings.
+"""
+from __future__ import annotations
+
+import gradio as gr
+
+from core.context import AppContext
+from core.errors import UserError
+from core.hub import fetch, human_size, status_rows
+from core.ui import user_errors
+
+TAB = "models"
+COLUMNS = ["id", "arch", "size", "cached", "license", "source"]
+
+
+@user_errors
+def download_model(ctx: AppContext, model_id: str | None, progress=gr.Progress(track_tqdm=True)
+                   ) -> tuple[list[list[str]], str]:
+    """Fetch one registered file into its cache -> (the refreshed table, a status line)."""
+    if not model_id:
+        raise UserError("Pick a model to download.")
+    entry = ctx.registry.get(model_id)
+    progress(0.0, desc=f"Downloading {model_id}")
+    path = fetch(entry)
+    return (status_rows(ctx.registry),
+            f"✅ `{model_id}` is cached ({human_size(path.stat().st_size)}): `{path}`")
+
+
+def refresh(ctx: AppContext) -> list[list[str]]:
+    return status_rows(ctx.registry)
+
+
+def build_tab(ctx: AppContext) -> None:
+    from core.ui import TabWiring
+
+    wiring = TabWiring(ctx, TAB)
+    gr.Markdown("Every pretrained file the app knows about (`weights.json`), whether it is in "
+                "the local cache, and its licence. Download ahead of a class, or run "
+                "`python -m core.hub download --all`.")
+    table = gr.Dataframe(value=status_rows(ctx.registry), headers=COLUMNS,
+                         interactive=False, wrap=True, label="Registered models")
+    with gr.Row():
+        choice = gr.Dropdown(ctx.registry.ids(), label="Model", scale=3)
+        download = gr.Button("Download", variant="primary", scale=1)
+        refresh_button = gr.Button("Refresh", scale=1)
+    status = gr.Markdown()
+    wiring.on(download.click, download_model, choice, [table, status], record=False,
+              api_name="download_model")
+    wiring.on(refresh_button.click, refresh, None, table, record=False, api_name="refresh_models")
