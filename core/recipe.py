@@ -38,6 +38,7 @@ import torch
 from PIL import Image
 
 from core.hub import Registry, WeightEntry, cached_path, sha256_of
+from core.images import to_uint8
 
 APP_NAME = "Spatial GAN Studio"
 BUNDLE_FORMAT = 1
@@ -217,11 +218,10 @@ def as_picture(x: Any) -> np.ndarray | list[np.ndarray]:
     if isinstance(x, Image.Image):
         return np.asarray(x).copy()
     if isinstance(x, torch.Tensor):
-        t = x.detach().float().cpu()
-        t = t[None] if t.ndim == 3 else t
+        t = x[None] if x.ndim == 3 else x
         if t.ndim != 4 or t.shape[1] not in (1, 3):
             raise TypeError(f"an image tensor must be [B, 3, H, W], not {tuple(x.shape)}")
-        arr = t.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        arr = to_uint8(t)
         arr = arr[..., 0] if arr.shape[-1] == 1 else arr
         return arr[0].copy() if len(arr) == 1 else [a.copy() for a in arr]
     a = np.asarray(x)

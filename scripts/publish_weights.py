@@ -11,6 +11,7 @@ weights.json entry that points to it (stdout; progress and errors go to stderr).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -132,8 +133,12 @@ def registry_entry(entry: WeightEntry, repo: str, filename: str, revision: str, 
                    size: int) -> dict[str, Any]:
     """The weights.json entry for the Hub copy (same id, so nothing else has to change)."""
     note = f"Hub copy {repo} made with scripts/publish_weights.py"
+    meta = {k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(entry.meta).items() if v is not None}
     return {"id": entry.id, "arch": entry.arch, "description": entry.description,
             "config": dict(entry.config),
+            **({"generator": entry.generator} if entry.generator else {}),
+            **({"meta": meta} if meta else {}),
             "hub": {"repo_id": repo, "filename": filename, "revision": revision, "repo_type": "model"},
             "sha256": sha256, "size": size, "license": entry.license,
             "source": f"{entry.source}; {note}" if entry.source else note,

@@ -463,3 +463,38 @@ def test_cli_bad_registry(tmp_path: Path, capsys):
 ])
 def test_human_size(n, text):
     assert hub.human_size(n) == text
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("config", "big", "'config' must be an object"),
+    ("used_by", 5, "'used_by' must be a list"),
+    ("license", 5, "'license' must be a string"),
+    ("generator", ["x"], "'generator' must be a string"),
+    ("meta", {"layer": "five"}, "meta 'layer' must be int"),
+    ("meta", {"content": [512]}, "meta 'content' must be \\[width, height\\]"),
+    ("meta", {"factor": "colour"}, "meta 'factor' must be one of"),
+    ("meta", {"colour": 1}, "'meta' must be an object with only these fields"),
+])
+def test_malformed_entry_fields_are_named(tmp_path: Path, field, value, says):
+    entry = {"id": "m", "arch": "stylegan2", "path": "m.pt", field: value}
+    write_registry(tmp_path / "w.json", [entry])
+    with pytest.raises(UserError, match=says):
+        hub.load_registry(tmp_path / "w.json")
+
+
+def test_typed_pairing_and_meta(tmp_path: Path):
+    """Relations and tab metadata live beside the loader's config, with typed accessors."""
+    write_registry(tmp_path / "w.json", [
+        {"id": "g", "arch": "proggan", "config": {"resolution": 256}, "path": "g.pt"},
+        {"id": "r", "arch": "regressor", "config": {"resnet_depth": 18}, "generator": "g",
+         "meta": {"content": [256, 192]}, "path": "r.pt"},
+        {"id": "orphan", "arch": "e4e", "generator": "nowhere", "path": "e.pt"}])
+    reg = hub.load_registry(tmp_path / "w.json")
+    r = reg.get("r")
+    assert r.config == {"resnet_depth": 18} and r.meta.content == (256, 192)
+    assert reg.generator_of(r).id == "g" and reg.get("g").image_size() == 256
+    assert r.image_size() is None and reg.companions("regressor", "g") == [r]
+    with pytest.raises(UserError, match="'nowhere', which is not registered"):
+        reg.generator_of(reg.get("orphan"))
+    with pytest.raises(UserError, match="does not name the generator"):
+        reg.generator_of(reg.get("g"))

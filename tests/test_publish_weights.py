@@ -267,3 +267,15 @@ def test_bare_state_dict_models_publish_and_load_bit_identically(tmp_path, capsy
     assert a.state_dict().keys() == b.state_dict().keys()
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
     assert entry["config"] == config
+
+
+def test_registry_entry_keeps_the_pairing_and_meta():
+    """A Hub copy of a paired file keeps its generator and tab metadata, and parses back."""
+    from core.hub import _parse_entry
+
+    e = hub.WeightEntry("car-reg", "regressor", {"resnet_depth": 34}, generator="sg2-car",
+                        meta=hub.EntryMeta(content=(512, 384)), path=Path("x.pt"), license="MIT")
+    raw = pw.registry_entry(e, REPO, "x.safetensors", OID, "0" * 64, 12)
+    assert raw["generator"] == "sg2-car" and raw["meta"] == {"content": [512, 384]}
+    back = _parse_entry(raw, Path("."), "test")
+    assert back.generator == "sg2-car" and back.meta.content == (512, 384) and back.config == e.config
