@@ -21,6 +21,7 @@ from demos import TABS
 
 log = logging.getLogger("spatial_gan_studio")
 
+QUEUE_SIZE = 32  # waiting jobs at most (a classroom); every GPU job runs one at a time
 HEADER = """
 # Spatial GAN Studio
 Edit images *locally* with pretrained GANs. Every model runs on this machine (GPU if there is
@@ -43,7 +44,9 @@ def build_app(weights: str | None = None, device: str | None = None) -> gr.Block
             for tab in TABS:
                 with gr.Tab(tab.title, id=tab.id):
                     tab.load().build_tab(ctx)
-    demo.queue(max_size=32)
+    # demo.queue(max_size=...) without rebuilding the FastAPI app a third time (0.3 s of start-up):
+    # the queue refuses jobs beyond QUEUE_SIZE with a "queue is full" message
+    demo._queue.max_size = QUEUE_SIZE
     demo.ctx = ctx  # for tests and scripts: the registry, device and model cache in use
     return demo
 

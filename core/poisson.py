@@ -11,8 +11,6 @@ colour channels (the authors' code solves each with pyamg; scipy is already a de
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 import torch
 
 
@@ -20,6 +18,9 @@ def poisson_blend(source: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     """source, target [3, H, W] (any range), mask [H, W] (> 0.5 = paste) -> [3, H, W].
 
     The frame's outermost pixels always keep the target (they have no full neighbourhood)."""
+    import scipy.sparse as sp  # imported on use: the app starts without scipy
+    import scipy.sparse.linalg as spla
+
     m = mask.detach().cpu().numpy() > 0.5
     m[0, :] = m[-1, :] = m[:, 0] = m[:, -1] = False
     t = target.detach().cpu().double().numpy()

@@ -5,12 +5,16 @@ it with the union of their masks; `regenerate` runs the masked regressor E and t
 G once each; `complete` (inpainting, several completions), `refine` (optional latent
 optimisation on the known pixels), `variation_map` (the paper's part-independence probe)
 and `random_hints` (the training masks). Models: a `core.models.regressor` encoder and the
-StyleGAN2 generator it was trained for (named in the regressor's registry config).
+generator it was trained for (the regressor's registry entry names it: `entry.generator`).
+
+Handlers (`compose_collage`, `inpaint`, `inpaint_random_hints`, `compute_variation_map`,
+`sample_picture`, ...) are module-level functions of the app context and the widgets' values;
+`build_tab` lays out one builder per sub-tab (Compose, Inpaint, Variation map).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
 import gradio as gr
 import numpy as np
@@ -24,11 +28,14 @@ from core.device import placement
 from core.errors import UserError
 from core.images import editor_image_and_mask, editor_is_empty, heatmap, mask_picture, to_uint8
 from core.lpips import lpips_distance
-from core.models.proggan import ProGANGenerator
-from core.models.stylegan2 import StyleGAN2Generator
-from core.ui import (MAX_SEED, DownloadAll, gpu, labelled_examples, licence_line, quietly,
-                     run_examples, seed_picker, shift_range, shift_sliders, tab_header, user_errors)
-from demos.generate import generate
+from core.models.generator import Generator
+from core.recipe import Run
+from core.ui import (GPU_LANE, MAX_SEED, TabWiring, gpu_task, labelled_examples, licence_line,
+                     quietly, record, seed_picker, shift_range, shift_sliders, tab_header)
+
+if TYPE_CHECKING:  # model code is imported when a model is loaded, not at start-up
+    from core.models.proggan import ProGANGenerator
+    from core.models.stylegan2 import StyleGAN2Generator
 
 PAPER = "https://arxiv.org/abs/2103.10426"
 HOW_IT_WORKS = f"""
@@ -57,7 +64,9 @@ compositionality in GANs*, ICLR 2021]({PAPER}). StyleGAN2 domains regress W+ (on
 vector per layer); ProGAN domains (churches, living rooms, CelebA-HQ faces) regress the
 Gaussian z itself, as in the paper.
 """
-Generator = Union[StyleGAN2Generator, ProGANGenerator]  # both render a latent with .synthesis
+TAB = "collage"
+# the generators a regressor predicts for: both render its latent (W+, or ProGAN's z) with .synthesis
+Paired = Union["StyleGAN2Generator", "ProGANGenerator"]
 MAX_PARTS = 3
 HINT_COVERAGE = (0.1, 0.4)  # inpainting hints: sparse blobs inside the hole
 TRAIN_COVERAGE = (0.3, 1.0)  # the authors' training masks: 30-100 % of pixels known
@@ -90,16 +99,14 @@ def compose(parts: Sequence[Part]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def sample_images(G: Generator, seeds: Sequence[int]) -> torch.Tensor:
-    """Generated pictures, as the regressor was trained on -> [B, 3, S, S] in [-1, 1]:
-    StyleGAN2 with w broadcast, fixed noise, no truncation; ProGAN from the authors' z."""
-    if isinstance(G, ProGANGenerator):
-        with torch.inference_mode():
-            return G(torch.cat([G.random_z(1, s) for s in seeds])).float().clamp(-1, 1)
-    return generate(G, seeds).clamp(-1, 1)
+    """Generated pictures, as the regressor was trained on -> [B, 3, S, S] in [-1, 1]: the
+    family's own sampler (StyleGAN2: `seed_normal` z; ProGAN: the authors' z per seed), no
+    truncation (the authors trained on untruncated samples), fixed noise."""
+    return G.render(G.sample_latents([int(s) for s in seeds]), truncation=1.0)
 
 
 @torch.inference_mode()
-def regenerate(E: torch.nn.Module, G: Generator, collage: torch.Tensor,
+def regenerate(E: torch.nn.Module, G: Paired, collage: torch.Tensor,
                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(image, w+): one regressor pass and one generator pass, batched over the inputs."""
     device, dtype = placement(E)
@@ -124,7 +131,7 @@ def random_hints(size: int, seed: int, coverage: tuple[float, float] = TRAIN_COV
     return (up < cut).float()
 
 
-def complete(E: torch.nn.Module, G: Generator, image: torch.Tensor, known: torch.Tensor,
+def complete(E: torch.nn.Module, G: Paired, image: torch.Tensor, known: torch.Tensor,
              n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Inpainting: n completions of `image` where `known` is 0 -> ([n, 3, S, S], hint masks).
 
@@ -136,7 +143,7 @@ def complete(E: torch.nn.Module, G: Generator, image: torch.Tensor, known: torch
 
 
 @torch.inference_mode()
-def complete_with_latents(E: torch.nn.Module, G: Generator, image: torch.Tensor, known: torch.Tensor,
+def complete_with_latents(E: torch.nn.Module, G: Paired, image: torch.Tensor, known: torch.Tensor,
                           n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """`complete`, also returning the n regressed latents (W+, or ProGAN's z)."""
     size = image.shape[-1]
@@ -152,7 +159,7 @@ def complete_with_latents(E: torch.nn.Module, G: Generator, image: torch.Tensor,
     return images, torch.cat(masks), latents
 
 
-def refine(E: torch.nn.Module, G: Generator, collage: torch.Tensor, mask: torch.Tensor,
+def refine(E: torch.nn.Module, G: Paired, collage: torch.Tensor, mask: torch.Tensor,
            steps: int, lpips_weight: float = 1.0,
            progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, list[float]]:
     """Start from E's code (W+, or ProGAN's z) and take `steps` Adam steps on it against the
@@ -163,7 +170,7 @@ def refine(E: torch.nn.Module, G: Generator, collage: torch.Tensor, mask: torch.
     return image, losses
 
 
-def refine_with_latent(E: torch.nn.Module, G: Generator, collage: torch.Tensor, mask: torch.Tensor,
+def refine_with_latent(E: torch.nn.Module, G: Paired, collage: torch.Tensor, mask: torch.Tensor,
                        steps: int, lpips_weight: float = 1.0,
                        progress: Callable[[int, int], None] | None = None
                        ) -> tuple[torch.Tensor, list[float], torch.Tensor]:
@@ -194,7 +201,7 @@ def refine_with_latent(E: torch.nn.Module, G: Generator, collage: torch.Tensor, 
 
 
 @torch.inference_mode()
-def variation_map(E: torch.nn.Module, G: Generator, base: torch.Tensor, part: torch.Tensor,
+def variation_map(E: torch.nn.Module, G: Paired, base: torch.Tensor, part: torch.Tensor,
                   n: int, seed: int, batch: int = 4) -> tuple[torch.Tensor, float]:
     """The paper's independence probe: put n other samples' pixels into the part, regenerate
     each (full mask), return the per-pixel standard deviation [S, S] (mean over RGB) and the
@@ -232,7 +239,67 @@ def unknown_as_grey(collage: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
     return to_uint8(collage * mask + grey * (1 - mask))[0]
 
 
-# ---- UI ------------------------------------------------------------------------------------
+# ---- the model pair and its frame, from the registry -----------------------------------------
+DEFAULT_FRAME = 512  # the shift sliders' span while no generator size is known
+
+
+def load_pair(ctx: AppContext, model_id: str | None,
+              dtype: torch.dtype | None = None) -> tuple[torch.nn.Module, Paired]:
+    """(regressor E, the generator G it was trained for): the pairing is the regressor's
+    registry entry (`generator`); a regressor whose latent G cannot take is refused here
+    rather than failing inside the network."""
+    if not model_id:
+        raise UserError("Pick a domain first.")
+    entry = ctx.registry.get(model_id)
+    gen_id = ctx.registry.generator_of(entry).id
+    E, G = ctx.model(model_id, dtype), ctx.model(gen_id, dtype)
+    if E.n_latent != G.n_latent:  # ProGAN: one z on both sides
+        raise UserError(f"{model_id} predicts {E.n_latent} style vectors but {gen_id} takes "
+                        f"{G.n_latent}: they are not a matching pair.")
+    return E, G
+
+
+def roles(ctx: AppContext, model_id: str) -> dict[str, str | None]:
+    """The recipe's models: the regressor and its generator."""
+    return {"regressor": model_id, "generator": ctx.registry.get(model_id).generator}
+
+
+def content_of(ctx: AppContext, model_id: str) -> tuple[int, int] | None:
+    """The picture area (width, height) inside the generator's square frame when smaller
+    (LSUN cars' letterbox), from the registry's `meta.content`: the regressor's own, else
+    its generator's."""
+    entry = ctx.registry.get(model_id)
+    return entry.meta.content or ctx.registry.generator_of(entry).meta.content
+
+
+def frame_size(ctx: AppContext, model_id: str | None) -> int:
+    """The paired generator's picture size, from the registry (nothing is loaded): the range
+    of the shift sliders. Falls back to DEFAULT_FRAME when the pairing is unknown (the Compose
+    button then says what is wrong)."""
+    if not model_id:
+        return DEFAULT_FRAME
+    try:
+        size = ctx.registry.generator_of(ctx.registry.get(model_id)).image_size()
+    except UserError:
+        return DEFAULT_FRAME
+    return size or DEFAULT_FRAME
+
+
+# ---- editor values -> parts ------------------------------------------------------------------
+def editor_part(value: dict | None, size: int, content: Sequence[int] | None,
+                shift: Sequence[Any] = (0, 0), whole_if_empty: bool = False) -> Part | None:
+    """One editor as a Part in the generator's frame: None for an unused slot or (unless
+    `whole_if_empty`, the base) a picture with nothing painted."""
+    if editor_is_empty(value):
+        return None
+    image, mask = framed(value, size, content, required=False)
+    if mask.sum() == 0:
+        if not whole_if_empty:
+            return None
+        mask = torch.ones_like(mask)
+    return Part(image, mask, (int(shift[0] or 0), int(shift[1] or 0)))
+
+
 def centre_square(size: int) -> np.ndarray:
     """The middle half of a square frame in each direction (the examples' part)."""
     region = np.zeros((size, size), bool)
@@ -251,274 +318,273 @@ def painted_value(picture: np.ndarray, region: np.ndarray | None) -> dict:
     return {"background": picture, "layers": [layer], "composite": composite}
 
 
+# ---- handlers (plain functions of the context and the widgets' values) ---------------------
+ComposeOutputs = tuple[np.ndarray, np.ndarray, np.ndarray, str, Run]
+
+
+@gpu_task(duration=60)
+def sample_picture(ctx: AppContext, model_id: str | None, seed: float | None,
+                   progress=gr.Progress(track_tqdm=True)) -> np.ndarray:
+    """A sample of the domain's generator, as the regressor was trained on (every editor's
+    "Sample from seed")."""
+    _, G = load_pair(ctx, model_id)
+    return to_uint8(sample_images(G, [int(seed or 0)]))[0]
+
+
+def shift_ranges(ctx: AppContext, model_id: str | None) -> list:
+    """A new domain: the shift sliders span its frame."""
+    return shift_range(frame_size(ctx, model_id), 2 * MAX_PARTS)
+
+
+def _compose(ctx: AppContext, model_id: str | None, base_value: dict | None, refine_on: bool,
+             steps: float, parts_and_shifts: Sequence[Any], progress) -> ComposeOutputs:
+    """The Compose run: parts_and_shifts = MAX_PARTS editors, then their dx, then their dy."""
+    n = MAX_PARTS
+    editors, px, py = parts_and_shifts[:n], parts_and_shifts[n:2 * n], parts_and_shifts[2 * n:]
+    E, G = load_pair(ctx, model_id)
+    size, box = G.size, content_of(ctx, model_id)
+    chosen = [editor_part(base_value, size, box, whole_if_empty=True)]
+    for i, (ed, dx, dy) in enumerate(zip(editors, px, py)):
+        part = editor_part(ed, size, box, (dx, dy))
+        if not editor_is_empty(ed) and part is None:
+            gr.Warning(f"Part {i + 1} has no painted region: it is left out.")
+        chosen.append(part)
+    collage, union = compose([p for p in chosen if p is not None])
+    if refine_on:
+        E32, G32 = load_pair(ctx, model_id, torch.float32)
+        device, _ = placement(E32)
+        result, losses, latent = refine_with_latent(
+            E32, G32, collage.to(device), union.to(device), int(steps),
+            progress=lambda d, t: progress(d / t, desc=f"Refining {d}/{t}"))
+        note = f" · refined in {int(steps)} Adam steps (loss {losses[0]:.3f} → {losses[-1]:.3f})"
+    else:
+        result, latent = regenerate(E, G, collage, union)
+        losses, note = [], ""
+    l1 = masked_l1(result, collage, union)
+    info = (f"Masked L1 on the known pixels: **{l1:.3f}** "
+            f"· known: {float(union.mean()) * 100:.0f} % of the picture{note}")
+    shown, result_u8 = unknown_as_grey(collage, union), to_uint8(result)[0]
+    names = ["base"] + [f"part_{i}" for i in range(1, n + 1)]
+    used = [(name, p) for name, p in zip(names, chosen) if p is not None]
+    run = record(
+        ctx, TAB, "compose", roles(ctx, model_id),
+        images={"result": result_u8, "collage": shown, **{name: p.image for name, p in used}},
+        masks={"known": union, **{name: p.mask for name, p in used}},
+        arrays={"latent": latent, **({"refine_losses": losses} if losses else {})},
+        settings={"refine": bool(refine_on), "refine_steps": int(steps) if refine_on else 0,
+                  "refine_lr": REFINE_LR if refine_on else None,
+                  "shifts_px": {name: list(p.shift) for name, p in used if name != "base"},
+                  "masked_l1": l1, "frame": size, "content": list(box) if box else None},
+        notes="Pictures are the inputs as the network saw them (framed to the generator's "
+              "size); masks: white = taken from that picture (before its shift).")
+    return shown, mask_picture(union), result_u8, info, run
+
+
+@gpu_task(duration=120)
+def compose_collage(ctx: AppContext, model_id: str | None, base_value: dict | None,
+                    refine_on: bool, steps: float, *parts_and_shifts: Any,
+                    progress=gr.Progress(track_tqdm=True)) -> ComposeOutputs:
+    """Compose: the base (painted: what to keep; nothing painted: all of it) and up to
+    MAX_PARTS parts (editors, then dx per part, then dy per part) -> (collage as E sees it,
+    union mask, G(E(collage, mask)), masked-L1 line, run)."""
+    return _compose(ctx, model_id, base_value, refine_on, steps, parts_and_shifts, progress)
+
+
+_quiet_compose = quietly(compose_collage, 5)  # 4 pictures/text + the Download-all run
+
+
+def live_compose(ctx: AppContext, live_on: bool, model_id: str | None, base_value: dict | None,
+                 refine_on: bool, steps: float, *rest: Any) -> ComposeOutputs | list:
+    """Every stroke or shift re-runs one regressor + generator pass (never the slow
+    refinement); silent until there is something to compose."""
+    editors = (base_value,) + tuple(rest[:MAX_PARTS])
+    if not live_on or refine_on or all(editor_is_empty(ed) for ed in editors):
+        return [gr.update()] * 5
+    return _quiet_compose(ctx, model_id, base_value, False, steps, *rest)
+
+
+@gpu_task(duration=60)
+def compose_example(ctx: AppContext, model_id: str | None, seed_base: float | None,
+                    seed_part: float | None, dx: float, dy: float,
+                    progress=gr.Progress(track_tqdm=True)) -> tuple:
+    """The examples: sample two pictures, paint the centre of the second, compose ->
+    (base editor, part 1 editor, then compose_collage's outputs)."""
+    _, G = load_pair(ctx, model_id)
+    pictures = to_uint8(sample_images(G, [int(seed_base or 0), int(seed_part or 0)]))
+    base_value = painted_value(pictures[0], None)
+    part_value = painted_value(pictures[1], centre_square(pictures.shape[1]))
+    rest = (part_value, None, None, dx, 0, 0, dy, 0, 0)
+    return (base_value, part_value) + _compose(ctx, model_id, base_value, False, 30, rest, progress)
+
+
+def _inpaint(ctx: AppContext, model_id: str | None, value: dict | None, n: float,
+             seed: float | None, random_mask: bool) -> tuple[np.ndarray, list, Run]:
+    E, G = load_pair(ctx, model_id)
+    size = G.size
+    image, erased = framed(value, size, content_of(ctx, model_id), required=not random_mask)
+    if random_mask:
+        known = random_hints(size, int(seed or 0))
+    else:
+        known = 1 - erased
+        if known.sum() == 0:
+            raise UserError("Everything is erased: leave some of the picture unpainted.")
+    images, masks, latents = complete_with_latents(E, G, image, known, int(n), int(seed or 0))
+    completions = to_uint8(images)
+    gallery = [(img, "known pixels only" if k == 0 else f"with hints {k}")
+               for k, img in enumerate(completions)]
+    shown = unknown_as_grey(image, known)
+    run = record(
+        ctx, TAB, "random_hints" if random_mask else "inpaint", roles(ctx, model_id),
+        images={"completion": list(completions), "input": shown, "picture": image},
+        masks={"known": known, "hints": [m for m in masks[1:]]},
+        arrays={"latents": latents}, seeds=[int(seed or 0)],
+        settings={"completions": int(n), "random_hints": random_mask,
+                  "hint_coverage": list(HINT_COVERAGE), "training_coverage": list(TRAIN_COVERAGE)},
+        notes="completion_01 uses the known pixels only; completion k > 1 adds hint blobs of "
+              "generated picture seed + k - 1 (masks/hints_*: known pixels + hints).")
+    return shown, gallery, run
+
+
+@gpu_task(duration=60)
+def inpaint(ctx: AppContext, model_id: str | None, value: dict | None, n: float,
+            seed: float | None, progress=gr.Progress(track_tqdm=True)) -> tuple[np.ndarray, list, Run]:
+    """Inpaint the painted region -> (what E sees, gallery of n completions, run)."""
+    return _inpaint(ctx, model_id, value, n, seed, random_mask=False)
+
+
+@gpu_task(duration=60)
+def inpaint_random_hints(ctx: AppContext, model_id: str | None, value: dict | None, n: float,
+                         seed: float | None, progress=gr.Progress(track_tqdm=True)
+                         ) -> tuple[np.ndarray, list, Run]:
+    """Complete the picture from one of the authors' training masks (drawn from the seed)
+    instead of the paint: what E was trained to do."""
+    return _inpaint(ctx, model_id, value, n, seed, random_mask=True)
+
+
+@gpu_task(duration=120)
+def compute_variation_map(ctx: AppContext, model_id: str | None, value: dict | None, n: float,
+                          seed: float | None, progress=gr.Progress(track_tqdm=True)
+                          ) -> tuple[np.ndarray, str, Run]:
+    """The paper's independence probe on the painted part -> (σ heat map, summary line, run)."""
+    E, G = load_pair(ctx, model_id)
+    base_image, part = framed(value, G.size, content_of(ctx, model_id))
+    progress(0.1, desc=f"Regenerating {int(n)} variants")
+    sigma, leak = variation_map(E, G, base_image, part, int(n), int(seed or 0))
+    inside = float((sigma * part[0, 0]).sum() / part.sum())
+    outside = float((sigma * (1 - part[0, 0])).sum() / (1 - part).sum().clamp(min=1))
+    info = (f"Share of the change outside the painted part: **{leak * 100:.1f} %** "
+            f"(0 %: perfectly independent parts) · mean σ inside {inside:.3f}, outside {outside:.3f}")
+    picture_map = heatmap(sigma, vmin=0)
+    run = record(
+        ctx, TAB, "variation_map", roles(ctx, model_id),
+        images={"variation_map": picture_map, "picture": base_image},
+        masks={"part": part}, arrays={"sigma": sigma}, seeds=[int(seed or 0)],
+        settings={"samples": int(n), "share_outside": leak, "mean_sigma_inside": inside,
+                  "mean_sigma_outside": outside},
+        notes="The part is replaced by generated pictures seed, seed + 1, ... (N of them).")
+    return picture_map, info, run
+
+
+# ---- UI ------------------------------------------------------------------------------------
+def _picture(wiring: TabWiring, model_id: gr.Dropdown, label: str,
+             default_seed: int) -> tuple[gr.ImageEditor, gr.Number]:
+    """A paintable picture with a "Sample from seed" under it."""
+    editor = gr.ImageEditor(label=label, format="png", type="numpy", layers=False,
+                            brush=gr.Brush(colors=["#ffffff"], default_size=24))
+    return editor, seed_picker(wiring, editor, sample_picture, [model_id], default_seed)
+
+
+def _build_compose(wiring: TabWiring, model_id: gr.Dropdown, span: int) -> None:
+    with gr.Row():
+        with gr.Column():
+            base, base_seed = _picture(wiring, model_id,
+                                       "Base: paint what to keep (nothing painted: all of it)", 1)
+        parts, part_seeds, dxs, dys = [], [], [], []
+        for i in range(MAX_PARTS):
+            with gr.Column():
+                part, part_seed = _picture(wiring, model_id, f"Part {i + 1}: paint the region to take",
+                                           2 + i)
+                dx, dy = shift_sliders(span)
+            parts.append(part)
+            part_seeds.append(part_seed)
+            dxs.append(dx)
+            dys.append(dy)
+    with gr.Row():
+        live = gr.Checkbox(value=True, label="Update while painting")
+        do_refine = gr.Checkbox(value=False, label="Refine (optimise the latent on the known pixels)")
+        refine_steps = gr.Slider(5, 200, value=30, step=5, label="Refine steps")
+        button = gr.Button("Compose", variant="primary")
+    with gr.Row():
+        collage_out = gr.Image(label="Collage (unknown: grey)", format="png", interactive=False)
+        mask_out = gr.Image(label="Known pixels (union mask)", format="png", interactive=False,
+                            image_mode="L")
+        result_out = gr.Image(label="Result G(E(collage, mask))", format="png", interactive=False)
+    info = gr.Markdown()
+    first = model_id.value
+    example_inputs = [model_id, base_seed, part_seeds[0], dxs[0], dys[0]]
+    examples = labelled_examples(
+        [[first, 1, 2, 0, 0], [first, 1, 2, span // 4, 0], [first, 5, 6, 0, span // 8]],
+        ["centre of sample 2 pasted on sample 1",
+         "the same part, moved right by a quarter of the frame",
+         "centre of sample 6 on sample 5, moved down"],
+        example_inputs,
+        label="Example collages (samples by seed; part 1's centre painted, all of the base kept)")
+
+    inputs = [model_id, base, do_refine, refine_steps] + parts + dxs + dys
+    outputs = [collage_out, mask_out, result_out, info]
+    wiring.on(model_id.change, shift_ranges, model_id, dxs + dys, record=False, queue=False)
+    wiring.on(button.click, compose_collage, inputs, outputs, api_name="collage_compose")
+    wiring.examples(examples, (compose_example, example_inputs, [base, parts[0]] + outputs))
+    for trigger in [base.change] + [p.change for p in parts] + [d.release for d in dxs + dys]:
+        wiring.on(trigger, live_compose, [live] + inputs, outputs, concurrency_id=GPU_LANE,
+                  trigger_mode="always_last", show_progress="minimal")
+
+
+def _build_inpaint(wiring: TabWiring, model_id: gr.Dropdown) -> None:
+    with gr.Row():
+        with gr.Column():
+            picture, _ = _picture(wiring, model_id, "Picture: paint the region to erase", 7)
+            with gr.Row():
+                n = gr.Slider(1, 8, value=4, step=1, label="Completions")
+                seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Hint seed")
+            with gr.Row():
+                run = gr.Button("Inpaint", variant="primary")
+                hints = gr.Button("Random hints (the training masks)")
+        masked = gr.Image(label="What E sees (unknown: grey)", format="png", interactive=False)
+    gallery = gr.Gallery(label="Completions", columns=4, format="png")
+    inputs, outputs = [model_id, picture, n, seed], [masked, gallery]
+    wiring.on(run.click, inpaint, inputs, outputs, api_name="collage_inpaint")
+    wiring.on(hints.click, inpaint_random_hints, inputs, outputs, api_name="collage_random_hints")
+
+
+def _build_variation(wiring: TabWiring, model_id: gr.Dropdown) -> None:
+    with gr.Row():
+        with gr.Column():
+            picture, _ = _picture(wiring, model_id, "Picture: paint one part (eyes, mouth, a window...)", 9)
+            with gr.Row():
+                n = gr.Slider(2, 20, value=8, step=1, label="Samples N")
+                seed = gr.Number(value=100, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
+            run = gr.Button("Compute variation map", variant="primary")
+        sigma_map = gr.Image(label="Per-pixel standard deviation", format="png", interactive=False)
+    info = gr.Markdown()
+    wiring.on(run.click, compute_variation_map, [model_id, picture, n, seed], [sigma_map, info],
+              api_name="collage_variation")
+
+
 def build_tab(ctx: AppContext) -> None:
     ids = ctx.model_ids("regressor")
+    wiring = TabWiring(ctx, TAB)
     tab_header("Cut parts out of several pictures, paste them into one canvas, and let the GAN "
                "turn the collage into one coherent picture, in a single pass.",
                HOW_IT_WORKS)
-    generators = [ctx.registry.get(i).config.get("generator") for i in ids]
-    licence_line(ctx.registry, "collage", ids + [g for g in generators if g in ctx.registry.ids()])
+    generators = [ctx.registry.get(i).generator for i in ids]
+    licence_line(ctx.registry, TAB, ids + [g for g in generators if g in ctx.registry.ids()])
     model_id = gr.Dropdown(ids, value=ids[0] if ids else None, label="Domain (regressor + generator)")
-    download = DownloadAll(ctx, "collage")
-
-    def models(mid: str | None, dtype: torch.dtype | None = None):
-        if not mid:
-            raise UserError("Pick a domain first.")
-        entry = ctx.registry.get(mid)
-        gen_id = entry.config.get("generator")
-        if not gen_id:
-            raise UserError(f"Registry entry {mid!r} does not name the generator it was trained for "
-                            "(config 'generator').")
-        E, G = ctx.model(mid, dtype), ctx.model(gen_id, dtype)
-        if E.n_latent != G.n_latent:  # ProGAN: one z on both sides
-            raise UserError(f"{mid} predicts {E.n_latent} style vectors but {gen_id} takes "
-                            f"{G.n_latent}: they are not a matching pair.")
-        return E, G
-
-    def roles(mid: str) -> dict[str, str]:
-        return {"regressor": mid, "generator": ctx.registry.get(mid).config.get("generator")}
-
-    def content(mid: str | None) -> list[int] | None:
-        """The picture area inside the frame, [width, height] (registry config), if smaller."""
-        return ctx.registry.get(mid).config.get("content") if mid else None
-
-    def frame_size(mid: str | None) -> int:
-        """The paired generator's image size, from the registry (nothing is loaded): the
-        range of the shift sliders."""
-        gen = ctx.registry.get(mid).config.get("generator") if mid else None
-        return ctx.registry.get(gen).image_size(512) if gen else 512
-
-    @gpu(duration=60)
-    @user_errors
-    def on_sample(mid, seed, progress=gr.Progress(track_tqdm=True)):
-        _, G = models(mid)
-        return to_uint8(sample_images(G, [int(seed or 0)]))[0]
-
-    def picture(editor_label: str, default_seed: int, editor: bool = True):
-        comp = (gr.ImageEditor(label=editor_label, format="png", type="numpy", layers=False,
-                               brush=gr.Brush(colors=["#ffffff"], default_size=24))
-                if editor else gr.Image(label=editor_label, format="png", type="numpy"))
-        return comp, seed_picker(comp, on_sample, [model_id], default_seed)
-
-    span = frame_size(ids[0] if ids else None)
     with gr.Tabs():
         with gr.Tab("Compose"):
-            with gr.Row():
-                with gr.Column():
-                    base, base_seed = picture("Base: paint what to keep (nothing painted: all of it)", 1)
-                parts, part_seeds, dxs, dys = [], [], [], []
-                for i in range(MAX_PARTS):
-                    with gr.Column():
-                        part, part_seed = picture(f"Part {i + 1}: paint the region to take", 2 + i)
-                        parts.append(part)
-                        part_seeds.append(part_seed)
-                        dx, dy = shift_sliders(span)
-                        dxs.append(dx)
-                        dys.append(dy)
-            with gr.Row():
-                live = gr.Checkbox(value=True, label="Update while painting")
-                do_refine = gr.Checkbox(value=False, label="Refine (optimise the latent on the known pixels)")
-                refine_steps = gr.Slider(5, 200, value=30, step=5, label="Refine steps")
-                compose_btn = gr.Button("Compose", variant="primary")
-            with gr.Row():
-                collage_out = gr.Image(label="Collage (unknown: grey)", format="png", interactive=False)
-                mask_out = gr.Image(label="Known pixels (union mask)", format="png", interactive=False,
-                                    image_mode="L")
-                result_out = gr.Image(label="Result G(E(collage, mask))", format="png", interactive=False)
-            compose_info = gr.Markdown()
-            first = ids[0] if ids else None
-            examples = labelled_examples(
-                [[first, 1, 2, 0, 0], [first, 1, 2, span // 4, 0], [first, 5, 6, 0, span // 8]],
-                ["centre of sample 2 pasted on sample 1",
-                 "the same part, moved right by a quarter of the frame",
-                 "centre of sample 6 on sample 5, moved down"],
-                [model_id, base_seed, part_seeds[0], dxs[0], dys[0]],
-                label="Example collages (samples by seed; part 1's centre painted, all of the base kept)")
-
+            _build_compose(wiring, model_id, frame_size(ctx, model_id.value))
         with gr.Tab("Inpaint"):
-            with gr.Row():
-                with gr.Column():
-                    ip_image, _ = picture("Picture: paint the region to erase", 7)
-                    with gr.Row():
-                        ip_n = gr.Slider(1, 8, value=4, step=1, label="Completions")
-                        ip_seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED,
-                                            label="Hint seed")
-                    with gr.Row():
-                        ip_run = gr.Button("Inpaint", variant="primary")
-                        ip_random = gr.Button("Random hints (the training masks)")
-                ip_masked = gr.Image(label="What E sees (unknown: grey)", format="png", interactive=False)
-            ip_gallery = gr.Gallery(label="Completions", columns=4, format="png")
-
+            _build_inpaint(wiring, model_id)
         with gr.Tab("Variation map"):
-            with gr.Row():
-                with gr.Column():
-                    vm_image, _ = picture("Picture: paint one part (eyes, mouth, a window...)", 9)
-                    with gr.Row():
-                        vm_n = gr.Slider(2, 20, value=8, step=1, label="Samples N")
-                        vm_seed = gr.Number(value=100, precision=0, minimum=0, maximum=MAX_SEED,
-                                            label="Seed")
-                    vm_run = gr.Button("Compute variation map", variant="primary")
-                vm_map = gr.Image(label="Per-pixel standard deviation", format="png", interactive=False)
-            vm_info = gr.Markdown()
-    download.render()
-
-    # ---- handlers ----
-    model_id.change(lambda mid: shift_range(frame_size(mid), 2 * MAX_PARTS), model_id, dxs + dys,
-                    api_name=False, queue=False)
-
-    def editor_part(value, size: int, box, shift=(0, 0), whole_if_empty: bool = False) -> Part | None:
-        if editor_is_empty(value):
-            return None
-        image, mask = framed(value, size, box, required=False)
-        if mask.sum() == 0:
-            if not whole_if_empty:
-                return None
-            mask = torch.ones_like(mask)
-        return Part(image, mask, (int(shift[0] or 0), int(shift[1] or 0)))
-
-    def compose_run(mid, base_value, refine_on, steps, parts_and_shifts, progress):
-        n = MAX_PARTS
-        editors, px, py = parts_and_shifts[:n], parts_and_shifts[n:2 * n], parts_and_shifts[2 * n:]
-        E, G = models(mid)
-        size = G.size
-        box = content(mid)
-        chosen = [editor_part(base_value, size, box, whole_if_empty=True)]
-        for i, (ed, dx, dy) in enumerate(zip(editors, px, py)):
-            part = editor_part(ed, size, box, (dx, dy))
-            if not editor_is_empty(ed) and part is None:
-                gr.Warning(f"Part {i + 1} has no painted region: it is left out.")
-            chosen.append(part)
-        collage, union = compose([p for p in chosen if p is not None])
-        if refine_on:
-            E32, G32 = models(mid, torch.float32)
-            device, _ = placement(E32)
-            result, losses, latent = refine_with_latent(
-                E32, G32, collage.to(device), union.to(device), int(steps),
-                progress=lambda d, t: progress(d / t, desc=f"Refining {d}/{t}"))
-            note = f" · refined in {int(steps)} Adam steps (loss {losses[0]:.3f} → {losses[-1]:.3f})"
-        else:
-            result, latent = regenerate(E, G, collage, union)
-            losses, note = [], ""
-        l1 = masked_l1(result, collage, union)
-        info = (f"Masked L1 on the known pixels: **{l1:.3f}** "
-                f"· known: {float(union.mean()) * 100:.0f} % of the picture{note}")
-        shown, result_u8 = unknown_as_grey(collage, union), to_uint8(result)[0]
-        names = ["base"] + [f"part_{i}" for i in range(1, n + 1)]
-        used = [(name, p) for name, p in zip(names, chosen) if p is not None]
-        run_record = download.run(
-            "compose", roles(mid),
-            images={"result": result_u8, "collage": shown, **{name: p.image for name, p in used}},
-            masks={"known": union, **{name: p.mask for name, p in used}},
-            arrays={"latent": latent, **({"refine_losses": losses} if losses else {})},
-            settings={"refine": bool(refine_on), "refine_steps": int(steps) if refine_on else 0,
-                      "refine_lr": REFINE_LR if refine_on else None,
-                      "shifts_px": {name: list(p.shift) for name, p in used if name != "base"},
-                      "masked_l1": l1, "frame": size, "content": box},
-            notes="Pictures are the inputs as the network saw them (framed to the generator's "
-                  "size); masks: white = taken from that picture (before its shift).")
-        return shown, mask_picture(union), result_u8, info, run_record
-
-    @gpu(duration=120)
-    @user_errors
-    def on_compose(mid, base_value, refine_on, steps, *parts_and_shifts,
-                   progress=gr.Progress(track_tqdm=True)):
-        return compose_run(mid, base_value, refine_on, steps, parts_and_shifts, progress)
-
-    compose_inputs = [model_id, base, do_refine, refine_steps] + parts + dxs + dys
-    compose_outputs = [collage_out, mask_out, result_out, compose_info, download.state]
-    compose_btn.click(on_compose, compose_inputs, compose_outputs, api_name="collage_compose",
-                      concurrency_id="gpu")
-
-    @gpu(duration=60)
-    @user_errors
-    def on_example(mid, seed_base, seed_part, dx, dy, progress=gr.Progress(track_tqdm=True)):
-        """Sample two pictures, paint the centre of the second, compose (the examples)."""
-        _, G = models(mid)
-        pictures = to_uint8(sample_images(G, [int(seed_base or 0), int(seed_part or 0)]))
-        base_value = painted_value(pictures[0], None)
-        part_value = painted_value(pictures[1], centre_square(pictures.shape[1]))
-        rest = (part_value, None, None, dx, 0, 0, dy, 0, 0)
-        return (base_value, part_value) + compose_run(mid, base_value, False, 30, rest, progress)
-
-    run_examples(examples, (on_example, [model_id, base_seed, part_seeds[0], dxs[0], dys[0]],
-                            [base, parts[0]] + compose_outputs))
-
-    quiet_compose = quietly(on_compose, len(compose_outputs))
-
-    def on_live(live_on, mid, base_value, refine_on, steps, *rest):
-        """Every stroke or shift re-runs one regressor + generator pass (never the slow
-        refinement); silent until there is something to compose."""
-        editors = (base_value,) + rest[:MAX_PARTS]
-        if not live_on or refine_on or all(editor_is_empty(ed) for ed in editors):
-            return [gr.update()] * len(compose_outputs)
-        return quiet_compose(mid, base_value, False, steps, *rest)
-
-    for trigger in [base.change] + [p.change for p in parts] + [d.release for d in dxs + dys]:
-        trigger(on_live, [live] + compose_inputs, compose_outputs, api_name=False,
-                concurrency_id="gpu", trigger_mode="always_last", show_progress="minimal")
-
-    def _inpaint(mid, value, n, seed, random_mask: bool):
-        E, G = models(mid)
-        size = G.size
-        image, erased = framed(value, size, content(mid), required=not random_mask)
-        if random_mask:
-            known = random_hints(size, int(seed or 0))
-        else:
-            known = 1 - erased
-            if known.sum() == 0:
-                raise UserError("Everything is erased: leave some of the picture unpainted.")
-        images, masks, latents = complete_with_latents(E, G, image, known, int(n), int(seed or 0))
-        completions = to_uint8(images)
-        gallery = [(img, "known pixels only" if k == 0 else f"with hints {k}")
-                   for k, img in enumerate(completions)]
-        shown = unknown_as_grey(image, known)
-        run_record = download.run(
-            "random_hints" if random_mask else "inpaint", roles(mid),
-            images={"completion": list(completions), "input": shown, "picture": image},
-            masks={"known": known, "hints": [m for m in masks[1:]]},
-            arrays={"latents": latents}, seeds=[int(seed or 0)],
-            settings={"completions": int(n), "random_hints": random_mask,
-                      "hint_coverage": list(HINT_COVERAGE), "training_coverage": list(TRAIN_COVERAGE)},
-            notes="completion_01 uses the known pixels only; completion k > 1 adds hint blobs of "
-                  "generated picture seed + k - 1 (masks/hints_*: known pixels + hints).")
-        return shown, gallery, run_record
-
-    @gpu(duration=60)
-    @user_errors
-    def on_inpaint(mid, value, n, seed, progress=gr.Progress(track_tqdm=True)):
-        return _inpaint(mid, value, n, seed, random_mask=False)
-
-    @gpu(duration=60)
-    @user_errors
-    def on_random_hints(mid, value, n, seed, progress=gr.Progress(track_tqdm=True)):
-        return _inpaint(mid, value, n, seed, random_mask=True)
-
-    ip_inputs = [model_id, ip_image, ip_n, ip_seed]
-    ip_outputs = [ip_masked, ip_gallery, download.state]
-    ip_run.click(on_inpaint, ip_inputs, ip_outputs, api_name="collage_inpaint", concurrency_id="gpu")
-    ip_random.click(on_random_hints, ip_inputs, ip_outputs, api_name="collage_random_hints",
-                    concurrency_id="gpu")
-
-    @gpu(duration=120)
-    @user_errors
-    def on_variation(mid, value, n, seed, progress=gr.Progress(track_tqdm=True)):
-        E, G = models(mid)
-        size = G.size
-        base_image, part = framed(value, size, content(mid))
-        progress(0.1, desc=f"Regenerating {int(n)} variants")
-        sigma, leak = variation_map(E, G, base_image, part, int(n), int(seed or 0))
-        inside = float((sigma * part[0, 0]).sum() / part.sum())
-        outside = float((sigma * (1 - part[0, 0])).sum() / (1 - part).sum().clamp(min=1))
-        info = (f"Share of the change outside the painted part: **{leak * 100:.1f} %** "
-                f"(0 %: perfectly independent parts) · mean σ inside {inside:.3f}, outside {outside:.3f}")
-        picture_map = heatmap(sigma, vmin=0)
-        run_record = download.run(
-            "variation_map", roles(mid), images={"variation_map": picture_map, "picture": base_image},
-            masks={"part": part}, arrays={"sigma": sigma}, seeds=[int(seed or 0)],
-            settings={"samples": int(n), "share_outside": leak, "mean_sigma_inside": inside,
-                      "mean_sigma_outside": outside},
-            notes="The part is replaced by generated pictures seed, seed + 1, ... (N of them).")
-        return picture_map, info, run_record
-
-    vm_run.click(on_variation, [model_id, vm_image, vm_n, vm_seed], [vm_map, vm_info, download.state],
-                 api_name="collage_variation", concurrency_id="gpu")
+            _build_variation(wiring, model_id)
+    wiring.download.render()

@@ -3,19 +3,27 @@
 Engine (no Gradio):
 - `class_maps` turns painted regions + classes + intensities into per-pixel class mixtures
   (Eq. 2's W_hw(c)); `label_collage` renders base and edit in one batched pass, the sCBN
-  applied at the chosen condition points of BigGAN-deep only; `intensity_sweep` is Fig. 9.
+  applied at the chosen condition points of BigGAN-deep only; its `frames` give Fig. 9's
+  intensity sweep.
 - `feature_blend` (Eq. 3): base, blended and reference streams in one batch; at the chosen
   feature points the blended stream takes the references' features inside their (shifted)
   regions (`core.blend.FeatureBlend`). Works on BigGAN-deep and on StyleGAN2.
 - `project` fits z and the class vector of BigGAN-deep to a photo (LPIPS + MSE: the paper's
   discriminator-feature loss needs BigGAN's discriminator, which was never released);
   `paste_back` Poisson-blends the edited region into the photo (the paper's post-processing).
+
+Handlers (`render_base`, `render_reference`, `apply_labels`, `sweep_labels`, `live_labels`,
+`blend_features`, `project_photo`, `paste_edit`, `shift_ranges`) are module-level functions of
+the app context and the widgets' values; `build_tab` lays out the base picture, then one
+builder per sub-tab (label collage, feature blend, real photo).
 """
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import gradio as gr
 import numpy as np
@@ -29,12 +37,13 @@ from core.errors import UserError
 from core.images import (editor_image_and_mask, hex_rgb, masks_by_colour, pil_to_tensor, to_pil,
                          to_uint8)
 from core.lpips import lpips_distance
-from core.models.biggan import BigGANDeep, truncated_noise
-from core.models.stylegan2 import truncate
 from core.poisson import poisson_blend
-from core.ui import (MAX_SEED, DownloadAll, gpu, labelled_examples, licence_line, quietly, run_examples,
-                     shift_range, shift_sliders, tab_header, user_errors)
-from demos.generate import seed_latents
+from core.recipe import Run
+from core.ui import (GPU_LANE, MAX_SEED, TabWiring, gpu_task, labelled_examples, licence_line,
+                     quietly, record, shift_range, shift_sliders, tab_header, user_errors)
+
+if TYPE_CHECKING:  # model code is imported when a model is loaded, not at start-up
+    from core.models.biggan import BigGANDeep
 
 PAPER = "https://arxiv.org/abs/1811.10153"
 HOW_IT_WORKS = f"""
@@ -74,11 +83,19 @@ PROJECT_CLASS_LR = 0.005
 
 
 # ---- classes -------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
 def imagenet_names() -> list[str]:
-    """The 1000 ImageNet class names in BigGAN's index order (torchvision's copy)."""
-    from torchvision.models._meta import _IMAGENET_CATEGORIES
+    """The 1000 ImageNet class names in BigGAN's index order: torchvision's list, read from
+    its source file as data (importing torchvision costs seconds of start-up)."""
+    import ast
+    import importlib.util
 
-    return list(_IMAGENET_CATEGORIES)
+    spec = importlib.util.find_spec("torchvision")  # finds the package without importing it
+    source = Path(spec.submodule_search_locations[0], "models", "_meta.py").read_text("utf-8")
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "_IMAGENET_CATEGORIES":
+            return list(ast.literal_eval(node.value))
+    raise RuntimeError("torchvision's ImageNet class list was not found")
 
 
 def class_choices() -> list[str]:
@@ -118,22 +135,23 @@ class Picture:
 
 
 def is_biggan(G: torch.nn.Module) -> bool:
+    from core.models.biggan import BigGANDeep
+
     return isinstance(G, BigGANDeep)
 
 
 def picture_from_seed(G: torch.nn.Module, seed: int, class_index: int | None,
                       truncation: float) -> Picture:
-    """A seed (and class) -> the picture's latents, as each model's own sampler draws them:
-    the port's truncated normal for BigGAN, the tabs' shared Gaussian + mapping for StyleGAN2."""
+    """A seed (and class) -> the picture's latents, drawn by the family's own sampler
+    (`G.sample_latents`: BigGAN-deep's truncated normal scaled by the truncation, StyleGAN2's
+    `seed_normal` z), kept on the CPU in the form this tab re-renders: z and a one-hot class
+    vector for BigGAN-deep, w+ (mapped, truncated) for StyleGAN2."""
+    z = G.sample_latents([int(seed)], truncation)
     if is_biggan(G):
-        nc = G.num_classes
-        return Picture(truncated_noise(1, G.z_dim, truncation, seed),
-                       one_hot(class_index if class_index is not None else DEFAULT_CLASS, nc))
+        index = class_index if class_index is not None else DEFAULT_CLASS
+        return Picture(z.float().cpu(), one_hot(index, G.num_classes))
     with torch.inference_mode():
-        w = G.mapping(seed_latents([seed], G.style_dim, G.device))
-        if truncation != 1.0:
-            w = truncate(w, G.truncation_center().to(w.dtype), truncation)
-        return Picture(G.w_plus(w).float().cpu())
+        return Picture(G.w_plus(G.truncated_w(z, truncation)).float().cpu())
 
 
 def render(G: torch.nn.Module, pictures: Sequence[Picture], truncation: float,
@@ -182,7 +200,7 @@ def class_maps(base: torch.Tensor, regions: torch.Tensor, classes: torch.Tensor,
     return maps, weights
 
 
-def layer_preset(G: BigGANDeep, preset: str) -> list[int]:
+def layer_preset(G: "BigGANDeep", preset: str) -> list[int]:
     """The paper's Fig. 12 choices on BigGAN-deep's condition points: "all", "first" (the
     4x4 ones: the seed tensor and the first block) or "all but first"."""
     points = G.condition_points()
@@ -195,7 +213,7 @@ def layer_preset(G: BigGANDeep, preset: str) -> list[int]:
 
 
 @torch.inference_mode()
-def label_collage(G: BigGANDeep, picture: Picture, regions: torch.Tensor, classes: Sequence[int],
+def label_collage(G: "BigGANDeep", picture: Picture, regions: torch.Tensor, classes: Sequence[int],
                   intensities: Sequence[float], truncation: float, points: Sequence[int],
                   frames: Sequence[float] = (1.0,)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(before [1, 3, S, S], edits [len(frames), 3, S, S], weights [K + 1, 1, r, r]) in one
@@ -247,7 +265,7 @@ def feature_blend(G: torch.nn.Module, base: Picture, refs: Sequence[Picture], re
 
 
 # ---- real photos ---------------------------------------------------------------------------
-def project(G: BigGANDeep, target: torch.Tensor, class_index: int, truncation: float, steps: int,
+def project(G: "BigGANDeep", target: torch.Tensor, class_index: int, truncation: float, steps: int,
             seed: int = 0, progress: Callable[[int, int, float], None] | None = None
             ) -> tuple[Picture, torch.Tensor, list[float]]:
     """Fit z and the class vector so that G renders `target` [1, 3, S, S]: Adam on
@@ -257,7 +275,7 @@ def project(G: BigGANDeep, target: torch.Tensor, class_index: int, truncation: f
         raise UserError("Photo projection is offered for BigGAN-deep (StyleGAN2: use the SAM tab).")
     device, _ = placement(G)
     target = target.to(device)
-    z = truncated_noise(1, G.z_dim, truncation, seed).to(device).requires_grad_(True)
+    z = G.sample_latents([seed], truncation).to(device).requires_grad_(True)
     c = one_hot(class_index, G.num_classes).to(device).requires_grad_(True)
     opt = torch.optim.Adam([{"params": [z], "lr": PROJECT_LR}, {"params": [c], "lr": PROJECT_CLASS_LR}])
     losses = []
@@ -296,336 +314,435 @@ def weights_picture(weights: torch.Tensor, size: int, colours: Sequence[str]) ->
     return out.round().clamp(0, 255).to(torch.uint8).numpy()
 
 
+# ---- handlers (plain functions of the context and the widgets' values) ---------------------
+TAB = "ncollage"
+DEFAULT_FRAME = 256  # the shift sliders' span while no model is picked
+SWEEP = (0.25, 0.5, 0.75, 1.0)  # the intensity sweep's frames (Fig. 9)
+N_LABEL_OUTPUTS = 5  # before, after, class map, the edit for pasting, the run
+# The base picture's state: {"model", "picture": Picture, "truncation", "photo": the projected
+# photo [1, 3, S, S] or None, "seed" (None for a photo), "class" (None for StyleGAN2)}; a
+# reference's: {"model", "picture", "seed", "class"}; the last edit: {"image", "region"}.
+State = dict[str, Any]
+
+
+def load(ctx: AppContext, model_id: str | None, dtype: torch.dtype | None = None) -> torch.nn.Module:
+    """The picked model (BigGAN-deep or StyleGAN2), loaded once by the context."""
+    if not model_id:
+        raise UserError("Pick a model first.")
+    return ctx.model(model_id, dtype)
+
+
+def frame_size(ctx: AppContext, model_id: str | None) -> int:
+    """The model's picture size from its registry entry (nothing loaded), for the shift
+    sliders; DEFAULT_FRAME while none is picked or the entry does not say."""
+    return (ctx.registry.get(model_id).image_size() if model_id else None) or DEFAULT_FRAME
+
+
+def shift_ranges(ctx: AppContext, model_id: str | None) -> list:
+    """The references' shift sliders follow the picked model's frame."""
+    return shift_range(frame_size(ctx, model_id), 2 * MAX_REFS)
+
+
+def points_update(G: torch.nn.Module) -> dict:
+    """The blendable layers of G for the checkbox group, the first two ticked."""
+    choices = feature_points(G)
+    return gr.update(choices=choices, value=[p for _, p in choices[:2]])
+
+
+def seeded(ctx: AppContext, model_id: str | None, class_text: str | None, seed: float | None,
+           truncation: float) -> tuple[torch.nn.Module, Picture, np.ndarray]:
+    """(model, picture, its pixels) for a seed (and class: BigGAN-deep only)."""
+    G = load(ctx, model_id)
+    index = parse_class(class_text) if is_biggan(G) else None
+    pic = picture_from_seed(G, int(seed or 0), index, float(truncation))
+    return G, pic, to_uint8(render(G, [pic], float(truncation)))[0]
+
+
+def latents(pic: Picture, prefix: str = "") -> dict[str, torch.Tensor]:
+    """A picture's latents for latents.npz: z and class vector, or w+ (StyleGAN2)."""
+    if pic.classes is None:
+        return {f"{prefix}w_plus": pic.latent}
+    return {f"{prefix}z": pic.latent, f"{prefix}class_vector": pic.classes}
+
+
+def base_settings(state: State) -> dict:
+    return {"base_class": state.get("class"), "truncation": state["truncation"],
+            "base_is_projected_photo": state.get("photo") is not None}
+
+
+def base_seeds(state: State) -> list[int]:
+    return [state["seed"]] if state.get("seed") is not None else []
+
+
+def current(ctx: AppContext, state: State | None, model_id: str | None
+            ) -> tuple[torch.nn.Module, Picture, float]:
+    """(model, base picture, truncation), refusing a base made with another model (its
+    latents would not fit)."""
+    if not state:
+        raise UserError("Render a base picture (or project a photo) first.")
+    if state["model"] != model_id:
+        raise UserError(f"The base picture was made with {state['model']}: render it again "
+                        f"for {model_id}.")
+    return load(ctx, model_id), state["picture"], state["truncation"]
+
+
+@gpu_task(duration=60)
+def render_base(ctx: AppContext, model_id: str | None, class_text: str | None, seed: float | None,
+                truncation: float, progress=gr.Progress(track_tqdm=True)
+                ) -> tuple[State, np.ndarray, np.ndarray, dict, Run]:
+    """The base picture from a seed (and class) -> (base state, picture, the same picture
+    for the label editor, the model's blendable layers, run)."""
+    G, pic, image = seeded(ctx, model_id, class_text, seed, truncation)
+    state = {"model": model_id, "picture": pic, "truncation": float(truncation), "photo": None,
+             "seed": int(seed or 0), "class": parse_class(class_text) if is_biggan(G) else None}
+    run = record(ctx, TAB, "render", {"generator": model_id}, images={"result": image},
+                 arrays=latents(pic), seeds=[int(seed or 0)], settings=base_settings(state))
+    return state, image, image, points_update(G), run
+
+
+@gpu_task(duration=60)
+def render_reference(ctx: AppContext, model_id: str | None, class_text: str | None,
+                     seed: float | None, truncation: float,
+                     progress=gr.Progress(track_tqdm=True)) -> tuple[State, np.ndarray]:
+    """A reference picture for the feature blend -> (its state, its picture for painting)."""
+    _, pic, image = seeded(ctx, model_id, class_text, seed, truncation)
+    return {"model": model_id, "picture": pic, "seed": int(seed or 0),
+            "class": parse_class(class_text) if pic.classes is not None else None}, image
+
+
+def _labels(ctx: AppContext, model_id: str | None, state: State | None, editor: dict | None,
+            layers: str, soft: float, classes_and_strengths: Sequence, sweep: bool) -> tuple:
+    """The label collage (both buttons): one class per brush colour used, its intensity,
+    softened regions, the layer preset -> (before, after, class map, edit, run[, frames])."""
+    G, pic, trunc = current(ctx, state, model_id)
+    size = G.size
+    regions = masks_by_colour(editor, PALETTE, size)
+    used = [k for k in range(len(PALETTE)) if regions[k].sum() > 0]
+    if not used:
+        raise UserError("Paint a region first (one brush colour per target class).")
+    classes = [parse_class(classes_and_strengths[k]) for k in used]
+    strengths = [float(classes_and_strengths[len(PALETTE) + k]) for k in used]
+    soft_regions = soften(regions[used], float(soft) * size / 256)
+    points = layer_preset(G, layers) if is_biggan(G) else []
+    frames = SWEEP if sweep else (1.0,)
+    before, edits, weights = label_collage(G, pic, soft_regions, classes, strengths, trunc,
+                                           points, frames)
+    region = (1 - weights[:1]).clamp(0, 1)
+    region = F.interpolate(region, size=(size, size), mode="bilinear", align_corners=False)
+    edit = {"image": edits[-1:].cpu(), "region": (region > 0.1).float()}
+    colours = [PALETTE[k] for k in used]
+    class_map = weights_picture(weights, size, colours)
+    before_u8, after_u8 = to_uint8(before)[0], to_uint8(edits[-1:])[0]
+    run = record(
+        ctx, TAB, "label_sweep" if sweep else "label_collage", {"generator": model_id},
+        images={"before": before_u8, "after": after_u8, "class_map": class_map,
+                **({"intensity": list(to_uint8(edits))} if sweep else {})},
+        masks={**{f"painted_{k + 1}": regions[k] for k in used},
+               **{f"soft_{k + 1}": soft_regions[i] for i, k in enumerate(used)}},
+        arrays={**latents(pic), "class_weights": weights}, seeds=base_seeds(state),
+        settings={**base_settings(state), "colours": colours, "classes": classes,
+                  "intensities": strengths, "layers": layers, "condition_points": points,
+                  "soft_edge_px_at_256": float(soft),
+                  **({"sweep_intensities": list(frames)} if sweep else {})},
+        notes="masks painted_k / soft_k: brush colour k as painted and softened; "
+              "class_weights: [base, region 1, ...] at 64 x 64.")
+    if not sweep:
+        return before_u8, after_u8, class_map, edit, run
+    shown = to_uint8(torch.cat([before, edits]))
+    gallery = [(img, f"intensity {t:g}") for img, t in zip(shown, (0.0, *frames))]
+    return before_u8, after_u8, class_map, edit, gallery, run
+
+
+@gpu_task(duration=60)
+def apply_labels(ctx: AppContext, model_id: str | None, state: State | None, editor: dict | None,
+                 layers: str, soft: float, *classes_and_strengths: str | float
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict, Run]:
+    """Paint classes onto the base picture (sCBN) -> (before, after, class map, the edit
+    kept for "paste back", run). `classes_and_strengths`: one class per brush colour, then
+    one intensity per brush colour."""
+    return _labels(ctx, model_id, state, editor, layers, soft, classes_and_strengths, sweep=False)
+
+
+@gpu_task(duration=60)
+def sweep_labels(ctx: AppContext, model_id: str | None, state: State | None, editor: dict | None,
+                 layers: str, soft: float, *classes_and_strengths: str | float) -> tuple:
+    """`apply_labels` at growing intensities (Fig. 9) -> the same outputs plus a gallery
+    (intensity 0, 0.25, ..., 1), then the run."""
+    return _labels(ctx, model_id, state, editor, layers, soft, classes_and_strengths, sweep=True)
+
+
+_quiet_labels = quietly(apply_labels, N_LABEL_OUTPUTS)
+
+
+def live_labels(ctx: AppContext, live: bool, model_id: str | None, state: State | None,
+                editor: dict | None, layers: str, soft: float, *classes_and_strengths: str | float
+                ) -> list | tuple:
+    """`apply_labels` on every stroke while "Update while painting" is on; an incomplete
+    input (nothing painted yet) leaves the outputs as they are instead of an error."""
+    if not live:
+        return [gr.update()] * N_LABEL_OUTPUTS
+    return _quiet_labels(ctx, model_id, state, editor, layers, soft, *classes_and_strengths)
+
+
+@gpu_task(duration=60)
+def blend_features(ctx: AppContext, model_id: str | None, state: State | None, points: list | None,
+                   strength: float, *refs_and_shifts: Any
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Run]:
+    """Transplant the references' features into the base picture (Eq. 3) -> (before,
+    after, blend map, run). `refs_and_shifts`: MAX_REFS reference states, their editors, their
+    right shifts, their down shifts; a reference without a painted region is left out."""
+    G, pic, trunc = current(ctx, state, model_id)
+    size = G.size
+    n = MAX_REFS
+    states, editors = refs_and_shifts[:n], refs_and_shifts[n:2 * n]
+    shifts_x, shifts_y = refs_and_shifts[2 * n:3 * n], refs_and_shifts[3 * n:]
+    refs, regions, shifts, used = [], [], [], []
+    for r in range(n):
+        if not states[r]:
+            continue
+        if states[r]["model"] != model_id:
+            raise UserError(f"Reference {r + 1} was made with {states[r]['model']}: render it again.")
+        _, region = editor_image_and_mask(editors[r], size, required=False)
+        if region.sum() == 0:
+            gr.Warning(f"Reference {r + 1} has no painted region: it is left out.")
+            continue
+        refs.append(states[r]["picture"])
+        used.append(r)
+        regions.append(region[0])
+        shifts.append((int(shifts_x[r] or 0), int(shifts_y[r] or 0)))
+    if not refs:
+        raise UserError("Render a reference and paint the region to take from it.")
+    regions_t = torch.stack(regions)
+    chosen = [int(p) for p in points or []]
+    before, after, ref_images = feature_blend(G, pic, refs, regions_t, shifts, chosen, trunc,
+                                              float(strength))
+    landed = FeatureBlend(regions_t, shifts, frozenset(), float(strength)).weights_at(size)
+    weights = torch.cat([1 - landed.sum(0, keepdim=True), landed])
+    blend_map = weights_picture(weights, size, PALETTE[:len(refs)])
+    before_u8, after_u8 = to_uint8(before)[0], to_uint8(after)[0]
+    ref_seeds = [states[r].get("seed") for r in used]
+    run = record(
+        ctx, TAB, "feature_blend", {"generator": model_id},
+        images={"before": before_u8, "after": after_u8, "blend_map": blend_map,
+                **{f"reference_{r + 1}": ref_images[i:i + 1] for i, r in enumerate(used)}},
+        masks={f"reference_{r + 1}": regions_t[i] for i, r in enumerate(used)},
+        arrays={**latents(pic, "base_"),
+                **{k: v for i, r in enumerate(used) for k, v in latents(refs[i], f"reference_{r + 1}_").items()},
+                "landed_weights": landed},
+        seeds=base_seeds(state) + [s for s in ref_seeds if s is not None],
+        settings={**base_settings(state), "layers": chosen, "strength": float(strength),
+                  "shifts_px": {f"reference_{r + 1}": list(shifts[i]) for i, r in enumerate(used)},
+                  "reference_seeds": {f"reference_{r + 1}": states[r].get("seed") for r in used},
+                  "reference_classes": {f"reference_{r + 1}": states[r].get("class") for r in used}},
+        notes="seeds: base, then the references used; masks/reference_k: the region taken "
+              "from reference k (before its shift).")
+    return before_u8, after_u8, blend_map, run
+
+
+@gpu_task(duration=300)
+def project_photo(ctx: AppContext, model_id: str | None, image: np.ndarray | None,
+                  class_text: str | None, steps: float, truncation: float,
+                  progress=gr.Progress()) -> tuple[State, np.ndarray, np.ndarray, np.ndarray, str, Run]:
+    """Fit BigGAN-deep to a photo; the projection becomes the base picture -> (base state,
+    projection, base picture, label editor, loss summary, run)."""
+    G = load(ctx, model_id, torch.float32)  # gradients: float32 on every device
+    if not is_biggan(G):
+        raise UserError("Photo projection is offered for BigGAN-deep models; pick one.")
+    target = pil_to_tensor(to_pil(image), G.size)
+    index = parse_class(class_text)
+    pic, out, losses = project(G, target, index, float(truncation), int(steps),
+                               progress=lambda d, t, l: progress(d / t, desc=f"Step {d}/{t} · loss {l:.3f}"))
+    state = {"model": model_id, "picture": pic, "truncation": float(truncation), "photo": target,
+             "seed": None, "class": index}
+    shown = to_uint8(out)[0]
+    info = (f"Loss (LPIPS + MSE) {losses[0]:.3f} → **{losses[-1]:.3f}** in {len(losses)} steps. "
+            "The projection is now the base picture: paint labels on it, then paste back.")
+    run = record(
+        ctx, TAB, "project", {"generator": model_id}, images={"photo": target, "projection": shown},
+        arrays={**latents(pic), "losses": losses}, seeds=[0],
+        settings={"class": index, "truncation": float(truncation), "steps": int(steps),
+                  "lr_z": PROJECT_LR, "lr_class": PROJECT_CLASS_LR, "loss": "LPIPS-VGG + MSE"},
+        notes="seed 0 draws the starting z; class_vector is optimised too (starts one-hot).")
+    return state, shown, shown, shown, info, run
+
+
+@user_errors
+def paste_edit(ctx: AppContext, state: State | None, edit: dict | None) -> tuple[np.ndarray, Run]:
+    """Poisson-blend the last label collage back into the projected photo (no model runs)
+    -> (photo with the edit, run)."""
+    if not state or state.get("photo") is None:
+        raise UserError("Project a photo first (the paste goes back into that photo).")
+    if not edit:
+        raise UserError("Apply a label collage to the projection first.")
+    result = to_uint8(paste_back(state["photo"], edit["image"], edit["region"]))[0]
+    run = record(
+        ctx, TAB, "paste_back", {"generator": state["model"]},
+        images={"photo": state["photo"], "edited": edit["image"], "pasted": result},
+        masks={"region": edit["region"]}, arrays=latents(state["picture"]),
+        settings={**base_settings(state), "blend": "Poisson"},
+        notes="The label collage's edited region (masks/region) Poisson-blended into the photo.")
+    return result, run
+
+
 # ---- UI ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Base:
+    """The widgets every sub-tab reads: the model, the base picture's settings and state."""
+    model: gr.Dropdown
+    cls: gr.Dropdown
+    seed: gr.Number
+    truncation: gr.Slider
+    state: gr.State
+    image: gr.Image
+    button: gr.Button
+    examples: gr.Examples
+
+
 def build_tab(ctx: AppContext) -> None:
     biggan_ids = ctx.model_ids("biggan-deep")
-    all_ids = biggan_ids + [i for i in ctx.model_ids("stylegan2")
-                            if "ncollage" in ctx.registry.get(i).used_by]
+    ids = biggan_ids + [i for i in ctx.model_ids("stylegan2") if TAB in ctx.registry.get(i).used_by]
+    wiring = TabWiring(ctx, TAB)
     tab_header("Paint class labels onto a BigGAN picture (a dog's head becomes a cat's), or "
                "transplant the *features* of another picture into a region, at the layers "
                "you choose.", HOW_IT_WORKS)
-    licence_line(ctx.registry, "ncollage", all_ids)
-    download = DownloadAll(ctx, "ncollage")
+    licence_line(ctx.registry, TAB, ids)
     names = class_choices()
+    base = _build_base(ids, names)
+    with gr.Tabs():
+        with gr.Tab("Label collage"):
+            editor, last_edit = _build_label_collage(wiring, base, names)
+        with gr.Tab("Feature blend"):
+            points = _build_feature_blend(wiring, base, names)
+        with gr.Tab("Real photo (BigGAN)"):
+            _build_real_photo(wiring, base, names, editor, last_edit)
+    wiring.download.render()
+
+    inputs = [base.model, base.cls, base.seed, base.truncation]
+    outputs = [base.state, base.image, editor, points]
+    wiring.on(base.button.click, render_base, inputs, outputs, api_name="ncollage_render")
+    wiring.examples(base.examples, (render_base, inputs, outputs))
+
+
+def _build_base(ids: list[str], names: list[str]) -> Base:
+    """The model, class, seed and truncation of the base picture, and the picture."""
     default_class = names[DEFAULT_CLASS]
     with gr.Row():
         with gr.Column():
-            model_id = gr.Dropdown(all_ids, value=all_ids[0] if all_ids else None,
-                                   label="Model (label collage: BigGAN-deep only)")
-            base_class = gr.Dropdown(names, value=default_class, label="Base class", filterable=True,
-                                     allow_custom_value=True)
+            model = gr.Dropdown(ids, value=ids[0] if ids else None,
+                                label="Model (label collage: BigGAN-deep only)")
+            cls = gr.Dropdown(names, value=default_class, label="Base class", filterable=True,
+                              allow_custom_value=True)
             with gr.Row():
-                base_seed = gr.Number(value=1, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
+                seed = gr.Number(value=1, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                 truncation = gr.Slider(0.02, 1.0, value=0.4, step=0.02, label="Truncation")
-            render_btn = gr.Button("Render base picture", variant="primary")
-        base_image = gr.Image(label="Base picture", format="png", interactive=False)
-    base_state = gr.State(None)  # {"model", "picture", "truncation", "photo", "seed", "class"}
+            button = gr.Button("Render base picture", variant="primary")
+        image = gr.Image(label="Base picture", format="png", interactive=False)
+    state = gr.State(None)
     examples = labelled_examples(
         [[default_class, 1, 0.4], [names[281], 3, 0.4], [names[291], 2, 0.4], [names[980], 5, 0.4]],
         ["golden retriever · seed 1", "tabby cat · seed 3", "lion · seed 2", "volcano · seed 5"],
-        [base_class, base_seed, truncation],
+        [cls, seed, truncation],
         label="Example bases (BigGAN-deep classes; StyleGAN2 uses the seed only)")
+    return Base(model, cls, seed, truncation, state, image, button, examples)
 
-    with gr.Tabs():
-        with gr.Tab("Label collage"):
+
+def _build_label_collage(wiring: TabWiring, base: Base, names: list[str]
+                         ) -> tuple[gr.ImageEditor, gr.State]:
+    """Paint regions in brush colours, one class and intensity per colour -> (the editor the
+    base picture fills, the last edit for "paste back")."""
+    with gr.Row():
+        editor = gr.ImageEditor(label="Paint regions: one brush colour per target class",
+                                format="png", type="numpy", layers=False,
+                                brush=gr.Brush(colors=list(PALETTE), default_color=PALETTE[0],
+                                               default_size=24))
+        with gr.Column():
+            classes, strengths = [], []
+            for k, colour in enumerate(PALETTE):
+                with gr.Row():
+                    classes.append(gr.Dropdown(names, value=names[(281, 291, 980)[k]],
+                                               label=f"Class for colour {k + 1} ({colour})",
+                                               filterable=True, allow_custom_value=True, scale=3))
+                    strengths.append(gr.Slider(0, 1, value=1.0, step=0.05, label="Intensity", scale=2))
+            layers = gr.Radio(["all", "first", "all but first"], value="all",
+                              label="Layers with the painted classes (Fig. 12)")
+            soft = gr.Slider(0, 16, value=8, step=1, label="Soft edge (px at 256 px)")
             with gr.Row():
-                lc_editor = gr.ImageEditor(label="Paint regions: one brush colour per target class",
-                                           format="png", type="numpy", layers=False,
-                                           brush=gr.Brush(colors=list(PALETTE), default_color=PALETTE[0],
-                                                          default_size=24))
-                with gr.Column():
-                    lc_classes, lc_strengths = [], []
-                    for k, colour in enumerate(PALETTE):
-                        with gr.Row():
-                            lc_classes.append(gr.Dropdown(names, value=names[(281, 291, 980)[k]],
-                                                          label=f"Class for colour {k + 1} ({colour})",
-                                                          filterable=True, allow_custom_value=True, scale=3))
-                            lc_strengths.append(gr.Slider(0, 1, value=1.0, step=0.05,
-                                                          label="Intensity", scale=2))
-                    lc_layers = gr.Radio(["all", "first", "all but first"], value="all",
-                                         label="Layers with the painted classes (Fig. 12)")
-                    lc_soft = gr.Slider(0, 16, value=8, step=1, label="Soft edge (px at 256 px)")
-                    with gr.Row():
-                        lc_live = gr.Checkbox(value=True, label="Update while painting")
-                        lc_run = gr.Button("Apply labels", variant="primary")
-                        lc_sweep = gr.Button("Intensity sweep (Fig. 9)")
-            with gr.Row():
-                lc_before = gr.Image(label="Before", format="png", interactive=False)
-                lc_after = gr.Image(label="After", format="png", interactive=False)
-                lc_map = gr.Image(label="Class map (grey: base class)", format="png", interactive=False)
-            lc_gallery = gr.Gallery(label="Intensity 0 → 1", columns=5, format="png")
+                live = gr.Checkbox(value=True, label="Update while painting")
+                run = gr.Button("Apply labels", variant="primary")
+                sweep = gr.Button("Intensity sweep (Fig. 9)")
+    with gr.Row():
+        before = gr.Image(label="Before", format="png", interactive=False)
+        after = gr.Image(label="After", format="png", interactive=False)
+        class_map = gr.Image(label="Class map (grey: base class)", format="png", interactive=False)
+    gallery = gr.Gallery(label="Intensity 0 → 1", columns=5, format="png")
+    last_edit = gr.State(None)
 
-        with gr.Tab("Feature blend"):
-            ref_states, ref_editors, ref_classes, ref_seeds, ref_btns, dxs, dys = [], [], [], [], [], [], []
-            with gr.Row():
-                for r in range(MAX_REFS):
-                    with gr.Column():
-                        ref_states.append(gr.State(None))
-                        ref_classes.append(gr.Dropdown(names, value=default_class, filterable=True,
-                                                       allow_custom_value=True,
-                                                       label=f"Reference {r + 1} class (BigGAN)"))
-                        with gr.Row():
-                            ref_seeds.append(gr.Number(value=10 + r, precision=0, minimum=0,
-                                                       maximum=MAX_SEED, label="Seed"))
-                            ref_btns.append(gr.Button(f"Render reference {r + 1}"))
-                        ref_editors.append(gr.ImageEditor(
-                            label=f"Reference {r + 1}: paint the region to take", format="png",
-                            type="numpy", layers=False, brush=gr.Brush(colors=["#ffffff"], default_size=24)))
-                        dx, dy = shift_sliders(256)
-                        dxs.append(dx)
-                        dys.append(dy)
-            with gr.Row():
-                fb_points = gr.CheckboxGroup([], label="Blend at these layers (early: shape, late: texture)")
-                fb_strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength")
-                fb_run = gr.Button("Blend features", variant="primary")
-            with gr.Row():
-                fb_before = gr.Image(label="Before", format="png", interactive=False)
-                fb_after = gr.Image(label="After", format="png", interactive=False)
-                fb_map = gr.Image(label="Blend map (where each reference lands)", format="png",
-                                  interactive=False)
+    inputs = [base.model, base.state, editor, layers, soft] + classes + strengths
+    outputs = [before, after, class_map, last_edit]
+    wiring.on(run.click, apply_labels, inputs, outputs, api_name="ncollage_label")
+    wiring.on(sweep.click, sweep_labels, inputs, outputs + [gallery], api_name="ncollage_sweep")
+    for trigger in [editor.change, layers.change, soft.release] + \
+            [c.change for c in classes] + [s.release for s in strengths]:
+        wiring.on(trigger, live_labels, [live] + inputs, outputs, concurrency_id=GPU_LANE,
+                  trigger_mode="always_last", show_progress="minimal")
+    return editor, last_edit
 
-        with gr.Tab("Real photo (BigGAN)"):
-            with gr.Row():
-                with gr.Column():
-                    photo = gr.Image(label="Photo", format="png", type="numpy")
-                    photo_class = gr.Dropdown(names, value=default_class, filterable=True,
-                                              allow_custom_value=True, label="What is in it (class)")
-                    photo_steps = gr.Slider(10, 400, value=100, step=10,
-                                            label="Projection steps (CPU: ~0.5-2 s each)")
-                    project_btn = gr.Button("Project into the GAN", variant="primary")
-                projection = gr.Image(label="Projection (becomes the base picture)", format="png",
-                                      interactive=False)
-            project_info = gr.Markdown()
-            with gr.Row():
-                paste_btn = gr.Button("Paste the last label collage back into the photo (Poisson)")
-                pasted = gr.Image(label="Photo with the edit", format="png", interactive=False)
-    last_edit = gr.State(None)  # {"image", "region"}: the label collage's result, for pasting
-    download.render()
 
-    # ---- handlers ----
-    def load(mid: str | None, dtype: torch.dtype | None = None) -> torch.nn.Module:
-        if not mid:
-            raise UserError("Pick a model first.")
-        return ctx.model(mid, dtype)
+def _build_feature_blend(wiring: TabWiring, base: Base, names: list[str]) -> gr.CheckboxGroup:
+    """MAX_REFS references (class, seed, painted region, shift) and the layers to blend at
+    -> the layer checkboxes (the base picture's model fills them)."""
+    states, editors, dxs, dys = [], [], [], []
+    with gr.Row():
+        for r in range(MAX_REFS):
+            with gr.Column():
+                states.append(gr.State(None))
+                cls = gr.Dropdown(names, value=names[DEFAULT_CLASS], filterable=True,
+                                  allow_custom_value=True, label=f"Reference {r + 1} class (BigGAN)")
+                with gr.Row():
+                    seed = gr.Number(value=10 + r, precision=0, minimum=0, maximum=MAX_SEED,
+                                     label="Seed")
+                    button = gr.Button(f"Render reference {r + 1}")
+                editors.append(gr.ImageEditor(
+                    label=f"Reference {r + 1}: paint the region to take", format="png",
+                    type="numpy", layers=False, brush=gr.Brush(colors=["#ffffff"], default_size=24)))
+                dx, dy = shift_sliders(DEFAULT_FRAME)
+                dxs.append(dx)
+                dys.append(dy)
+            wiring.on(button.click, render_reference, [base.model, cls, seed, base.truncation],
+                      [states[r], editors[r]], api_name=f"ncollage_reference_{r + 1}", record=False)
+    with gr.Row():
+        points = gr.CheckboxGroup([], label="Blend at these layers (early: shape, late: texture)")
+        strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength")
+        run = gr.Button("Blend features", variant="primary")
+    with gr.Row():
+        before = gr.Image(label="Before", format="png", interactive=False)
+        after = gr.Image(label="After", format="png", interactive=False)
+        blend_map = gr.Image(label="Blend map (where each reference lands)", format="png",
+                             interactive=False)
 
-    def points_update(mid: str | None):
-        if not mid:
-            return gr.update(choices=[], value=[])
-        G = load(mid)
-        choices = feature_points(G)
-        return gr.update(choices=choices, value=[p for _, p in choices[:2]])
+    wiring.on(run.click, blend_features, [base.model, base.state, points, strength] + states +
+              editors + dxs + dys, [before, after, blend_map], api_name="ncollage_blend")
+    wiring.on(base.model.change, shift_ranges, base.model, dxs + dys, record=False, queue=False)
+    return points
 
-    def seeded(mid, cls, seed, trunc) -> tuple[torch.nn.Module, Picture, np.ndarray]:
-        """(model, picture, its pixels) for a seed (and class: BigGAN-deep only)."""
-        G = load(mid)
-        pic = picture_from_seed(G, int(seed or 0), parse_class(cls) if is_biggan(G) else None, float(trunc))
-        return G, pic, to_uint8(render(G, [pic], float(trunc)))[0]
 
-    def latents(pic: Picture, prefix: str = "") -> dict:
-        """A picture's latents for latents.npz: z and class vector, or w+ (StyleGAN2)."""
-        if pic.classes is None:
-            return {f"{prefix}w_plus": pic.latent}
-        return {f"{prefix}z": pic.latent, f"{prefix}class_vector": pic.classes}
+def _build_real_photo(wiring: TabWiring, base: Base, names: list[str], editor: gr.ImageEditor,
+                      last_edit: gr.State) -> None:
+    """Project a photo (it becomes the base picture), then paste the label collage back."""
+    with gr.Row():
+        with gr.Column():
+            photo = gr.Image(label="Photo", format="png", type="numpy")
+            cls = gr.Dropdown(names, value=names[DEFAULT_CLASS], filterable=True,
+                              allow_custom_value=True, label="What is in it (class)")
+            steps = gr.Slider(10, 400, value=100, step=10, label="Projection steps (CPU: ~0.5-2 s each)")
+            project_btn = gr.Button("Project into the GAN", variant="primary")
+        projection = gr.Image(label="Projection (becomes the base picture)", format="png",
+                              interactive=False)
+    info = gr.Markdown()
+    with gr.Row():
+        paste_btn = gr.Button("Paste the last label collage back into the photo (Poisson)")
+        pasted = gr.Image(label="Photo with the edit", format="png", interactive=False)
 
-    def base_settings(state) -> dict:
-        return {"base_class": state.get("class"), "truncation": state["truncation"],
-                "base_is_projected_photo": state.get("photo") is not None}
-
-    @gpu(duration=60)
-    @user_errors
-    def on_render(mid, cls, seed, trunc, progress=gr.Progress(track_tqdm=True)):
-        G, pic, image = seeded(mid, cls, seed, trunc)
-        index = parse_class(cls) if is_biggan(G) else None
-        state = {"model": mid, "picture": pic, "truncation": float(trunc), "photo": None,
-                 "seed": int(seed or 0), "class": index}
-        run_record = download.run("render", {"generator": mid}, images={"result": image},
-                                  arrays=latents(pic), seeds=[int(seed or 0)],
-                                  settings=base_settings(state))
-        return state, image, image, points_update(mid), run_record
-
-    render_outputs = [base_state, base_image, lc_editor, fb_points, download.state]
-    render_inputs = [model_id, base_class, base_seed, truncation]
-    render_btn.click(on_render, render_inputs, render_outputs, api_name="ncollage_render",
-                     concurrency_id="gpu")
-    run_examples(examples, (on_render, render_inputs, render_outputs))
-    model_id.change(lambda mid: shift_range(ctx.registry.get(mid).image_size() if mid else 256, 2 * MAX_REFS), model_id, dxs + dys,
-                    api_name=False, queue=False)
-
-    @gpu(duration=60)
-    @user_errors
-    def on_reference(mid, cls, seed, trunc, progress=gr.Progress(track_tqdm=True)):
-        _, pic, image = seeded(mid, cls, seed, trunc)
-        return {"model": mid, "picture": pic, "seed": int(seed or 0),
-                "class": parse_class(cls) if pic.classes is not None else None}, image
-
-    for r, btn in enumerate(ref_btns):
-        btn.click(on_reference, [model_id, ref_classes[r], ref_seeds[r], truncation],
-                  [ref_states[r], ref_editors[r]], api_name=f"ncollage_reference_{r + 1}",
-                  concurrency_id="gpu")
-
-    def current(state, mid) -> tuple[torch.nn.Module, Picture, float]:
-        if not state:
-            raise UserError("Render a base picture (or project a photo) first.")
-        if state["model"] != mid:
-            raise UserError(f"The base picture was made with {state['model']}: render it again "
-                            f"for {mid}.")
-        return load(mid), state["picture"], state["truncation"]
-
-    @gpu(duration=60)
-    @user_errors
-    def on_label(mid, state, editor, layers, soft, *classes_and_strengths, sweep: bool = False):
-        G, pic, trunc = current(state, mid)
-        size = G.size
-        regions = masks_by_colour(editor, PALETTE, size)
-        used = [k for k in range(len(PALETTE)) if regions[k].sum() > 0]
-        if not used:
-            raise UserError("Paint a region first (one brush colour per target class).")
-        classes = [parse_class(classes_and_strengths[k]) for k in used]
-        strengths = [float(classes_and_strengths[len(PALETTE) + k]) for k in used]
-        soft_regions = soften(regions[used], float(soft) * size / 256)
-        points = layer_preset(G, layers) if is_biggan(G) else []
-        frames = (0.25, 0.5, 0.75, 1.0) if sweep else (1.0,)
-        before, edits, weights = label_collage(G, pic, soft_regions, classes, strengths, trunc,
-                                               points, frames)
-        region = (1 - weights[:1]).clamp(0, 1)
-        region = F.interpolate(region, size=(size, size), mode="bilinear", align_corners=False)
-        edit = {"image": edits[-1:].cpu(), "region": (region > 0.1).float()}
-        colours = [PALETTE[k] for k in used]
-        class_map = weights_picture(weights, size, colours)
-        before_u8, after_u8 = to_uint8(before)[0], to_uint8(edits[-1:])[0]
-        run_record = download.run(
-            "label_sweep" if sweep else "label_collage", {"generator": mid},
-            images={"before": before_u8, "after": after_u8, "class_map": class_map,
-                    **({"intensity": list(to_uint8(edits))} if sweep else {})},
-            masks={**{f"painted_{k + 1}": regions[k] for k in used},
-                   **{f"soft_{k + 1}": soft_regions[i] for i, k in enumerate(used)}},
-            arrays={**latents(pic), "class_weights": weights}, seeds=[state["seed"]] if state.get("seed") is not None else [],
-            settings={**base_settings(state), "colours": colours, "classes": classes,
-                      "intensities": strengths, "layers": layers, "condition_points": points,
-                      "soft_edge_px_at_256": float(soft),
-                      **({"sweep_intensities": list(frames)} if sweep else {})},
-            notes="masks painted_k / soft_k: brush colour k as painted and softened; "
-                  "class_weights: [base, region 1, ...] at 64 x 64.")
-        outputs = (before_u8, after_u8, class_map, edit, run_record)
-        if sweep:
-            frames_out = [(img, f"intensity {t:g}") for img, t in zip(to_uint8(torch.cat([before, edits])),
-                                                                       (0.0, *frames))]
-            return outputs + (frames_out,)
-        return outputs
-
-    lc_inputs = [model_id, base_state, lc_editor, lc_layers, lc_soft] + lc_classes + lc_strengths
-    lc_outputs = [lc_before, lc_after, lc_map, last_edit, download.state]
-    lc_run.click(on_label, lc_inputs, lc_outputs, api_name="ncollage_label", concurrency_id="gpu")
-    lc_sweep.click(lambda *a: on_label(*a, sweep=True), lc_inputs, lc_outputs + [lc_gallery],
-                   api_name="ncollage_sweep", concurrency_id="gpu")
-    quiet_label = quietly(on_label, len(lc_outputs))
-
-    def on_label_live(live, *args):
-        if not live:
-            return [gr.update()] * len(lc_outputs)
-        return quiet_label(*args)
-
-    for trigger in [lc_editor.change, lc_layers.change, lc_soft.release] + \
-            [c.change for c in lc_classes] + [s.release for s in lc_strengths]:
-        trigger(on_label_live, [lc_live] + lc_inputs, lc_outputs, api_name=False, concurrency_id="gpu",
-                trigger_mode="always_last", show_progress="minimal")
-
-    @gpu(duration=60)
-    @user_errors
-    def on_blend(mid, state, points, strength, *refs_and_shifts):
-        G, pic, trunc = current(state, mid)
-        size = G.size
-        n = MAX_REFS
-        states, editors = refs_and_shifts[:n], refs_and_shifts[n:2 * n]
-        shifts_x, shifts_y = refs_and_shifts[2 * n:3 * n], refs_and_shifts[3 * n:]
-        refs, regions, shifts, used = [], [], [], []
-        for r in range(n):
-            if not states[r]:
-                continue
-            if states[r]["model"] != mid:
-                raise UserError(f"Reference {r + 1} was made with {states[r]['model']}: render it again.")
-            _, region = editor_image_and_mask(editors[r], size, required=False)
-            if region.sum() == 0:
-                gr.Warning(f"Reference {r + 1} has no painted region: it is left out.")
-                continue
-            refs.append(states[r]["picture"])
-            used.append(r)
-            regions.append(region[0])
-            shifts.append((int(shifts_x[r] or 0), int(shifts_y[r] or 0)))
-        if not refs:
-            raise UserError("Render a reference and paint the region to take from it.")
-        regions_t = torch.stack(regions)
-        chosen_points = [int(p) for p in points or []]
-        before, after, ref_images = feature_blend(G, pic, refs, regions_t, shifts, chosen_points,
-                                                  trunc, float(strength))
-        blend = FeatureBlend(regions_t, shifts, frozenset(), float(strength))
-        landed = blend.weights_at(size)
-        weights = torch.cat([1 - landed.sum(0, keepdim=True), landed])
-        blend_map = weights_picture(weights, size, PALETTE[:len(refs)])
-        before_u8, after_u8 = to_uint8(before)[0], to_uint8(after)[0]
-        ref_seeds = [states[r].get("seed") for r in used]
-        run_record = download.run(
-            "feature_blend", {"generator": mid},
-            images={"before": before_u8, "after": after_u8, "blend_map": blend_map,
-                    **{f"reference_{r + 1}": ref_images[i:i + 1] for i, r in enumerate(used)}},
-            masks={f"reference_{r + 1}": regions_t[i] for i, r in enumerate(used)},
-            arrays={**latents(pic, "base_"),
-                    **{k: v for i, r in enumerate(used) for k, v in latents(refs[i], f"reference_{r + 1}_").items()},
-                    "landed_weights": landed},
-            seeds=([state["seed"]] if state.get("seed") is not None else []) + [s for s in ref_seeds if s is not None],
-            settings={**base_settings(state), "layers": chosen_points, "strength": float(strength),
-                      "shifts_px": {f"reference_{r + 1}": list(shifts[i]) for i, r in enumerate(used)},
-                      "reference_seeds": {f"reference_{r + 1}": states[r].get("seed") for r in used},
-                      "reference_classes": {f"reference_{r + 1}": states[r].get("class") for r in used}},
-            notes="seeds: base, then the references used; masks/reference_k: the region taken "
-                  "from reference k (before its shift).")
-        return before_u8, after_u8, blend_map, run_record
-
-    fb_run.click(on_blend, [model_id, base_state, fb_points, fb_strength] + ref_states + ref_editors + dxs + dys,
-                 [fb_before, fb_after, fb_map, download.state], api_name="ncollage_blend",
-                 concurrency_id="gpu")
-
-    @gpu(duration=300)
-    @user_errors
-    def on_project(mid, image, cls, steps, trunc, progress=gr.Progress()):
-        G = load(mid, torch.float32)
-        if not is_biggan(G):
-            raise UserError("Photo projection is offered for BigGAN-deep models; pick one.")
-        size = G.size
-        target = pil_to_tensor(to_pil(image), size)
-        pic, out, losses = project(G, target, parse_class(cls), float(trunc), int(steps),
-                                   progress=lambda d, t, l: progress(d / t, desc=f"Step {d}/{t} · loss {l:.3f}"))
-        index = parse_class(cls)
-        state = {"model": mid, "picture": pic, "truncation": float(trunc), "photo": target,
-                 "seed": None, "class": index}
-        shown = to_uint8(out)[0]
-        info = (f"Loss (LPIPS + MSE) {losses[0]:.3f} → **{losses[-1]:.3f}** in {len(losses)} steps. "
-                "The projection is now the base picture: paint labels on it, then paste back.")
-        run_record = download.run(
-            "project", {"generator": mid}, images={"photo": target, "projection": shown},
-            arrays={**latents(pic), "losses": losses}, seeds=[0],
-            settings={"class": index, "truncation": float(trunc), "steps": int(steps),
-                      "lr_z": PROJECT_LR, "lr_class": PROJECT_CLASS_LR, "loss": "LPIPS-VGG + MSE"},
-            notes="seed 0 draws the starting z; class_vector is optimised too (starts one-hot).")
-        return state, shown, shown, shown, info, run_record
-
-    project_btn.click(on_project, [model_id, photo, photo_class, photo_steps, truncation],
-                      [base_state, projection, base_image, lc_editor, project_info, download.state],
-                      api_name="ncollage_project", concurrency_id="gpu")
-
-    @user_errors
-    def on_paste(state, edit):
-        if not state or state.get("photo") is None:
-            raise UserError("Project a photo first (the paste goes back into that photo).")
-        if not edit:
-            raise UserError("Apply a label collage to the projection first.")
-        result = to_uint8(paste_back(state["photo"], edit["image"], edit["region"]))[0]
-        run_record = download.run(
-            "paste_back", {"generator": state["model"]},
-            images={"photo": state["photo"], "edited": edit["image"], "pasted": result},
-            masks={"region": edit["region"]}, arrays=latents(state["picture"]),
-            settings={**base_settings(state), "blend": "Poisson"},
-            notes="The label collage's edited region (masks/region) Poisson-blended into the photo.")
-        return result, run_record
-
-    paste_btn.click(on_paste, [base_state, last_edit], [pasted, download.state], api_name="ncollage_paste")
+    wiring.on(project_btn.click, project_photo, [base.model, photo, cls, steps, base.truncation],
+              [base.state, projection, base.image, editor, info], api_name="ncollage_project")
+    wiring.on(paste_btn.click, paste_edit, [base.state, last_edit], pasted, api_name="ncollage_paste")

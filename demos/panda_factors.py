@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from core.device import randn
-from core.models.stylegan2 import StyleGAN2Generator, panda_layer, truncate
+from core.models.stylegan2 import StyleGAN2Generator, panda_layer
 
 
 @dataclass
@@ -76,7 +76,8 @@ def collect_stats(G: StyleGAN2Generator, layer: int, n_samples: int = 1000, batc
     """Stream n_samples generated samples through layers 0..l and accumulate the statistics.
 
     Generation runs in the model's dtype (fp16 on CUDA); sums are float32 (scatter in
-    float64, it is small). Batch b uses z from seed `seed + b`: reproducible.
+    float64, it is small). Batch b draws its z from seed `seed + b` (many samples per seed:
+    statistics, not one picture per seed): reproducible.
     """
     k = panda_layer(layer)
     C, s = G.layer_channels(k), G.layer_resolution(k)
@@ -87,9 +88,7 @@ def collect_stats(G: StyleGAN2Generator, layer: int, n_samples: int = 1000, batc
     done, b = 0, 0
     while done < n_samples:
         m = min(batch, n_samples - done)
-        w = G.mapping(randn((m, G.style_dim), seed + b, dev))
-        if truncation != 1.0:
-            w = truncate(w, G.truncation_center().to(w.dtype), truncation)
+        w = G.truncated_w(randn((m, G.style_dim), seed + b, dev), truncation)
         Z = layer_features(G, G.w_plus(w), layer).float()  # [m, C, S]
         scatter += torch.einsum("ncs,nds->cd", Z, Z).double()
         if with_gram:

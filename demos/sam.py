@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import gradio as gr
 import numpy as np
@@ -19,17 +20,19 @@ import torch.nn.functional as F
 from core.context import AppContext
 from core.directions import DIRECTIONS, Direction, file_direction
 from core.errors import UserError
-from core.hub import fetch
+from core.hub import WeightEntry, fetch
 from core.images import bundled_photos, heatmap, masks_by_colour, pil_to_tensor, to_pil, to_uint8
 from core.lpips import get_lpips
-from core.models.stylegan2 import StyleGAN2Generator, sam_layer
+from core.models.stylegan2 import StyleGAN2Generator
+from core.recipe import Run
 from core.segments import superpixels
-from core.ui import (DownloadAll, gpu, labelled_examples, licence_line, parse_seeds, run_examples, seed_picker,
-                     tab_header, user_errors)
+from core.ui import (TabWiring, gpu_task, labelled_examples, licence_line, parse_seeds, record,
+                     seed_picker, tab_header, user_errors)
 from demos.sam_inversion import (LOSS_SIZE, SPACE_COLOURS, SPACES, STEPS, TAU, Codes, Frame,
                                  Inversion, assign_spaces, edit, estimate_errors, feature_masks,
                                  for_loss, inverted_features, optimisation_dtype, psnr, stack_masks)
 
+TAB = "sam"
 PAPER = "https://arxiv.org/abs/2206.08357"
 MIN_SIZE = 256           # F10 is the 128 px layer; a residual there needs layers after it
 MAX_PIXELS = 50_000_000  # larger uploads are refused rather than decoded into memory
@@ -72,6 +75,7 @@ seconds there. Paper: [Parmar et al., CVPR 2022]({PAPER}).
 """
 
 
+
 @dataclass
 class Session:
     """What one browser session keeps between steps (CPU tensors, never models)."""
@@ -88,8 +92,8 @@ class Session:
 
 # ---- inputs --------------------------------------------------------------------------------
 def content_of(ctx: AppContext, mid: str) -> tuple[int, int] | None:
-    content = ctx.registry.get(mid).config.get("content")
-    return (int(content[0]), int(content[1])) if content else None
+    """The picture area (w, h) of a letterboxed generator (cars), None for a square one."""
+    return ctx.registry.get(mid).meta.content
 
 
 def prepare_target(photo, size: int, content: tuple[int, int] | None) -> tuple[torch.Tensor, Frame]:
@@ -130,16 +134,39 @@ def painted_layer_map(layer_map: torch.Tensor, editor: dict | None) -> torch.Ten
     return out
 
 
+def segment_picture(s: Session) -> np.ndarray:
+    """The superpixels in random colours over the photo."""
+    rng = np.random.default_rng(0)
+    colours = rng.integers(40, 230, size=(int(s.segments.max()) + 1, 3))
+    photo = (s.target[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5
+    return (0.5 * colours[s.segments.numpy()] + 0.5 * photo).round().astype(np.uint8)
+
+
 def legend() -> str:
     return "Layer map colours: " + " · ".join(
         f"<span style='background:{c};color:white;padding:1px 6px;border-radius:3px'>{s}</span>"
         for s, c in zip(SPACES, PALETTE))
 
 
-def companion(ctx: AppContext, mid: str, arch: str):
+def show_map(s: Session, tau: float) -> tuple[dict, dict[str, float]]:
+    """Assign spaces at threshold `tau` (kept in the session) -> (editor value, share per space)."""
+    s.layer_map = pad_to_frame(assign_spaces(s.segments, s.errors, float(tau)), s.frame)
+    crop = s.layer_map[s.frame.top:s.frame.bottom]
+    picture = layer_map_picture(crop, s.target)
+    counts = {name: float((crop == i).float().mean()) for i, name in enumerate(SPACES)}
+    return {"background": picture, "layers": [], "composite": picture}, counts
+
+
+def shares(counts: dict[str, float]) -> str:
+    return ", ".join(f"{n} {100 * c:.0f}%" for n, c in counts.items())
+
+
+# ---- companions: predictor, encoder, directions -------------------------------------------
+def companion(ctx: AppContext, mid: str, arch: str) -> WeightEntry | None:
     """The registry entry of `arch` made for generator `mid`, if any."""
     entries = ctx.registry.companions(arch, mid)
     return entries[0] if entries else None
+
 
 def describe_helpers(ctx: AppContext, mid: str | None) -> str:
     if not mid:
@@ -148,288 +175,106 @@ def describe_helpers(ctx: AppContext, mid: str | None) -> str:
     return (f"Invertibility: {'authors predictor `' + pred.id + '`' if pred else 'no predictor for this model: measured by short single-space runs'}"
             f" · start: {'e4e encoder `' + enc.id + '`' if enc else 'the mean w (no e4e encoder registered)'}")
 
+
+def authors_label(entry: WeightEntry) -> str:
+    """How a registered direction file appears in the Edit direction list."""
+    return f"{entry.meta.name or entry.id} (authors)"
+
+
 def direction_choices(ctx: AppContext, mid: str | None) -> list[str]:
     """The authors' direction files for this generator, then GANSpace and SeFa components."""
     if not mid:
         return []
-    files = [f"{e.config.get('name', e.id)} (authors)" for e in ctx.registry.companions("edit-direction", mid)]
+    files = [authors_label(e) for e in ctx.registry.companions("edit-direction", mid)]
     return files + [f"GANSpace {i + 1}" for i in range(DIRECTION_COUNT)] + \
         [f"SeFa {i + 1}" for i in range(DIRECTION_COUNT)]
 
 
+def pick_direction(ctx: AppContext, mid: str, G: StyleGAN2Generator, label: str) -> Direction:
+    """A label of `direction_choices` -> the direction (GANSpace/SeFa computed once per model)."""
+    if not label:
+        raise UserError("Pick an edit direction.")
+    if label.startswith(("GANSpace ", "SeFa ")):
+        kind, number = label.rsplit(" ", 1)
+        found = (DIRECTIONS.ganspace if kind == "GANSpace" else DIRECTIONS.sefa)(mid, G, count=DIRECTION_COUNT)
+        return found[int(number) - 1]
+    for e in ctx.registry.companions("edit-direction", mid):
+        if authors_label(e) == label:
+            return file_direction(fetch(e), G.n_latent, e.meta.name, style_dim=G.style_dim)
+    raise UserError(f"Unknown edit direction {label!r} for {mid}.")
 
-# ---- the tab -------------------------------------------------------------------------------
-def build_tab(ctx: AppContext) -> None:
-    ids = [i for i in ctx.model_ids("stylegan2") if ctx.registry.get(i).image_size() >= MIN_SIZE]
-    on_gpu = ctx.device.type == "cuda"
-    tab_header("Invert a photo the GAN cannot draw exactly: regions that W+ reconstructs stay in W+ "
-               "(fully editable); the rest get residuals in feature layers. Then edit with sliders.",
-               HOW_IT_WORKS)
-    sam_ids = ids + [e.id for e in ctx.registry if e.arch in ("sam-invertibility", "e4e", "edit-direction")]
-    licence_line(ctx.registry, "sam", sam_ids)
-    if not on_gpu:
-        gr.Markdown(f"**No GPU here**: the inversion defaults to a short run of {CPU_STEPS} steps "
-                    f"(a few seconds per step at 256 px, much more at 1024 px); the paper uses {STEPS}.")
-    with gr.Row():
-        model_id = gr.Dropdown(ids, value=ids[0] if ids else None, label="Model (StyleGAN2, 256 px or more)", scale=3)
-        helper_note = gr.Markdown(describe_helpers(ctx, ids[0]) if ids else "")
-    with gr.Row():
-        with gr.Column():
-            photo = gr.Image(type="pil", format="png", label="Photo to invert", height=320)
-            seed_picker(photo, lambda mid, seed: on_sample(mid, seed), [model_id], default=7,
-                        label="Use a GAN sample")
-            photos = bundled_photos()  # Gradio's own lion and cheetah pictures (Apache-2.0)
-            examples = labelled_examples([[p] for p in photos], ["lion (Gradio sample)", "cheetah (Gradio sample)"],
-                                         [photo], label="Example photos (then predict)") if photos else None
-        with gr.Column():
-            segments_pic = gr.Image(format="png", label="Segments", interactive=False, height=320)
-    gr.Markdown("### 1 · Layer map")
-    with gr.Row():
-        n_segments = gr.Slider(4, 64, value=24, step=1, label="Segments")
-        tau = gr.Slider(0.0, 1.0, value=TAU, step=0.025, label="τ (max. predicted error per segment)")
-        est_steps = gr.Slider(2, 300, value=ESTIMATE_STEPS[0] if on_gpu else ESTIMATE_STEPS[1], step=1,
-                              label="Steps of each single-space run (models without a predictor)")
-        predict_btn = gr.Button("Predict layer map", variant="primary")
-    errors_gallery = gr.Gallery(label="Predicted error per space (brighter = harder)", columns=5,
-                                height=200, format="png")
-    gr.Markdown(legend())
-    layer_editor = gr.ImageEditor(label="Layer map (paint with a space's colour to override)",
-                                  type="numpy", format="png", height=340, sources=(),
-                                  brush=gr.Brush(colors=PALETTE, color_mode="fixed"),
-                                  layers=False, transforms=())
-    gr.Markdown("### 2 · Invert")
-    with gr.Row():
-        steps = gr.Slider(1, 2000, value=STEPS if on_gpu else CPU_STEPS, step=1, label="Adam steps")
-        compare = gr.Checkbox(value=True, label="Also invert into W+ only (for comparison)")
-        invert_btn = gr.Button("Invert", variant="primary")
-        stop_btn = gr.Button("Stop", variant="stop")
-    with gr.Row():
-        recon = gr.Image(format="png", label="SAM reconstruction", interactive=False)
-        baseline_img = gr.Image(format="png", label="W+ only", interactive=False)
-        target_img = gr.Image(format="png", label="Target (as the losses see it)", interactive=False)
-    metrics = gr.Markdown()
-    gr.Markdown("### 3 · Edit")
-    with gr.Row():
-        choices = direction_choices(ctx, ids[0]) if ids else []
-        direction = gr.Dropdown(choices, value=choices[0] if choices else None, label="Edit direction", scale=3)
-        strength = gr.Slider(-5, 5, value=0, step=0.1, label="Strength", scale=3)
-    with gr.Row():
-        edited = gr.Image(format="png", label="Edited (SAM codes)", interactive=False)
-        edited_base = gr.Image(format="png", label="Same edit on the W+-only codes", interactive=False)
-    codes_file = gr.File(label="Inverted codes (.npz: W+, F4..F10 and their masks)")
-    download = DownloadAll(ctx, "sam")
-    download.render()
-    session = gr.State(None)
 
-    # ---- models -----------------------------------------------------------------------------
-    def generator(mid: str | None) -> StyleGAN2Generator:
-        if not mid:
-            raise UserError("Pick a model first.")
-        G = ctx.model(mid, torch.float32)
-        if G.size < MIN_SIZE:
-            raise UserError(f"{mid} draws {G.size} px pictures; SAM's last feature layer is at "
-                            f"128 px and needs layers after it, so SAM needs a generator of at "
-                            f"least {MIN_SIZE} px.")
-        return G
+# ---- models --------------------------------------------------------------------------------
+def generator(ctx: AppContext, mid: str | None) -> StyleGAN2Generator:
+    """The float32 generator (optimisation needs it), refused below SAM's minimum size."""
+    if not mid:
+        raise UserError("Pick a model first.")
+    G = ctx.model(mid, torch.float32)
+    if G.size < MIN_SIZE:
+        raise UserError(f"{mid} draws {G.size} px pictures; SAM's last feature layer is at "
+                        f"128 px and needs layers after it, so SAM needs a generator of at "
+                        f"least {MIN_SIZE} px.")
+    return G
 
-    @gpu(duration=60)
-    @user_errors
-    def on_sample(mid, seed):
-        G = generator(mid)
-        z = torch.randn(1, G.style_dim, generator=torch.Generator().manual_seed(parse_seeds(seed, 1)[0]))
-        with torch.inference_mode():
-            image = G(z.to(G.device), truncation=0.7)
-        content = content_of(ctx, mid)
-        if content:  # cut the bars: the photo is the picture area
-            bar = (G.size - content[1]) // 2
-            image = image[:, :, bar:G.size - bar]
-        return to_uint8(image.clamp(-1, 1))[0]
 
-    def initial_w(mid: str, G: StyleGAN2Generator, target: torch.Tensor) -> torch.Tensor:
-        """e4e's code for the photo where an encoder is registered, else the mean w."""
-        enc = companion(ctx, mid, "e4e")
-        if enc is None:
-            return G.w_plus(G.truncation_center()).clone()
-        from core.models.e4e import e4e_input
+def initial_w(ctx: AppContext, mid: str, G: StyleGAN2Generator, target: torch.Tensor) -> torch.Tensor:
+    """e4e's code for the photo where an encoder is registered, else the mean w."""
+    enc = companion(ctx, mid, "e4e")
+    if enc is None:
+        return G.w_plus(G.truncation_center()).clone()
+    from core.models.e4e import e4e_input
 
-        E = ctx.model(enc.id, torch.float32)
-        with torch.no_grad():  # the authors' input size (cars 192x256, else 256x256)
-            return E(e4e_input(target.to(G.device), E.input_size)).float()
+    E = ctx.model(enc.id, torch.float32)
+    with torch.no_grad():  # the authors' input size (cars 192x256, else 256x256)
+        return E(e4e_input(target.to(G.device), E.input_size)).float()
 
-    def error_maps(mid: str, G: StyleGAN2Generator, s: Session, est: int, progress) -> str:
-        pred = companion(ctx, mid, "sam-invertibility")
-        if pred is not None:
-            progress(0.3, desc="Invertibility predictor")
-            P = ctx.model(pred.id, torch.float32)
-            with torch.no_grad():
-                maps = P(s.target.to(G.device))
-            s.errors = {name: maps[name][0, 0].float().cpu() for name in SPACES}
-            return f"predicted by `{pred.id}`"
-        progress(0.2, desc=f"No predictor: {len(SPACES)} single-space runs of {est} steps")
-        s.errors = estimate_errors(G, s.target, initial_w(mid, G, s.target),
-                                   get_lpips("vgg", G.device), est, s.frame, optimisation_dtype(G.device))
-        if not all(torch.isfinite(m).all() for m in s.errors.values()):
-            raise UserError("The single-space runs diverged (their errors are not finite): this "
-                            "model's weights or the photo give NaNs. Paint the layer map by hand.")
-        return f"measured by five single-space inversions of {est} steps (no predictor registered)"
 
-    def show_map(s: Session, tau_value: float):
-        s.layer_map = pad_to_frame(assign_spaces(s.segments, s.errors, float(tau_value)), s.frame)
-        crop = s.layer_map[s.frame.top:s.frame.bottom]
-        picture = layer_map_picture(crop, s.target)
-        counts = {name: float((crop == i).float().mean()) for i, name in enumerate(SPACES)}
-        return {"background": picture, "layers": [], "composite": picture}, counts
-
-    @gpu(duration=120)
-    @user_errors
-    def on_predict(mid, picture, segs, tau_value, est, progress=gr.Progress()):
-        if picture is None:
-            raise UserError("Upload a photo (or use a GAN sample) first.")
-        G = generator(mid)
-        target, frame = prepare_target(picture, G.size, content_of(ctx, mid))
-        s = Session(mid, target, frame)
-        s.segments = superpixels(target, int(segs))
-        how = error_maps(mid, G, s, int(est), progress)
-        editor, counts = show_map(s, tau_value)
-        gallery = [(heatmap(s.errors[n], vmin=0), f"{n}: mean {float(s.errors[n].mean()):.3f}") for n in SPACES]
-        share = ", ".join(f"{n} {100 * c:.0f}%" for n, c in counts.items())
-        return s, gallery, segment_picture(s), editor, f"Error maps {how}. Layer map: {share}."
-
-    @user_errors
-    def on_tau(s: Session | None, tau_value):
-        if s is None or not s.errors:
-            return gr.update(), gr.update()
-        editor, counts = show_map(s, tau_value)
-        return editor, "Layer map: " + ", ".join(f"{n} {100 * c:.0f}%" for n, c in counts.items())
-
-    def preview(run: Inversion, s: Session, with_baseline: bool):
-        """The reconstructions as the losses see them (one render), and their scores."""
+def error_maps(ctx: AppContext, mid: str, G: StyleGAN2Generator, s: Session, est: int,
+               progress) -> str:
+    """Fill `s.errors` from the authors' predictor, else from short single-space runs;
+    -> how they were made (for the status line)."""
+    pred = companion(ctx, mid, "sam-invertibility")
+    if pred is not None:
+        progress(0.3, desc="Invertibility predictor")
+        P = ctx.model(pred.id, torch.float32)
         with torch.no_grad():
-            rec = for_loss(run.render(), s.frame)
-            target = s.target.to(rec.device).expand_as(rec)
-            p = psnr(rec, target).tolist()
-            lp = get_lpips("vgg", rec.device)(rec, target).flatten().tolist()
-        line = f"**SAM**: PSNR {p[0]:.2f} dB, LPIPS {lp[0]:.3f}"
-        if with_baseline:
-            line += f" · **W+ only**: PSNR {p[1]:.2f} dB, LPIPS {lp[1]:.3f}"
-        line += f" (at the loss frame, {rec.shape[-1]}x{rec.shape[-2]}; step {run.step_index}/{run.total})"
-        images = to_uint8(rec)
-        return images[0], (images[1] if with_baseline else None), line
-
-    @gpu(duration=INVERT_SECONDS)
-    @user_errors
-    def on_invert(mid, s: Session | None, editor, n_steps, with_baseline, progress=gr.Progress()):
-        if s is None or s.layer_map is None:
-            raise UserError("Predict the layer map first (step 1).")
-        if s.model_id != mid:
-            raise UserError(f"The layer map was made with {s.model_id}; predict it again for {mid}.")
-        G = generator(mid)
-        crop = s.layer_map[s.frame.top:s.frame.bottom]
-        layer_map = pad_to_frame(painted_layer_map(crop, editor), s.frame)
-        masks = feature_masks(layer_map, G)
-        batch = [masks] + ([{k: torch.zeros_like(m) for k, m in masks.items()}] if with_baseline else [])
-        progress(0.0, desc="Starting point")
-        w0 = initial_w(mid, G, s.target)
-        run = Inversion(G, s.target, stack_masks(batch), w0.expand(len(batch), -1, -1),
-                        get_lpips("vgg", G.device), int(n_steps), s.frame,
-                        autocast=optimisation_dtype(G.device))
-        every = max(1, run.total // PREVIEWS)
-        s.codes = s.baseline = s.features = None
-        target_pic = to_uint8(s.target)[0]
-        while not run.done:
-            run.step()
-            progress(run.step_index / run.total, desc=f"Step {run.step_index}/{run.total}")
-            if run.step_index % every == 0 or run.done:
-                if run.diverged:
-                    raise UserError(f"The inversion diverged at step {run.step_index} (not-a-number "
-                                    "codes); the last preview and its codes are kept.")
-                s.codes = run.codes(0)
-                s.baseline = run.codes(1) if with_baseline else None
-                rec, base, line = preview(run, s, with_baseline)
-                record = pack_run(mid, s, layer_map, {"reconstruction": rec, "w_plus_only": base},
-                                  {"steps": run.total, "done": run.step_index, "compare": bool(with_baseline)})
-                yield s, rec, base, target_pic, line, save_codes(s), record
-            else:  # hand control back after every step, so Stop acts within one step
-                yield (gr.update(),) * 7
-
-    def pack_run(mid: str, s: Session, layer_map: torch.Tensor, images: dict, settings: dict):
-        """The tab's last result for "Download all": pictures, masks per space, codes, recipe."""
-        space_masks = {name: (layer_map == i).float()[None, None] for i, name in enumerate(SPACES)}
-        helpers = {"predictor": getattr(companion(ctx, mid, "sam-invertibility"), "id", None),
-                   "encoder": getattr(companion(ctx, mid, "e4e"), "id", None)}
-        return download.run("invert", {"generator": mid, **helpers},
-                            images={"target": to_uint8(s.target)[0],
-                                    **{k: v for k, v in images.items() if v is not None}},
-                            masks=space_masks, arrays=save_arrays(s), settings=settings)
-
-    def codes_for_edit(s: Session | None, G: StyleGAN2Generator) -> Codes:
-        if s is None or s.codes is None:
-            raise UserError("Invert a photo first (step 2).")
-        if s.features is None:
-            _, s.features = inverted_features(G, s.codes)
-        return s.codes
-
-    def pick_direction(mid: str, G: StyleGAN2Generator, label: str) -> Direction:
-        if not label:
-            raise UserError("Pick an edit direction.")
-        if label.startswith(("GANSpace ", "SeFa ")):
-            kind, number = label.rsplit(" ", 1)
-            found = (DIRECTIONS.ganspace if kind == "GANSpace" else DIRECTIONS.sefa)(mid, G, count=DIRECTION_COUNT)
-            return found[int(number) - 1]
-        for e in ctx.registry.companions("edit-direction", mid):
-            if f"{e.config.get('name', e.id)} (authors)" == label:
-                return file_direction(fetch(e), G.n_latent, e.config.get("name"), style_dim=G.style_dim)
-        raise UserError(f"Unknown edit direction {label!r} for {mid}.")
-
-    @gpu(duration=60)
-    @user_errors
-    def on_edit(mid, s: Session | None, label, amount):
-        G = generator(mid)
-        codes = codes_for_edit(s, G)
-        if s.model_id != mid:
-            raise UserError(f"These codes were inverted with {s.model_id}; switch back to it to edit.")
-        d = pick_direction(mid, G, label)
-        out = to_uint8(for_loss(edit(G, codes, s.features, d.vector, float(amount)), s.frame))[0]
-        base = None
-        if s.baseline is not None:  # W+ only: no residuals, so the plain edited w+
-            with torch.no_grad():
-                w = s.baseline.w_plus.to(G.device) + float(amount) * d.vector.to(G.device)
-                base = to_uint8(for_loss(G.synthesis(w), s.frame))[0]
-        record = download.run("edit", {"generator": mid}, images={"edited": out, "w_plus_only_edited": base}
-                              if base is not None else {"edited": out}, arrays={**save_arrays(s), "direction": d.vector.numpy()},
-                              settings={"direction": label, "source": d.source, "layers": list(d.layers),
-                                        "strength": float(amount)})
-        return out, base, record
-
-    def segment_picture(s: Session) -> np.ndarray:
-        rng = np.random.default_rng(0)
-        colours = rng.integers(40, 230, size=(int(s.segments.max()) + 1, 3))
-        photo = (s.target[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5
-        return (0.5 * colours[s.segments.numpy()] + 0.5 * photo).round().astype(np.uint8)
-
-    def on_model(mid):
-        choices = direction_choices(ctx, mid)
-        return describe_helpers(ctx, mid), gr.update(choices=choices, value=choices[0] if choices else None)
-
-    model_id.change(on_model, model_id, [helper_note, direction], api_name=False)
-    predict_inputs = [model_id, photo, n_segments, tau, est_steps]
-    predict_outputs = [session, errors_gallery, segments_pic, layer_editor, metrics]
-    predict_btn.click(on_predict, predict_inputs, predict_outputs, api_name="sam_predict", concurrency_id="gpu")
-    if examples is not None:
-        run_examples(examples, (on_predict, predict_inputs, predict_outputs))
-    tau.release(on_tau, [session, tau], [layer_editor, metrics], api_name="sam_tau")
-    invert_event = invert_btn.click(on_invert, [model_id, session, layer_editor, steps, compare],
-                                    [session, recon, baseline_img, target_img, metrics, codes_file,
-                                     download.state],
-                                    api_name="sam_invert", concurrency_id="gpu")
-    stop_btn.click(None, None, None, cancels=[invert_event], api_name=False)
-    edit_inputs = [model_id, session, direction, strength]
-    edit_outputs = [edited, edited_base, download.state]
-    strength.change(on_edit, edit_inputs, edit_outputs, api_name="sam_edit",
-                    concurrency_id="gpu", trigger_mode="always_last", show_progress="minimal")
-    direction.change(on_edit, edit_inputs, edit_outputs, api_name=False, concurrency_id="gpu")
+            maps = P(s.target.to(G.device))
+        s.errors = {name: maps[name][0, 0].float().cpu() for name in SPACES}
+        return f"predicted by `{pred.id}`"
+    progress(0.2, desc=f"No predictor: {len(SPACES)} single-space runs of {est} steps")
+    s.errors = estimate_errors(G, s.target, initial_w(ctx, mid, G, s.target),
+                               get_lpips("vgg", G.device), est, s.frame, optimisation_dtype(G.device))
+    if not all(torch.isfinite(m).all() for m in s.errors.values()):
+        raise UserError("The single-space runs diverged (their errors are not finite): this "
+                        "model's weights or the photo give NaNs. Paint the layer map by hand.")
+    return f"measured by five single-space inversions of {est} steps (no predictor registered)"
 
 
+def preview(run: Inversion, s: Session, with_baseline: bool) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """The reconstructions as the losses see them (one render), and their scores."""
+    with torch.no_grad():
+        rec = for_loss(run.render(), s.frame)
+        target = s.target.to(rec.device).expand_as(rec)
+        p = psnr(rec, target).tolist()
+        lp = get_lpips("vgg", rec.device)(rec, target).flatten().tolist()
+    line = f"**SAM**: PSNR {p[0]:.2f} dB, LPIPS {lp[0]:.3f}"
+    if with_baseline:
+        line += f" · **W+ only**: PSNR {p[1]:.2f} dB, LPIPS {lp[1]:.3f}"
+    line += f" (at the loss frame, {rec.shape[-1]}x{rec.shape[-2]}; step {run.step_index}/{run.total})"
+    images = to_uint8(rec)
+    return images[0], (images[1] if with_baseline else None), line
+
+
+def codes_for_edit(s: Session | None, G: StyleGAN2Generator) -> Codes:
+    """The inverted codes, with their features computed once for all later edits."""
+    if s is None or s.codes is None:
+        raise UserError("Invert a photo first (step 2).")
+    if s.features is None:
+        _, s.features = inverted_features(G, s.codes)
+    return s.codes
+
+
+# ---- results -------------------------------------------------------------------------------
 def save_arrays(s: Session) -> dict[str, np.ndarray]:
     """The inverted codes under the authors' names (W+, F4..F10), masks, the W+-only code."""
     arrays = s.codes.arrays() if s.codes is not None else {}
@@ -446,3 +291,247 @@ def save_codes(s: Session) -> str | None:
     path = Path(tempfile.mkdtemp(prefix="sam-")) / f"sam-codes-{s.model_id}-step{s.codes.steps}.npz"
     np.savez(path, **arrays)
     return str(path)
+
+
+def inversion_run(ctx: AppContext, mid: str, s: Session, layer_map: torch.Tensor, images: dict,
+                  settings: dict) -> Run:
+    """The inversion's result for "Download all": pictures, masks per space, codes, recipe."""
+    space_masks = {name: (layer_map == i).float()[None, None] for i, name in enumerate(SPACES)}
+    helpers = {"predictor": getattr(companion(ctx, mid, "sam-invertibility"), "id", None),
+               "encoder": getattr(companion(ctx, mid, "e4e"), "id", None)}
+    return record(ctx, TAB, "invert", {"generator": mid, **helpers},
+                  images={"target": to_uint8(s.target)[0],
+                          **{k: v for k, v in images.items() if v is not None}},
+                  masks=space_masks, arrays=save_arrays(s), settings=settings)
+
+
+# ---- handlers (plain functions of the context and the widgets' values) ---------------------
+@gpu_task(duration=60)
+def sample_photo(ctx: AppContext, mid: str | None, seed: float | None) -> np.ndarray:
+    """A GAN sample as the photo (ψ 0.7), cut to the picture area: a photo the model can draw."""
+    G = generator(ctx, mid)
+    image = G.render(G.sample_latents(parse_seeds(seed, 1)), 0.7)
+    content = content_of(ctx, mid)
+    if content:  # cut the bars: the photo is the picture area
+        bar = (G.size - content[1]) // 2
+        image = image[:, :, bar:G.size - bar]
+    return to_uint8(image)[0]
+
+
+@gpu_task(duration=120)
+def predict_layer_map(ctx: AppContext, mid: str | None, picture, segments: float, tau: float,
+                      est_steps: float, progress=gr.Progress()
+                      ) -> tuple[Session, list, np.ndarray, dict, str]:
+    """Step 1: segments, error maps per space and the layer map at τ
+    -> (session, error gallery, segments picture, layer-map editor, status line)."""
+    if picture is None:
+        raise UserError("Upload a photo (or use a GAN sample) first.")
+    G = generator(ctx, mid)
+    target, frame = prepare_target(picture, G.size, content_of(ctx, mid))
+    s = Session(mid, target, frame)
+    s.segments = superpixels(target, int(segments))
+    how = error_maps(ctx, mid, G, s, int(est_steps), progress)
+    editor, counts = show_map(s, tau)
+    gallery = [(heatmap(s.errors[n], vmin=0), f"{n}: mean {float(s.errors[n].mean()):.3f}") for n in SPACES]
+    return s, gallery, segment_picture(s), editor, f"Error maps {how}. Layer map: {shares(counts)}."
+
+
+@user_errors
+def retune_tau(ctx: AppContext, s: Session | None, tau: float) -> tuple:
+    """A new τ on the same error maps (no model): -> (layer-map editor, status line); no
+    change before a prediction."""
+    if s is None or not s.errors:
+        return gr.update(), gr.update()
+    editor, counts = show_map(s, tau)
+    return editor, "Layer map: " + shares(counts)
+
+
+@gpu_task(duration=INVERT_SECONDS)
+def invert(ctx: AppContext, mid: str | None, s: Session | None, editor: dict | None,
+           n_steps: float, with_baseline: bool, progress=gr.Progress()) -> Iterator[tuple]:
+    """Step 2: Adam on W+ and the masked residuals (beside a W+-only run when asked), yielding
+    PREVIEWS previews -> (session, reconstruction, W+ only, target, scores, codes file, run).
+
+    A generator so that Stop (which cancels the event) acts within one step: between previews
+    it yields "no change"; the last preview's codes stay in the session."""
+    if s is None or s.layer_map is None:
+        raise UserError("Predict the layer map first (step 1).")
+    if s.model_id != mid:
+        raise UserError(f"The layer map was made with {s.model_id}; predict it again for {mid}.")
+    G = generator(ctx, mid)
+    crop = s.layer_map[s.frame.top:s.frame.bottom]
+    layer_map = pad_to_frame(painted_layer_map(crop, editor), s.frame)
+    masks = feature_masks(layer_map, G)
+    batch = [masks] + ([{k: torch.zeros_like(m) for k, m in masks.items()}] if with_baseline else [])
+    progress(0.0, desc="Starting point")
+    w0 = initial_w(ctx, mid, G, s.target)
+    run = Inversion(G, s.target, stack_masks(batch), w0.expand(len(batch), -1, -1),
+                    get_lpips("vgg", G.device), int(n_steps), s.frame,
+                    autocast=optimisation_dtype(G.device))
+    every = max(1, run.total // PREVIEWS)
+    s.codes = s.baseline = s.features = None
+    target_pic = to_uint8(s.target)[0]
+    while not run.done:
+        run.step()
+        progress(run.step_index / run.total, desc=f"Step {run.step_index}/{run.total}")
+        if run.step_index % every == 0 or run.done:
+            if run.diverged:
+                raise UserError(f"The inversion diverged at step {run.step_index} (not-a-number "
+                                "codes); the last preview and its codes are kept.")
+            s.codes = run.codes(0)
+            s.baseline = run.codes(1) if with_baseline else None
+            rec, base, line = preview(run, s, with_baseline)
+            result = inversion_run(ctx, mid, s, layer_map, {"reconstruction": rec, "w_plus_only": base},
+                                   {"steps": run.total, "done": run.step_index,
+                                    "compare": bool(with_baseline)})
+            yield s, rec, base, target_pic, line, save_codes(s), result
+        else:  # hand control back after every step, so Stop acts within one step
+            yield (gr.update(),) * 7
+
+
+@gpu_task(duration=60)
+def edit_photo(ctx: AppContext, mid: str | None, s: Session | None, label: str | None,
+               amount: float) -> tuple[np.ndarray, np.ndarray | None, Run]:
+    """Step 3: the inverted codes moved along a direction (residual regions restored)
+    -> (edited, the same edit on the W+-only codes or None, run)."""
+    G = generator(ctx, mid)
+    codes = codes_for_edit(s, G)
+    if s.model_id != mid:
+        raise UserError(f"These codes were inverted with {s.model_id}; switch back to it to edit.")
+    d = pick_direction(ctx, mid, G, label)
+    out = to_uint8(for_loss(edit(G, codes, s.features, d.vector, float(amount)), s.frame))[0]
+    base = None
+    if s.baseline is not None:  # W+ only: no residuals, so the plain edited w+
+        with torch.no_grad():
+            w = s.baseline.w_plus.to(G.device) + float(amount) * d.vector.to(G.device)
+            base = to_uint8(for_loss(G.synthesis(w), s.frame))[0]
+    images = {"edited": out, "w_plus_only_edited": base} if base is not None else {"edited": out}
+    result = record(ctx, TAB, "edit", {"generator": mid}, images=images,
+                    arrays={**save_arrays(s), "direction": d.vector.numpy()},
+                    settings={"direction": label, "source": d.source, "layers": list(d.layers),
+                              "strength": float(amount)})
+    return out, base, result
+
+
+def model_changed(ctx: AppContext, mid: str | None) -> tuple[str, dict]:
+    """A new model: its helpers line and its edit directions (no model is loaded)."""
+    choices = direction_choices(ctx, mid)
+    return describe_helpers(ctx, mid), gr.update(choices=choices, value=choices[0] if choices else None)
+
+
+# ---- UI ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Shared:
+    """What the step builders share: the wiring, the model dropdown, the session state, the
+    status line (rendered under the inversion's pictures, written by steps 1 and 2), the codes
+    file (rendered under the edits) and whether a GPU runs the tab (the step defaults)."""
+    wiring: TabWiring
+    model_id: gr.Dropdown
+    session: gr.State
+    metrics: gr.Markdown
+    codes_file: gr.File
+    on_gpu: bool
+
+
+def build_tab(ctx: AppContext) -> None:
+    ids = [i for i in ctx.model_ids("stylegan2")  # a size not in the config: `generator` checks
+           if (ctx.registry.get(i).image_size() or MIN_SIZE) >= MIN_SIZE]
+    wiring = TabWiring(ctx, TAB)
+    on_gpu = ctx.device.type == "cuda"
+    tab_header("Invert a photo the GAN cannot draw exactly: regions that W+ reconstructs stay in W+ "
+               "(fully editable); the rest get residuals in feature layers. Then edit with sliders.",
+               HOW_IT_WORKS)
+    licence_line(ctx.registry, TAB, ids + [e.id for e in ctx.registry
+                                           if e.arch in ("sam-invertibility", "e4e", "edit-direction")])
+    if not on_gpu:
+        gr.Markdown(f"**No GPU here**: the inversion defaults to a short run of {CPU_STEPS} steps "
+                    f"(a few seconds per step at 256 px, much more at 1024 px); the paper uses {STEPS}.")
+    with gr.Row():
+        model_id = gr.Dropdown(ids, value=ids[0] if ids else None, label="Model (StyleGAN2, 256 px or more)", scale=3)
+        helper_note = gr.Markdown(describe_helpers(ctx, ids[0]) if ids else "")
+    shared = Shared(wiring, model_id, gr.State(None), gr.Markdown(render=False),
+                    gr.File(label="Inverted codes (.npz: W+, F4..F10 and their masks)", render=False),
+                    on_gpu)
+    layer_editor = _build_layer_map(shared)
+    _build_invert(shared, layer_editor)
+    direction = _build_edit(shared, ids[0] if ids else None)
+    shared.codes_file.render()
+    wiring.download.render()
+    wiring.on(model_id.change, model_changed, model_id, [helper_note, direction], record=False)
+
+
+def _build_layer_map(shared: Shared) -> gr.ImageEditor:
+    """The photo (upload, GAN sample or example) and step 1: segments, error maps, layer map."""
+    wiring, model_id = shared.wiring, shared.model_id
+    with gr.Row():
+        with gr.Column():
+            photo = gr.Image(type="pil", format="png", label="Photo to invert", height=320)
+            seed_picker(wiring, photo, sample_photo, [model_id], default=7, label="Use a GAN sample")
+            photos = bundled_photos()  # Gradio's own lion and cheetah pictures (Apache-2.0)
+            examples = labelled_examples([[p] for p in photos], ["lion (Gradio sample)", "cheetah (Gradio sample)"],
+                                         [photo], label="Example photos (then predict)") if photos else None
+        with gr.Column():
+            segments_pic = gr.Image(format="png", label="Segments", interactive=False, height=320)
+    gr.Markdown("### 1 · Layer map")
+    with gr.Row():
+        n_segments = gr.Slider(4, 64, value=24, step=1, label="Segments")
+        tau = gr.Slider(0.0, 1.0, value=TAU, step=0.025, label="τ (max. predicted error per segment)")
+        est_steps = gr.Slider(2, 300, value=ESTIMATE_STEPS[0] if shared.on_gpu else ESTIMATE_STEPS[1], step=1,
+                              label="Steps of each single-space run (models without a predictor)")
+        predict = gr.Button("Predict layer map", variant="primary")
+    errors_gallery = gr.Gallery(label="Predicted error per space (brighter = harder)", columns=5,
+                                height=200, format="png")
+    gr.Markdown(legend())
+    layer_editor = gr.ImageEditor(label="Layer map (paint with a space's colour to override)",
+                                  type="numpy", format="png", height=340, sources=(),
+                                  brush=gr.Brush(colors=PALETTE, color_mode="fixed"),
+                                  layers=False, transforms=())
+
+    inputs = [model_id, photo, n_segments, tau, est_steps]
+    outputs = [shared.session, errors_gallery, segments_pic, layer_editor, shared.metrics]
+    wiring.on(predict.click, predict_layer_map, inputs, outputs, api_name="sam_predict", record=False)
+    if examples is not None:  # an example photo is predicted at once (no run: `on`, not `examples`)
+        wiring.on(examples.load_input_event.then, predict_layer_map, inputs, outputs, record=False)
+    wiring.on(tau.release, retune_tau, [shared.session, tau], [layer_editor, shared.metrics],
+              api_name="sam_tau", record=False)
+    return layer_editor
+
+
+def _build_invert(shared: Shared, layer_editor: gr.ImageEditor) -> None:
+    """Step 2: steps, the W+-only comparison, Invert / Stop, previews and scores."""
+    gr.Markdown("### 2 · Invert")
+    with gr.Row():
+        steps = gr.Slider(1, 2000, value=STEPS if shared.on_gpu else CPU_STEPS, step=1, label="Adam steps")
+        compare = gr.Checkbox(value=True, label="Also invert into W+ only (for comparison)")
+        invert_button = gr.Button("Invert", variant="primary")
+        stop = gr.Button("Stop", variant="stop")
+    with gr.Row():
+        recon = gr.Image(format="png", label="SAM reconstruction", interactive=False)
+        baseline = gr.Image(format="png", label="W+ only", interactive=False)
+        target = gr.Image(format="png", label="Target (as the losses see it)", interactive=False)
+    shared.metrics.render()
+
+    running = shared.wiring.on(
+        invert_button.click, invert, [shared.model_id, shared.session, layer_editor, steps, compare],
+        [shared.session, recon, baseline, target, shared.metrics, shared.codes_file], api_name="sam_invert")
+    stop.click(None, None, None, cancels=[running], api_name=False)
+
+
+def _build_edit(shared: Shared, first: str | None) -> gr.Dropdown:
+    """Step 3: direction and strength, the edit on the SAM and on the W+-only codes;
+    -> the direction dropdown (a model change refills it)."""
+    gr.Markdown("### 3 · Edit")
+    with gr.Row():
+        choices = direction_choices(shared.wiring.ctx, first)
+        direction = gr.Dropdown(choices, value=choices[0] if choices else None, label="Edit direction", scale=3)
+        strength = gr.Slider(-5, 5, value=0, step=0.1, label="Strength", scale=3)
+    with gr.Row():
+        edited = gr.Image(format="png", label="Edited (SAM codes)", interactive=False)
+        edited_base = gr.Image(format="png", label="Same edit on the W+-only codes", interactive=False)
+
+    inputs = [shared.model_id, shared.session, direction, strength]
+    outputs = [edited, edited_base]
+    shared.wiring.on(strength.change, edit_photo, inputs, outputs, api_name="sam_edit",
+                     trigger_mode="always_last", show_progress="minimal")
+    shared.wiring.on(direction.change, edit_photo, inputs, outputs)
+    return direction

@@ -4,7 +4,12 @@ Engine (no Gradio): images in, images out, one encoder pass over [original, refe
 and one generator pass per operation. `local_edit` (w+ or w blend), `transplant` (the
 authors' interactive demo: regions of several references, shifted, with interpolation
 frames), `reconstruct` (encoder fidelity), `style_mix` and `sample`. The model is a
-`core.models.stylemapgan.StyleMapGAN` (generator + encoder of one checkpoint).
+`core.models.stylemapgan.StyleMapGAN` (generator + encoder of one checkpoint; `sample` goes
+through its Generator protocol).
+
+Handlers (`run_local_edit`, `run_transplant`, `run_reconstruction`, `run_style_mix`,
+`run_random`, ...) are module-level functions of the app context and the widgets' values;
+`build_tab` lays out one builder per sub-tab and wires them.
 """
 from __future__ import annotations
 
@@ -18,15 +23,15 @@ import torch
 import torch.nn.functional as F
 
 from core.context import AppContext
-from core.device import randn
-from core.errors import UserError
 from core.device import placement
+from core.errors import UserError
 from core.images import (bundled_photos, editor_image_and_mask, editor_is_empty, mask_picture, overlay,
                          pil_to_tensor, to_uint8)
 from core.lpips import lpips_distance
 from core.models.stylemapgan import StyleMapGAN
-from core.ui import (MAX_SEED, DownloadAll, gpu, labelled_examples, licence_line, parse_seeds, quietly,
-                     run_examples, seed_picker, shift_range, shift_sliders, tab_header, user_errors)
+from core.recipe import Run
+from core.ui import (GPU_LANE, MAX_SEED, TabWiring, gpu_task, labelled_examples, licence_line,
+                     parse_seeds, quietly, record, seed_picker, shift_range, shift_sliders, tab_header)
 
 PAPER = "https://arxiv.org/abs/2104.14754"
 HOW_IT_WORKS = f"""
@@ -52,6 +57,7 @@ faces work best aligned like CelebA-HQ/FFHQ, and the LSUN models were trained on
 not cropped, pictures. Paper: [Kim et al., *Exploiting Spatial Dimensions of Latent in GAN for
 Real-time Image Editing*, CVPR 2021]({PAPER}). Weights: CC BY-NC 4.0 (non-commercial).
 """
+TAB = "stylemap"
 MAX_REFERENCES = 3
 TRANSPLANT_PIXELS = 4 * 256 * 256  # pixels per generator pass (4 frames at 256 px, 1 at 512 px
 # and up): bounds memory however many frames are asked for
@@ -70,16 +76,10 @@ def encode(model: StyleMapGAN, images: torch.Tensor) -> torch.Tensor:
     return model.E(images.to(*placement(model)))
 
 
-def sample_latents(model: StyleMapGAN, seeds: Sequence[int]) -> torch.Tensor:
-    """One z per seed, identical on every device: [len(seeds), latent_channel_size] (CPU)."""
-    return torch.cat([randn((1, model.G.latent_channel_size), s) for s in seeds])
-
-
-@torch.inference_mode()
 def sample(model: StyleMapGAN, seeds: Sequence[int], truncation: float = 1.0) -> torch.Tensor:
-    """Random generation: seeds -> images [B, 3, size, size] in [-1, 1] (clamped)."""
-    G = model.G
-    return G(sample_latents(model, seeds).to(G.device), truncation=truncation).float().clamp(-1, 1)
+    """Random generation: seeds -> images [B, 3, size, size] in [-1, 1] (clamped), through
+    the Generator protocol (one z per seed, the same on every device)."""
+    return model.render(model.sample_latents(seeds), truncation)
 
 
 @dataclass
@@ -160,7 +160,6 @@ def style_mix(model: StyleMapGAN, first: torch.Tensor, second: torch.Tensor,
                       G.style_mix(codes[:1], codes[1:], "fine")]).float().clamp(-1, 1)
 
 
-# ---- UI ------------------------------------------------------------------------------------
 def example_region(size: int, where: str) -> np.ndarray:
     """The painted region of the seed examples: "lower half", "upper half" or "centre"."""
     region = np.zeros((size, size), bool)
@@ -173,330 +172,406 @@ def example_region(size: int, where: str) -> np.ndarray:
     return region
 
 
+def painted_editor(picture: np.ndarray, region: np.ndarray) -> dict:
+    """An ImageEditor value with `region` painted on `picture` in the brush colour (what the
+    seed examples show, as if a person had painted it)."""
+    layer = np.zeros(region.shape + (4,), np.uint8)
+    layer[region] = (255, 51, 51, 255)
+    composite = picture.copy()
+    composite[region] = (255, 51, 51)
+    return {"background": picture, "layers": [layer], "composite": composite}
+
+
+def collect_references(model: StyleMapGAN, editors: Sequence[dict | None], dxs: Sequence,
+                       dys: Sequence) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+    """The used reference slots -> (pictures, painted masks, (dx, dy) shifts); empty slots
+    are skipped, a used slot without paint is a person's mistake."""
+    refs, masks, shifts = [], [], []
+    for i, (ed, dx, dy) in enumerate(zip(editors, dxs, dys)):
+        if editor_is_empty(ed):
+            continue
+        image, mask = editor_image_and_mask(ed, model.size, required=False)
+        if mask.sum() == 0:
+            raise UserError(f"Reference {i + 1} has no painted region: paint what to take, "
+                            "or clear that reference.")
+        refs.append(image)
+        masks.append(mask)
+        shifts.append((int(dx or 0), int(dy or 0)))
+    if not refs:
+        raise UserError("Add at least one reference and paint the region to take from it.")
+    return torch.cat(refs), torch.cat(masks), shifts
+
+
+# ---- handlers (plain functions of the context and the widgets' values) ---------------------
+UNREGISTERED_SIZE = 256  # the shift range of an entry registered without a size (the loader reads it)
+
+
+def registered_size(ctx: AppContext, model_id: str | None) -> int:
+    """The model's picture size from its registry entry, without loading it (the shift range)."""
+    size = ctx.registry.get(model_id).image_size() if model_id else None
+    return size or UNREGISTERED_SIZE
+
+
+def model_for(ctx: AppContext, model_id: str | None) -> StyleMapGAN:
+    """The generator + encoder pair of `model_id`, loaded once per device."""
+    if not model_id:
+        raise UserError("Pick a StyleMapGAN model first.")
+    return ctx.model(model_id)
+
+
+def shift_ranges(ctx: AppContext, model_id: str | None) -> list:
+    """A model change: every reference's shift sliders span the new model's square."""
+    return shift_range(registered_size(ctx, model_id), 2 * MAX_REFERENCES)
+
+
+@gpu_task(duration=60)
+def sample_picture(ctx: AppContext, model_id: str | None, truncation: float, seed: float | None,
+                   progress=gr.Progress(track_tqdm=True)) -> np.ndarray:
+    """A picture from a seed (the seed row under every input), so no upload is needed."""
+    progress(0.0, desc=f"Loading {model_id}")
+    model = model_for(ctx, model_id)
+    return to_uint8(sample(model, parse_seeds(seed, max_count=1), float(truncation)))[0]
+
+
+def _edit(ctx: AppContext, model_id: str | None, editor: dict | None, reference: np.ndarray | None,
+          space: str, seeds: Sequence[int] = (), region: str | None = None
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Run]:
+    """A local edit -> (network input, cells, result, run); `seeds` and `region` only for the
+    seed examples, so the recipe says how their pictures were made."""
+    model = model_for(ctx, model_id)
+    size = model.size
+    original, mask = editor_image_and_mask(editor, size)
+    if reference is None:
+        raise UserError("Add a reference picture (upload one or sample it from a seed).")
+    ref = prepare(model, reference)
+    edit = local_edit(model, original, ref, mask, space)
+    outputs = (to_uint8(original)[0], mask_picture(edit.cells, size), to_uint8(edit.image)[0])
+    run = record(
+        ctx, TAB, "local_edit", {"model": model_id},
+        images={"original": original, "reference": ref, "result": outputs[2]},
+        masks={"painted": mask, "cells": edit.cells.float()},
+        arrays={"stylemap_original": edit.codes[:1], "stylemap_reference": edit.codes[1:]},
+        seeds=seeds, settings={"space": space, **({"example_region": region} if region else {})},
+        notes="seeds (examples only): original, reference. masks/cells: the stylemap cells "
+              "taken from the reference.")
+    return outputs + (run,)
+
+
+@gpu_task(duration=60)
+def run_local_edit(ctx: AppContext, model_id: str | None, editor: dict | None,
+                   reference: np.ndarray | None, space: str, progress=gr.Progress(track_tqdm=True)
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Run]:
+    """The painted region of the original from the reference -> (network input, stylemap
+    cells taken, edited picture, run)."""
+    return _edit(ctx, model_id, editor, reference, space)
+
+
+LOCAL_EDIT_OUTPUTS = 4  # network input, cells, result, and the Download-all run
+quiet_local_edit = quietly(run_local_edit, LOCAL_EDIT_OUTPUTS)
+
+
+def live_local_edit(ctx: AppContext, live: bool, model_id: str | None, editor: dict | None,
+                    reference: np.ndarray | None, space: str) -> tuple | list:
+    """Re-run while painting (when `live`): silent until there is something to edit."""
+    if not live:
+        return [gr.update()] * LOCAL_EDIT_OUTPUTS
+    return quiet_local_edit(ctx, model_id, editor, reference, space)
+
+
+@gpu_task(duration=60)
+def run_edit_example(ctx: AppContext, model_id: str | None, truncation: float,
+                     seed_original: float | None, seed_reference: float | None, region: str,
+                     space: str, progress=gr.Progress(track_tqdm=True)) -> tuple:
+    """A seed example: sample two pictures, paint `region` on the first, edit -> (original
+    editor, reference, then `run_local_edit`'s outputs)."""
+    model = model_for(ctx, model_id)
+    seeds = [int(seed_original or 0), int(seed_reference or 0)]
+    pictures = to_uint8(sample(model, seeds, float(truncation)))
+    editor = painted_editor(pictures[0], example_region(pictures.shape[1], region))
+    return (editor, pictures[1]) + _edit(ctx, model_id, editor, pictures[1], space, seeds, region)
+
+
+@gpu_task(duration=90)
+def run_transplant(ctx: AppContext, model_id: str | None, original: np.ndarray | None, steps: float,
+                   *refs_and_shifts, progress=gr.Progress(track_tqdm=True)) -> tuple:
+    """The authors' demo. `refs_and_shifts`: the MAX_REFERENCES reference editors, then their
+    dx, then their dy -> (landing preview, last frame, strip, frames, t slider update, run)."""
+    n = MAX_REFERENCES
+    editors, dxs, dys = refs_and_shifts[:n], refs_and_shifts[n:2 * n], refs_and_shifts[2 * n:]
+    model = model_for(ctx, model_id)
+    if original is None:
+        raise UserError("Add an original picture (upload one or sample it from a seed).")
+    orig = prepare(model, original)
+    refs, masks, shifts = collect_references(model, editors, dxs, dys)
+    progress(0.3, desc="Encoding and rendering frames")
+    codes = encode(model, torch.cat([orig, refs]))
+    frames = to_uint8(transplant(model, orig, refs, masks, shifts, int(steps), codes=codes))
+    strip = [(f, f"t = {t / (len(frames) - 1):.2f}") for t, f in enumerate(frames)]
+    landing = landing_preview(model, orig, masks, shifts)
+    run = record(
+        ctx, TAB, "transplant", {"model": model_id},
+        images={"frame": list(frames), "original": orig, "reference": refs, "landing": landing},
+        masks={"reference": masks}, arrays={"stylemaps": codes},
+        settings={"frames": int(steps), "shifts_px": [list(s) for s in shifts]},
+        notes="frame_01 is t = 0 (the original), the last frame t = 1; stylemaps: "
+              "[original, references...]; masks/reference_k: what is taken from reference k "
+              "(before its shift).")
+    return (landing, frames[-1], strip, list(frames),
+            gr.update(maximum=len(frames) - 1, value=len(frames) - 1), run)
+
+
+def pick_frame(frames: list, t: float):
+    """The t slider: show one of the frames already rendered (no model)."""
+    if not frames:
+        return gr.update()
+    return frames[min(int(t), len(frames) - 1)]
+
+
+@gpu_task(duration=60)
+def run_reconstruction(ctx: AppContext, model_id: str | None, picture: np.ndarray | None,
+                       progress=gr.Progress(track_tqdm=True)) -> tuple[np.ndarray, np.ndarray, str, Run]:
+    """Encode and decode a photo -> (network input, reconstruction, metrics text, run): how
+    faithfully the encoder inverts it."""
+    model = model_for(ctx, model_id)
+    image = prepare(model, picture)
+    try:
+        rec = reconstruct(model, image)
+    except UserError as e:  # LPIPS backbone missing: still show the reconstruction and MSE
+        gr.Warning(str(e))
+        rec = reconstruct(model, image, with_lpips=False)
+    lp = "n/a (LPIPS backbone not available)" if rec.lpips is None else f"{rec.lpips:.3f}"
+    text = (f"**MSE** {rec.mse:.4f} · **LPIPS-VGG** {lp} "
+            "(paper, CelebA-HQ 8×8: MSE 0.023, LPIPS 0.237)")
+    shown, result = to_uint8(image)[0], to_uint8(rec.image)[0]
+    run = record(ctx, TAB, "reconstruction", {"model": model_id},
+                 images={"input": shown, "reconstruction": result},
+                 arrays={"stylemap": rec.code},
+                 settings={"mse": rec.mse, "lpips_vgg": rec.lpips})
+    return shown, result, text, run
+
+
+@gpu_task(duration=60)
+def run_style_mix(ctx: AppContext, model_id: str | None, a: np.ndarray | None, b: np.ndarray | None
+                  ) -> tuple[np.ndarray, np.ndarray, Run]:
+    """Pictures A and B -> (coarse mix, fine mix, run)."""
+    model = model_for(ctx, model_id)
+    if a is None or b is None:
+        raise UserError("Add both pictures A and B (upload or sample them).")
+    first, second = prepare(model, a), prepare(model, b)
+    codes = encode(model, torch.cat([first, second]))
+    mixed = to_uint8(style_mix(model, first, second, codes=codes))
+    run = record(ctx, TAB, "style_mixing", {"model": model_id},
+                 images={"a": first, "b": second, "coarse": mixed[0], "fine": mixed[1]},
+                 arrays={"stylemaps": codes},
+                 notes="coarse: A's 8x8 stylemaps on B's finer ones; fine: the reverse. "
+                       "stylemaps: [A, B].")
+    return mixed[0], mixed[1], run
+
+
+@gpu_task(duration=60)
+def run_random(ctx: AppContext, model_id: str | None, seeds: str, truncation: float,
+               progress=gr.Progress(track_tqdm=True)) -> tuple[list, Run]:
+    """"1, 5, 7" -> (gallery of captioned samples, run)."""
+    model = model_for(ctx, model_id)
+    chosen = parse_seeds(seeds)
+    z = model.sample_latents(chosen)
+    images = to_uint8(model.render(z, float(truncation)))
+    run = record(ctx, TAB, "random", {"model": model_id}, images={"sample": list(images)},
+                 arrays={"z": z}, seeds=chosen, settings={"truncation": float(truncation)},
+                 notes="sample_k comes from seeds[k - 1].")
+    return [(img, f"seed {s}") for img, s in zip(images, chosen)], run
+
+
+def random_seeds() -> str:
+    """The dice: four random seeds for the Random sub-tab."""
+    return ", ".join(str(random.randint(0, MAX_SEED)) for _ in range(4))
+
+
+# ---- UI ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Shared:
+    """What every sub-tab builder uses: the wiring, the model dropdown, the sampling ψ, the
+    first model id (for examples) and Gradio's two bundled animal photos (or None)."""
+    wiring: TabWiring
+    model_id: gr.Dropdown
+    psi: gr.Slider
+    first: str | None
+    animals: tuple[str, str] | None
+
+    def seed_row(self, target: gr.components.Component, default: int) -> gr.Number:
+        """A seed box and button under `target` that fill it with a sample."""
+        return seed_picker(self.wiring, target, sample_picture, [self.model_id, self.psi], default)
+
+
 def build_tab(ctx: AppContext) -> None:
     ids = ctx.model_ids("stylemapgan")
+    wiring = TabWiring(ctx, TAB)
     tab_header("Paint a region, get it from another picture, instantly: StyleMapGAN encodes both "
                "pictures to spatial stylemaps and mixes them where you painted. Upload photos or "
                "sample them from a seed.",
                HOW_IT_WORKS)
-    licence_line(ctx.registry, "stylemap", ids)
+    licence_line(ctx.registry, TAB, ids)
     with gr.Row():
         model_id = gr.Dropdown(ids, value=ids[0] if ids else None, label="Model", scale=3)
         psi = gr.Slider(0.0, 1.0, value=0.7, step=0.05, label="Truncation ψ (sampling)", scale=2)
-    download = DownloadAll(ctx, "stylemap")
-
-    def registered_size(mid: str | None) -> int:
-        """The model's image size from its registry entry (no loading): the shift range."""
-        return int(ctx.registry.get(mid).config.get("size", 256)) if mid else 256
-
-    def model_for(mid: str | None) -> StyleMapGAN:
-        if not mid:
-            raise UserError("Pick a StyleMapGAN model first.")
-        return ctx.model(mid)
-
-    @gpu(duration=60)
-    @user_errors
-    def on_sample(mid, truncation, seed, progress=gr.Progress(track_tqdm=True)):
-        progress(0.0, desc=f"Loading {mid}")
-        model = model_for(mid)
-        return to_uint8(sample(model, parse_seeds(seed, max_count=1), float(truncation)))[0]
-
-    def seed_row(target: gr.components.Component, default: int) -> gr.Number:
-        return seed_picker(target, on_sample, [model_id, psi], default)
-
-    animals = bundled_photos()  # two photos that ship with Gradio, or None
-    first = ids[0] if ids else None
+    shared = Shared(wiring, model_id, psi, ids[0] if ids else None, bundled_photos())
     with gr.Tabs():
         with gr.Tab("Local edit"):
-            with gr.Row():
-                with gr.Column():
-                    le_original = gr.ImageEditor(label="Original: paint the region to replace",
-                                                 format="png", type="numpy", layers=False,
-                                                 brush=gr.Brush(colors=["#ff3333"], default_size=24))
-                    le_seed_original = seed_row(le_original, 1)
-                with gr.Column():
-                    le_reference = gr.Image(label="Reference", format="png", type="numpy")
-                    le_seed_reference = seed_row(le_reference, 2)
-            with gr.Row():
-                le_space = gr.Radio([("w+ (per resized stylemap)", "w_plus"), ("w (8×8 stylemap)", "w")],
-                                    value="w_plus", label="Blend in")
-                le_live = gr.Checkbox(value=ctx.device.type == "cuda", label="Update while painting")
-                le_run = gr.Button("Edit", variant="primary")
-            with gr.Row():
-                le_input = gr.Image(label="Network input (cropped, resized)", format="png",
-                                    interactive=False)
-                le_cells = gr.Image(label="Mask as the network sees it (stylemap cells)",
-                                    format="png", interactive=False, image_mode="L")
-                le_result = gr.Image(label="Edited", format="png", interactive=False)
-            le_region = gr.Dropdown(["lower half", "upper half", "centre"], value="lower half",
-                                    visible=False)  # what the seed examples paint
-            le_examples = labelled_examples(
-                [[first, 0.7, 1, 2, "lower half", "w_plus"], [first, 0.7, 1, 2, "lower half", "w"],
-                 [first, 0.7, 3, 4, "upper half", "w_plus"], [first, 0.7, 5, 6, "centre", "w_plus"]],
-                ["lower half of sample 2 into sample 1 (w+)", "the same in w: blockier edges",
-                 "upper half of sample 4 into sample 3", "centre of sample 6 into sample 5"],
-                [model_id, psi, le_seed_original, le_seed_reference, le_region, le_space],
-                label="Example edits (samples by seed, region painted for you)")
-            if animals:  # photos that suit the AFHQ model; any model takes them
-                lion, cheetah = animals
-                labelled_examples([[lion, cheetah], [cheetah, lion]],
-                                  ["lion ← cheetah (paint on the lion, then Edit)",
-                                   "cheetah ← lion (paint on the cheetah, then Edit)"],
-                                  [le_original, le_reference], label="Example photos (you paint)")
-
+            _build_local_edit(shared, live_default=ctx.device.type == "cuda")
         with gr.Tab("Transplant"):
-            gr.Markdown("Paint a region on each reference (up to three), then shift it to where it "
-                        "should land on the original (pixels of the model's square).")
-            with gr.Row():
-                with gr.Column():
-                    tp_original = gr.Image(label="Original", format="png", type="numpy")
-                    seed_row(tp_original, 1)
-                tp_refs, tp_dx, tp_dy = [], [], []
-                for i in range(MAX_REFERENCES):
-                    with gr.Column():
-                        ed = gr.ImageEditor(label=f"Reference {i + 1}: paint the region to take",
-                                            format="png", type="numpy", layers=False,
-                                            brush=gr.Brush(colors=["#%02x%02x%02x" % REFERENCE_COLORS[i]],
-                                                           default_size=24))
-                        seed_row(ed, 2 + i)
-                        dx, dy = shift_sliders(registered_size(first))
-                        tp_dx.append(dx)
-                        tp_dy.append(dy)
-                        tp_refs.append(ed)
-            with gr.Row():
-                tp_steps = gr.Slider(2, 16, value=8, step=1, label="Interpolation frames")
-                tp_run = gr.Button("Transplant", variant="primary")
-            with gr.Row():
-                tp_landing = gr.Image(label="Where the regions land (stylemap cells)", format="png",
-                                      interactive=False)
-                tp_result = gr.Image(label="Result at t", format="png", interactive=False)
-            tp_t = gr.Slider(0, 1, value=1, step=1, label="Interpolation t (frame)")
-            tp_strip = gr.Gallery(label="All frames, t = 0 … 1", columns=8, height=180, format="png")
-            tp_frames = gr.State([])
-
+            _build_transplant(shared)
         with gr.Tab("Reconstruction"):
-            with gr.Row():
-                with gr.Column():
-                    rc_image = gr.Image(label="Photo", format="png", type="numpy")
-                    seed_row(rc_image, 3)
-                    rc_run = gr.Button("Reconstruct", variant="primary")
-                rc_input = gr.Image(label="Network input", format="png", interactive=False)
-                rc_result = gr.Image(label="Reconstruction", format="png", interactive=False)
-            rc_metrics = gr.Markdown()
-            rc_examples = (labelled_examples([[animals[0]], [animals[1]]],
-                                             ["a lion photo", "a cheetah photo"], [rc_image],
-                                             label="Example photos (reconstructed on click)")
-                           if animals else None)
-
+            _build_reconstruction(shared)
         with gr.Tab("Style mixing"):
-            with gr.Row():
-                with gr.Column():
-                    sm_a = gr.Image(label="A", format="png", type="numpy")
-                    seed_row(sm_a, 4)
-                with gr.Column():
-                    sm_b = gr.Image(label="B", format="png", type="numpy")
-                    seed_row(sm_b, 5)
-            sm_run = gr.Button("Mix", variant="primary")
-            with gr.Row():
-                sm_coarse = gr.Image(label="Coarse: A's 8×8 stylemaps on B's finer ones",
-                                     format="png", interactive=False)
-                sm_fine = gr.Image(label="Fine: B's 8×8 stylemaps on A's finer ones",
-                                   format="png", interactive=False)
-            sm_examples = (labelled_examples([[animals[1], animals[0]], [animals[0], animals[1]]],
-                                             ["A cheetah, B lion", "A lion, B cheetah"], [sm_a, sm_b],
-                                             label="Example pairs (mixed on click)")
-                           if animals else None)
-
+            _build_style_mixing(shared)
         with gr.Tab("Random"):
-            with gr.Row():
-                rg_seeds = gr.Textbox(value="0, 1, 2, 3", label="Seed(s)", scale=3)
-                rg_dice = gr.Button("🎲", scale=0)
-                rg_run = gr.Button("Generate", variant="primary", scale=1)
-            rg_gallery = gr.Gallery(label="Samples", columns=4, format="png")
-            rg_examples = labelled_examples([[first, "0, 1, 2, 3", 0.7], [first, "0, 1, 2, 3", 1.0]],
-                                            ["seeds 0-3 · ψ 0.7", "seeds 0-3 · ψ 1.0 (full variety)"],
-                                            [model_id, rg_seeds, psi], label="Examples")
-    download.render()
+            _build_random(shared)
+    wiring.download.render()
 
-    # ---- handlers ----
-    def local_edit_run(mid, editor, reference, space, seeds=(), region=None):
-        model = model_for(mid)
-        size = model.size
-        original, mask = editor_image_and_mask(editor, size)
-        if reference is None:
-            raise UserError("Add a reference picture (upload one or sample it from a seed).")
-        ref = prepare(model, reference)
-        edit = local_edit(model, original, ref, mask, space)
-        outputs = (to_uint8(original)[0], mask_picture(edit.cells, size), to_uint8(edit.image)[0])
-        run_record = download.run(
-            "local_edit", {"model": mid},
-            images={"original": original, "reference": ref, "result": outputs[2]},
-            masks={"painted": mask, "cells": edit.cells.float()},
-            arrays={"stylemap_original": edit.codes[:1], "stylemap_reference": edit.codes[1:]},
-            seeds=seeds, settings={"space": space, **({"example_region": region} if region else {})},
-            notes="seeds (examples only): original, reference. masks/cells: the stylemap cells "
-                  "taken from the reference.")
-        return outputs + (run_record,)
 
-    @gpu(duration=60)
-    @user_errors
-    def on_local_edit(mid, editor, reference, space, progress=gr.Progress(track_tqdm=True)):
-        return local_edit_run(mid, editor, reference, space)
+def _build_local_edit(shared: Shared, live_default: bool) -> None:
+    wiring, model_id, first = shared.wiring, shared.model_id, shared.first
+    with gr.Row():
+        with gr.Column():
+            original = gr.ImageEditor(label="Original: paint the region to replace",
+                                      format="png", type="numpy", layers=False,
+                                      brush=gr.Brush(colors=["#ff3333"], default_size=24))
+            seed_original = shared.seed_row(original, 1)
+        with gr.Column():
+            reference = gr.Image(label="Reference", format="png", type="numpy")
+            seed_reference = shared.seed_row(reference, 2)
+    with gr.Row():
+        space = gr.Radio([("w+ (per resized stylemap)", "w_plus"), ("w (8×8 stylemap)", "w")],
+                         value="w_plus", label="Blend in")
+        live = gr.Checkbox(value=live_default, label="Update while painting")
+        run = gr.Button("Edit", variant="primary")
+    with gr.Row():
+        net_input = gr.Image(label="Network input (cropped, resized)", format="png",
+                             interactive=False)
+        cells = gr.Image(label="Mask as the network sees it (stylemap cells)",
+                         format="png", interactive=False, image_mode="L")
+        result = gr.Image(label="Edited", format="png", interactive=False)
+    region = gr.Dropdown(["lower half", "upper half", "centre"], value="lower half",
+                         visible=False)  # what the seed examples paint
+    example_inputs = [model_id, shared.psi, seed_original, seed_reference, region, space]
+    examples = labelled_examples(
+        [[first, 0.7, 1, 2, "lower half", "w_plus"], [first, 0.7, 1, 2, "lower half", "w"],
+         [first, 0.7, 3, 4, "upper half", "w_plus"], [first, 0.7, 5, 6, "centre", "w_plus"]],
+        ["lower half of sample 2 into sample 1 (w+)", "the same in w: blockier edges",
+         "upper half of sample 4 into sample 3", "centre of sample 6 into sample 5"],
+        example_inputs, label="Example edits (samples by seed, region painted for you)")
+    if shared.animals:  # photos that suit the AFHQ model; any model takes them
+        lion, cheetah = shared.animals
+        labelled_examples([[lion, cheetah], [cheetah, lion]],
+                          ["lion ← cheetah (paint on the lion, then Edit)",
+                           "cheetah ← lion (paint on the cheetah, then Edit)"],
+                          [original, reference], label="Example photos (you paint)")
 
-    le_inputs = [model_id, le_original, le_reference, le_space]
-    le_outputs = [le_input, le_cells, le_result, download.state]
-    quiet_edit = quietly(on_local_edit, len(le_outputs))
+    inputs = [model_id, original, reference, space]
+    outputs = [net_input, cells, result]
+    wiring.on(run.click, run_local_edit, inputs, outputs, api_name="stylemap_edit")
+    wiring.on(space.change, quiet_local_edit, inputs, outputs)  # re-run a finished edit in the other space
+    wiring.on(original.change, live_local_edit, [live] + inputs, outputs, concurrency_id=GPU_LANE,
+              trigger_mode="always_last", show_progress="minimal")
+    wiring.examples(examples, (run_edit_example, example_inputs, [original, reference] + outputs))
 
-    def on_live_edit(live, *args):
-        """Re-run while painting: silent until there is something to edit."""
-        return quiet_edit(*args) if live else [gr.update()] * len(le_outputs)
 
-    le_run.click(on_local_edit, le_inputs, le_outputs, api_name="stylemap_edit", concurrency_id="gpu")
-    le_space.change(quiet_edit, le_inputs, le_outputs, api_name=False,
-                    concurrency_id="gpu")  # re-run a finished edit in the other space
-    le_original.change(on_live_edit, [le_live] + le_inputs, le_outputs, api_name=False,
-                       concurrency_id="gpu", trigger_mode="always_last", show_progress="minimal")
+def _build_transplant(shared: Shared) -> None:
+    wiring, model_id = shared.wiring, shared.model_id
+    gr.Markdown("Paint a region on each reference (up to three), then shift it to where it "
+                "should land on the original (pixels of the model's square).")
+    span = registered_size(wiring.ctx, shared.first)
+    with gr.Row():
+        with gr.Column():
+            original = gr.Image(label="Original", format="png", type="numpy")
+            shared.seed_row(original, 1)
+        refs, dxs, dys = [], [], []
+        for i in range(MAX_REFERENCES):
+            with gr.Column():
+                editor = gr.ImageEditor(label=f"Reference {i + 1}: paint the region to take",
+                                        format="png", type="numpy", layers=False,
+                                        brush=gr.Brush(colors=["#%02x%02x%02x" % REFERENCE_COLORS[i]],
+                                                       default_size=24))
+                shared.seed_row(editor, 2 + i)
+                dx, dy = shift_sliders(span)
+                refs.append(editor)
+                dxs.append(dx)
+                dys.append(dy)
+    with gr.Row():
+        steps = gr.Slider(2, 16, value=8, step=1, label="Interpolation frames")
+        run = gr.Button("Transplant", variant="primary")
+    with gr.Row():
+        landing = gr.Image(label="Where the regions land (stylemap cells)", format="png",
+                           interactive=False)
+        result = gr.Image(label="Result at t", format="png", interactive=False)
+    t = gr.Slider(0, 1, value=1, step=1, label="Interpolation t (frame)")
+    strip = gr.Gallery(label="All frames, t = 0 … 1", columns=8, height=180, format="png")
+    frames = gr.State([])
 
-    @gpu(duration=60)
-    @user_errors
-    def on_edit_example(mid, truncation, seed_original, seed_reference, region, space,
-                        progress=gr.Progress(track_tqdm=True)):
-        """Sample two pictures, paint `region` on the first, edit (the seed examples)."""
-        model = model_for(mid)
-        seeds = [int(seed_original or 0), int(seed_reference or 0)]
-        pictures = to_uint8(sample(model, seeds, float(truncation)))
-        painted = example_region(pictures.shape[1], region)
-        layer = np.zeros(painted.shape + (4,), np.uint8)
-        layer[painted] = (255, 51, 51, 255)
-        composite = pictures[0].copy()
-        composite[painted] = (255, 51, 51)
-        editor = {"background": pictures[0], "layers": [layer], "composite": composite}
-        return (editor, pictures[1]) + local_edit_run(mid, editor, pictures[1], space, seeds, region)
+    wiring.on(run.click, run_transplant, [model_id, original, steps] + refs + dxs + dys,
+              [landing, result, strip, frames, t], api_name="stylemap_transplant")
+    wiring.on(model_id.change, shift_ranges, model_id, dxs + dys, record=False, queue=False)
+    t.change(pick_frame, [frames, t], result, api_name=False, queue=False)
 
-    run_examples(le_examples, (on_edit_example,
-                               [model_id, psi, le_seed_original, le_seed_reference, le_region, le_space],
-                               [le_original, le_reference] + le_outputs))
 
-    def collect_references(model: StyleMapGAN, editors, dxs, dys):
-        refs, masks, shifts = [], [], []
-        for i, (ed, dx, dy) in enumerate(zip(editors, dxs, dys)):
-            if editor_is_empty(ed):
-                continue
-            image, mask = editor_image_and_mask(ed, model.size, required=False)
-            if mask.sum() == 0:
-                raise UserError(f"Reference {i + 1} has no painted region: paint what to take, "
-                                "or clear that reference.")
-            refs.append(image)
-            masks.append(mask)
-            shifts.append((int(dx or 0), int(dy or 0)))
-        if not refs:
-            raise UserError("Add at least one reference and paint the region to take from it.")
-        return torch.cat(refs), torch.cat(masks), shifts
+def _build_reconstruction(shared: Shared) -> None:
+    wiring, model_id = shared.wiring, shared.model_id
+    with gr.Row():
+        with gr.Column():
+            image = gr.Image(label="Photo", format="png", type="numpy")
+            shared.seed_row(image, 3)
+            run = gr.Button("Reconstruct", variant="primary")
+        net_input = gr.Image(label="Network input", format="png", interactive=False)
+        result = gr.Image(label="Reconstruction", format="png", interactive=False)
+    metrics = gr.Markdown()
 
-    @gpu(duration=90)
-    @user_errors
-    def on_transplant(mid, original, steps, *refs_and_shifts, progress=gr.Progress(track_tqdm=True)):
-        n = MAX_REFERENCES
-        editors, dxs, dys = refs_and_shifts[:n], refs_and_shifts[n:2 * n], refs_and_shifts[2 * n:]
-        model = model_for(mid)
-        if original is None:
-            raise UserError("Add an original picture (upload one or sample it from a seed).")
-        orig = prepare(model, original)
-        refs, masks, shifts = collect_references(model, editors, dxs, dys)
-        progress(0.3, desc="Encoding and rendering frames")
-        codes = encode(model, torch.cat([orig, refs]))
-        frames = to_uint8(transplant(model, orig, refs, masks, shifts, int(steps), codes=codes))
-        strip = [(f, f"t = {t / (len(frames) - 1):.2f}") for t, f in enumerate(frames)]
-        landing = landing_preview(model, orig, masks, shifts)
-        run_record = download.run(
-            "transplant", {"model": mid},
-            images={"frame": list(frames), "original": orig, "reference": refs, "landing": landing},
-            masks={"reference": masks}, arrays={"stylemaps": codes},
-            settings={"frames": int(steps), "shifts_px": [list(s) for s in shifts]},
-            notes="frame_01 is t = 0 (the original), the last frame t = 1; stylemaps: "
-                  "[original, references...]; masks/reference_k: what is taken from reference k "
-                  "(before its shift).")
-        return (landing, frames[-1], strip, list(frames),
-                gr.update(maximum=len(frames) - 1, value=len(frames) - 1), run_record)
+    inputs, outputs = [model_id, image], [net_input, result, metrics]
+    wiring.on(run.click, run_reconstruction, inputs, outputs, api_name="stylemap_reconstruct")
+    if shared.animals:
+        examples = labelled_examples([[shared.animals[0]], [shared.animals[1]]],
+                                     ["a lion photo", "a cheetah photo"], [image],
+                                     label="Example photos (reconstructed on click)")
+        wiring.examples(examples, (run_reconstruction, inputs, outputs))
 
-    def on_pick_frame(frames, t):
-        if not frames:
-            return gr.update()
-        return frames[min(int(t), len(frames) - 1)]
 
-    tp_run.click(on_transplant, [model_id, tp_original, tp_steps] + tp_refs + tp_dx + tp_dy,
-                 [tp_landing, tp_result, tp_strip, tp_frames, tp_t, download.state],
-                 api_name="stylemap_transplant", concurrency_id="gpu")
+def _build_style_mixing(shared: Shared) -> None:
+    wiring, model_id = shared.wiring, shared.model_id
+    with gr.Row():
+        with gr.Column():
+            a = gr.Image(label="A", format="png", type="numpy")
+            shared.seed_row(a, 4)
+        with gr.Column():
+            b = gr.Image(label="B", format="png", type="numpy")
+            shared.seed_row(b, 5)
+    run = gr.Button("Mix", variant="primary")
+    with gr.Row():
+        coarse = gr.Image(label="Coarse: A's 8×8 stylemaps on B's finer ones",
+                          format="png", interactive=False)
+        fine = gr.Image(label="Fine: B's 8×8 stylemaps on A's finer ones",
+                        format="png", interactive=False)
 
-    def on_model(mid):
-        return shift_range(registered_size(mid), 2 * MAX_REFERENCES)
+    inputs, outputs = [model_id, a, b], [coarse, fine]
+    wiring.on(run.click, run_style_mix, inputs, outputs, api_name="stylemap_mix")
+    if shared.animals:
+        lion, cheetah = shared.animals
+        examples = labelled_examples([[cheetah, lion], [lion, cheetah]],
+                                     ["A cheetah, B lion", "A lion, B cheetah"], [a, b],
+                                     label="Example pairs (mixed on click)")
+        wiring.examples(examples, (run_style_mix, inputs, outputs))
 
-    model_id.change(on_model, model_id, tp_dx + tp_dy, api_name=False, queue=False)
-    tp_t.change(on_pick_frame, [tp_frames, tp_t], tp_result, api_name=False, queue=False)
 
-    @gpu(duration=60)
-    @user_errors
-    def on_reconstruct(mid, picture, progress=gr.Progress(track_tqdm=True)):
-        model = model_for(mid)
-        image = prepare(model, picture)
-        try:
-            rec = reconstruct(model, image)
-        except UserError as e:  # LPIPS backbone missing: still show the reconstruction and MSE
-            gr.Warning(str(e))
-            rec = reconstruct(model, image, with_lpips=False)
-        lp = "n/a (LPIPS backbone not available)" if rec.lpips is None else f"{rec.lpips:.3f}"
-        text = (f"**MSE** {rec.mse:.4f} · **LPIPS-VGG** {lp} "
-                "(paper, CelebA-HQ 8×8: MSE 0.023, LPIPS 0.237)")
-        shown, result = to_uint8(image)[0], to_uint8(rec.image)[0]
-        run_record = download.run("reconstruction", {"model": mid},
-                                  images={"input": shown, "reconstruction": result},
-                                  arrays={"stylemap": rec.code},
-                                  settings={"mse": rec.mse, "lpips_vgg": rec.lpips})
-        return shown, result, text, run_record
+def _build_random(shared: Shared) -> None:
+    wiring, model_id, first = shared.wiring, shared.model_id, shared.first
+    with gr.Row():
+        seeds = gr.Textbox(value="0, 1, 2, 3", label="Seed(s)", scale=3)
+        dice = gr.Button("🎲", scale=0)
+        run = gr.Button("Generate", variant="primary", scale=1)
+    gallery = gr.Gallery(label="Samples", columns=4, format="png")
+    inputs = [model_id, seeds, shared.psi]
+    examples = labelled_examples([[first, "0, 1, 2, 3", 0.7], [first, "0, 1, 2, 3", 1.0]],
+                                 ["seeds 0-3 · ψ 0.7", "seeds 0-3 · ψ 1.0 (full variety)"],
+                                 inputs, label="Examples")
 
-    rc_outputs = [rc_input, rc_result, rc_metrics, download.state]
-    rc_run.click(on_reconstruct, [model_id, rc_image], rc_outputs,
-                 api_name="stylemap_reconstruct", concurrency_id="gpu")
-    if rc_examples:
-        run_examples(rc_examples, (on_reconstruct, [model_id, rc_image], rc_outputs))
-
-    @gpu(duration=60)
-    @user_errors
-    def on_mix(mid, a, b):
-        model = model_for(mid)
-        if a is None or b is None:
-            raise UserError("Add both pictures A and B (upload or sample them).")
-        first_, second = prepare(model, a), prepare(model, b)
-        codes = encode(model, torch.cat([first_, second]))
-        mixed = to_uint8(style_mix(model, first_, second, codes=codes))
-        run_record = download.run("style_mixing", {"model": mid},
-                                  images={"a": first_, "b": second, "coarse": mixed[0], "fine": mixed[1]},
-                                  arrays={"stylemaps": codes},
-                                  notes="coarse: A's 8x8 stylemaps on B's finer ones; fine: the reverse. "
-                                        "stylemaps: [A, B].")
-        return mixed[0], mixed[1], run_record
-
-    sm_outputs = [sm_coarse, sm_fine, download.state]
-    sm_run.click(on_mix, [model_id, sm_a, sm_b], sm_outputs, api_name="stylemap_mix",
-                 concurrency_id="gpu")
-    if sm_examples:
-        run_examples(sm_examples, (on_mix, [model_id, sm_a, sm_b], sm_outputs))
-
-    @gpu(duration=60)
-    @user_errors
-    def on_random(mid, seeds, truncation, progress=gr.Progress(track_tqdm=True)):
-        model = model_for(mid)
-        chosen = parse_seeds(seeds)
-        images = to_uint8(sample(model, chosen, float(truncation)))
-        run_record = download.run("random", {"model": mid}, images={"sample": list(images)},
-                                  arrays={"z": sample_latents(model, chosen)}, seeds=chosen,
-                                  settings={"truncation": float(truncation)},
-                                  notes="sample_k comes from seeds[k - 1].")
-        return [(img, f"seed {s}") for img, s in zip(images, chosen)], run_record
-
-    rg_outputs = [rg_gallery, download.state]
-    rg_run.click(on_random, [model_id, rg_seeds, psi], rg_outputs, api_name="stylemap_random",
-                 concurrency_id="gpu")
-    run_examples(rg_examples, (on_random, [model_id, rg_seeds, psi], rg_outputs))
-    rg_dice.click(lambda: ", ".join(str(random.randint(0, MAX_SEED)) for _ in range(4)), None,
-                  rg_seeds, queue=False, api_name=False)
+    wiring.on(run.click, run_random, inputs, gallery, api_name="stylemap_random")
+    wiring.examples(examples, (run_random, inputs, [gallery]))
+    dice.click(random_seeds, None, seeds, queue=False, api_name=False)

@@ -1,9 +1,11 @@
 """The PandA tab driven through gradio_client: published factors from an offline Hub cache,
-computed factors, edits and error paths."""
+computed factors, edits and error paths; and its handlers called directly (no app)."""
 from __future__ import annotations
 
 import io
+from types import SimpleNamespace
 
+import gradio as gr
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,8 @@ from PIL import Image
 
 from helpers import app_client, seed_hub_cache, tiny_sg2_entry, write_registry
 
+from core.context import AppContext
+from core.hub import load_registry
 from core.images import to_uint8
 from core.models.stylegan2 import load_stylegan2
 from demos import panda
@@ -39,7 +43,8 @@ def factors():
 
 
 @pytest.fixture()
-def client(tmp_path, tiny_sg2_file, hub_cache, factors, monkeypatch):
+def registry(tmp_path, tiny_sg2_file, hub_cache, factors, monkeypatch):
+    """The tiny StyleGAN2 and its published layer-5 factors (offline Hub cache)."""
     monkeypatch.setenv("SPATIAL_GAN_CACHE", str(tmp_path / "cache"))
     A, P = factors
     seed_hub_cache(hub_cache, "someone/PandA", {
@@ -47,14 +52,23 @@ def client(tmp_path, tiny_sg2_file, hub_cache, factors, monkeypatch):
         "checkpoints/Us-name_tiny-layer_5-rank_4.npy": _npy(P)}, repo_type="space")
     entries = [tiny_sg2_entry("tiny-sg2", tiny_sg2_file)]
     for kind, prefix, rank in (("appearances", "Uc", 16), ("parts", "Us", 4)):
-        entries.append({"id": f"tiny-panda-{kind}", "arch": "panda-factors",
-                        "config": {"generator": "tiny-sg2", "layer": 5, "factor": kind, "rank": rank},
+        entries.append({"id": f"tiny-panda-{kind}", "arch": "panda-factors", "config": {},
+                        "generator": "tiny-sg2", "meta": {"layer": 5, "factor": kind, "rank": rank},
                         "hub": {"repo_id": "someone/PandA", "repo_type": "space",
                                 "filename": f"checkpoints/{prefix}-name_tiny-layer_5-rank_{rank}.npy"},
                         "license": "test"})
-    registry = write_registry(tmp_path / "weights.json", entries)
+    return write_registry(tmp_path / "weights.json", entries)
+
+
+@pytest.fixture()
+def client(registry):
     with app_client(registry) as client:
         yield client
+
+
+@pytest.fixture()
+def ctx(registry):
+    return AppContext(load_registry(registry), torch.device("cpu"))
 
 
 def _png(path: str) -> np.ndarray:
@@ -124,3 +138,56 @@ def test_download_all_after_an_edit(client):
     assert r["model_id"] == "tiny-sg2" and r["seed"] == 3 and r["seeds"] == [3]
     assert r["models"]["parts"]["hub"]["repo_type"] == "space"
     assert r["settings"]["parts"] == [1] and r["settings"]["appearance"] == 2 and r["settings"]["strength"] == 80
+
+
+# ---- the handlers as plain functions (no app) ------------------------------------------------
+def test_show_parts_and_edit_seeds_called_directly(ctx, factors):
+    """The handlers are functions of (ctx, values): the same pictures as the engine, and a
+    run for "Download all" naming the generator and both factor files."""
+    gallery, parts, preset, appearance = panda.show_parts(ctx, LABEL, "3", 0.7)
+    assert len(gallery) == 4 and [name for _, name in gallery] == [f"part {r}" for r in range(4)]
+    assert parts["value"] == [0] and parts["choices"] == [(f"part {r}", r) for r in range(4)]
+    assert preset["choices"] == [panda.REMOVE_OBJECT[0]] and appearance["maximum"] == 15
+    orig, edited, diff, sal, run = panda.edit_seeds(ctx, LABEL, "3, 4", 0.7, [1], 2, 80)
+    G = ctx.model("tiny-sg2")
+    A, P = factors
+    fs = panda.FactorSet("tiny-sg2", 5, torch.from_numpy(A), torch.from_numpy(P))
+    o, e = panda.edit(G, panda.seed_w_plus(G, [3, 4], 0.7), fs, [1], 2, 80.0)
+    assert orig.shape == edited.shape == (32, 64, 3) and sal.shape == (64, 64, 3)
+    assert np.array_equal(orig[:, :32], to_uint8(o)[0]) and np.array_equal(edited[:, 32:], to_uint8(e)[1])
+    # seed_w_plus is the generator's own sampler: the originals are its rendered pictures
+    # (up to float rounding: the edit renders a batch of four)
+    torch.testing.assert_close(o.clamp(-1, 1), G.render(G.sample_latents([3, 4]), 0.7), rtol=0, atol=1e-4)
+    r = run.recipe
+    assert r["tab"] == "panda" and r["seeds"] == [3, 4] and r["settings"]["factor_set"] == LABEL
+    assert set(r["models"]) == {"generator", "appearances", "parts"}
+    assert run.masks["part"].shape == (16, 16)
+
+
+def test_handler_mistakes_are_readable_messages(ctx):
+    with pytest.raises(gr.Error, match="Pick at least one part"):
+        panda.edit_seeds(ctx, LABEL, "3", 0.7, [], 2, 50)
+    with pytest.raises(gr.Error, match="Pick an appearance index"):
+        panda.edit_seeds(ctx, LABEL, "3", 0.7, [1], None, 50)
+    with pytest.raises(gr.Error, match="out of range"):
+        panda.edit_seeds(ctx, LABEL, "3", 0.7, [1], 99, 50)
+    with pytest.raises(gr.Error, match="not a seed"):
+        panda.show_parts(ctx, LABEL, "3, x", 0.7)
+    with pytest.raises(gr.Error, match="No factors yet"):
+        panda.show_parts(ctx, None, "3", 0.7)
+    with pytest.raises(gr.Error, match="Unknown factor set"):
+        panda.show_parts(ctx, "tiny-sg2 · layer 9 · ranks [16, 4] (published)", "3", 0.7)
+    with pytest.raises(gr.Error, match="Pick a generator"):
+        panda.compute_factors(ctx, None, 5, 4, 50, 50)
+    with pytest.raises(gr.Error, match=r"tiny-sg2 has layers 1\.\.7"):
+        panda.compute_factors(ctx, "tiny-sg2", 12, 4, 50, 50)
+
+
+def test_presets_and_part_clicks_called_directly(ctx):
+    unchanged = panda.apply_preset(ctx, LABEL, None)
+    assert len(unchanged) == 3 and all(u == gr.update() for u in unchanged)
+    keep, j, lam = panda.apply_preset(ctx, LABEL, panda.REMOVE_OBJECT[0])
+    assert keep == gr.update() and (j, lam) == (0, -200.0)
+    assert panda.select_part([0], SimpleNamespace(index=2)) == [0, 2]
+    assert panda.select_part([0, 2], SimpleNamespace(index=2)) == [0, 2]
+    assert panda.select_part(None, SimpleNamespace(index=1)) == [1]

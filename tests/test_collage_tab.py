@@ -1,6 +1,6 @@
 """The Collage tab: the compose engine on tiny tensors, the regressor + generator pipeline on
-tiny checkpoints in the published formats (loaded through the registry), and the tab driven
-end to end through gradio_client."""
+tiny checkpoints in the published formats (loaded through the registry), the tab's handlers
+called directly on an AppContext, and the tab driven end to end through gradio_client."""
 from __future__ import annotations
 
 import shutil
@@ -8,15 +8,19 @@ import shutil
 import numpy as np
 import pytest
 import torch
+import gradio as gr
 from gradio_client.exceptions import AppError
 from PIL import Image
 
 from helpers import (EMPTY_EDITOR, REFERENCE, SG2_REF, TINY_SG2_CONFIG, app_client, editor_value, read_png,
                       tiny_sg2_entry, write_registry)
 
+from core.context import AppContext
 from core.errors import UserError
+from core.hub import load_registry
 from core.images import pil_to_tensor, to_uint8
 from core.models import load_model
+from core.models.generator import seed_normal
 from core.models.regressor import MaskedRegressor
 from demos import collage
 from demos.collage import Part, compose
@@ -117,7 +121,7 @@ def pgan_files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pair(tiny_files):
     reg_file, sg2 = tiny_files
-    E = load_model("regressor", reg_file, {**REG_CONFIG, "generator": "tiny-sg2"})
+    E = load_model("regressor", reg_file, dict(REG_CONFIG))
     G = load_model("stylegan2", sg2, dict(TINY_SG2_CONFIG))
     return E, G
 
@@ -204,30 +208,115 @@ NO_PART = EMPTY_EDITOR
 
 
 @pytest.fixture(scope="module")
-def client(tiny_files, pgan_files, tmp_path_factory):
+def registry_file(tiny_files, pgan_files, tmp_path_factory):
     reg_file, sg2 = tiny_files
     pgan_reg, pgan = pgan_files
     tmp = tmp_path_factory.mktemp("collage-app")
-    registry = write_registry(tmp / "weights.json", [
+    return write_registry(tmp / "weights.json", [
         {"id": "tiny-pgan", "arch": "proggan", "config": {"resolution": SIZE}, "path": str(pgan),
          "license": "test"},
         {"id": "tiny-collage-mismatch", "arch": "regressor",  # a W+ regressor on a ProGAN
-         "config": {**REG_CONFIG, "generator": "tiny-pgan"}, "path": str(reg_file), "license": "test"},
-        {"id": "tiny-collage-pgan", "arch": "regressor",
-         "config": {**PGAN_REG_CONFIG, "generator": "tiny-pgan"}, "path": str(pgan_reg), "license": "test"},
+         "config": dict(REG_CONFIG), "generator": "tiny-pgan", "path": str(reg_file), "license": "test"},
+        {"id": "tiny-collage-pgan", "arch": "regressor", "config": dict(PGAN_REG_CONFIG),
+         "generator": "tiny-pgan", "path": str(pgan_reg), "license": "test"},
         tiny_sg2_entry("tiny-sg2", sg2),
-        {"id": "tiny-collage", "arch": "regressor", "config": {**REG_CONFIG, "generator": "tiny-sg2"},
+        {"id": "tiny-collage", "arch": "regressor", "config": dict(REG_CONFIG), "generator": "tiny-sg2",
          "path": str(reg_file), "license": "test"},
         {"id": "tiny-collage-orphan", "arch": "regressor", "config": dict(REG_CONFIG),
-         "path": str(reg_file), "license": "test"}])
-    with app_client(registry) as client:
+         "path": str(reg_file), "license": "test"},
+        # a letterboxed domain (LSUN cars' 512x384 in 512x512, here 32x24 in 32x32): the
+        # content area is on the generator's entry only, the regressor finds it through it
+        tiny_sg2_entry("tiny-sg2-wide", sg2, meta={"content": [SIZE, 24]}),
+        {"id": "tiny-collage-wide", "arch": "regressor", "config": dict(REG_CONFIG),
+         "generator": "tiny-sg2-wide", "path": str(reg_file), "license": "test"}])
+
+
+@pytest.fixture(scope="module")
+def client(registry_file):
+    with app_client(registry_file) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def ctx(registry_file):
+    return AppContext(load_registry(registry_file), torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")
 def pictures(pair):
     _, G = pair
     return to_uint8(collage.sample_images(G, [21, 22, 23]))
+
+
+# ---- the handlers, called directly (no app) ------------------------------------------------
+def test_sample_picture_is_the_family_sampler_untruncated(ctx, pair, pgan_files, pictures):
+    """"Sample from seed" gives what the regressor was trained on: StyleGAN2 from the shared
+    `seed_normal` z (mapping, no truncation), ProGAN from the authors' z per seed; the shift
+    sliders span the paired generator's frame (512 while the pairing is unknown)."""
+    _, G = pair
+    got = collage.sample_picture(ctx, "tiny-collage", 21)
+    with torch.inference_mode():
+        old_path = G.synthesis(G.w_plus(G.mapping(seed_normal([21], G.style_dim)))).float().clamp(-1, 1)
+    assert np.array_equal(got, pictures[0]) and np.array_equal(got, to_uint8(old_path)[0])
+    P = load_model("proggan", pgan_files[1], {"resolution": SIZE})
+    with torch.inference_mode():
+        authors = to_uint8(P(P.random_z(1, 3)).float().clamp(-1, 1))[0]
+    assert np.array_equal(collage.sample_picture(ctx, "tiny-collage-pgan", 3), authors)
+    assert collage.frame_size(ctx, "tiny-collage") == SIZE
+    assert collage.frame_size(ctx, "tiny-collage-orphan") == collage.DEFAULT_FRAME
+    updates = collage.shift_ranges(ctx, "tiny-collage-pgan")
+    assert len(updates) == 2 * collage.MAX_PARTS and updates[0]["maximum"] == SIZE
+
+
+def test_compose_handler_matches_the_engine(ctx, pair, pictures):
+    E, G = pair
+    keep = np.zeros((SIZE, SIZE), bool)
+    keep[:, :16] = True
+    take = np.zeros((SIZE, SIZE), bool)
+    take[:8, :8] = True
+    base, part = collage.painted_value(pictures[0], keep), collage.painted_value(pictures[1], take)
+    shown, mask, result, info, run = collage.compose_collage(
+        ctx, "tiny-collage", base, False, 30, part, EMPTY_EDITOR, None, 20, 0, 0, 4, 0, 0)
+    t = lambda a: pil_to_tensor(a)  # noqa: E731
+    m = lambda a: torch.from_numpy(a.astype(np.float32))[None, None]  # noqa: E731
+    collage_img, union = compose([Part(t(pictures[0]), m(keep)), Part(t(pictures[1]), m(take), (20, 4))])
+    expected, latent = collage.regenerate(E, G, collage_img, union)
+    assert np.array_equal(result, to_uint8(expected)[0])
+    assert np.array_equal(shown, collage.unknown_as_grey(collage_img, union))
+    assert f"{collage.masked_l1(expected, collage_img, union):.3f}" in info
+    r = run.recipe
+    assert r["models"]["regressor"]["id"] == "tiny-collage" and r["models"]["generator"]["id"] == "tiny-sg2"
+    assert r["settings"]["shifts_px"] == {"part_1": [20, 4]} and r["settings"]["content"] is None
+    assert torch.equal(torch.as_tensor(run.arrays["latent"]), latent)
+
+
+def test_letterboxed_domain_reads_its_content_from_the_registry(ctx, pictures):
+    """The content area comes from the registry's `meta.content` (here the generator's):
+    the base is framed between black bars that are never known pixels."""
+    assert collage.content_of(ctx, "tiny-collage-wide") == (SIZE, 24)
+    assert collage.content_of(ctx, "tiny-collage") is None
+    everything = collage.painted_value(pictures[2], np.ones((SIZE, SIZE), bool))  # keep it all
+    shown, mask, _, info, run = collage.compose_collage(
+        ctx, "tiny-collage-wide", everything, False, 30, None, None, None, 0, 0, 0, 0, 0, 0)
+    assert (shown[:4] == 200).all() and (shown[28:] == 200).all()  # the bars: unknown, grey
+    assert (mask[:4] == 0).all() and (mask[4:28] == 255).all()
+    assert "known: 75 %" in info and run.recipe["settings"]["content"] == [SIZE, 24]
+
+
+def test_handlers_refuse_mistakes_with_readable_errors(ctx, pictures):
+    none = (None, None, None, 0, 0, 0, 0, 0, 0)
+    with pytest.raises(gr.Error, match="Pick a domain"):
+        collage.compose_collage(ctx, None, None, False, 30, *none)
+    with pytest.raises(gr.Error, match="does not name the generator"):
+        collage.compose_collage(ctx, "tiny-collage-orphan", None, False, 30, *none)
+    with pytest.raises(gr.Error, match="not a matching pair"):
+        collage.sample_picture(ctx, "tiny-collage-mismatch", 1)
+    with pytest.raises(gr.Error, match="at least one part"):
+        collage.compose_collage(ctx, "tiny-collage", None, False, 30, *none)
+    everything = collage.painted_value(pictures[0], np.ones((SIZE, SIZE), bool))
+    with pytest.raises(gr.Error, match="Everything is erased"):
+        collage.inpaint(ctx, "tiny-collage", everything, 2, 0)
+    assert collage.live_compose(ctx, True, "tiny-collage", None, False, 30, *none) == [gr.update()] * 5
 
 
 def test_tab_compose_end_to_end(client, pair, pictures, tmp_path):
@@ -294,7 +383,7 @@ def test_proggan_domain_composes_in_z(client, pgan_files, tmp_path):
     ProGAN generator renders it; the tab's result equals the engine's, and the full-mask
     collage is the plain encoding."""
     reg_file, gen = pgan_files
-    E = load_model("regressor", reg_file, {**PGAN_REG_CONFIG, "generator": "tiny-pgan"})
+    E = load_model("regressor", reg_file, dict(PGAN_REG_CONFIG))
     G = load_model("proggan", gen, {"resolution": SIZE})
     pictures = to_uint8(collage.sample_images(G, [3, 4]))
     with torch.inference_mode():

@@ -6,16 +6,21 @@ from __future__ import annotations
 import json
 import shutil
 
+import gradio as gr
 import numpy as np
 import pytest
 import torch
 from gradio_client.exceptions import AppError
 
-from helpers import (REFERENCE, TINY_SG2_CONFIG, app_client, editor_value, read_png, tiny_sg2_entry,
-                      write_registry)
+from helpers import (EMPTY_EDITOR, REFERENCE, TINY_SG2_CONFIG, app_client, editor_value, read_png,
+                     tiny_sg2_entry, write_registry)
+from core.context import AppContext
 from core.errors import UserError
+from core.hub import load_registry
 from core.images import to_uint8
 from core.models import load_model
+from core.models.biggan import truncated_noise
+from core.models.generator import seed_normal
 from core.models.stylegan2 import load_stylegan2
 from demos import ncollage
 from demos.ncollage import Picture
@@ -164,18 +169,99 @@ def test_projection_lowers_its_loss_and_paste_back_keeps_the_photo_outside(bigga
         ncollage.paste_back(target, edited, torch.zeros_like(region))
 
 
-# ---- the tab through gradio_client -------------------------------------------------------------
+# ---- the handlers, called directly (no app) ------------------------------------------------
 @pytest.fixture(scope="module")
-def client(biggan_files, tmp_path_factory):
+def registry_file(biggan_files, tmp_path_factory):
     path, config = biggan_files
-    tmp = tmp_path_factory.mktemp("ncollage-app")
+    tmp = tmp_path_factory.mktemp("ncollage-registry")
     sg2 = tmp / "tiny-sg2.pt"
     shutil.copy(REFERENCE / "stylegan2" / "tiny.pt", sg2)
-    registry = write_registry(tmp / "weights.json", [
+    return write_registry(tmp / "weights.json", [
         {"id": "tiny-biggan", "arch": "biggan-deep", "config": config, "path": str(path),
          "license": "test", "used_by": ["ncollage"]},
         tiny_sg2_entry("tiny-sg2", sg2, used_by=["ncollage"])])
-    with app_client(registry) as c:
+
+
+@pytest.fixture(scope="module")
+def ctx(registry_file):
+    return AppContext(load_registry(registry_file), torch.device("cpu"))
+
+
+def _editor(picture: np.ndarray, painted: list[np.ndarray], colours: list[tuple]) -> dict:
+    """An ImageEditor value as the handlers receive it (type="numpy"): RGBA arrays."""
+    rgba = np.concatenate([picture, np.full(picture.shape[:2] + (1,), 255, np.uint8)], -1)
+    layer = np.zeros_like(rgba)
+    composite = rgba.copy()
+    for region, rgb in zip(painted, colours):
+        layer[region] = composite[region] = (*rgb, 255)
+    return {"background": rgba, "layers": [layer], "composite": composite}
+
+
+def test_pictures_from_seeds_use_each_familys_own_sampler(ctx):
+    """BigGAN-deep: the port's truncated normal scaled by the truncation; StyleGAN2: the
+    shared `seed_normal` z, mapped and truncated, as w+. The shift sliders follow the frame."""
+    Gb, Gs = ctx.model("tiny-biggan"), ctx.model("tiny-sg2")
+    pic = ncollage.picture_from_seed(Gb, 5, 3, 0.4)
+    assert torch.equal(pic.latent, truncated_noise(1, Gb.z_dim, 0.4, 5))
+    assert torch.equal(pic.classes, ncollage.one_hot(3, 10))
+    pic = ncollage.picture_from_seed(Gs, 4, None, 0.7)
+    with torch.inference_mode():
+        w = Gs.truncated_w(seed_normal([4], Gs.style_dim), 0.7)
+    assert pic.classes is None and torch.equal(pic.latent, Gs.w_plus(w))
+    updates = ncollage.shift_ranges(ctx, "tiny-sg2")
+    assert len(updates) == 2 * ncollage.MAX_REFS and updates[0]["maximum"] == SIZE
+    assert ncollage.frame_size(ctx, None) == ncollage.DEFAULT_FRAME
+
+
+def test_render_label_and_sweep_handlers_match_the_engine(ctx, G):
+    state, image, shown, points, run = ncollage.render_base(ctx, "tiny-biggan", "3: tiger shark", 1, 0.4)
+    pic = _picture(G, 1, 3, 0.4)
+    assert np.array_equal(image, to_uint8(ncollage.render(G, [pic], 0.4))[0]) and shown is image
+    assert points["choices"] == ncollage.feature_points(G) and points["value"] == [0, 1]
+    assert state["class"] == 3 and run.recipe["seed"] == 1 and run.recipe["operation"] == "render"
+    left = np.zeros((SIZE, SIZE), bool)
+    left[:, :12] = True
+    editor = _editor(image, [left], [RED])
+    before, after, class_map, edit, run = ncollage.apply_labels(
+        ctx, "tiny-biggan", state, editor, "all", 0, "5", "6", "7", 1.0, 1.0, 1.0)
+    regions = torch.from_numpy(left.astype(np.float32))[None, None]
+    _, edits, _ = ncollage.label_collage(G, pic, regions, [5], [1.0], 0.4, ncollage.layer_preset(G, "all"))
+    assert np.array_equal(after, to_uint8(edits)[0]) and np.array_equal(before, image)
+    assert edit["region"].shape == (1, 1, SIZE, SIZE) and run.recipe["settings"]["classes"] == [5]
+    *same, gallery, run = ncollage.sweep_labels(ctx, "tiny-biggan", state, editor, "all", 0,
+                                               "5", "6", "7", 1.0, 1.0, 1.0)
+    assert np.array_equal(same[1], after) and len(gallery) == 1 + len(ncollage.SWEEP)
+    assert run.recipe["operation"] == "label_sweep"
+
+
+def test_handlers_refuse_mistakes_with_readable_errors(ctx):
+    labels = ("all", 0, "5", "6", "7", 1.0, 1.0, 1.0)
+    with pytest.raises(gr.Error, match="Pick a model first"):
+        ncollage.render_base(ctx, None, "3", 1, 0.4)
+    with pytest.raises(gr.Error, match="Render a base picture"):
+        ncollage.apply_labels(ctx, "tiny-biggan", None, EMPTY_EDITOR, *labels)
+    state, image, *_ = ncollage.render_base(ctx, "tiny-sg2", "3", 2, 1.0)
+    assert state["class"] is None
+    with pytest.raises(gr.Error, match="render it again for tiny-biggan"):
+        ncollage.apply_labels(ctx, "tiny-biggan", state, EMPTY_EDITOR, *labels)
+    painted = _editor(image, [np.ones((SIZE, SIZE), bool)], [RED])
+    with pytest.raises(gr.Error, match="pick a BigGAN-deep model"):
+        ncollage.apply_labels(ctx, "tiny-sg2", state, painted, *labels)
+    with pytest.raises(gr.Error, match="Render a reference"):
+        ncollage.blend_features(ctx, "tiny-sg2", state, [0], 1.0, None, None, None, None, 0, 0, 0, 0)
+    with pytest.raises(gr.Error, match="Project a photo first"):
+        ncollage.paste_edit(ctx, state, None)
+    with pytest.raises(gr.Error, match="offered for BigGAN-deep"):
+        ncollage.project_photo(ctx, "tiny-sg2", image, "3", 10, 0.4)
+    # while painting: an incomplete input leaves the outputs alone instead of an error
+    assert ncollage.live_labels(ctx, True, "tiny-biggan", None, EMPTY_EDITOR, *labels) == [gr.update()] * 5
+    assert ncollage.live_labels(ctx, False, "tiny-biggan", None, EMPTY_EDITOR, *labels) == [gr.update()] * 5
+
+
+# ---- the tab through gradio_client -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def client(registry_file):
+    with app_client(registry_file) as c:
         yield c
 
 

@@ -17,7 +17,8 @@ from core.device import randn
 from core.errors import UserError
 from core.hub import load_registry
 from core.images import to_uint8
-from core.models.stylegan2 import load_stylegan2, panda_layer, truncate
+from core.models.stylegan2 import load_stylegan2, panda_layer
+from core.ops import truncate
 from demos import panda
 from demos import panda_factors as pf
 
@@ -472,8 +473,8 @@ def _npy(a: np.ndarray) -> bytes:
 
 
 def _factor_entry(entry_id: str, layer: int, kind: str, rank: int, filename: str) -> dict:
-    return {"id": entry_id, "arch": "panda-factors",
-            "config": {"generator": "tiny-sg2", "layer": layer, "factor": kind, "rank": rank},
+    return {"id": entry_id, "arch": "panda-factors", "config": {}, "generator": "tiny-sg2",
+            "meta": {"layer": layer, "factor": kind, "rank": rank},
             "hub": {"repo_id": "someone/PandA", "repo_type": "space", "filename": filename},
             "license": "test only", "source": "tests"}
 
@@ -549,6 +550,19 @@ def test_factor_library_offline_without_the_files_is_a_user_error(tmp_path, tiny
     lib = panda.FactorLibrary(ctx)
     with pytest.raises(UserError):
         lib.get("tiny-sg2 · layer 5 · ranks [16, 4] (published)")
+
+
+def test_factor_library_names_what_a_factor_entry_lacks(tmp_path, tiny_sg2_file):
+    """A panda-factors entry needs its generator and meta layer, factor and rank."""
+    full = _factor_entry("a", 5, "appearances", 16, "x.npy")
+    for drop in ("generator", "layer", "factor", "rank"):
+        entry = {**full, "meta": dict(full["meta"])}
+        (entry if drop == "generator" else entry["meta"]).pop(drop)
+        entries = [tiny_sg2_entry("tiny-sg2", tiny_sg2_file), entry]
+        ctx = AppContext(load_registry(write_registry(tmp_path / "weights.json", entries)), torch.device("cpu"))
+        name = drop if drop == "generator" else f"meta.{drop}"
+        with pytest.raises(UserError, match=rf"'a' \(panda-factors\) lacks {name}"):
+            panda.FactorLibrary(ctx).labels()
 
 
 # ---- 12. presets ---------------------------------------------------------------------------

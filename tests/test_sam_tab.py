@@ -1,18 +1,24 @@
-"""The SAM tab end to end through gradio_client: layer map, inversion, edits, errors."""
+"""The SAM tab: its handlers called directly on an AppContext, and the tab end to end through
+gradio_client (layer map, inversion, edits, errors)."""
 from __future__ import annotations
 
 import contextlib
 import time
 from pathlib import Path
 
+import gradio as gr
 import httpx
 import numpy as np
 import pytest
 import torch
 from gradio_client import handle_file
+from PIL import Image
 
 from helpers import app_client, editor_value, png_file, read_png, write_registry
+from core.context import AppContext
+from core.hub import load_registry
 from core.models.stylegan2 import StyleGAN2Generator
+from demos import sam
 
 SAM_SG2 = {"size": 256, "style_dim": 32, "n_mlp": 2, "channel_multiplier": 2, "channel_max": 8}
 SMALL_SG2 = {"size": 32, "style_dim": 32, "n_mlp": 2, "channel_multiplier": 2, "channel_max": 8}
@@ -26,9 +32,10 @@ def save_sg2(path: Path, config: dict, seed: int) -> Path:
     return path
 
 
-def entry(model_id: str, arch: str, path: Path, config: dict, used_by=("sam",)) -> dict:
+def entry(model_id: str, arch: str, path: Path, config: dict, used_by=("sam",), **extra) -> dict:
+    """A registry entry in weights.json's schema (`extra`: the top-level "generator", "meta")."""
     return {"id": model_id, "arch": arch, "config": config, "path": str(path), "sha256": None,
-            "license": "test only", "source": "tests", "used_by": list(used_by)}
+            "license": "test only", "source": "tests", "used_by": list(used_by), **extra}
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +53,10 @@ def files(tmp_path_factory) -> Path:
 def registry(root: Path, tmp: Path, predictor: Path | None = None) -> Path:
     entries = [entry("tiny-sam", "stylegan2", root / "sg2-256.pt", SAM_SG2),
                entry("tiny-small", "stylegan2", root / "sg2-32.pt", SMALL_SG2),
-               entry("tiny-edit", "edit-direction", root / "csc_test.npy",
-                     {"generator": "tiny-sam", "name": "bigger"})]
+               entry("tiny-edit", "edit-direction", root / "csc_test.npy", {},
+                     generator="tiny-sam", meta={"name": "bigger"})]
     if predictor is not None:
-        entries.append(entry("tiny-predictor", "sam-invertibility", predictor, {"generator": "tiny-sam"}))
+        entries.append(entry("tiny-predictor", "sam-invertibility", predictor, {}, generator="tiny-sam"))
     return write_registry(tmp / "weights.json", entries)
 
 
@@ -71,6 +78,75 @@ def predict(client, picture, model="tiny-sam", segments=6, tau=0.225, est=2):
     return client.predict(model, handle_file(picture), segments, tau, est, api_name="/sam_predict")
 
 
+def context(registry_file: Path) -> AppContext:
+    return AppContext(load_registry(registry_file), torch.device("cpu"))
+
+
+def picture_of(tmp: Path) -> np.ndarray:
+    return np.asarray(Image.open(photo(tmp)).convert("RGB"))
+
+
+# ---- handlers called directly (no app) -------------------------------------------------------
+def test_handlers_predict_invert_and_edit_without_the_app(files, tmp_path):
+    ctx = context(registry(files, tmp_path))
+    s, gallery, seg_pic, editor, info = sam.predict_layer_map(ctx, "tiny-sam", picture_of(tmp_path), 6, 0.0, 2)
+    assert len(gallery) == 5 and seg_pic.shape == editor["background"].shape == (256, 256, 3)
+    assert "single-space" in info and "F10 100%" in info
+    assert "W+ 100%" in sam.retune_tau(ctx, s, 1.0)[1]
+    assert sam.retune_tau(ctx, None, 1.0) == (gr.update(), gr.update())  # nothing predicted yet
+    sam.retune_tau(ctx, s, 0.0)
+
+    previews = list(sam.invert(ctx, "tiny-sam", s, None, 2, True))
+    assert len(previews) == 2  # 2 steps: a preview after each
+    session, rec, base, target, line, codes, run = previews[-1]
+    assert session is s and "step 2/2" in line and "W+ only" in line
+    assert rec.shape == base.shape == target.shape == (256, 256, 3)
+    assert np.load(codes)["mask_F10"].min() == 1
+    assert run.recipe["model_id"] == "tiny-sam" and run.recipe["settings"]["done"] == 2
+    assert set(run.images) == {"target", "reconstruction", "w_plus_only"}
+
+    assert sam.direction_choices(ctx, "tiny-sam")[0] == "bigger (authors)"  # meta.name
+    edited, edited_base, run = sam.edit_photo(ctx, "tiny-sam", s, "bigger (authors)", 0)
+    assert np.abs(edited.astype(int) - rec).max() <= 1  # strength 0 == the reconstruction
+    assert edited_base.shape == (256, 256, 3) and run.recipe["settings"]["strength"] == 0
+
+
+def test_handler_mistakes_are_readable_errors(files, tmp_path):
+    ctx = context(registry(files, tmp_path))
+    with pytest.raises(gr.Error, match="Upload a photo"):
+        sam.predict_layer_map(ctx, "tiny-sam", None, 6, 0.2, 2)
+    with pytest.raises(gr.Error, match="at least 256 px"):
+        sam.sample_photo(ctx, "tiny-small", 1)
+    with pytest.raises(gr.Error, match="Pick a model first"):
+        sam.sample_photo(ctx, None, 1)
+    with pytest.raises(gr.Error, match="not a seed"):
+        sam.sample_photo(ctx, "tiny-sam", -3)
+    with pytest.raises(gr.Error, match="Predict the layer map first"):
+        next(sam.invert(ctx, "tiny-sam", None, None, 3, True))
+    with pytest.raises(gr.Error, match="Invert a photo first"):
+        sam.edit_photo(ctx, "tiny-sam", None, "bigger (authors)", 1)
+
+
+def test_sample_photo_is_the_seed_protocols_picture_in_the_picture_area(files, tmp_path):
+    """A GAN sample is the picture the tab always drew for that seed (z from a CPU generator
+    seeded with it, ψ 0.7); a car's is cut to its 4:3 picture area."""
+    from core.images import to_uint8
+
+    car = entry("tiny-car", "stylegan2", files / "sg2-256.pt", SAM_SG2, meta={"content": [256, 192]})
+    ctx = context(write_registry(tmp_path / "weights.json",
+                                 [entry("tiny-sam", "stylegan2", files / "sg2-256.pt", SAM_SG2), car]))
+    G = ctx.model("tiny-sam", torch.float32)
+    z = torch.randn(1, G.style_dim, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        expected = to_uint8(G(z, truncation=0.7))[0]
+    square = sam.sample_photo(ctx, "tiny-sam", 7)
+    assert np.array_equal(square, expected)
+    cut = sam.sample_photo(ctx, "tiny-car", 7.0)
+    assert cut.shape == (192, 256, 3) and np.array_equal(cut, square[32:224])
+    assert sam.content_of(ctx, "tiny-car") == (256, 192) and sam.content_of(ctx, "tiny-sam") is None
+
+
+# ---- the tab through gradio_client -----------------------------------------------------------
 def test_layer_map_inversion_and_edits(files, tmp_path):
     with app_client(registry(files, tmp_path)) as client:
         gallery, seg_pic, editor, info = predict(client, photo(tmp_path))
@@ -123,8 +199,6 @@ def test_painted_strokes_override_the_layer_map(files, tmp_path):
 
 
 def test_errors_are_messages(files, tmp_path, monkeypatch):
-    import demos.sam
-
     with app_client(registry(files, tmp_path)) as client:
         with pytest.raises(Exception, match="Predict the layer map first"):
             client.predict("tiny-sam", None, 3, True, api_name="/sam_invert")
@@ -134,7 +208,7 @@ def test_errors_are_messages(files, tmp_path, monkeypatch):
             predict(client, photo(tmp_path), model="tiny-small")
         with pytest.raises(Exception, match="Upload a photo"):
             client.predict("tiny-sam", None, 6, 0.2, 2, api_name="/sam_predict")
-        monkeypatch.setattr(demos.sam, "MAX_PIXELS", 1000)
+        monkeypatch.setattr(sam, "MAX_PIXELS", 1000)
         with pytest.raises(Exception, match="too large"):
             predict(client, photo(tmp_path))
         text = tmp_path / "notes.png"
@@ -177,7 +251,7 @@ def test_the_authors_predictor_drives_the_layer_map(files, tmp_path):
 
 def test_letterboxed_generators_work_on_the_picture_area(files, tmp_path):
     """Cars: the picture area is 4:3 between bars; maps, losses and results cover only it."""
-    car = entry("tiny-car", "stylegan2", files / "sg2-256.pt", {**SAM_SG2, "content": [256, 192]})
+    car = entry("tiny-car", "stylegan2", files / "sg2-256.pt", SAM_SG2, meta={"content": [256, 192]})
     with app_client(write_registry(tmp_path / "weights.json", [car])) as client:
         _, seg_pic, editor, _ = predict(client, photo(tmp_path), model="tiny-car", tau=0.0)
         assert read_png(seg_pic).shape == read_png(editor["background"]).shape == (192, 256, 3)
@@ -208,7 +282,8 @@ def test_the_e4e_encoder_starts_the_inversion(files, tmp_path):
                 "latent_avg": latent_avg, "opts": {"stylegan_size": 256, "dataset_type": "cats_encode"}},
                tmp_path / "e4e_test_encode.pt")
     entries = [entry("tiny-512d", "stylegan2", tmp_path / "sg2-512d.pt", config),
-               entry("tiny-e4e", "e4e", tmp_path / "e4e_test_encode.pt", {"generator": "tiny-512d", "n_styles": 14})]
+               entry("tiny-e4e", "e4e", tmp_path / "e4e_test_encode.pt", {"n_styles": 14},
+                     generator="tiny-512d")]
     picture = photo(tmp_path)
     with app_client(write_registry(tmp_path / "weights.json", entries)) as client:
         _, _, editor, _ = predict(client, picture, model="tiny-512d", est=2)

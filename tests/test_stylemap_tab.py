@@ -4,7 +4,9 @@ format, loaded through the registry."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pytest
 import torch
@@ -15,7 +17,9 @@ from PIL import Image
 from helpers import (EMPTY_EDITOR, REFERENCE, app_client, editor_value, load_reference, png_file,
                       read_png, write_registry)
 
+from core.context import AppContext
 from core.errors import UserError
+from core.hub import load_registry
 from core.images import mask_from_editor, mask_picture, to_uint8
 from core.models import load_model
 from demos import stylemap
@@ -124,18 +128,111 @@ def pictures(model) -> dict[str, np.ndarray]:
     return {"big": big, "gray": gray, "rgba": rgba, "plain": samples[0]}
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("stylemap-app")
-    ckpt = tmp / "celeba_hq_256_8x8.pt"  # the authors' name for every 256 px file: not believed
+def tiny_registry(folder: Path) -> Path:
+    """Two entries on a copy of the tiny checkpoint: one right, one whose registered size the
+    file contradicts."""
+    ckpt = folder / "celeba_hq_256_8x8.pt"  # the authors' name for every 256 px file: not believed
     shutil.copy(SMG_REF / "tiny.pt", ckpt)
-    registry = write_registry(tmp / "weights.json", [
+    return write_registry(folder / "weights.json", [
         {"id": "tiny-smg", "arch": "stylemapgan", "config": {"size": SIZE}, "path": str(ckpt),
          "license": "test"},
         {"id": "tiny-smg-wrong", "arch": "stylemapgan", "config": {"size": 256}, "path": str(ckpt),
          "license": "test"}])
-    with app_client(registry) as client:
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    with app_client(tiny_registry(tmp_path_factory.mktemp("stylemap-app"))) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory) -> AppContext:
+    """The handlers' context on the tiny registry, on the CPU (no app)."""
+    registry = tiny_registry(tmp_path_factory.mktemp("stylemap-ctx"))
+    return AppContext(load_registry(registry), torch.device("cpu"))
+
+
+def plain_editor(picture: np.ndarray, painted: np.ndarray | None) -> dict:
+    """An ImageEditor value as the handlers receive it (numpy arrays, one paint layer)."""
+    layer = np.zeros(picture.shape[:2] + (4,), np.uint8)
+    if painted is not None:
+        layer[painted] = (255, 51, 51, 255)
+    return {"background": picture, "layers": [layer], "composite": picture}
+
+
+# ---- handlers called directly -------------------------------------------------------------
+def test_local_edit_handler_returns_the_engine_edit_and_its_run(ctx, model, pictures):
+    painted = np.zeros((SIZE, SIZE), bool)
+    painted[16:, :] = True
+    net_in, cells, result, run = stylemap.run_local_edit(
+        ctx, "tiny-smg", plain_editor(pictures["plain"], painted), pictures["gray"], "w")
+    expected = stylemap.local_edit(model, stylemap.prepare(model, pictures["plain"]),
+                                   stylemap.prepare(model, pictures["gray"]),
+                                   torch.from_numpy(painted).float()[None, None], "w")
+    assert np.array_equal(result, to_uint8(expected.image)[0])
+    assert np.array_equal(net_in, pictures["plain"])
+    assert cells[16:].min() == 255 and cells[:16].max() == 0
+    assert run.recipe["operation"] == "local_edit" and run.recipe["settings"] == {"space": "w"}
+    # live painting: off answers "no change"; an unpainted stroke is silent, not an error
+    assert stylemap.live_local_edit(ctx, False, "tiny-smg", None, None, "w") == [gr.update()] * 4
+    quiet = stylemap.live_local_edit(ctx, True, "tiny-smg", plain_editor(pictures["plain"], None),
+                                     pictures["gray"], "w")
+    assert quiet == [gr.update()] * 4
+
+
+def test_local_edit_handler_mistakes_are_readable(ctx, pictures):
+    painted = np.zeros((SIZE, SIZE), bool)
+    painted[4:12, 4:12] = True
+    editor = plain_editor(pictures["plain"], painted)
+    with pytest.raises(gr.Error, match="Pick a StyleMapGAN model"):
+        stylemap.run_local_edit(ctx, None, editor, pictures["gray"], "w_plus")
+    with pytest.raises(gr.Error, match="mask is empty"):
+        stylemap.run_local_edit(ctx, "tiny-smg", plain_editor(pictures["plain"], None),
+                                pictures["gray"], "w_plus")
+    with pytest.raises(gr.Error, match="Add a reference picture"):
+        stylemap.run_local_edit(ctx, "tiny-smg", editor, None, "w_plus")
+    with pytest.raises(gr.Error, match="file says 32"):
+        stylemap.run_local_edit(ctx, "tiny-smg-wrong", editor, pictures["gray"], "w_plus")
+
+
+def test_edit_example_and_transplant_handlers(ctx, model):
+    editor, reference, net_in, _, result, run = stylemap.run_edit_example(
+        ctx, "tiny-smg", 0.7, 1, 2, "lower half", "w_plus")
+    samples = to_uint8(stylemap.sample(model, [1, 2], 0.7))
+    assert np.array_equal(editor["background"], samples[0]) and np.array_equal(reference, samples[1])
+    assert editor["layers"][0][SIZE // 2:, :, 3].all() and not editor["layers"][0][: SIZE // 2, :, 3].any()
+    assert run.recipe["seeds"] == [1, 2]
+    assert run.recipe["settings"] == {"space": "w_plus", "example_region": "lower half"}
+    painted = np.zeros((SIZE, SIZE), bool)
+    painted[:16, :16] = True
+    ref = plain_editor(samples[1], painted)
+    landing, last, strip, frames, t, run = stylemap.run_transplant(
+        ctx, "tiny-smg", samples[0], 3, None, ref, None, 0, 8, 0, 0, 16, 0)
+    assert len(frames) == 3 and len(strip) == 3 and t["maximum"] == 2 and t["value"] == 2
+    assert np.array_equal(frames[0], to_uint8(stylemap.reconstruct(
+        model, stylemap.prepare(model, samples[0]), with_lpips=False).image)[0])
+    assert stylemap.pick_frame(frames, 1) is frames[1] and stylemap.pick_frame([], 1) == gr.update()
+    with pytest.raises(gr.Error, match="Reference 1 has no painted region"):
+        stylemap.run_transplant(ctx, "tiny-smg", samples[0], 3, plain_editor(samples[1], None),
+                                None, None, 0, 0, 0, 0, 0, 0)
+    with pytest.raises(gr.Error, match="Add an original picture"):
+        stylemap.run_transplant(ctx, "tiny-smg", None, 3, ref, None, None, 0, 0, 0, 0, 0, 0)
+
+
+def test_random_and_seed_picker_handlers_sample_through_the_protocol(ctx, model):
+    gallery, run = stylemap.run_random(ctx, "tiny-smg", "5, 6", 0.7)
+    expected = to_uint8(stylemap.sample(model, [5, 6], 0.7))
+    assert [c for _, c in gallery] == ["seed 5", "seed 6"]
+    assert np.array_equal(gallery[1][0], expected[1])
+    assert np.array_equal(run.arrays["z"], model.sample_latents([5, 6]).cpu().numpy())
+    assert np.array_equal(stylemap.sample_picture(ctx, "tiny-smg", 0.7, 6), expected[1])
+    with pytest.raises(gr.Error, match="not a seed"):
+        stylemap.run_random(ctx, "tiny-smg", "x", 0.7)
+    with pytest.raises(gr.Error, match="At most 1 seeds"):
+        stylemap.sample_picture(ctx, "tiny-smg", 0.7, "1, 2")
+    ranges = stylemap.shift_ranges(ctx, "tiny-smg")
+    assert len(ranges) == 2 * stylemap.MAX_REFERENCES and ranges[0]["maximum"] == SIZE
 
 
 def test_tab_local_edit_end_to_end(client, model, pictures, tmp_path):
