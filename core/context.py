@@ -1,7 +1,9 @@
 """What every tab receives: the registry, the device and the shared model cache."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable, TypeVar
 
 import torch
 from torch import nn
@@ -11,12 +13,24 @@ from core.device import inference_dtype
 from core.hub import Registry, fetch
 from core.models import load_model
 
+T = TypeVar("T")
+
 
 @dataclass
 class AppContext:
     registry: Registry
     device: torch.device
     cache: ModelCache = field(default_factory=ModelCache)
+    _shared: dict[Hashable, Any] = field(default_factory=dict, repr=False)
+    _shared_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def shared(self, key: Hashable, make: Callable[[], T]) -> T:
+        """A value made once per app and shared by every session (a tab's index of factor
+        files, say): module globals would outlive the app and mix apps built in one process."""
+        with self._shared_lock:
+            if key not in self._shared:
+                self._shared[key] = make()
+            return self._shared[key]
 
     def model(self, model_id: str, dtype: torch.dtype | None = None) -> nn.Module:
         """The registered model on this context's device, fetched and loaded once.

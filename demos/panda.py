@@ -12,7 +12,6 @@ factor/seed picker, `_build_edit` and `_build_compute`.
 from __future__ import annotations
 
 import random
-import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,21 +255,13 @@ def presets_for(fs: FactorSet) -> dict[str, tuple[list[int], int, float]]:
     return out
 
 
-# ---- state the handlers share: one library per context, one mean per loaded model and layer --
-_libraries: dict[int, FactorLibrary] = {}  # id(ctx) -> library, dropped with the context
+# ---- state the handlers share: one library per app, one mean per loaded model and layer ------
 _means: "weakref.WeakKeyDictionary[StyleGAN2Generator, dict[int, torch.Tensor]]" = weakref.WeakKeyDictionary()
-_state_lock = threading.Lock()
 
 
 def library(ctx: AppContext) -> FactorLibrary:
-    """The context's factor library, so factor files are read once for every handler and
-    session (an AppContext is unhashable, hence the id and the finalizer)."""
-    with _state_lock:
-        lib = _libraries.get(id(ctx))
-        if lib is None:
-            lib = _libraries[id(ctx)] = FactorLibrary(ctx)
-            weakref.finalize(ctx, _libraries.pop, id(ctx), None)
-        return lib
+    """The app's factor library, so factor files are read once for every handler and session."""
+    return ctx.shared((TAB, "library"), lambda: FactorLibrary(ctx))
 
 
 def channel_mean(G: StyleGAN2Generator, layer: int) -> torch.Tensor:

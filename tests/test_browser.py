@@ -255,7 +255,8 @@ CASES = [
               Fill("number input for Steps of each single-space run (models without a predictor)", "2"),
               Click("Predict layer map"), WaitPicture("Predicted error per space (brighter = harder)"),
               Fill("number input for Adam steps", "2")),
-         paint="Layer map (paint with a space's colour to override)", result="SAM reconstruction"),
+         paint="Layer map (paint with a space's colour to override)", result="SAM reconstruction",
+         marks=(pytest.mark.slow,)),  # ~50 s: CI runs it (SPATIAL_GAN_SLOW=1)
 ]
 
 

@@ -167,3 +167,26 @@ def test_user_errors_become_gradio_errors():
         next(gen)
     import inspect
     assert "progress" in inspect.signature(bad_input).parameters  # Gradio still sees it
+
+
+def test_context_shares_one_value_per_key_across_threads():
+    """ctx.shared makes a value once per app, even when sessions ask at the same time."""
+    import threading
+    import time as _time
+
+    from core.context import AppContext
+    from core.hub import Registry
+
+    ctx, made = AppContext(Registry([]), torch.device("cpu")), []
+
+    def make():
+        made.append(1)
+        _time.sleep(0.05)
+        return object()
+
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(ctx.shared("k", make))) for _ in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert len(made) == 1 and all(g is got[0] for g in got)
+    assert AppContext(Registry([]), torch.device("cpu")).shared("k", object) is not got[0]

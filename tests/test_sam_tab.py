@@ -185,6 +185,7 @@ def test_layer_map_inversion_and_edits(files, tmp_path):
         assert bundle.recipe["settings"]["direction"] == "SeFa 1" and bundle.recipe["settings"]["strength"] == 2
 
 
+@pytest.mark.slow
 def test_painted_strokes_override_the_layer_map(files, tmp_path):
     with app_client(registry(files, tmp_path)) as client:
         _, _, editor, _ = predict(client, photo(tmp_path), tau=1.0)  # all W+
@@ -217,6 +218,7 @@ def test_errors_are_messages(files, tmp_path, monkeypatch):
             predict(client, str(text))
 
 
+@pytest.mark.slow
 def test_stop_keeps_the_last_preview(files, tmp_path):
     with app_client(registry(files, tmp_path)) as client:
         _, _, editor, _ = predict(client, photo(tmp_path), tau=0.0)
@@ -264,6 +266,7 @@ def test_letterboxed_generators_work_on_the_picture_area(files, tmp_path):
         assert read_png(edited).shape == (192, 256, 3)
 
 
+@pytest.mark.slow
 def test_the_e4e_encoder_starts_the_inversion(files, tmp_path):
     """With an e4e encoder registered, W+ starts at the encoder's code for the photo: after
     one step (the lr ramp is 0 at step 0) the codes are exactly E(photo)."""
@@ -298,6 +301,7 @@ def test_the_e4e_encoder_starts_the_inversion(files, tmp_path):
     assert read_bundle(recipe).recipe["models"]["encoder"]["id"] == "tiny-e4e"
 
 
+@pytest.mark.slow
 def test_a_diverging_model_is_a_message(files, tmp_path):
     """Weights that give NaNs: the estimate says so instead of drawing garbage or crashing."""
     ckpt = torch.load(files / "sg2-256.pt")
