@@ -71,16 +71,20 @@ class EntryMeta:
     `content`: the picture area [width, height] inside the generator's square frame, when
     smaller (LSUN cars: 512x384); `name`: a display name (edit directions); `factor`, `layer`,
     `rank`: what a PandA factor file holds (appearances or parts, of which StyleGAN2 layer, how
-    many components)."""
+    many components); `framing`: how the model's training pictures were cut from photos (one
+    of FRAMINGS, `core.faces.align` reproduces each), so a person's photo is framed the same way."""
     content: tuple[int, int] | None = None
     name: str | None = None
     factor: str | None = None
     layer: int | None = None
     rank: int | None = None
+    framing: str | None = None
 
 
-_META_TYPES: dict[str, type] = {"content": list, "name": str, "factor": str, "layer": int, "rank": int}
+_META_TYPES: dict[str, type] = {"content": list, "name": str, "factor": str, "layer": int,
+                                "rank": int, "framing": str}
 FACTORS = ("appearances", "parts")
+FRAMINGS = ("ffhq", "celebahq", "squash", "center", "letterbox")
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,10 @@ def _parse_meta(raw: Any, where: str) -> EntryMeta:
         content = (content[0], content[1])
     if raw.get("factor") not in (None, *FACTORS):
         raise UserError(f"{where}: meta 'factor' must be one of {FACTORS}")
-    return EntryMeta(content, raw.get("name"), raw.get("factor"), raw.get("layer"), raw.get("rank"))
+    if raw.get("framing") not in (None, *FRAMINGS):
+        raise UserError(f"{where}: meta 'framing' must be one of {FRAMINGS}")
+    return EntryMeta(content, raw.get("name"), raw.get("factor"), raw.get("layer"), raw.get("rank"),
+                     raw.get("framing"))
 
 
 def _parse_entry(raw: dict, base: Path, where: str) -> WeightEntry:
@@ -247,6 +254,15 @@ class Registry:
             raise UserError(f"Registry entry {entry.id!r} belongs to generator "
                             f"{entry.generator!r}, which is not registered.")
         return self._entries[entry.generator]
+
+    def framing_of(self, entry: WeightEntry) -> str:
+        """How a photo is cut for this entry: its own `meta.framing`, else its generator's
+        (an encoder or regressor sees what its generator draws), else a centre crop."""
+        if entry.meta.framing:
+            return entry.meta.framing
+        if entry.generator and entry.generator in self._entries:
+            return self.framing_of(self._entries[entry.generator])
+        return "center"
 
     def get(self, model_id: str) -> WeightEntry:
         try:

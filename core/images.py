@@ -5,6 +5,8 @@ Engine convention: images are float tensors [B, 3, H, W] in [-1, 1]; masks are
 """
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -59,6 +61,66 @@ def _to_uint8_array(a: np.ndarray) -> np.ndarray:
     elif hi <= 1.0:  # floats in [0, 1]
         a = a * 255.0
     return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
+MAX_PHOTO_PIXELS = 50_000_000  # a 50 MP phone photo decodes to 150 MB of RGB; more is refused
+
+
+def open_photo(file: ImageLike) -> Image.Image:
+    """A person's photo (a path, file object, PIL image or array) -> an RGB PIL image, upright.
+
+    Every upload goes through here: the EXIF orientation tag is applied (phones store
+    portraits sideways), grayscale / 16-bit / palette / CMYK / transparent pictures become RGB
+    (transparency flattened onto white), and the pixel count is checked from the header
+    *before* decoding, so a small file that would decode into gigabytes is refused."""
+    if file is None:
+        raise UserError("No photo was given: upload one or pick an example.")
+    if isinstance(file, dict) and "path" in file:  # a Gradio FileData value
+        file = file["path"]
+    if isinstance(file, (str, bytes)) or hasattr(file, "__fspath__") or hasattr(file, "read"):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(file) as opened:  # reads the header only
+                    _check_pixels(opened.size)
+                    opened.load()
+                    img = _upright(opened)
+        except UserError:
+            raise
+        except Image.DecompressionBombError:
+            raise _too_big(None) from None
+        except (OSError, ValueError, SyntaxError, EOFError):
+            raise UserError("That file is not a picture this app can read, or it is damaged or "
+                            "incomplete: upload a JPEG, PNG, WebP, BMP, TIFF or GIF.") from None
+    elif isinstance(file, Image.Image):
+        _check_pixels(file.size)
+        img = _upright(file)
+    else:
+        img = file
+    if img.mode == "CMYK":
+        img = img.convert("RGB")
+    return to_pil(img)
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """A copy turned as the EXIF orientation tag says (a broken EXIF block: as stored)."""
+    from PIL import ImageOps
+
+    try:
+        return ImageOps.exif_transpose(img)
+    except (OSError, ValueError, TypeError, KeyError, SyntaxError):
+        return img.copy()
+
+
+def _too_big(size: tuple[int, int] | None) -> UserError:
+    got = f" ({size[0]} x {size[1]} pixels)" if size else ""
+    return UserError(f"That picture is too large{got}: at most {MAX_PHOTO_PIXELS // 1_000_000} "
+                     f"megapixels. Save a smaller copy and upload that.")
+
+
+def _check_pixels(size: tuple[int, int]) -> None:
+    if size[0] * size[1] > MAX_PHOTO_PIXELS:
+        raise _too_big(size)
 
 
 def resize_center_crop(img: Image.Image, size: int | tuple[int, int],
@@ -278,11 +340,53 @@ def grid(images: torch.Tensor, ncol: int | None = None, pad: int = 2) -> np.ndar
     return sheet
 
 
-def bundled_photos() -> tuple[str, str] | None:
-    """Two animal photos that ship with Gradio (Apache-2.0), or None if this Gradio lacks them."""
+@dataclass(frozen=True)
+class ExamplePhoto:
+    path: str
+    label: str  # what it shows, where it comes from, its licence (the example's label)
+    subject: str  # "face", "cat" or "animal": which models it suits
+
+
+def example_photos() -> list[ExamplePhoto]:
+    """Real photos that installed packages ship under free licences, read where they are
+    installed (nothing is copied into this repository): scikit-image's public-domain NASA
+    portrait of astronaut Eileen Collins and its CC0 photo of Chelsea the cat; Gradio's lion
+    and cheetah (Apache-2.0)."""
+    import importlib.util
+    from pathlib import Path
+
+    photos = []
+    spec = importlib.util.find_spec("skimage")  # found without importing scikit-image
+    if spec and spec.submodule_search_locations:
+        data = Path(spec.submodule_search_locations[0]) / "data"
+        for name, label, subject in (
+                ("astronaut.png", "astronaut Eileen Collins (NASA, public domain; scikit-image)", "face"),
+                ("chelsea.png", "Chelsea the cat (CC0; scikit-image)", "cat")):
+            if (data / name).is_file():
+                photos.append(ExamplePhoto(str(data / name), label, subject))
     try:
         from gradio.media import get_image
 
-        return get_image("lion.jpg"), get_image("cheetah.jpg")
+        photos += [ExamplePhoto(get_image("lion.jpg"), "a lion (Gradio sample, Apache-2.0)", "animal"),
+                   ExamplePhoto(get_image("cheetah.jpg"), "a cheetah (Gradio sample, Apache-2.0)", "animal")]
     except (ImportError, FileNotFoundError, ValueError):
-        return None
+        pass
+    return photos
+
+
+def photos_for(framing: str, model_id: str = "") -> list[ExamplePhoto]:
+    """The example photos that suit a model: faces for face framings, the cat for cat models,
+    the other photos otherwise."""
+    photos = example_photos()
+    if framing in ("ffhq", "celebahq"):
+        wanted = ("face",)
+    elif "cat" in model_id:
+        wanted = ("cat",)
+    else:
+        wanted = ("cat", "animal")
+    return [p for p in photos if p.subject in wanted] or photos
+
+
+def bundled_photos() -> tuple[str, str] | None:  # TEMPORARY: removed once every tab uses photos_for
+    photos = [p.path for p in example_photos() if p.subject == "animal"]
+    return tuple(photos) if len(photos) == 2 else None
