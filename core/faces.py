@@ -35,9 +35,6 @@ DATASET_SIZE = 1024  # both face recipes make 1024 px pictures; smaller models u
 DETECT_SIDE = 1600  # faces are found on a copy this size at most (a 24 MP photo takes seconds)
 MIN_SCORE = 0.2  # weaker detections are mostly not faces (the mission patch in the astronaut photo)
 LANDMARK_MODEL = "shape_predictor_68_face_landmarks.dat"
-LANDMARK_LICENCE = ("dlib's 68-point shape predictor (Davis King; packaged by "
-                    "face-recognition-models as CC0), trained on the iBUG 300-W data set, whose "
-                    "licence excludes commercial use")
 
 
 # ---- detection -----------------------------------------------------------------------------

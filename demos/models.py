@@ -12,6 +12,8 @@ from core.hub import fetch, human_size, status_rows
 from core.ui import user_errors
 
 TAB = "models"
+LANDMARK_LICENCE = ("dlib's 68-point face landmark model (Davis King; CC0 as packaged), trained "
+                    "on the iBUG 300-W faces, whose licence excludes commercial use")
 COLUMNS = ["id", "arch", "size", "cached", "license", "source"]
 
 
@@ -46,6 +48,8 @@ def build_tab(ctx: AppContext) -> None:
         download = gr.Button("Download", variant="primary", scale=1)
         refresh_button = gr.Button("Refresh", scale=1)
     status = gr.Markdown()
+    gr.Markdown(f"**Face alignment** (photo uploads to face models) uses {LANDMARK_LICENCE}; it "
+                "is installed with the app (`face-recognition-models`), never downloaded.")
     wiring.on(download.click, download_model, choice, [table, status], record=False,
               api_name="download_model")
     wiring.on(refresh_button.click, refresh, None, table, record=False, api_name="refresh_models")

@@ -10,7 +10,9 @@ Engine (no Gradio):
   regions (`core.blend.FeatureBlend`). Works on BigGAN-deep and on StyleGAN2.
 - `project` fits z and the class vector of BigGAN-deep to a photo (LPIPS + MSE: the paper's
   discriminator-feature loss needs BigGAN's discriminator, which was never released);
-  `paste_back` Poisson-blends the edited region into the photo (the paper's post-processing).
+  `paste_back` Poisson-blends the edited region into the photo's frame (the paper's
+  post-processing, at the model's size); the handler then puts that frame back into the
+  uploaded photo at its full resolution (`core.faces.FramedPhoto.paste`).
 
 Handlers (`render_base`, `render_reference`, `apply_labels`, `sweep_labels`, `live_labels`,
 `blend_features`, `project_photo`, `paste_edit`, `shift_ranges`) are module-level functions of
@@ -34,8 +36,9 @@ from core.blend import FeatureBlend
 from core.context import AppContext
 from core.device import placement
 from core.errors import UserError
-from core.images import (editor_image_and_mask, hex_rgb, masks_by_colour, pil_to_tensor, to_pil,
-                         to_uint8)
+from core.faces import RECIPE_LABELS, FramedPhoto, frame_photo
+from core.images import (editor_image_and_mask, hex_rgb, masks_by_colour, open_photo, photos_for,
+                         pil_to_tensor, to_uint8)
 from core.lpips import lpips_distance
 from core.poisson import poisson_blend
 from core.recipe import Run
@@ -67,7 +70,10 @@ works on StyleGAN2 (features and the RGB skip image are blended alike).
 vector with LPIPS + MSE (the paper uses an encoder plus the discriminator's features, but
 BigGAN's discriminator was never released: our simplification), then edited like any
 generated picture; the edit can be pasted back into the photo with Poisson blending, as
-the paper does. Truncation between two grid values uses the published port's batch-norm
+the paper does. The photo is framed as the model's training pictures were (ImageNet: a centre
+crop to the model's square); the Poisson blend happens in that frame, and the blended frame
+then goes back into your photo at its full resolution, only where the label collage changed
+it (everything else in the photo keeps its original pixels). Truncation between two grid values uses the published port's batch-norm
 statistics rule (it weights the two neighbours in reverse), as everyone using these
 weights gets.
 
@@ -319,9 +325,11 @@ TAB = "ncollage"
 DEFAULT_FRAME = 256  # the shift sliders' span while no model is picked
 SWEEP = (0.25, 0.5, 0.75, 1.0)  # the intensity sweep's frames (Fig. 9)
 N_LABEL_OUTPUTS = 5  # before, after, class map, the edit for pasting, the run
-# The base picture's state: {"model", "picture": Picture, "truncation", "photo": the projected
-# photo [1, 3, S, S] or None, "seed" (None for a photo), "class" (None for StyleGAN2)}; a
-# reference's: {"model", "picture", "seed", "class"}; the last edit: {"image", "region"}.
+# The base picture's state: {"model", "picture": Picture, "truncation", "photo": the network
+# input of the projected photo [1, 3, S, S] or None, "framed": its FramedPhoto (the uploaded
+# photo at full resolution and where the frame lies in it; photos only), "seed" (None for a
+# photo), "class" (None for StyleGAN2)}; a reference's: {"model", "picture", "seed", "class"};
+# the last edit: {"image", "region"}.
 State = dict[str, Any]
 
 
@@ -539,49 +547,79 @@ def blend_features(ctx: AppContext, model_id: str | None, state: State | None, p
     return before_u8, after_u8, blend_map, run
 
 
+def frame_for(ctx: AppContext, model_id: str, file: Any, size: int) -> FramedPhoto:
+    """A person's photo (an uploaded file's path; arrays and PIL images too) -> upright, at
+    full resolution, in the model's frame as its training pictures were cut (the registry's
+    `framing`: a centre crop for the ImageNet models).
+
+    No face controls here (`core.ui.photo_controls`): faces play no part in ImageNet models,
+    whose pictures were never face-aligned, so the photo is framed with the defaults."""
+    entry = ctx.registry.get(model_id)
+    return frame_photo(open_photo(file), ctx.registry.framing_of(entry), size, entry.meta.content)
+
+
 @gpu_task(duration=300)
-def project_photo(ctx: AppContext, model_id: str | None, image: np.ndarray | None,
+def project_photo(ctx: AppContext, model_id: str | None, image: str | np.ndarray | None,
                   class_text: str | None, steps: float, truncation: float,
-                  progress=gr.Progress()) -> tuple[State, np.ndarray, np.ndarray, np.ndarray, str, Run]:
+                  progress=gr.Progress()) -> tuple[State, np.ndarray, np.ndarray, np.ndarray, str,
+                                                   dict, Run]:
     """Fit BigGAN-deep to a photo; the projection becomes the base picture -> (base state,
-    projection, base picture, label editor, loss summary, run)."""
+    projection, base picture, label editor, loss summary, the network input labelled with
+    what it is, run). The photo is framed first and the frame is kept in the state, so the
+    edit can go back into the photo at full resolution."""
     G = load(ctx, model_id, torch.float32)  # gradients: float32 on every device
     if not is_biggan(G):
         raise UserError("Photo projection is offered for BigGAN-deep models; pick one.")
-    target = pil_to_tensor(to_pil(image), G.size)
+    framed = frame_for(ctx, model_id, image, G.size)
+    network_input = np.asarray(framed.aligned.image)
+    target = pil_to_tensor(framed.aligned.image)
     index = parse_class(class_text)
     pic, out, losses = project(G, target, index, float(truncation), int(steps),
                                progress=lambda d, t, l: progress(d / t, desc=f"Step {d}/{t} · loss {l:.3f}"))
     state = {"model": model_id, "picture": pic, "truncation": float(truncation), "photo": target,
-             "seed": None, "class": index}
+             "framed": framed, "seed": None, "class": index}
     shown = to_uint8(out)[0]
     info = (f"Loss (LPIPS + MSE) {losses[0]:.3f} → **{losses[-1]:.3f}** in {len(losses)} steps. "
             "The projection is now the base picture: paint labels on it, then paste back.")
     run = record(
-        ctx, TAB, "project", {"generator": model_id}, images={"photo": target, "projection": shown},
+        ctx, TAB, "project", {"generator": model_id},
+        images={"photo": framed.photo, "network_input": network_input, "projection": shown},
         arrays={**latents(pic), "losses": losses}, seeds=[0],
         settings={"class": index, "truncation": float(truncation), "steps": int(steps),
-                  "lr_z": PROJECT_LR, "lr_class": PROJECT_CLASS_LR, "loss": "LPIPS-VGG + MSE"},
-        notes="seed 0 draws the starting z; class_vector is optimised too (starts one-hot).")
-    return state, shown, shown, shown, info, run
+                  "lr_z": PROJECT_LR, "lr_class": PROJECT_CLASS_LR, "loss": "LPIPS-VGG + MSE",
+                  "framing": framed.aligned.recipe, "photo_size": list(framed.photo.size)},
+        notes=f"seed 0 draws the starting z; class_vector is optimised too (starts one-hot). "
+              f"{framed.note()}: the projection fits it; images/photo is the upload, upright.")
+    return state, shown, shown, shown, info, gr.update(value=network_input, label=framed.note()), run
 
 
 @user_errors
-def paste_edit(ctx: AppContext, state: State | None, edit: dict | None) -> tuple[np.ndarray, Run]:
-    """Poisson-blend the last label collage back into the projected photo (no model runs)
-    -> (photo with the edit, run)."""
+def paste_edit(ctx: AppContext, state: State | None, edit: dict | None
+               ) -> tuple[np.ndarray, np.ndarray, Run]:
+    """Put the last label collage back into the projected photo (no model runs): Poisson-blend
+    its edited region into the network input (the paper's post-processing, at the model's
+    size), then that blended frame into the uploaded photo at full resolution, only where the
+    collage painted (feathered; the rest of the photo keeps its pixels) -> (photo frame with
+    the edit, result in your photo, run)."""
     if not state or state.get("photo") is None:
         raise UserError("Project a photo first (the paste goes back into that photo).")
     if not edit:
         raise UserError("Apply a label collage to the projection first.")
-    result = to_uint8(paste_back(state["photo"], edit["image"], edit["region"]))[0]
+    framed: FramedPhoto = state["framed"]
+    region = edit["region"]
+    result = to_uint8(paste_back(state["photo"], edit["image"], region))[0]
+    in_photo = np.asarray(framed.paste(result, region[0, 0].cpu().numpy()))
     run = record(
         ctx, TAB, "paste_back", {"generator": state["model"]},
-        images={"photo": state["photo"], "edited": edit["image"], "pasted": result},
-        masks={"region": edit["region"]}, arrays=latents(state["picture"]),
-        settings={**base_settings(state), "blend": "Poisson"},
-        notes="The label collage's edited region (masks/region) Poisson-blended into the photo.")
-    return result, run
+        images={"result_in_photo": in_photo, "photo": framed.photo,
+                "network_input": state["photo"], "edited": edit["image"], "pasted": result},
+        masks={"region": region}, arrays=latents(state["picture"]),
+        settings={**base_settings(state), "blend": "Poisson", "framing": framed.aligned.recipe,
+                  "photo_size": list(framed.photo.size)},
+        notes="The label collage's edited region (masks/region) Poisson-blended into the "
+              "network input (pasted, at the model's size), then pasted back into the photo "
+              "at full resolution inside that region (result_in_photo).")
+    return result, in_photo, run
 
 
 # ---- UI ------------------------------------------------------------------------------------
@@ -726,23 +764,52 @@ def _build_feature_blend(wiring: TabWiring, base: Base, names: list[str]) -> gr.
     return points
 
 
+# Example photos of ImageNet classes (installed packages' free photos) and their classes.
+PHOTO_CLASSES = {"cat": 281, "lion": 291, "cheetah": 293}  # tabby cat, lion, cheetah
+
+
+def _photo_examples(model_id: str | None, names: list[str]) -> tuple[list[list], list[str]]:
+    """(examples [photo path, class], labels) from `core.images.photos_for` for the model's
+    framing, each with the class it shows."""
+    framing = "center"
+    photos = photos_for(framing, model_id or "")
+    rows, labels = [], []
+    for p in photos:
+        index = next((c for word, c in PHOTO_CLASSES.items() if word in p.label.lower()), DEFAULT_CLASS)
+        rows.append([p.path, names[index]])
+        labels.append(p.label)
+    return rows, labels
+
+
 def _build_real_photo(wiring: TabWiring, base: Base, names: list[str], editor: gr.ImageEditor,
                       last_edit: gr.State) -> None:
-    """Project a photo (it becomes the base picture), then paste the label collage back."""
+    """Project a photo (it becomes the base picture), then paste the label collage back into
+    the photo at its full resolution. No face controls: ImageNet models do not align faces."""
+    gr.Markdown("The photo is framed as the model's training pictures were: a centre crop to "
+                "the model's square for the ImageNet BigGAN-deep models (no face alignment: "
+                "ImageNet pictures were not face-aligned); the edit goes back into your photo "
+                "at its full resolution.")
     with gr.Row():
         with gr.Column():
-            photo = gr.Image(label="Photo", format="png", type="numpy")
+            photo = gr.Image(label="Photo", type="filepath", image_mode=None, format="png")
             cls = gr.Dropdown(names, value=names[DEFAULT_CLASS], filterable=True,
                               allow_custom_value=True, label="What is in it (class)")
             steps = gr.Slider(10, 400, value=100, step=10, label="Projection steps (CPU: ~0.5-2 s each)")
             project_btn = gr.Button("Project into the GAN", variant="primary")
+        network = gr.Image(label=f"Network input: {RECIPE_LABELS['center']}", format="png",
+                           interactive=False)
         projection = gr.Image(label="Projection (becomes the base picture)", format="png",
                               interactive=False)
+    rows, labels = _photo_examples(base.model.value, names)
+    if rows:
+        labelled_examples(rows, labels, [photo, cls], label="Example photos (pick the class they show)")
     info = gr.Markdown()
     with gr.Row():
         paste_btn = gr.Button("Paste the last label collage back into the photo (Poisson)")
         pasted = gr.Image(label="Photo with the edit", format="png", interactive=False)
+    in_photo = gr.Image(label="Result in your photo", format="png", interactive=False)
 
     wiring.on(project_btn.click, project_photo, [base.model, photo, cls, steps, base.truncation],
-              [base.state, projection, base.image, editor, info], api_name="ncollage_project")
-    wiring.on(paste_btn.click, paste_edit, [base.state, last_edit], pasted, api_name="ncollage_paste")
+              [base.state, projection, base.image, editor, info, network], api_name="ncollage_project")
+    wiring.on(paste_btn.click, paste_edit, [base.state, last_edit], [pasted, in_photo],
+              api_name="ncollage_paste")

@@ -16,18 +16,20 @@ import gradio as gr
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from core.context import AppContext
 from core.directions import DIRECTIONS, Direction, file_direction
 from core.errors import UserError
+from core.faces import FACE_RECIPES, Aligned, FramedPhoto, align, frame_photo
 from core.hub import WeightEntry, fetch
-from core.images import bundled_photos, heatmap, masks_by_colour, pil_to_tensor, to_pil, to_uint8
+from core.images import heatmap, masks_by_colour, open_photo, photos_for, pil_to_tensor, to_uint8
 from core.lpips import get_lpips
 from core.models.stylegan2 import StyleGAN2Generator
 from core.recipe import Run
 from core.segments import superpixels
-from core.ui import (TabWiring, gpu_task, labelled_examples, licence_line, parse_seeds, record,
-                     seed_picker, tab_header, user_errors)
+from core.ui import (TabWiring, faces_gallery, gpu_task, labelled_examples, licence_line,
+                     parse_seeds, photo_controls, record, seed_picker, tab_header, user_errors)
 from demos.sam_inversion import (LOSS_SIZE, SPACE_COLOURS, SPACES, STEPS, TAU, Codes, Frame,
                                  Inversion, assign_spaces, edit, estimate_errors, feature_masks,
                                  for_loss, inverted_features, optimisation_dtype, psnr, stack_masks)
@@ -35,7 +37,6 @@ from demos.sam_inversion import (LOSS_SIZE, SPACE_COLOURS, SPACES, STEPS, TAU, C
 TAB = "sam"
 PAPER = "https://arxiv.org/abs/2206.08357"
 MIN_SIZE = 256           # F10 is the 128 px layer; a residual there needs layers after it
-MAX_PIXELS = 50_000_000  # larger uploads are refused rather than decoded into memory
 CPU_STEPS = 60           # the short run offered on a CPU
 ESTIMATE_STEPS = (100, 15)  # single-space runs of the fallback layer map (GPU, CPU)
 PREVIEWS = 10            # previews per inversion
@@ -64,6 +65,12 @@ w+ and the residuals, with loss = MSE + LPIPS(VGG) at 256 px + 5·Σ mean(dF²)
 back to the inverted ones, so a region inverted in F_k only takes the edit through the layers
 after k.
 
+**Your photo.** It is framed as the model's training pictures were: faces found and aligned
+with the FFHQ (or CelebA-HQ) recipe, cars letterboxed between black bars, other models
+centre-cropped; the picture the network sees is shown. Every result is also put back into
+your photo at its full resolution (the frame warped back, feathered edges, pixels outside it
+unchanged). A GAN sample is already in the model's frame: it is used as drawn.
+
 **What differs here** (said so you can compare): fixed noise (the authors redraw noise at each
 step) so results are reproducible; segments are colour/position superpixels, not the authors'
 per-domain semantic segmenters (ADE20K, a face parser, detectron2), and you can paint the
@@ -88,6 +95,16 @@ class Session:
     codes: Codes | None = None
     baseline: Codes | None = None
     features: dict[int, torch.Tensor] | None = None
+    framed: FramedPhoto | None = None          # the photo, its frame (paste-back); None: tensors only
+    from_sample: bool = False                  # the photo is the tab's GAN sample (no alignment)
+
+
+@dataclass(frozen=True)
+class GanSample:
+    """The last "Use a GAN sample" picture of a session: a photo with exactly these pixels,
+    for this model, is already in the model's frame and is not aligned again."""
+    model_id: str
+    picture: np.ndarray
 
 
 # ---- inputs --------------------------------------------------------------------------------
@@ -96,15 +113,78 @@ def content_of(ctx: AppContext, mid: str) -> tuple[int, int] | None:
     return ctx.registry.get(mid).meta.content
 
 
-def prepare_target(photo, size: int, content: tuple[int, int] | None) -> tuple[torch.Tensor, Frame]:
-    """The photo as the losses see it: centre-cropped to the generator's picture area and
-    Lanczos-resized to LOSS_SIZE wide (cars: 256 x 192, the authors' target size)."""
-    img = to_pil(photo)
-    if img.width * img.height > MAX_PIXELS:
-        raise UserError(f"The picture is {img.width}x{img.height}: too large. Use one under "
-                        f"{MAX_PIXELS // 1_000_000} megapixels.")
-    frame = Frame.for_content(size, content)
-    return pil_to_tensor(img, (LOSS_SIZE, frame.bottom - frame.top)), frame
+def framing_of(ctx: AppContext, mid: str) -> str:
+    """How a photo is cut for this generator (the registry's `meta.framing`); a generator
+    with a picture area between bars (cars) is letterboxed whatever the default says."""
+    framing = ctx.registry.framing_of(ctx.registry.get(mid))
+    return "letterbox" if content_of(ctx, mid) and framing not in FACE_RECIPES else framing
+
+
+FRAMING_WORDS = {
+    "ffhq": "the face is found and aligned with NVIDIA's FFHQ recipe (eyes and mouth where the "
+            "training faces had them); tick \"Plain framing\" for a centre crop instead",
+    "celebahq": "the face is found and aligned with ProGAN's CelebA-HQ recipe; tick \"Plain "
+                "framing\" for a centre crop instead",
+    "letterbox": "the middle of the photo is cut to the picture area's shape and put between "
+                 "black bars (letterbox)",
+    "center": "the shorter side is scaled to the model's size and the middle cropped (centre crop)",
+    "squash": "the whole photo is squashed into the model's square",
+}
+
+
+def framing_line(ctx: AppContext, mid: str | None) -> str:
+    """One sentence under the photo: how photos are framed for this model."""
+    if not mid:
+        return ""
+    return (f"*Framing*: photos are cut as this model's training pictures were: "
+            f"{FRAMING_WORDS[framing_of(ctx, mid)]}.")
+
+
+def frame_input(ctx: AppContext, mid: str, picture, size: int, face: float | None = 1,
+                plain: bool = False, sample: GanSample | None = None) -> tuple[FramedPhoto, bool]:
+    """A photo (a path from the upload, or any picture) in the model's `size`-px frame
+    -> (framed photo, whether it is the tab's GAN sample). The sample (same model, same
+    pixels) is used as drawn: it already is in the model's frame."""
+    if picture is None:
+        raise UserError("Upload a photo (or use a GAN sample) first.")
+    photo = open_photo(picture)
+    content = content_of(ctx, mid)
+    if sample is not None and sample.model_id == mid and np.array_equal(np.asarray(photo), sample.picture):
+        # a square sample S x S ("center") or the picture area of a letterboxed one: identity
+        aligned = align(photo, None, "letterbox" if content else "center", size, content)
+        return FramedPhoto(photo, aligned), True
+    return frame_photo(photo, framing_of(ctx, mid), size, content, int(face or 1), bool(plain)), False
+
+
+def network_input(framed: FramedPhoto, from_sample: bool) -> dict:
+    """The picture the network sees, labelled with how it was made."""
+    note = ("Network input: the GAN sample as drawn (already in the model's frame)" if from_sample
+            else framed.note())
+    return gr.update(value=np.asarray(framed.aligned.image), label=note)
+
+
+def prepare_target(aligned: Aligned) -> tuple[torch.Tensor, Frame]:
+    """The framed photo as the losses see it: its picture area (`aligned.content`; cars: the
+    rows between the bars) Lanczos-resized to LOSS_SIZE wide (cars: 256 x 192, the authors'
+    target size), and where those rows lie in the LOSS_SIZE square."""
+    l, t, r, b = aligned.content
+    size = aligned.size
+    frame = Frame() if (t, b) == (0, size) else Frame.for_content(size, (r - l, b - t))
+    picture = aligned.image.crop(aligned.content).resize((LOSS_SIZE, frame.bottom - frame.top),
+                                                         Image.Resampling.LANCZOS)
+    return pil_to_tensor(picture), frame
+
+
+def result_in_photo(s: Session, full: torch.Tensor) -> np.ndarray | None:
+    """A full-size rendering [1, 3, S, S] put back into the person's photo at its resolution
+    (the GAN sample: the rendering's picture area, as the sample was cut)."""
+    if s.framed is None:
+        return None
+    picture = to_uint8(full[:1])[0]
+    if s.from_sample:
+        l, t, r, b = s.framed.aligned.content
+        return picture[t:b, l:r]
+    return np.asarray(s.framed.paste(picture))
 
 
 def pad_to_frame(layer_map: torch.Tensor, frame: Frame) -> torch.Tensor:
@@ -250,10 +330,13 @@ def error_maps(ctx: AppContext, mid: str, G: StyleGAN2Generator, s: Session, est
     return f"measured by five single-space inversions of {est} steps (no predictor registered)"
 
 
-def preview(run: Inversion, s: Session, with_baseline: bool) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """The reconstructions as the losses see them (one render), and their scores."""
+def preview(run: Inversion, s: Session, with_baseline: bool
+            ) -> tuple[np.ndarray, np.ndarray | None, str, np.ndarray | None]:
+    """The reconstructions as the losses see them (one render), their scores, and the SAM
+    reconstruction put back into the photo."""
     with torch.no_grad():
-        rec = for_loss(run.render(), s.frame)
+        full = run.render()
+        rec = for_loss(full, s.frame)
         target = s.target.to(rec.device).expand_as(rec)
         p = psnr(rec, target).tolist()
         lp = get_lpips("vgg", rec.device)(rec, target).flatten().tolist()
@@ -262,7 +345,7 @@ def preview(run: Inversion, s: Session, with_baseline: bool) -> tuple[np.ndarray
         line += f" · **W+ only**: PSNR {p[1]:.2f} dB, LPIPS {lp[1]:.3f}"
     line += f" (at the loss frame, {rec.shape[-1]}x{rec.shape[-2]}; step {run.step_index}/{run.total})"
     images = to_uint8(rec)
-    return images[0], (images[1] if with_baseline else None), line
+    return images[0], (images[1] if with_baseline else None), line, result_in_photo(s, full)
 
 
 def codes_for_edit(s: Session | None, G: StyleGAN2Generator) -> Codes:
@@ -293,47 +376,84 @@ def save_codes(s: Session) -> str | None:
     return str(path)
 
 
+def photo_images(s: Session) -> dict:
+    """The photo-side pictures of a run: the upload (upright, full resolution) and the
+    network's input (the photo in the model's frame)."""
+    if s.framed is None:
+        return {}
+    return {"photo": s.framed.photo, "network_input": s.framed.aligned.image}
+
+
+def framing_settings(s: Session) -> dict:
+    if s.framed is None:
+        return {}
+    aligned = s.framed.aligned
+    return {"framing": "gan sample" if s.from_sample else aligned.recipe,
+            "face": None if s.framed.face_index is None else s.framed.face_index + 1,
+            "frame_quad": aligned.quad.round(3).tolist(), "photo_size": list(aligned.photo_size)}
+
+
 def inversion_run(ctx: AppContext, mid: str, s: Session, layer_map: torch.Tensor, images: dict,
                   settings: dict) -> Run:
-    """The inversion's result for "Download all": pictures, masks per space, codes, recipe."""
+    """The inversion's result for "Download all": pictures (the result in the photo and the
+    photo too), masks per space, codes, recipe."""
     space_masks = {name: (layer_map == i).float()[None, None] for i, name in enumerate(SPACES)}
     helpers = {"predictor": getattr(companion(ctx, mid, "sam-invertibility"), "id", None),
                "encoder": getattr(companion(ctx, mid, "e4e"), "id", None)}
     return record(ctx, TAB, "invert", {"generator": mid, **helpers},
-                  images={"target": to_uint8(s.target)[0],
+                  images={"target": to_uint8(s.target)[0], **photo_images(s),
                           **{k: v for k, v in images.items() if v is not None}},
-                  masks=space_masks, arrays=save_arrays(s), settings=settings)
+                  masks=space_masks, arrays=save_arrays(s), settings={**settings, **framing_settings(s)})
 
 
 # ---- handlers (plain functions of the context and the widgets' values) ---------------------
 @gpu_task(duration=60)
-def sample_photo(ctx: AppContext, mid: str | None, seed: float | None) -> np.ndarray:
-    """A GAN sample as the photo (ψ 0.7), cut to the picture area: a photo the model can draw."""
+def sample_photo(ctx: AppContext, mid: str | None, seed: float | None) -> tuple[np.ndarray, GanSample]:
+    """A GAN sample as the photo (ψ 0.7), cut to the picture area: a photo the model can draw
+    -> (the picture, the session's note that a photo with these pixels needs no framing)."""
     G = generator(ctx, mid)
     image = G.render(G.sample_latents(parse_seeds(seed, 1)), 0.7)
     content = content_of(ctx, mid)
     if content:  # cut the bars: the photo is the picture area
         bar = (G.size - content[1]) // 2
         image = image[:, :, bar:G.size - bar]
-    return to_uint8(image)[0]
+    picture = to_uint8(image)[0]
+    return picture, GanSample(mid, picture)
+
+
+@user_errors
+def show_framing(ctx: AppContext, mid: str | None, picture: str | None, face: float | None = 1,
+                 plain: bool = False, sample: GanSample | None = None) -> tuple[dict, list]:
+    """The photo's network input and the faces found, as soon as a photo, face or model is
+    picked (no model is loaded: the size comes from the registry) -> (network input, faces)."""
+    size = ctx.registry.get(mid).image_size() if mid else None
+    if picture is None or size is None:
+        return gr.update(value=None, label="Network input"), []
+    framed, from_sample = frame_input(ctx, mid, picture, size, face, plain, sample)
+    return network_input(framed, from_sample), faces_gallery(framed)
 
 
 @gpu_task(duration=120)
 def predict_layer_map(ctx: AppContext, mid: str | None, picture, segments: float, tau: float,
-                      est_steps: float, progress=gr.Progress()
-                      ) -> tuple[Session, list, np.ndarray, dict, str]:
-    """Step 1: segments, error maps per space and the layer map at τ
-    -> (session, error gallery, segments picture, layer-map editor, status line)."""
+                      est_steps: float, face: float | None = 1, plain: bool = False,
+                      sample: GanSample | None = None, progress=gr.Progress()
+                      ) -> tuple[Session, list, np.ndarray, dict, str, dict, list]:
+    """Step 1: the photo framed as the model's training pictures were, its segments, error
+    maps per space and the layer map at τ -> (session, error gallery, segments picture,
+    layer-map editor, status line, network input, faces found)."""
     if picture is None:
         raise UserError("Upload a photo (or use a GAN sample) first.")
     G = generator(ctx, mid)
-    target, frame = prepare_target(picture, G.size, content_of(ctx, mid))
-    s = Session(mid, target, frame)
+    progress(0.0, desc="Framing the photo")
+    framed, from_sample = frame_input(ctx, mid, picture, G.size, face, plain, sample)
+    target, frame = prepare_target(framed.aligned)
+    s = Session(mid, target, frame, framed=framed, from_sample=from_sample)
     s.segments = superpixels(target, int(segments))
     how = error_maps(ctx, mid, G, s, int(est_steps), progress)
     editor, counts = show_map(s, tau)
     gallery = [(heatmap(s.errors[n], vmin=0), f"{n}: mean {float(s.errors[n].mean()):.3f}") for n in SPACES]
-    return s, gallery, segment_picture(s), editor, f"Error maps {how}. Layer map: {shares(counts)}."
+    return (s, gallery, segment_picture(s), editor, f"Error maps {how}. Layer map: {shares(counts)}.",
+            network_input(framed, from_sample), faces_gallery(framed))
 
 
 @user_errors
@@ -350,7 +470,8 @@ def retune_tau(ctx: AppContext, s: Session | None, tau: float) -> tuple:
 def invert(ctx: AppContext, mid: str | None, s: Session | None, editor: dict | None,
            n_steps: float, with_baseline: bool, progress=gr.Progress()) -> Iterator[tuple]:
     """Step 2: Adam on W+ and the masked residuals (beside a W+-only run when asked), yielding
-    PREVIEWS previews -> (session, reconstruction, W+ only, target, scores, codes file, run).
+    PREVIEWS previews -> (session, reconstruction, W+ only, target, scores, codes file,
+    the reconstruction in the photo, run).
 
     A generator so that Stop (which cancels the event) acts within one step: between previews
     it yields "no change"; the last preview's codes stay in the session."""
@@ -380,43 +501,49 @@ def invert(ctx: AppContext, mid: str | None, s: Session | None, editor: dict | N
                                 "codes); the last preview and its codes are kept.")
             s.codes = run.codes(0)
             s.baseline = run.codes(1) if with_baseline else None
-            rec, base, line = preview(run, s, with_baseline)
-            result = inversion_run(ctx, mid, s, layer_map, {"reconstruction": rec, "w_plus_only": base},
+            rec, base, line, in_photo = preview(run, s, with_baseline)
+            result = inversion_run(ctx, mid, s, layer_map, {"reconstruction": rec, "w_plus_only": base,
+                                                            "result_in_photo": in_photo},
                                    {"steps": run.total, "done": run.step_index,
                                     "compare": bool(with_baseline)})
-            yield s, rec, base, target_pic, line, save_codes(s), result
+            yield s, rec, base, target_pic, line, save_codes(s), in_photo, result
         else:  # hand control back after every step, so Stop acts within one step
-            yield (gr.update(),) * 7
+            yield (gr.update(),) * 8
 
 
 @gpu_task(duration=60)
 def edit_photo(ctx: AppContext, mid: str | None, s: Session | None, label: str | None,
-               amount: float) -> tuple[np.ndarray, np.ndarray | None, Run]:
+               amount: float) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, Run]:
     """Step 3: the inverted codes moved along a direction (residual regions restored)
-    -> (edited, the same edit on the W+-only codes or None, run)."""
+    -> (edited, the same edit on the W+-only codes or None, the edit in the photo, run)."""
     G = generator(ctx, mid)
     codes = codes_for_edit(s, G)
     if s.model_id != mid:
         raise UserError(f"These codes were inverted with {s.model_id}; switch back to it to edit.")
     d = pick_direction(ctx, mid, G, label)
-    out = to_uint8(for_loss(edit(G, codes, s.features, d.vector, float(amount)), s.frame))[0]
+    full = edit(G, codes, s.features, d.vector, float(amount))
+    out = to_uint8(for_loss(full, s.frame))[0]
+    in_photo = result_in_photo(s, full)
     base = None
     if s.baseline is not None:  # W+ only: no residuals, so the plain edited w+
         with torch.no_grad():
             w = s.baseline.w_plus.to(G.device) + float(amount) * d.vector.to(G.device)
             base = to_uint8(for_loss(G.synthesis(w), s.frame))[0]
-    images = {"edited": out, "w_plus_only_edited": base} if base is not None else {"edited": out}
-    result = record(ctx, TAB, "edit", {"generator": mid}, images=images,
+    images = {"edited": out, "w_plus_only_edited": base, "result_in_photo": in_photo, **photo_images(s)}
+    result = record(ctx, TAB, "edit", {"generator": mid},
+                    images={k: v for k, v in images.items() if v is not None},
                     arrays={**save_arrays(s), "direction": d.vector.numpy()},
                     settings={"direction": label, "source": d.source, "layers": list(d.layers),
-                              "strength": float(amount)})
-    return out, base, result
+                              "strength": float(amount), **framing_settings(s)})
+    return out, base, in_photo, result
 
 
-def model_changed(ctx: AppContext, mid: str | None) -> tuple[str, dict]:
-    """A new model: its helpers line and its edit directions (no model is loaded)."""
+def model_changed(ctx: AppContext, mid: str | None) -> tuple[str, dict, str]:
+    """A new model: its helpers line, its edit directions and its framing line (no model is
+    loaded)."""
     choices = direction_choices(ctx, mid)
-    return describe_helpers(ctx, mid), gr.update(choices=choices, value=choices[0] if choices else None)
+    return (describe_helpers(ctx, mid), gr.update(choices=choices, value=choices[0] if choices else None),
+            framing_line(ctx, mid))
 
 
 # ---- UI ------------------------------------------------------------------------------------
@@ -452,26 +579,35 @@ def build_tab(ctx: AppContext) -> None:
     shared = Shared(wiring, model_id, gr.State(None), gr.Markdown(render=False),
                     gr.File(label="Inverted codes (.npz: W+, F4..F10 and their masks)", render=False),
                     on_gpu)
-    layer_editor = _build_layer_map(shared)
+    layer_editor, framing_note = _build_layer_map(shared)
     _build_invert(shared, layer_editor)
     direction = _build_edit(shared, ids[0] if ids else None)
     shared.codes_file.render()
     wiring.download.render()
-    wiring.on(model_id.change, model_changed, model_id, [helper_note, direction], record=False)
+    wiring.on(model_id.change, model_changed, model_id, [helper_note, direction, framing_note], record=False)
 
 
-def _build_layer_map(shared: Shared) -> gr.ImageEditor:
-    """The photo (upload, GAN sample or example) and step 1: segments, error maps, layer map."""
+def _build_layer_map(shared: Shared) -> tuple[gr.ImageEditor, gr.Markdown]:
+    """The photo (upload, GAN sample or example) framed for the model, the faces found, and
+    step 1: segments, error maps, layer map -> (layer-map editor, framing line)."""
     wiring, model_id = shared.wiring, shared.model_id
+    first = model_id.value or None
+    sample = gr.State(None)  # the last GAN sample (GanSample): used as drawn, not aligned
     with gr.Row():
         with gr.Column():
-            photo = gr.Image(type="pil", format="png", label="Photo to invert", height=320)
-            seed_picker(wiring, photo, sample_photo, [model_id], default=7, label="Use a GAN sample")
-            photos = bundled_photos()  # Gradio's own lion and cheetah pictures (Apache-2.0)
-            examples = labelled_examples([[p] for p in photos], ["lion (Gradio sample)", "cheetah (Gradio sample)"],
-                                         [photo], label="Example photos (then predict)") if photos else None
+            photo = gr.Image(type="filepath", image_mode=None, format="png", label="Photo to invert",
+                             height=320)
+            framing_note = gr.Markdown(framing_line(wiring.ctx, first))
+            # the sample fills the photo and the session's GanSample together
+            seed_picker(wiring, [photo, sample], sample_photo, [model_id], default=7, label="Use a GAN sample")
+            controls = photo_controls()
+            photos = photos_for(framing_of(wiring.ctx, first), first) if first else []
+            examples = labelled_examples([[p.path] for p in photos], [p.label for p in photos], [photo],
+                                         label="Example photos (then predict)") if photos else None
         with gr.Column():
-            segments_pic = gr.Image(format="png", label="Segments", interactive=False, height=320)
+            with gr.Row():
+                net_input = gr.Image(format="png", label="Network input", interactive=False, height=320)
+                segments_pic = gr.Image(format="png", label="Segments", interactive=False, height=320)
     gr.Markdown("### 1 · Layer map")
     with gr.Row():
         n_segments = gr.Slider(4, 64, value=24, step=1, label="Segments")
@@ -487,14 +623,18 @@ def _build_layer_map(shared: Shared) -> gr.ImageEditor:
                                   brush=gr.Brush(colors=PALETTE, color_mode="fixed"),
                                   layers=False, transforms=())
 
-    inputs = [model_id, photo, n_segments, tau, est_steps]
-    outputs = [shared.session, errors_gallery, segments_pic, layer_editor, shared.metrics]
+    inputs = [model_id, photo, n_segments, tau, est_steps, *controls.inputs, sample]
+    outputs = [shared.session, errors_gallery, segments_pic, layer_editor, shared.metrics, net_input,
+               controls.faces]
     wiring.on(predict.click, predict_layer_map, inputs, outputs, api_name="sam_predict", record=False)
     if examples is not None:  # an example photo is predicted at once (no run: `on`, not `examples`)
         wiring.on(examples.load_input_event.then, predict_layer_map, inputs, outputs, record=False)
+    framing_inputs = [model_id, photo, *controls.inputs, sample]
+    for event in (photo.change, controls.face.change, controls.plain.change, model_id.change):
+        wiring.on(event, show_framing, framing_inputs, [net_input, controls.faces], record=False)
     wiring.on(tau.release, retune_tau, [shared.session, tau], [layer_editor, shared.metrics],
               api_name="sam_tau", record=False)
-    return layer_editor
+    return layer_editor, framing_note
 
 
 def _build_invert(shared: Shared, layer_editor: gr.ImageEditor) -> None:
@@ -510,10 +650,12 @@ def _build_invert(shared: Shared, layer_editor: gr.ImageEditor) -> None:
         baseline = gr.Image(format="png", label="W+ only", interactive=False)
         target = gr.Image(format="png", label="Target (as the losses see it)", interactive=False)
     shared.metrics.render()
+    in_photo = gr.Image(format="png", label="Result in your photo (the reconstruction)", interactive=False)
 
     running = shared.wiring.on(
         invert_button.click, invert, [shared.model_id, shared.session, layer_editor, steps, compare],
-        [shared.session, recon, baseline, target, shared.metrics, shared.codes_file], api_name="sam_invert")
+        [shared.session, recon, baseline, target, shared.metrics, shared.codes_file, in_photo],
+        api_name="sam_invert")
     stop.click(None, None, None, cancels=[running], api_name=False)
 
 
@@ -528,9 +670,10 @@ def _build_edit(shared: Shared, first: str | None) -> gr.Dropdown:
     with gr.Row():
         edited = gr.Image(format="png", label="Edited (SAM codes)", interactive=False)
         edited_base = gr.Image(format="png", label="Same edit on the W+-only codes", interactive=False)
+    in_photo = gr.Image(format="png", label="Result in your photo (the edit)", interactive=False)
 
     inputs = [shared.model_id, shared.session, direction, strength]
-    outputs = [edited, edited_base]
+    outputs = [edited, edited_base, in_photo]
     shared.wiring.on(strength.change, edit_photo, inputs, outputs, api_name="sam_edit",
                      trigger_mode="always_last", show_progress="minimal")
     shared.wiring.on(direction.change, edit_photo, inputs, outputs)

@@ -13,6 +13,8 @@ Handlers (`run_local_edit`, `run_transplant`, `run_reconstruction`, `run_style_m
 """
 from __future__ import annotations
 
+import functools
+import os
 import random
 from dataclasses import dataclass
 from typing import Literal, Sequence
@@ -25,13 +27,15 @@ import torch.nn.functional as F
 from core.context import AppContext
 from core.device import placement
 from core.errors import UserError
-from core.images import (bundled_photos, editor_image_and_mask, editor_is_empty, mask_picture, overlay,
-                         pil_to_tensor, to_uint8)
+from core.faces import FACE_RECIPES, RECIPE_LABELS, FramedPhoto, align, frame_photo
+from core.images import (ExamplePhoto, editor_image_and_mask, editor_is_empty, mask_picture,
+                         open_photo, overlay, photos_for, pil_to_tensor, to_uint8)
 from core.lpips import lpips_distance
 from core.models.stylemapgan import StyleMapGAN
 from core.recipe import Run
-from core.ui import (GPU_LANE, MAX_SEED, TabWiring, gpu_task, labelled_examples, licence_line,
-                     parse_seeds, quietly, record, seed_picker, shift_range, shift_sliders, tab_header)
+from core.ui import (GPU_LANE, MAX_SEED, TabWiring, faces_gallery, gpu_task,
+                     labelled_examples, licence_line, parse_seeds, photo_controls, quietly, record,
+                     seed_picker, shift_range, shift_sliders, tab_header, user_errors)
 
 PAPER = "https://arxiv.org/abs/2104.14754"
 HOW_IT_WORKS = f"""
@@ -52,9 +56,12 @@ photo to its stylemap in one pass (no optimisation), so editing is instant:
 * **Reconstruction** shows how faithfully the encoder inverts a photo (MSE on [-1, 1] pixels,
   LPIPS-VGG); the paper reports MSE 0.023 / LPIPS 0.237 on CelebA-HQ at 8×8.
 
-Photos are centre-cropped and resized to the model's square (shown as "network input");
-faces work best aligned like CelebA-HQ/FFHQ, and the LSUN models were trained on squashed,
-not cropped, pictures. Paper: [Kim et al., *Exploiting Spatial Dimensions of Latent in GAN for
+Photos are framed as the model's training pictures were (shown as "network input"): faces are
+detected and aligned with the CelebA-HQ recipe (celeba-hq model) or the FFHQ recipe (ffhq-1024),
+the LSUN car and church pictures are squashed to the square, AFHQ's centre-cropped. A picture
+that is already the model's square (a sample) is taken as it is. Results are also pasted back
+into your photo at its full resolution (a local edit only where you painted). The transplant
+sub-tab centre-crops. Paper: [Kim et al., *Exploiting Spatial Dimensions of Latent in GAN for
 Real-time Image Editing*, CVPR 2021]({PAPER}). Weights: CC BY-NC 4.0 (non-commercial).
 """
 TAB = "stylemap"
@@ -219,6 +226,85 @@ def model_for(ctx: AppContext, model_id: str | None) -> StyleMapGAN:
     return ctx.model(model_id)
 
 
+def framing_for(ctx: AppContext, model_id: str | None) -> str:
+    """The model's framing of photos (registry `meta.framing`; "center" without a model)."""
+    return ctx.registry.framing_of(ctx.registry.get(model_id)) if model_id else "center"
+
+
+@functools.lru_cache(maxsize=8)
+def _framed_file(path: str, stamp: tuple, framing: str, size: int, content: tuple | None,
+                 face: int, plain: bool) -> FramedPhoto:
+    """A photo file framed once per (file, framing, face): live edits re-run on every stroke
+    and face detection takes up to a second."""
+    return _frame(open_photo(path), framing, size, content, face, plain)
+
+
+def _frame(photo, framing: str, size: int, content: tuple | None, face: int, plain: bool
+           ) -> FramedPhoto:
+    if photo.size == (size, size):  # already the model's square (a sample, a network input)
+        return FramedPhoto(photo, align(photo, None, "center", size))
+    return frame_photo(photo, framing, size, content, face, plain)
+
+
+def frame_picture(ctx: AppContext, model_id: str | None, picture, size: int, face: float | None = 1,
+                  plain: bool = False) -> FramedPhoto:
+    """A photo (a file path from a photo input, or a picture) -> framed for the model as its
+    training pictures were; a picture already the model's square is taken as it is."""
+    entry = ctx.registry.get(model_id)
+    framing, content = ctx.registry.framing_of(entry), entry.meta.content
+    face, plain = max(1, int(face or 1)), bool(plain)
+    if isinstance(picture, (str, os.PathLike)) and os.path.isfile(picture):
+        st = os.stat(picture)
+        return _framed_file(str(picture), (st.st_mtime_ns, st.st_size), framing, size, content,
+                            face, plain)
+    return _frame(open_photo(picture), framing, size, content, face, plain)
+
+
+def framing_note(framed: FramedPhoto | None, size: int) -> str:
+    """The label of a network-input picture: how the picture was framed."""
+    if framed is None:
+        return "Network input: the editor's picture, centre crop"
+    if not framed.faces and framed.photo.size == (size, size):
+        return f"Network input: the picture as it is (already the model's {size} px square)"
+    return framed.note()
+
+
+def network_input(picture: np.ndarray, framed: FramedPhoto | None, size: int) -> dict:
+    """The network-input picture with its framing note as the label."""
+    return gr.update(value=picture, label=framing_note(framed, size))
+
+
+def _shows(editor: dict | None, framed: FramedPhoto | None) -> bool:
+    """Whether the editor still holds the framed photo's network input (not another upload
+    or a sample), so its edit can go back into the photo."""
+    if framed is None or not editor or editor.get("background") is None:
+        return False
+    background = np.asarray(open_photo(editor["background"]))
+    return np.array_equal(background, np.asarray(framed.aligned.image))
+
+
+def model_size(ctx: AppContext, model_id: str | None) -> int:
+    """The model's picture size: registered, else read from the loaded model."""
+    if not model_id:
+        raise UserError("Pick a StyleMapGAN model first.")
+    return ctx.registry.get(model_id).image_size() or model_for(ctx, model_id).size
+
+
+@user_errors
+def frame_original(ctx: AppContext, model_id: str | None, photo: str | None, face: float | None = 1,
+                   plain: bool = False) -> tuple[dict, dict, list, FramedPhoto]:
+    """"Frame it": your photo -> (the original editor holding the network input, so you paint
+    on exactly what the network sees; that picture labelled with its framing; the faces
+    found; the framed photo kept for pasting the result back)."""
+    if photo is None:
+        raise UserError("Upload your photo first (or pick an example photo).")
+    size = model_size(ctx, model_id)
+    framed = frame_picture(ctx, model_id, photo, size, face, plain)
+    picture = np.asarray(framed.aligned.image)
+    editor = {"background": picture, "layers": [], "composite": picture}
+    return editor, network_input(picture, framed, size), faces_gallery(framed), framed
+
+
 def shift_ranges(ctx: AppContext, model_id: str | None) -> list:
     """A model change: every reference's shift sliders span the new model's square."""
     return shift_range(registered_size(ctx, model_id), 2 * MAX_REFERENCES)
@@ -233,49 +319,63 @@ def sample_picture(ctx: AppContext, model_id: str | None, truncation: float, see
     return to_uint8(sample(model, parse_seeds(seed, max_count=1), float(truncation)))[0]
 
 
-def _edit(ctx: AppContext, model_id: str | None, editor: dict | None, reference: np.ndarray | None,
-          space: str, seeds: Sequence[int] = (), region: str | None = None
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Run]:
-    """A local edit -> (network input, cells, result, run); `seeds` and `region` only for the
-    seed examples, so the recipe says how their pictures were made."""
+def _edit(ctx: AppContext, model_id: str | None, editor: dict | None, reference, space: str,
+          framed: FramedPhoto | None = None, ref_face: float | None = 1, ref_plain: bool = False,
+          seeds: Sequence[int] = (), region: str | None = None) -> tuple:
+    """A local edit -> (network input, cells, result, result in your photo, the reference's
+    network input, the reference's faces, run); `framed`: the photo "Frame it" put in the
+    editor; `seeds` and `region` only for the seed examples, so the recipe says how their
+    pictures were made."""
     model = model_for(ctx, model_id)
     size = model.size
     original, mask = editor_image_and_mask(editor, size)
     if reference is None:
         raise UserError("Add a reference picture (upload one or sample it from a seed).")
-    ref = prepare(model, reference)
+    framed = framed if _shows(editor, framed) else None
+    ref_framed = frame_picture(ctx, model_id, reference, size, ref_face, ref_plain)
+    ref = pil_to_tensor(ref_framed.aligned.image)
     edit = local_edit(model, original, ref, mask, space)
-    outputs = (to_uint8(original)[0], mask_picture(edit.cells, size), to_uint8(edit.image)[0])
+    shown, result = to_uint8(original)[0], to_uint8(edit.image)[0]
+    in_photo = framed.paste(result, mask[0, 0].cpu().numpy()) if framed else None
+    ref_shown = to_uint8(ref)[0]
+    photos = {"result_in_photo": in_photo, "photo": framed.photo} if framed else {}
     run = record(
         ctx, TAB, "local_edit", {"model": model_id},
-        images={"original": original, "reference": ref, "result": outputs[2]},
+        images={"original": original, "reference": ref, "result": result, **photos},
         masks={"painted": mask, "cells": edit.cells.float()},
         arrays={"stylemap_original": edit.codes[:1], "stylemap_reference": edit.codes[1:]},
         seeds=seeds, settings={"space": space, **({"example_region": region} if region else {})},
         notes="seeds (examples only): original, reference. masks/cells: the stylemap cells "
-              "taken from the reference.")
-    return outputs + (run,)
+              "taken from the reference. result_in_photo: the result pasted into your photo "
+              "where you painted." + (f" Original: {framed.note()}." if framed else "")
+              + f" Reference: {framing_note(ref_framed, size)}.")
+    return (network_input(shown, framed, size), mask_picture(edit.cells, size), result, in_photo,
+            network_input(ref_shown, ref_framed, size), faces_gallery(ref_framed), run)
 
 
 @gpu_task(duration=60)
-def run_local_edit(ctx: AppContext, model_id: str | None, editor: dict | None,
-                   reference: np.ndarray | None, space: str, progress=gr.Progress(track_tqdm=True)
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Run]:
+def run_local_edit(ctx: AppContext, model_id: str | None, editor: dict | None, reference,
+                   space: str, framed: FramedPhoto | None = None, ref_face: float | None = 1,
+                   ref_plain: bool = False, progress=gr.Progress(track_tqdm=True)) -> tuple:
     """The painted region of the original from the reference -> (network input, stylemap
-    cells taken, edited picture, run)."""
-    return _edit(ctx, model_id, editor, reference, space)
+    cells taken, edited picture, the edit pasted into your photo where you painted (None
+    unless the editor holds your framed photo), the reference's network input, the faces
+    found in the reference, run). `reference`: a photo file (or a picture), framed as the
+    model's training pictures were."""
+    return _edit(ctx, model_id, editor, reference, space, framed, ref_face, ref_plain)
 
 
-LOCAL_EDIT_OUTPUTS = 4  # network input, cells, result, and the Download-all run
+LOCAL_EDIT_OUTPUTS = 7  # network input, cells, result, result in photo, reference input, its faces, run
 quiet_local_edit = quietly(run_local_edit, LOCAL_EDIT_OUTPUTS)
 
 
 def live_local_edit(ctx: AppContext, live: bool, model_id: str | None, editor: dict | None,
-                    reference: np.ndarray | None, space: str) -> tuple | list:
+                    reference, space: str, framed: FramedPhoto | None = None,
+                    ref_face: float | None = 1, ref_plain: bool = False) -> tuple | list:
     """Re-run while painting (when `live`): silent until there is something to edit."""
     if not live:
         return [gr.update()] * LOCAL_EDIT_OUTPUTS
-    return quiet_local_edit(ctx, model_id, editor, reference, space)
+    return quiet_local_edit(ctx, model_id, editor, reference, space, framed, ref_face, ref_plain)
 
 
 @gpu_task(duration=60)
@@ -288,7 +388,8 @@ def run_edit_example(ctx: AppContext, model_id: str | None, truncation: float,
     seeds = [int(seed_original or 0), int(seed_reference or 0)]
     pictures = to_uint8(sample(model, seeds, float(truncation)))
     editor = painted_editor(pictures[0], example_region(pictures.shape[1], region))
-    return (editor, pictures[1]) + _edit(ctx, model_id, editor, pictures[1], space, seeds, region)
+    return (editor, pictures[1]) + _edit(ctx, model_id, editor, pictures[1], space, seeds=seeds,
+                                         region=region)
 
 
 @gpu_task(duration=90)
@@ -328,12 +429,16 @@ def pick_frame(frames: list, t: float):
 
 
 @gpu_task(duration=60)
-def run_reconstruction(ctx: AppContext, model_id: str | None, picture: np.ndarray | None,
-                       progress=gr.Progress(track_tqdm=True)) -> tuple[np.ndarray, np.ndarray, str, Run]:
-    """Encode and decode a photo -> (network input, reconstruction, metrics text, run): how
+def run_reconstruction(ctx: AppContext, model_id: str | None, picture, face: float | None = 1,
+                       plain: bool = False, progress=gr.Progress(track_tqdm=True)) -> tuple:
+    """Encode and decode a photo -> (network input labelled with its framing, reconstruction,
+    metrics text, the reconstruction pasted into your photo, the faces found, run): how
     faithfully the encoder inverts it."""
     model = model_for(ctx, model_id)
-    image = prepare(model, picture)
+    if picture is None:
+        raise UserError("Add a photo (upload one, pick an example or sample it from a seed).")
+    framed = frame_picture(ctx, model_id, picture, model.size, face, plain)
+    image = pil_to_tensor(framed.aligned.image)
     try:
         rec = reconstruct(model, image)
     except UserError as e:  # LPIPS backbone missing: still show the reconstruction and MSE
@@ -343,29 +448,41 @@ def run_reconstruction(ctx: AppContext, model_id: str | None, picture: np.ndarra
     text = (f"**MSE** {rec.mse:.4f} · **LPIPS-VGG** {lp} "
             "(paper, CelebA-HQ 8×8: MSE 0.023, LPIPS 0.237)")
     shown, result = to_uint8(image)[0], to_uint8(rec.image)[0]
+    in_photo = framed.paste(result)
     run = record(ctx, TAB, "reconstruction", {"model": model_id},
-                 images={"input": shown, "reconstruction": result},
+                 images={"input": shown, "reconstruction": result, "result_in_photo": in_photo,
+                         "photo": framed.photo},
                  arrays={"stylemap": rec.code},
-                 settings={"mse": rec.mse, "lpips_vgg": rec.lpips})
-    return shown, result, text, run
+                 settings={"mse": rec.mse, "lpips_vgg": rec.lpips},
+                 notes=f"{framing_note(framed, model.size)}. result_in_photo: the reconstruction "
+                       "pasted back into the photo.")
+    return (network_input(shown, framed, model.size), result, text, in_photo,
+            faces_gallery(framed), run)
 
 
 @gpu_task(duration=60)
-def run_style_mix(ctx: AppContext, model_id: str | None, a: np.ndarray | None, b: np.ndarray | None
-                  ) -> tuple[np.ndarray, np.ndarray, Run]:
-    """Pictures A and B -> (coarse mix, fine mix, run)."""
+def run_style_mix(ctx: AppContext, model_id: str | None, a, b, face_a: float | None = 1,
+                  plain_a: bool = False, face_b: float | None = 1, plain_b: bool = False) -> tuple:
+    """Photos A and B, each framed for the model -> (coarse mix, fine mix, A's and B's
+    network inputs labelled with their framing, the faces found in A and in B, run)."""
     model = model_for(ctx, model_id)
     if a is None or b is None:
         raise UserError("Add both pictures A and B (upload or sample them).")
-    first, second = prepare(model, a), prepare(model, b)
+    framed_a = frame_picture(ctx, model_id, a, model.size, face_a, plain_a)
+    framed_b = frame_picture(ctx, model_id, b, model.size, face_b, plain_b)
+    first, second = pil_to_tensor(framed_a.aligned.image), pil_to_tensor(framed_b.aligned.image)
     codes = encode(model, torch.cat([first, second]))
     mixed = to_uint8(style_mix(model, first, second, codes=codes))
     run = record(ctx, TAB, "style_mixing", {"model": model_id},
                  images={"a": first, "b": second, "coarse": mixed[0], "fine": mixed[1]},
                  arrays={"stylemaps": codes},
                  notes="coarse: A's 8x8 stylemaps on B's finer ones; fine: the reverse. "
-                       "stylemaps: [A, B].")
-    return mixed[0], mixed[1], run
+                       f"stylemaps: [A, B]. A: {framing_note(framed_a, model.size)}. "
+                       f"B: {framing_note(framed_b, model.size)}.")
+    size = model.size
+    return (mixed[0], mixed[1], network_input(to_uint8(first)[0], framed_a, size),
+            network_input(to_uint8(second)[0], framed_b, size), faces_gallery(framed_a),
+            faces_gallery(framed_b), run)
 
 
 @gpu_task(duration=60)
@@ -388,19 +505,41 @@ def random_seeds() -> str:
 
 
 # ---- UI ------------------------------------------------------------------------------------
+def framing_line(ctx: AppContext, model_id: str | None) -> str:
+    """One sentence under the model: how this model's photos are framed."""
+    framing = framing_for(ctx, model_id)
+    line = f"**Photos** are framed as this model's training pictures were: {RECIPE_LABELS[framing]}"
+    if framing in FACE_RECIPES:
+        return line + (": the face is found and aligned as the model's training faces were "
+                       "(tick \"Plain framing\" for a photo without a face).")
+    return line + "."
+
+
+def photo_input(label: str) -> gr.Image:
+    """A photo upload: the file as sent (EXIF, full resolution), read by `open_photo`."""
+    return gr.Image(label=label, type="filepath", image_mode=None, format="png")
+
+
 @dataclass(frozen=True)
 class Shared:
     """What every sub-tab builder uses: the wiring, the model dropdown, the sampling ψ, the
-    first model id (for examples) and Gradio's two bundled animal photos (or None)."""
+    first model id (for examples) and the example photos that suit it."""
     wiring: TabWiring
     model_id: gr.Dropdown
     psi: gr.Slider
     first: str | None
-    animals: tuple[str, str] | None
+    photos: tuple[ExamplePhoto, ...]
 
     def seed_row(self, target: gr.components.Component, default: int) -> gr.Number:
         """A seed box and button under `target` that fill it with a sample."""
         return seed_picker(self.wiring, target, sample_picture, [self.model_id, self.psi], default)
+
+    def photo_examples(self, target: gr.components.Component, label: str) -> gr.Examples | None:
+        """The example photos as examples of one photo input (None when none is installed)."""
+        if not self.photos:
+            return None
+        return labelled_examples([[p.path] for p in self.photos], [p.label for p in self.photos],
+                                 [target], label=label)
 
 
 def build_tab(ctx: AppContext) -> None:
@@ -411,10 +550,14 @@ def build_tab(ctx: AppContext) -> None:
                "sample them from a seed.",
                HOW_IT_WORKS)
     licence_line(ctx.registry, TAB, ids)
+    first = ids[0] if ids else None
     with gr.Row():
-        model_id = gr.Dropdown(ids, value=ids[0] if ids else None, label="Model", scale=3)
+        model_id = gr.Dropdown(ids, value=first, label="Model", scale=3)
         psi = gr.Slider(0.0, 1.0, value=0.7, step=0.05, label="Truncation ψ (sampling)", scale=2)
-    shared = Shared(wiring, model_id, psi, ids[0] if ids else None, bundled_photos())
+    framing = gr.Markdown(framing_line(ctx, first))
+    wiring.on(model_id.change, framing_line, model_id, framing, record=False, queue=False)
+    photos = tuple(photos_for(framing_for(ctx, first), first or ""))
+    shared = Shared(wiring, model_id, psi, first, photos)
     with gr.Tabs():
         with gr.Tab("Local edit"):
             _build_local_edit(shared, live_default=ctx.device.type == "cuda")
@@ -433,24 +576,32 @@ def _build_local_edit(shared: Shared, live_default: bool) -> None:
     wiring, model_id, first = shared.wiring, shared.model_id, shared.first
     with gr.Row():
         with gr.Column():
+            photo = photo_input("Your photo")
+            controls = photo_controls()
+            frame = gr.Button("Frame it (puts the network's input in the editor)")
+        with gr.Column():
             original = gr.ImageEditor(label="Original: paint the region to replace",
                                       format="png", type="numpy", layers=False,
                                       brush=gr.Brush(colors=["#ff3333"], default_size=24))
             seed_original = shared.seed_row(original, 1)
         with gr.Column():
-            reference = gr.Image(label="Reference", format="png", type="numpy")
+            reference = photo_input("Reference")
             seed_reference = shared.seed_row(reference, 2)
+            ref_controls = photo_controls()
+    framed = gr.State(None)  # the FramedPhoto "Frame it" put in the editor
     with gr.Row():
         space = gr.Radio([("w+ (per resized stylemap)", "w_plus"), ("w (8×8 stylemap)", "w")],
                          value="w_plus", label="Blend in")
         live = gr.Checkbox(value=live_default, label="Update while painting")
         run = gr.Button("Edit", variant="primary")
     with gr.Row():
-        net_input = gr.Image(label="Network input (cropped, resized)", format="png",
-                             interactive=False)
+        net_input = gr.Image(label="Network input", format="png", interactive=False)
         cells = gr.Image(label="Mask as the network sees it (stylemap cells)",
                          format="png", interactive=False, image_mode="L")
         result = gr.Image(label="Edited", format="png", interactive=False)
+    with gr.Row():
+        in_photo = gr.Image(label="Result in your photo", format="png", interactive=False, scale=2)
+        ref_input = gr.Image(label="Reference: network input", format="png", interactive=False)
     region = gr.Dropdown(["lower half", "upper half", "centre"], value="lower half",
                          visible=False)  # what the seed examples paint
     example_inputs = [model_id, shared.psi, seed_original, seed_reference, region, space]
@@ -460,15 +611,19 @@ def _build_local_edit(shared: Shared, live_default: bool) -> None:
         ["lower half of sample 2 into sample 1 (w+)", "the same in w: blockier edges",
          "upper half of sample 4 into sample 3", "centre of sample 6 into sample 5"],
         example_inputs, label="Example edits (samples by seed, region painted for you)")
-    if shared.animals:  # photos that suit the AFHQ model; any model takes them
-        lion, cheetah = shared.animals
-        labelled_examples([[lion, cheetah], [cheetah, lion]],
-                          ["lion ← cheetah (paint on the lion, then Edit)",
-                           "cheetah ← lion (paint on the cheetah, then Edit)"],
-                          [original, reference], label="Example photos (you paint)")
+    photo_examples = shared.photo_examples(photo, "Example photos (framed on click; then paint "
+                                                  "on the original and Edit)")
+    shared.photo_examples(reference, "Example reference photos")
 
-    inputs = [model_id, original, reference, space]
-    outputs = [net_input, cells, result]
+    frame_inputs = [model_id, photo] + controls.inputs
+    frame_outputs = [original, net_input, controls.faces, framed]
+    wiring.on(frame.click, frame_original, frame_inputs, frame_outputs, record=False,
+              api_name="stylemap_frame")
+    if photo_examples:
+        wiring.on(photo_examples.load_input_event.then, frame_original, frame_inputs,
+                  frame_outputs, record=False)
+    inputs = [model_id, original, reference, space, framed] + ref_controls.inputs
+    outputs = [net_input, cells, result, in_photo, ref_input, ref_controls.faces]
     wiring.on(run.click, run_local_edit, inputs, outputs, api_name="stylemap_edit")
     wiring.on(space.change, quiet_local_edit, inputs, outputs)  # re-run a finished edit in the other space
     wiring.on(original.change, live_local_edit, [live] + inputs, outputs, concurrency_id=GPU_LANE,
@@ -518,19 +673,20 @@ def _build_reconstruction(shared: Shared) -> None:
     wiring, model_id = shared.wiring, shared.model_id
     with gr.Row():
         with gr.Column():
-            image = gr.Image(label="Photo", format="png", type="numpy")
+            image = photo_input("Photo")
             shared.seed_row(image, 3)
+            controls = photo_controls()
             run = gr.Button("Reconstruct", variant="primary")
         net_input = gr.Image(label="Network input", format="png", interactive=False)
         result = gr.Image(label="Reconstruction", format="png", interactive=False)
     metrics = gr.Markdown()
+    in_photo = gr.Image(label="Result in your photo", format="png", interactive=False)
 
-    inputs, outputs = [model_id, image], [net_input, result, metrics]
+    inputs = [model_id, image] + controls.inputs
+    outputs = [net_input, result, metrics, in_photo, controls.faces]
     wiring.on(run.click, run_reconstruction, inputs, outputs, api_name="stylemap_reconstruct")
-    if shared.animals:
-        examples = labelled_examples([[shared.animals[0]], [shared.animals[1]]],
-                                     ["a lion photo", "a cheetah photo"], [image],
-                                     label="Example photos (reconstructed on click)")
+    examples = shared.photo_examples(image, "Example photos (reconstructed on click)")
+    if examples:
         wiring.examples(examples, (run_reconstruction, inputs, outputs))
 
 
@@ -538,24 +694,30 @@ def _build_style_mixing(shared: Shared) -> None:
     wiring, model_id = shared.wiring, shared.model_id
     with gr.Row():
         with gr.Column():
-            a = gr.Image(label="A", format="png", type="numpy")
+            a = photo_input("A")
             shared.seed_row(a, 4)
+            controls_a = photo_controls()
         with gr.Column():
-            b = gr.Image(label="B", format="png", type="numpy")
+            b = photo_input("B")
             shared.seed_row(b, 5)
+            controls_b = photo_controls()
     run = gr.Button("Mix", variant="primary")
     with gr.Row():
         coarse = gr.Image(label="Coarse: A's 8×8 stylemaps on B's finer ones",
                           format="png", interactive=False)
         fine = gr.Image(label="Fine: B's 8×8 stylemaps on A's finer ones",
                         format="png", interactive=False)
+        input_a = gr.Image(label="A: network input", format="png", interactive=False)
+        input_b = gr.Image(label="B: network input", format="png", interactive=False)
 
-    inputs, outputs = [model_id, a, b], [coarse, fine]
+    inputs = [model_id, a, b] + controls_a.inputs + controls_b.inputs
+    outputs = [coarse, fine, input_a, input_b, controls_a.faces, controls_b.faces]
     wiring.on(run.click, run_style_mix, inputs, outputs, api_name="stylemap_mix")
-    if shared.animals:
-        lion, cheetah = shared.animals
-        examples = labelled_examples([[cheetah, lion], [lion, cheetah]],
-                                     ["A cheetah, B lion", "A lion, B cheetah"], [a, b],
+    photos = shared.photos
+    if len(photos) >= 2:
+        pairs = [(photos[i], photos[(i + 1) % len(photos)]) for i in range(min(2, len(photos)))]
+        examples = labelled_examples([[x.path, y.path] for x, y in pairs],
+                                     [f"A {x.label}, B {y.label}" for x, y in pairs], [a, b],
                                      label="Example pairs (mixed on click)")
         wiring.examples(examples, (run_style_mix, inputs, outputs))
 
