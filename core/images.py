@@ -95,8 +95,8 @@ def open_photo(file: ImageLike) -> Image.Image:
     elif isinstance(file, Image.Image):
         _check_pixels(file.size)
         img = _upright(file)
-    else:
-        img = file
+    else:  # an array (a picture a component already decoded)
+        return to_pil(file)
     if img.mode == "CMYK":
         img = img.convert("RGB")
     return to_pil(img)

@@ -225,3 +225,8 @@ def test_paste_back_puts_an_edit_only_where_the_mask_is(astronaut, face):
     assert not changed[:20].any() and not changed[-100:].any()  # far from the face: untouched
     with pytest.raises(UserError, match="another photo"):
         paste_back(astronaut.crop((0, 0, 100, 100)), got, edited)
+
+
+def test_open_photo_takes_decoded_pictures_too(astronaut):
+    assert open_photo(np.asarray(astronaut)).size == (512, 512)
+    assert open_photo(astronaut.convert("L")).mode == "RGB"
