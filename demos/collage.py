@@ -8,11 +8,19 @@ and `random_hints` (the training masks). Models: a `core.models.regressor` encod
 generator it was trained for (the regressor's registry entry names it: `entry.generator`).
 
 Handlers (`compose_collage`, `inpaint`, `inpaint_random_hints`, `compute_variation_map`,
-`sample_picture`, ...) are module-level functions of the app context and the widgets' values;
-`build_tab` lays out one builder per sub-tab (Compose, Inpaint, Variation map).
+`sample_picture`, `use_photo`, ...) are module-level functions of the app context and the
+widgets' values; `build_tab` lays out one builder per sub-tab (Compose, Inpaint, Variation map).
+
+A person's photo enters Compose (as the base) and Inpaint through `use_photo`: opened with
+`open_photo`, framed as the domain's training pictures were (`core.faces.frame_photo` with the
+registry's framing: FFHQ or CelebA-HQ face alignment, letterbox, centre crop) and put into the
+editor; the `FramedPhoto` is kept per session, and while the editor still holds its network
+input the result is also pasted back into the photo at full resolution ("Result in your
+photo", also in "Download all").
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
@@ -26,12 +34,15 @@ from core.context import AppContext
 from core.device import generator as seeded
 from core.device import placement
 from core.errors import UserError
-from core.images import editor_image_and_mask, editor_is_empty, heatmap, mask_picture, to_uint8
+from core.faces import RECIPE_LABELS, FramedPhoto, frame_photo
+from core.images import (ExamplePhoto, editor_image_and_mask, editor_is_empty, heatmap,
+                         mask_picture, open_photo, photos_for, to_pil, to_uint8)
 from core.lpips import lpips_distance
 from core.models.generator import Generator
 from core.recipe import Run
-from core.ui import (GPU_LANE, MAX_SEED, TabWiring, gpu_task, labelled_examples, licence_line,
-                     quietly, record, seed_picker, shift_range, shift_sliders, tab_header)
+from core.ui import (GPU_LANE, MAX_SEED, TabWiring, faces_gallery, gpu_task, labelled_examples,
+                     licence_line, photo_controls, quietly, record, seed_picker, shift_range,
+                     shift_sliders, tab_header, user_errors)
 
 if TYPE_CHECKING:  # model code is imported when a model is loaded, not at start-up
     from core.models.proggan import ProGANGenerator
@@ -59,6 +70,11 @@ the GAN finds plausible. That makes collages easy:
   pixel of the result changes (per-pixel standard deviation): the paper's test of how
   independently parts are composed (Table 1). Change that leaks outside the part is measured.
 
+* **Your photo**: Compose (as the base) and Inpaint take a photo framed as the domain's
+  training pictures were (faces aligned with the FFHQ or CelebA-HQ recipe, cars letterboxed,
+  churches, horses and rooms centre-cropped); the result is also pasted back into the photo at
+  its full resolution, with a feathered edge ("Result in your photo").
+
 Paper: [Chai, Wulff, Isola, *Using latent space regression to analyze and leverage
 compositionality in GANs*, ICLR 2021]({PAPER}). StyleGAN2 domains regress W+ (one style
 vector per layer); ProGAN domains (churches, living rooms, CelebA-HQ faces) regress the
@@ -71,6 +87,8 @@ MAX_PARTS = 3
 HINT_COVERAGE = (0.1, 0.4)  # inpainting hints: sparse blobs inside the hole
 TRAIN_COVERAGE = (0.3, 1.0)  # the authors' training masks: 30-100 % of pixels known
 REFINE_LR = 0.01
+FACE_DATASETS = {"ffhq": "FFHQ", "celebahq": "CelebA-HQ"}  # face framings: whose alignment
+SAME_PICTURE = 1.0  # mean |difference| (grey levels) under which an editor still holds the photo
 
 
 # ---- engine --------------------------------------------------------------------------------
@@ -285,6 +303,98 @@ def frame_size(ctx: AppContext, model_id: str | None) -> int:
     return size or DEFAULT_FRAME
 
 
+# ---- a person's photo ------------------------------------------------------------------------
+def framing_of(ctx: AppContext, model_id: str) -> str:
+    """How photos are cut for a domain: the regressor's registry framing (inherited from its
+    generator: the regressor sees what the generator draws)."""
+    return ctx.registry.framing_of(ctx.registry.get(model_id))
+
+
+def framing_line(ctx: AppContext, model_id: str | None) -> str:
+    """The one sentence under the photo upload saying how a photo becomes the network input."""
+    if not model_id:
+        return "Pick a domain: photos are framed as its training pictures were."
+    framing = framing_of(ctx, model_id)
+    if framing in FACE_DATASETS:
+        return (f"Photos are framed as this domain's training pictures were: the face is found "
+                f"and aligned with the {FACE_DATASETS[framing]} recipe (rotated, scaled and "
+                f"cropped exactly as the model's training faces were), and the result goes back "
+                f"into your photo where the face was.")
+    return (f"Photos are framed as this domain's training pictures were "
+            f"({RECIPE_LABELS.get(framing, framing)}), and the result goes back into your photo "
+            f"where that frame was.")
+
+
+def domain_photos(ctx: AppContext, ids: Sequence[str]) -> list[ExamplePhoto]:
+    """The example photos that suit the tab's domains (`photos_for` each, in order, once
+    each): faces for the face domains, animals for the others."""
+    seen, photos = set(), []
+    for model_id in ids:
+        for p in photos_for(framing_of(ctx, model_id), model_id):
+            if p.path not in seen:
+                seen.add(p.path)
+                photos.append(p)
+    return photos
+
+
+def frame_for_domain(ctx: AppContext, model_id: str | None, photo: Any, face: float | None = 1,
+                     plain: bool = False) -> FramedPhoto:
+    """A person's photo (a path) -> `FramedPhoto` in the paired generator's frame (its size,
+    the domain's framing and content area), so the regressor sees it as it saw its training
+    pictures."""
+    if not model_id:
+        raise UserError("Pick a domain first.")
+    entry = ctx.registry.get(model_id)
+    generator = ctx.registry.generator_of(entry)
+    size = generator.image_size()
+    if not size:
+        raise UserError(f"The registry does not say what size {generator.id} draws: "
+                        f"{model_id} cannot frame a photo for it.")
+    return frame_photo(open_photo(photo), framing_of(ctx, model_id), size,
+                       content_of(ctx, model_id), int(face or 1), bool(plain))
+
+
+def photo_in_use(framed_photo: FramedPhoto | None, value: dict | None) -> FramedPhoto | None:
+    """The kept photo if the editor still holds its network input (paint on top is fine);
+    None once a sample, an example or another picture replaced it, so a result is never
+    pasted into a photo it was not made from. A browser's canvas may re-encode the picture,
+    so up to SAME_PICTURE grey levels of mean difference still count as the same picture."""
+    if framed_photo is None or editor_is_empty(value) or value.get("background") is None:
+        return None
+    shown = np.asarray(to_pil(value["background"]), np.int16)
+    expected = np.asarray(framed_photo.aligned.image.convert("RGB"), np.int16)
+    same = shown.shape == expected.shape and np.abs(shown - expected).mean() <= SAME_PICTURE
+    return framed_photo if same else None
+
+
+def in_photo_images(framed_photo: FramedPhoto | None, result: np.ndarray,
+                    mask: np.ndarray | None = None) -> dict:
+    """"Result in your photo" for a run's pictures: the result pasted back into the photo at
+    full resolution (feathered; `mask` [S, S] in the frame restricts it to the edited region)
+    and the photo itself; nothing when the run did not start from the photo."""
+    if framed_photo is None:
+        return {}
+    return {"result_in_photo": framed_photo.paste(result, mask), "photo": framed_photo.photo}
+
+
+def photo_settings(framed_photo: FramedPhoto | None) -> dict | None:
+    """The recipe's account of the photo a run started from (None: it did not)."""
+    if framed_photo is None:
+        return None
+    a = framed_photo.aligned
+    return {"framing": a.recipe, "note": framed_photo.note(), "photo_size": list(a.photo_size),
+            "face": None if framed_photo.face_index is None else framed_photo.face_index + 1,
+            "faces_found": len(framed_photo.faces), "quad": a.quad.round(3).tolist()}
+
+
+def shown_in_photo(run: Run | None, operations: Sequence[str] = ("compose",)) -> np.ndarray | None:
+    """The last run's "Result in your photo" when it is one of `operations` (the sub-tab's own),
+    else None (clears the picture: that run did not start from the photo)."""
+    if run is None or run.recipe.get("operation") not in operations:
+        return None
+    return run.images.get("result_in_photo")
+
+
 # ---- editor values -> parts ------------------------------------------------------------------
 def editor_part(value: dict | None, size: int, content: Sequence[int] | None,
                 shift: Sequence[Any] = (0, 0), whole_if_empty: bool = False) -> Part | None:
@@ -331,6 +441,26 @@ def sample_picture(ctx: AppContext, model_id: str | None, seed: float | None,
     return to_uint8(sample_images(G, [int(seed or 0)]))[0]
 
 
+@user_errors
+def use_photo(ctx: AppContext, model_id: str | None, photo: str | None, face: float | None = 1,
+              plain: bool = False) -> tuple[dict, dict, list, FramedPhoto]:
+    """Your photo into an editor: framed for the domain -> (editor value holding the network
+    input, the network input labelled with what it is, the faces found, the FramedPhoto kept
+    for pasting results back). Uses no model (face detection runs on the CPU)."""
+    framed_photo = frame_for_domain(ctx, model_id, photo, face, plain)
+    picture = np.asarray(framed_photo.aligned.image.convert("RGB"))
+    return (painted_value(picture, None), gr.update(value=picture, label=framed_photo.note()),
+            faces_gallery(framed_photo), framed_photo)
+
+
+def reframe_photo(ctx: AppContext, model_id: str | None, photo: str | None, face: float | None,
+                  plain: bool) -> tuple | list:
+    """Another face or plain framing picked: frame the photo again (nothing to do without one)."""
+    if not photo:
+        return [gr.update()] * 4
+    return use_photo(ctx, model_id, photo, face, plain)
+
+
 def shift_ranges(ctx: AppContext, model_id: str | None) -> list:
     """A new domain: the shift sliders span its frame."""
     return shift_range(frame_size(ctx, model_id), 2 * MAX_PARTS)
@@ -338,9 +468,12 @@ def shift_ranges(ctx: AppContext, model_id: str | None) -> list:
 
 def _compose(ctx: AppContext, model_id: str | None, base_value: dict | None, refine_on: bool,
              steps: float, parts_and_shifts: Sequence[Any], progress) -> ComposeOutputs:
-    """The Compose run: parts_and_shifts = MAX_PARTS editors, then their dx, then their dy."""
+    """The Compose run: parts_and_shifts = MAX_PARTS editors, then their dx, then their dy,
+    then (optional) the FramedPhoto kept by "Use as base"."""
     n = MAX_PARTS
-    editors, px, py = parts_and_shifts[:n], parts_and_shifts[n:2 * n], parts_and_shifts[2 * n:]
+    editors, px, py = parts_and_shifts[:n], parts_and_shifts[n:2 * n], parts_and_shifts[2 * n:3 * n]
+    photo = photo_in_use(parts_and_shifts[3 * n] if len(parts_and_shifts) > 3 * n else None,
+                         base_value)
     E, G = load_pair(ctx, model_id)
     size, box = G.size, content_of(ctx, model_id)
     chosen = [editor_part(base_value, size, box, whole_if_empty=True)]
@@ -368,15 +501,19 @@ def _compose(ctx: AppContext, model_id: str | None, base_value: dict | None, ref
     used = [(name, p) for name, p in zip(names, chosen) if p is not None]
     run = record(
         ctx, TAB, "compose", roles(ctx, model_id),
-        images={"result": result_u8, "collage": shown, **{name: p.image for name, p in used}},
+        images={"result": result_u8, "collage": shown, **{name: p.image for name, p in used},
+                **in_photo_images(photo, result_u8)},
         masks={"known": union, **{name: p.mask for name, p in used}},
         arrays={"latent": latent, **({"refine_losses": losses} if losses else {})},
         settings={"refine": bool(refine_on), "refine_steps": int(steps) if refine_on else 0,
                   "refine_lr": REFINE_LR if refine_on else None,
                   "shifts_px": {name: list(p.shift) for name, p in used if name != "base"},
-                  "masked_l1": l1, "frame": size, "content": list(box) if box else None},
+                  "masked_l1": l1, "frame": size, "content": list(box) if box else None,
+                  "photo": photo_settings(photo)},
         notes="Pictures are the inputs as the network saw them (framed to the generator's "
-              "size); masks: white = taken from that picture (before its shift).")
+              "size); masks: white = taken from that picture (before its shift)."
+              + (" result_in_photo: the result pasted back into photo (the base's source) "
+                 "where its frame lies, feathered at the edge." if photo else ""))
     return shown, mask_picture(union), result_u8, info, run
 
 
@@ -385,8 +522,9 @@ def compose_collage(ctx: AppContext, model_id: str | None, base_value: dict | No
                     refine_on: bool, steps: float, *parts_and_shifts: Any,
                     progress=gr.Progress(track_tqdm=True)) -> ComposeOutputs:
     """Compose: the base (painted: what to keep; nothing painted: all of it) and up to
-    MAX_PARTS parts (editors, then dx per part, then dy per part) -> (collage as E sees it,
-    union mask, G(E(collage, mask)), masked-L1 line, run)."""
+    MAX_PARTS parts (editors, then dx per part, then dy per part, then optionally the kept
+    FramedPhoto) -> (collage as E sees it, union mask, G(E(collage, mask)), masked-L1 line,
+    run; the run also holds "result_in_photo" when the base is still the framed photo)."""
     return _compose(ctx, model_id, base_value, refine_on, steps, parts_and_shifts, progress)
 
 
@@ -418,8 +556,10 @@ def compose_example(ctx: AppContext, model_id: str | None, seed_base: float | No
 
 
 def _inpaint(ctx: AppContext, model_id: str | None, value: dict | None, n: float,
-             seed: float | None, random_mask: bool) -> tuple[np.ndarray, list, Run]:
+             seed: float | None, random_mask: bool, framed_photo: FramedPhoto | None = None
+             ) -> tuple[np.ndarray, list, Run]:
     E, G = load_pair(ctx, model_id)
+    photo = photo_in_use(framed_photo, value)
     size = G.size
     image, erased = framed(value, size, content_of(ctx, model_id), required=not random_mask)
     if random_mask:
@@ -433,32 +573,39 @@ def _inpaint(ctx: AppContext, model_id: str | None, value: dict | None, n: float
     gallery = [(img, "known pixels only" if k == 0 else f"with hints {k}")
                for k, img in enumerate(completions)]
     shown = unknown_as_grey(image, known)
+    hole = (1 - known)[0, 0].cpu().numpy()  # the pixels E imagined: completion 1 goes back there
     run = record(
         ctx, TAB, "random_hints" if random_mask else "inpaint", roles(ctx, model_id),
-        images={"completion": list(completions), "input": shown, "picture": image},
+        images={"completion": list(completions), "input": shown, "picture": image,
+                **in_photo_images(photo, completions[0], hole)},
         masks={"known": known, "hints": [m for m in masks[1:]]},
         arrays={"latents": latents}, seeds=[int(seed or 0)],
         settings={"completions": int(n), "random_hints": random_mask,
-                  "hint_coverage": list(HINT_COVERAGE), "training_coverage": list(TRAIN_COVERAGE)},
+                  "hint_coverage": list(HINT_COVERAGE), "training_coverage": list(TRAIN_COVERAGE),
+                  "photo": photo_settings(photo)},
         notes="completion_01 uses the known pixels only; completion k > 1 adds hint blobs of "
-              "generated picture seed + k - 1 (masks/hints_*: known pixels + hints).")
+              "generated picture seed + k - 1 (masks/hints_*: known pixels + hints)."
+              + (" result_in_photo: completion_01 pasted back into photo, only where pixels "
+                 "were unknown (feathered)." if photo else ""))
     return shown, gallery, run
 
 
 @gpu_task(duration=60)
 def inpaint(ctx: AppContext, model_id: str | None, value: dict | None, n: float,
-            seed: float | None, progress=gr.Progress(track_tqdm=True)) -> tuple[np.ndarray, list, Run]:
-    """Inpaint the painted region -> (what E sees, gallery of n completions, run)."""
-    return _inpaint(ctx, model_id, value, n, seed, random_mask=False)
+            seed: float | None, framed_photo: FramedPhoto | None = None,
+            progress=gr.Progress(track_tqdm=True)) -> tuple[np.ndarray, list, Run]:
+    """Inpaint the painted region -> (what E sees, gallery of n completions, run; with the
+    kept photo still in the editor, the run also holds completion 1 pasted back into it)."""
+    return _inpaint(ctx, model_id, value, n, seed, False, framed_photo)
 
 
 @gpu_task(duration=60)
 def inpaint_random_hints(ctx: AppContext, model_id: str | None, value: dict | None, n: float,
-                         seed: float | None, progress=gr.Progress(track_tqdm=True)
-                         ) -> tuple[np.ndarray, list, Run]:
+                         seed: float | None, framed_photo: FramedPhoto | None = None,
+                         progress=gr.Progress(track_tqdm=True)) -> tuple[np.ndarray, list, Run]:
     """Complete the picture from one of the authors' training masks (drawn from the seed)
     instead of the paint: what E was trained to do."""
-    return _inpaint(ctx, model_id, value, n, seed, random_mask=True)
+    return _inpaint(ctx, model_id, value, n, seed, True, framed_photo)
 
 
 @gpu_task(duration=120)
@@ -494,6 +641,45 @@ def _picture(wiring: TabWiring, model_id: gr.Dropdown, label: str,
     return editor, seed_picker(wiring, editor, sample_picture, [model_id], default_seed)
 
 
+def _photo_input(wiring: TabWiring, model_id: gr.Dropdown, editor: gr.ImageEditor,
+                 use_label: str, api_name: str) -> gr.State:
+    """"Your photo" with the photo controls and the example photos: "Use ..." frames it for
+    the domain into `editor`, shows the network input and the faces found, and keeps the
+    FramedPhoto in a session state, returned (the handlers paste results back into it)."""
+    ctx = wiring.ctx
+    first = model_id.value
+    with gr.Accordion("Your photo", open=True):
+        line = gr.Markdown(framing_line(ctx, first))
+        with gr.Row():
+            photo = gr.Image(type="filepath", image_mode=None, format="png", label="Your photo")
+            network_input = gr.Image(label="Network input", format="png", interactive=False)
+        controls = photo_controls()
+        use = gr.Button(use_label, variant="secondary")
+        photos = domain_photos(ctx, ctx.model_ids("regressor"))  # the dropdown's domains
+        examples = labelled_examples([[p.path] for p in photos], [p.label for p in photos],
+                                     [photo], label="Example photos") if photos else None
+    kept = gr.State(None)
+    inputs, outputs = [model_id, photo] + controls.inputs, [editor, network_input, controls.faces, kept]
+    wiring.on(model_id.change, framing_line, model_id, line, record=False, queue=False)
+    wiring.on(use.click, use_photo, inputs, outputs, record=False, api_name=api_name)
+    for trigger in (controls.face.change, controls.plain.change):
+        wiring.on(trigger, reframe_photo, inputs, outputs, record=False)
+    if examples is not None:
+        wiring.on(examples.load_input_event.then, use_photo, inputs, outputs, record=False)
+    return kept
+
+
+def _show_in_photo(wiring: TabWiring, event: Any, in_photo: gr.Image, operations: Sequence[str]) -> None:
+    """After a run of this sub-tab: its "Result in your photo" (nothing when it did not start
+    from the photo). Read from the run, so the picture and "Download all" always agree."""
+    event.success(functools.partial(shown_in_photo, operations=tuple(operations)),
+                  wiring.download.state, in_photo, api_name=False, queue=False)
+
+
+def _in_photo_output() -> gr.Image:
+    return gr.Image(label="Result in your photo", format="png", interactive=False)
+
+
 def _build_compose(wiring: TabWiring, model_id: gr.Dropdown, span: int) -> None:
     with gr.Row():
         with gr.Column():
@@ -509,6 +695,7 @@ def _build_compose(wiring: TabWiring, model_id: gr.Dropdown, span: int) -> None:
             part_seeds.append(part_seed)
             dxs.append(dx)
             dys.append(dy)
+    kept = _photo_input(wiring, model_id, base, "Use as base", api_name="collage_photo_base")
     with gr.Row():
         live = gr.Checkbox(value=True, label="Update while painting")
         do_refine = gr.Checkbox(value=False, label="Refine (optimise the latent on the known pixels)")
@@ -519,6 +706,7 @@ def _build_compose(wiring: TabWiring, model_id: gr.Dropdown, span: int) -> None:
         mask_out = gr.Image(label="Known pixels (union mask)", format="png", interactive=False,
                             image_mode="L")
         result_out = gr.Image(label="Result G(E(collage, mask))", format="png", interactive=False)
+        in_photo = _in_photo_output()
     info = gr.Markdown()
     first = model_id.value
     example_inputs = [model_id, base_seed, part_seeds[0], dxs[0], dys[0]]
@@ -530,14 +718,18 @@ def _build_compose(wiring: TabWiring, model_id: gr.Dropdown, span: int) -> None:
         example_inputs,
         label="Example collages (samples by seed; part 1's centre painted, all of the base kept)")
 
-    inputs = [model_id, base, do_refine, refine_steps] + parts + dxs + dys
+    inputs = [model_id, base, do_refine, refine_steps] + parts + dxs + dys + [kept]
     outputs = [collage_out, mask_out, result_out, info]
     wiring.on(model_id.change, shift_ranges, model_id, dxs + dys, record=False, queue=False)
-    wiring.on(button.click, compose_collage, inputs, outputs, api_name="collage_compose")
-    wiring.examples(examples, (compose_example, example_inputs, [base, parts[0]] + outputs))
+    events = [wiring.on(button.click, compose_collage, inputs, outputs, api_name="collage_compose"),
+              wiring.on(examples.load_input_event.then, compose_example, example_inputs,
+                        [base, parts[0]] + outputs)]
     for trigger in [base.change] + [p.change for p in parts] + [d.release for d in dxs + dys]:
-        wiring.on(trigger, live_compose, [live] + inputs, outputs, concurrency_id=GPU_LANE,
-                  trigger_mode="always_last", show_progress="minimal")
+        events.append(wiring.on(trigger, live_compose, [live] + inputs, outputs,
+                                concurrency_id=GPU_LANE, trigger_mode="always_last",
+                                show_progress="minimal"))
+    for event in events:
+        _show_in_photo(wiring, event, in_photo, ["compose"])
 
 
 def _build_inpaint(wiring: TabWiring, model_id: gr.Dropdown) -> None:
@@ -550,11 +742,17 @@ def _build_inpaint(wiring: TabWiring, model_id: gr.Dropdown) -> None:
             with gr.Row():
                 run = gr.Button("Inpaint", variant="primary")
                 hints = gr.Button("Random hints (the training masks)")
-        masked = gr.Image(label="What E sees (unknown: grey)", format="png", interactive=False)
+        with gr.Column():
+            masked = gr.Image(label="What E sees (unknown: grey)", format="png", interactive=False)
+            in_photo = _in_photo_output()
+    kept = _photo_input(wiring, model_id, picture, "Use as the picture",
+                        api_name="collage_photo_inpaint")
     gallery = gr.Gallery(label="Completions", columns=4, format="png")
-    inputs, outputs = [model_id, picture, n, seed], [masked, gallery]
-    wiring.on(run.click, inpaint, inputs, outputs, api_name="collage_inpaint")
-    wiring.on(hints.click, inpaint_random_hints, inputs, outputs, api_name="collage_random_hints")
+    inputs, outputs = [model_id, picture, n, seed, kept], [masked, gallery]
+    for button, handler, api_name in ((run, inpaint, "collage_inpaint"),
+                                      (hints, inpaint_random_hints, "collage_random_hints")):
+        event = wiring.on(button.click, handler, inputs, outputs, api_name=api_name)
+        _show_in_photo(wiring, event, in_photo, ["inpaint", "random_hints"])
 
 
 def _build_variation(wiring: TabWiring, model_id: gr.Dropdown) -> None:

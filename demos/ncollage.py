@@ -36,7 +36,7 @@ from core.blend import FeatureBlend
 from core.context import AppContext
 from core.device import placement
 from core.errors import UserError
-from core.faces import RECIPE_LABELS, FramedPhoto, frame_photo
+from core.faces import FramedPhoto, frame_photo
 from core.images import (editor_image_and_mask, hex_rgb, masks_by_colour, open_photo, photos_for,
                          pil_to_tensor, to_uint8)
 from core.lpips import lpips_distance
@@ -73,9 +73,9 @@ generated picture; the edit can be pasted back into the photo with Poisson blend
 the paper does. The photo is framed as the model's training pictures were (ImageNet: a centre
 crop to the model's square); the Poisson blend happens in that frame, and the blended frame
 then goes back into your photo at its full resolution, only where the label collage changed
-it (everything else in the photo keeps its original pixels). Truncation between two grid values uses the published port's batch-norm
-statistics rule (it weights the two neighbours in reverse), as everyone using these
-weights gets.
+it (everything else in the photo keeps its original pixels). Truncation between two grid
+values uses the published port's batch-norm statistics rule (it weights the two neighbours
+in reverse), as everyone using these weights gets.
 
 Paper: [Suzuki, Koyama, Miyato, Yonetsuji, Zhu, *Spatially controllable image synthesis with
 internal representation collaging*, 2019]({PAPER}).
@@ -768,10 +768,11 @@ def _build_feature_blend(wiring: TabWiring, base: Base, names: list[str]) -> gr.
 PHOTO_CLASSES = {"cat": 281, "lion": 291, "cheetah": 293}  # tabby cat, lion, cheetah
 
 
-def _photo_examples(model_id: str | None, names: list[str]) -> tuple[list[list], list[str]]:
+def _photo_examples(ctx: AppContext, model_id: str | None, names: list[str]
+                    ) -> tuple[list[list], list[str]]:
     """(examples [photo path, class], labels) from `core.images.photos_for` for the model's
-    framing, each with the class it shows."""
-    framing = "center"
+    framing, each with the ImageNet class it shows."""
+    framing = ctx.registry.framing_of(ctx.registry.get(model_id)) if model_id else "center"
     photos = photos_for(framing, model_id or "")
     rows, labels = [], []
     for p in photos:
@@ -796,11 +797,11 @@ def _build_real_photo(wiring: TabWiring, base: Base, names: list[str], editor: g
                               allow_custom_value=True, label="What is in it (class)")
             steps = gr.Slider(10, 400, value=100, step=10, label="Projection steps (CPU: ~0.5-2 s each)")
             project_btn = gr.Button("Project into the GAN", variant="primary")
-        network = gr.Image(label=f"Network input: {RECIPE_LABELS['center']}", format="png",
+        network = gr.Image(label="Network input (what the model sees)", format="png",
                            interactive=False)
         projection = gr.Image(label="Projection (becomes the base picture)", format="png",
                               interactive=False)
-    rows, labels = _photo_examples(base.model.value, names)
+    rows, labels = _photo_examples(wiring.ctx, base.model.value, names)
     if rows:
         labelled_examples(rows, labels, [photo, cls], label="Example photos (pick the class they show)")
     info = gr.Markdown()

@@ -7,9 +7,11 @@ frames), `reconstruct` (encoder fidelity), `style_mix` and `sample`. The model i
 `core.models.stylemapgan.StyleMapGAN` (generator + encoder of one checkpoint; `sample` goes
 through its Generator protocol).
 
-Handlers (`run_local_edit`, `run_transplant`, `run_reconstruction`, `run_style_mix`,
-`run_random`, ...) are module-level functions of the app context and the widgets' values;
-`build_tab` lays out one builder per sub-tab and wires them.
+Handlers (`frame_original`, `run_local_edit`, `run_transplant`, `run_reconstruction`,
+`run_style_mix`, `run_random`, ...) are module-level functions of the app context and the widgets' values;
+`build_tab` lays out one builder per sub-tab and wires them. A person's photo is framed as the
+model's training pictures were (`frame_picture`: the registry's framing, `core.faces`), and
+results are pasted back into it (`FramedPhoto.paste`).
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from core.device import placement
 from core.errors import UserError
 from core.faces import FACE_RECIPES, RECIPE_LABELS, FramedPhoto, align, frame_photo
 from core.images import (ExamplePhoto, editor_image_and_mask, editor_is_empty, mask_picture,
-                         open_photo, overlay, photos_for, pil_to_tensor, to_uint8)
+                         open_photo, overlay, photos_for, pil_to_tensor, to_pil, to_uint8)
 from core.lpips import lpips_distance
 from core.models.stylemapgan import StyleMapGAN
 from core.recipe import Run
@@ -257,6 +259,8 @@ def frame_picture(ctx: AppContext, model_id: str | None, picture, size: int, fac
         st = os.stat(picture)
         return _framed_file(str(picture), (st.st_mtime_ns, st.st_size), framing, size, content,
                             face, plain)
+    if isinstance(picture, np.ndarray):  # a sample or an editor's picture (open_photo wants PIL)
+        picture = to_pil(picture)
     return _frame(open_photo(picture), framing, size, content, face, plain)
 
 
@@ -269,9 +273,19 @@ def framing_note(framed: FramedPhoto | None, size: int) -> str:
     return framed.note()
 
 
-def network_input(picture: np.ndarray, framed: FramedPhoto | None, size: int) -> dict:
-    """The network-input picture with its framing note as the label."""
-    return gr.update(value=picture, label=framing_note(framed, size))
+def relabel(notes: Sequence[str] | None):
+    """The framing notes a handler returned (a gr.State) -> the labels of its network-input
+    pictures. The pictures themselves stay plain outputs, so API clients get files."""
+    if not notes:
+        return gr.update()
+    updates = [gr.update(label=n) for n in notes]
+    return updates[0] if len(updates) == 1 else updates
+
+
+def labelled_by_notes(notes: gr.State, pictures: list) -> None:
+    """Whenever a handler's framing notes change, they become `pictures`' labels."""
+    notes.change(relabel, notes, pictures[0] if len(pictures) == 1 else pictures,
+                 api_name=False, queue=False)
 
 
 def _shows(editor: dict | None, framed: FramedPhoto | None) -> bool:
@@ -279,7 +293,7 @@ def _shows(editor: dict | None, framed: FramedPhoto | None) -> bool:
     or a sample), so its edit can go back into the photo."""
     if framed is None or not editor or editor.get("background") is None:
         return False
-    background = np.asarray(open_photo(editor["background"]))
+    background = np.asarray(to_pil(editor["background"]))
     return np.array_equal(background, np.asarray(framed.aligned.image))
 
 
@@ -292,17 +306,17 @@ def model_size(ctx: AppContext, model_id: str | None) -> int:
 
 @user_errors
 def frame_original(ctx: AppContext, model_id: str | None, photo: str | None, face: float | None = 1,
-                   plain: bool = False) -> tuple[dict, dict, list, FramedPhoto]:
+                   plain: bool = False) -> tuple[dict, np.ndarray, list, FramedPhoto, tuple[str]]:
     """"Frame it": your photo -> (the original editor holding the network input, so you paint
-    on exactly what the network sees; that picture labelled with its framing; the faces
-    found; the framed photo kept for pasting the result back)."""
+    on exactly what the network sees; that picture; the faces found; the framed photo kept
+    for pasting the result back; the framing note, the picture's label)."""
     if photo is None:
         raise UserError("Upload your photo first (or pick an example photo).")
     size = model_size(ctx, model_id)
     framed = frame_picture(ctx, model_id, photo, size, face, plain)
     picture = np.asarray(framed.aligned.image)
     editor = {"background": picture, "layers": [], "composite": picture}
-    return editor, network_input(picture, framed, size), faces_gallery(framed), framed
+    return editor, picture, faces_gallery(framed), framed, (framing_note(framed, size),)
 
 
 def shift_ranges(ctx: AppContext, model_id: str | None) -> list:
@@ -323,7 +337,7 @@ def _edit(ctx: AppContext, model_id: str | None, editor: dict | None, reference,
           framed: FramedPhoto | None = None, ref_face: float | None = 1, ref_plain: bool = False,
           seeds: Sequence[int] = (), region: str | None = None) -> tuple:
     """A local edit -> (network input, cells, result, result in your photo, the reference's
-    network input, the reference's faces, run); `framed`: the photo "Frame it" put in the
+    network input, the reference's faces, framing notes, run); `framed`: the photo "Frame it" put in the
     editor; `seeds` and `region` only for the seed examples, so the recipe says how their
     pictures were made."""
     model = model_for(ctx, model_id)
@@ -349,8 +363,9 @@ def _edit(ctx: AppContext, model_id: str | None, editor: dict | None, reference,
               "taken from the reference. result_in_photo: the result pasted into your photo "
               "where you painted." + (f" Original: {framed.note()}." if framed else "")
               + f" Reference: {framing_note(ref_framed, size)}.")
-    return (network_input(shown, framed, size), mask_picture(edit.cells, size), result, in_photo,
-            network_input(ref_shown, ref_framed, size), faces_gallery(ref_framed), run)
+    notes = (framing_note(framed, size), "Reference: " + framing_note(ref_framed, size))
+    return (shown, mask_picture(edit.cells, size), result, in_photo, ref_shown,
+            faces_gallery(ref_framed), notes, run)
 
 
 @gpu_task(duration=60)
@@ -360,12 +375,13 @@ def run_local_edit(ctx: AppContext, model_id: str | None, editor: dict | None, r
     """The painted region of the original from the reference -> (network input, stylemap
     cells taken, edited picture, the edit pasted into your photo where you painted (None
     unless the editor holds your framed photo), the reference's network input, the faces
-    found in the reference, run). `reference`: a photo file (or a picture), framed as the
+    found in the reference, the two pictures' framing notes, run). `reference`: a photo file (or a picture), framed as the
     model's training pictures were."""
     return _edit(ctx, model_id, editor, reference, space, framed, ref_face, ref_plain)
 
 
-LOCAL_EDIT_OUTPUTS = 7  # network input, cells, result, result in photo, reference input, its faces, run
+LOCAL_EDIT_OUTPUTS = 8  # network input, cells, result, result in photo, reference input, its
+# faces, the framing notes (their labels), run
 quiet_local_edit = quietly(run_local_edit, LOCAL_EDIT_OUTPUTS)
 
 
@@ -431,8 +447,8 @@ def pick_frame(frames: list, t: float):
 @gpu_task(duration=60)
 def run_reconstruction(ctx: AppContext, model_id: str | None, picture, face: float | None = 1,
                        plain: bool = False, progress=gr.Progress(track_tqdm=True)) -> tuple:
-    """Encode and decode a photo -> (network input labelled with its framing, reconstruction,
-    metrics text, the reconstruction pasted into your photo, the faces found, run): how
+    """Encode and decode a photo -> (network input, reconstruction, metrics text, the
+    reconstruction pasted into your photo, the faces found, the framing note, run): how
     faithfully the encoder inverts it."""
     model = model_for(ctx, model_id)
     if picture is None:
@@ -456,15 +472,15 @@ def run_reconstruction(ctx: AppContext, model_id: str | None, picture, face: flo
                  settings={"mse": rec.mse, "lpips_vgg": rec.lpips},
                  notes=f"{framing_note(framed, model.size)}. result_in_photo: the reconstruction "
                        "pasted back into the photo.")
-    return (network_input(shown, framed, model.size), result, text, in_photo,
-            faces_gallery(framed), run)
+    return (shown, result, text, in_photo, faces_gallery(framed),
+            (framing_note(framed, model.size),), run)
 
 
 @gpu_task(duration=60)
 def run_style_mix(ctx: AppContext, model_id: str | None, a, b, face_a: float | None = 1,
                   plain_a: bool = False, face_b: float | None = 1, plain_b: bool = False) -> tuple:
     """Photos A and B, each framed for the model -> (coarse mix, fine mix, A's and B's
-    network inputs labelled with their framing, the faces found in A and in B, run)."""
+    network inputs, the faces found in A and in B, their framing notes, run)."""
     model = model_for(ctx, model_id)
     if a is None or b is None:
         raise UserError("Add both pictures A and B (upload or sample them).")
@@ -480,9 +496,9 @@ def run_style_mix(ctx: AppContext, model_id: str | None, a, b, face_a: float | N
                        f"stylemaps: [A, B]. A: {framing_note(framed_a, model.size)}. "
                        f"B: {framing_note(framed_b, model.size)}.")
     size = model.size
-    return (mixed[0], mixed[1], network_input(to_uint8(first)[0], framed_a, size),
-            network_input(to_uint8(second)[0], framed_b, size), faces_gallery(framed_a),
-            faces_gallery(framed_b), run)
+    notes = ("A: " + framing_note(framed_a, size), "B: " + framing_note(framed_b, size))
+    return (mixed[0], mixed[1], to_uint8(first)[0], to_uint8(second)[0], faces_gallery(framed_a),
+            faces_gallery(framed_b), notes, run)
 
 
 @gpu_task(duration=60)
@@ -589,6 +605,7 @@ def _build_local_edit(shared: Shared, live_default: bool) -> None:
             seed_reference = shared.seed_row(reference, 2)
             ref_controls = photo_controls()
     framed = gr.State(None)  # the FramedPhoto "Frame it" put in the editor
+    notes = gr.State(())  # the framing notes: the network-input pictures' labels
     with gr.Row():
         space = gr.Radio([("w+ (per resized stylemap)", "w_plus"), ("w (8×8 stylemap)", "w")],
                          value="w_plus", label="Blend in")
@@ -616,14 +633,15 @@ def _build_local_edit(shared: Shared, live_default: bool) -> None:
     shared.photo_examples(reference, "Example reference photos")
 
     frame_inputs = [model_id, photo] + controls.inputs
-    frame_outputs = [original, net_input, controls.faces, framed]
+    frame_outputs = [original, net_input, controls.faces, framed, notes]
     wiring.on(frame.click, frame_original, frame_inputs, frame_outputs, record=False,
               api_name="stylemap_frame")
     if photo_examples:
         wiring.on(photo_examples.load_input_event.then, frame_original, frame_inputs,
                   frame_outputs, record=False)
     inputs = [model_id, original, reference, space, framed] + ref_controls.inputs
-    outputs = [net_input, cells, result, in_photo, ref_input, ref_controls.faces]
+    outputs = [net_input, cells, result, in_photo, ref_input, ref_controls.faces, notes]
+    labelled_by_notes(notes, [net_input, ref_input])
     wiring.on(run.click, run_local_edit, inputs, outputs, api_name="stylemap_edit")
     wiring.on(space.change, quiet_local_edit, inputs, outputs)  # re-run a finished edit in the other space
     wiring.on(original.change, live_local_edit, [live] + inputs, outputs, concurrency_id=GPU_LANE,
@@ -681,9 +699,11 @@ def _build_reconstruction(shared: Shared) -> None:
         result = gr.Image(label="Reconstruction", format="png", interactive=False)
     metrics = gr.Markdown()
     in_photo = gr.Image(label="Result in your photo", format="png", interactive=False)
+    notes = gr.State(())
 
     inputs = [model_id, image] + controls.inputs
-    outputs = [net_input, result, metrics, in_photo, controls.faces]
+    outputs = [net_input, result, metrics, in_photo, controls.faces, notes]
+    labelled_by_notes(notes, [net_input])
     wiring.on(run.click, run_reconstruction, inputs, outputs, api_name="stylemap_reconstruct")
     examples = shared.photo_examples(image, "Example photos (reconstructed on click)")
     if examples:
@@ -710,8 +730,11 @@ def _build_style_mixing(shared: Shared) -> None:
         input_a = gr.Image(label="A: network input", format="png", interactive=False)
         input_b = gr.Image(label="B: network input", format="png", interactive=False)
 
+    notes = gr.State(())
+
     inputs = [model_id, a, b] + controls_a.inputs + controls_b.inputs
-    outputs = [coarse, fine, input_a, input_b, controls_a.faces, controls_b.faces]
+    outputs = [coarse, fine, input_a, input_b, controls_a.faces, controls_b.faces, notes]
+    labelled_by_notes(notes, [input_a, input_b])
     wiring.on(run.click, run_style_mix, inputs, outputs, api_name="stylemap_mix")
     photos = shared.photos
     if len(photos) >= 2:

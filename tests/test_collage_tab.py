@@ -219,14 +219,14 @@ def registry_file(tiny_files, pgan_files, tmp_path_factory):
          "config": dict(REG_CONFIG), "generator": "tiny-pgan", "path": str(reg_file), "license": "test"},
         {"id": "tiny-collage-pgan", "arch": "regressor", "config": dict(PGAN_REG_CONFIG),
          "generator": "tiny-pgan", "path": str(pgan_reg), "license": "test"},
-        tiny_sg2_entry("tiny-sg2", sg2),
+        tiny_sg2_entry("tiny-sg2", sg2, meta={"framing": "ffhq"}),  # photos: the face path
         {"id": "tiny-collage", "arch": "regressor", "config": dict(REG_CONFIG), "generator": "tiny-sg2",
          "path": str(reg_file), "license": "test"},
         {"id": "tiny-collage-orphan", "arch": "regressor", "config": dict(REG_CONFIG),
          "path": str(reg_file), "license": "test"},
         # a letterboxed domain (LSUN cars' 512x384 in 512x512, here 32x24 in 32x32): the
         # content area is on the generator's entry only, the regressor finds it through it
-        tiny_sg2_entry("tiny-sg2-wide", sg2, meta={"content": [SIZE, 24]}),
+        tiny_sg2_entry("tiny-sg2-wide", sg2, meta={"content": [SIZE, 24], "framing": "letterbox"}),
         {"id": "tiny-collage-wide", "arch": "regressor", "config": dict(REG_CONFIG),
          "generator": "tiny-sg2-wide", "path": str(reg_file), "license": "test"}])
 
@@ -433,3 +433,192 @@ def test_tab_download_all_after_compose(client, pair, pictures, tmp_path):
     assert r["model_id"] == "tiny-collage" and r["models"]["generator"]["id"] == "tiny-sg2"
     assert r["operation"] == "compose" and r["seeds"] == [] and r["seed"] is None
     assert r["settings"]["shifts_px"] == {"part_1": [2, 3]} and r["settings"]["refine"] is False
+
+
+# ---- your photo in, your photo out ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def astronaut(tmp_path_factory):
+    """A real portrait (scikit-image's public-domain NASA photo, one face) as an upload."""
+    from skimage import data
+
+    path = tmp_path_factory.mktemp("photos") / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(path)
+    return str(path)
+
+
+def outside_frame(framed_photo) -> np.ndarray:
+    """Photo pixels clear of the aligned quad's bounding box (with a margin): paste-back must
+    leave them byte-identical."""
+    h, w = framed_photo.photo.height, framed_photo.photo.width
+    q = framed_photo.aligned.quad
+    l, t = int(np.floor(q[:, 0].min())) - 2, int(np.floor(q[:, 1].min())) - 2
+    r, b = int(np.ceil(q[:, 0].max())) + 3, int(np.ceil(q[:, 1].max())) + 3
+    out = np.ones((h, w), bool)
+    out[max(t, 0):max(b, 0), max(l, 0):max(r, 0)] = False
+    return out
+
+
+def test_photo_becomes_the_base_as_an_aligned_face(ctx, astronaut):
+    """"Use as base" on a face domain: the editor holds the FFHQ-aligned face at the
+    generator's size (the same pixels as core.faces.frame_photo), labelled with what it is."""
+    from core.faces import frame_photo
+    from core.images import open_photo
+
+    value, shown, faces, framed_photo = collage.use_photo(ctx, "tiny-collage", astronaut, 1, False)
+    expected = np.asarray(frame_photo(open_photo(astronaut), "ffhq", SIZE).aligned.image)
+    assert expected.shape == (SIZE, SIZE, 3)
+    assert np.array_equal(value["background"], expected) and value["layers"] == []
+    assert np.array_equal(shown["value"], expected)
+    assert shown["label"].startswith("Network input: aligned face (FFHQ recipe)")
+    assert len(faces) == len(framed_photo.faces) >= 1 and faces[0][1] == "face 1 (used)"
+    assert framed_photo.aligned.recipe == "ffhq" and framed_photo.photo.size == (512, 512)
+    assert "aligned" in collage.framing_line(ctx, "tiny-collage")
+    assert "centre crop" in collage.framing_line(ctx, "tiny-collage-pgan")
+    assert collage.framing_of(ctx, "tiny-collage-wide") == "letterbox"  # the generator's
+    labels = [p.label for p in collage.domain_photos(ctx, ["tiny-collage", "tiny-collage-pgan",
+                                                           "tiny-collage"])]
+    assert "astronaut" in labels[0] and len(labels) == len(set(labels)) > 1
+
+
+def test_compose_result_goes_back_into_the_photo(ctx, astronaut, pictures):
+    """The composed picture pasted into the full-resolution photo where the face was; pixels
+    clear of the face's frame are byte-identical; "Download all" carries it and the photo. A
+    base that is no longer the photo gets no paste-back."""
+    value, _, _, framed_photo = collage.use_photo(ctx, "tiny-collage", astronaut, 1, False)
+    take = np.zeros((SIZE, SIZE), bool)
+    take[4:12, 4:12] = True
+    part = collage.painted_value(pictures[1], take)
+    shifts = (0, 0, 0, 0, 0, 0)
+    *_, result, _, run = collage.compose_collage(ctx, "tiny-collage", value, False, 30, part,
+                                                 None, None, *shifts, framed_photo)
+    photo = np.asarray(framed_photo.photo)
+    in_photo = run.images["result_in_photo"]
+    assert in_photo.shape == photo.shape == (512, 512, 3)
+    assert np.array_equal(in_photo, np.asarray(framed_photo.paste(result)))
+    outside = outside_frame(framed_photo)
+    assert outside.sum() > 100_000 and np.array_equal(in_photo[outside], photo[outside])
+    assert np.array_equal(in_photo[:64, :64], photo[:64, :64])  # a corner far from the face
+    assert not np.array_equal(in_photo, photo)  # the face's frame did change
+    assert np.array_equal(run.images["photo"], photo)
+    assert np.array_equal(collage.shown_in_photo(run), in_photo)
+    assert collage.shown_in_photo(run, ("inpaint",)) is None  # another sub-tab's run
+    assert run.recipe["settings"]["photo"]["framing"] == "ffhq"
+    # the same compose without the photo (old callers), or with a sample as the base: no paste
+    *_, plain_run = collage.compose_collage(ctx, "tiny-collage", value, False, 30, part,
+                                            None, None, *shifts)
+    sample = collage.painted_value(pictures[0], None)
+    *_, other_run = collage.compose_collage(ctx, "tiny-collage", sample, False, 30, part,
+                                            None, None, *shifts, framed_photo)
+    for r in (plain_run, other_run):
+        assert "result_in_photo" not in r.images and collage.shown_in_photo(r) is None
+    nudged = value["background"].copy()  # a browser canvas re-encoding a few pixels
+    nudged[0, :4] ^= 1
+    assert collage.photo_in_use(framed_photo, collage.painted_value(nudged, take)) is framed_photo
+
+
+def test_inpaint_puts_completion_one_back_only_where_erased(ctx, astronaut):
+    """Inpaint from the photo: completion 1 is pasted back into the photo restricted to the
+    erased region (feathered), never over the rest of the face's frame."""
+    value, _, _, framed_photo = collage.use_photo(ctx, "tiny-collage", astronaut, 1, False)
+    hole = np.zeros((SIZE, SIZE), bool)
+    hole[14:26, 8:24] = True  # the mouth and chin
+    erased = collage.painted_value(value["background"], hole)
+    _, gallery, run = collage.inpaint(ctx, "tiny-collage", erased, 2, 0, framed_photo)
+    first = run.images["completion"][0]
+    assert np.array_equal(first, gallery[0][0])
+    in_photo = run.images["result_in_photo"]
+    assert np.array_equal(in_photo, np.asarray(framed_photo.paste(first, hole.astype(np.float32))))
+    photo = np.asarray(framed_photo.photo)
+    outside = outside_frame(framed_photo)
+    assert np.array_equal(in_photo[outside], photo[outside])
+    changed = np.any(in_photo != photo, axis=-1)
+    whole_frame = np.any(np.asarray(framed_photo.paste(first)) != photo, axis=-1)
+    assert changed.any() and changed.sum() < whole_frame.sum() / 2  # only where erased
+    assert collage.shown_in_photo(run, ("inpaint", "random_hints")) is not None
+    _, _, hints_run = collage.inpaint_random_hints(ctx, "tiny-collage", erased, 1, 3, framed_photo)
+    assert hints_run.images["result_in_photo"].shape == photo.shape
+
+
+def test_letterboxed_domain_frames_the_photo_between_bars(ctx, astronaut):
+    """A letterboxed domain (LSUN cars' 512x384 in 512x512; here 32x24 in 32x32): the photo's
+    middle band between black bars, which the editor's own framing keeps as they are; the
+    bars never go back into the photo."""
+    value, shown, faces, framed_photo = collage.use_photo(ctx, "tiny-collage-wide", astronaut, 1, False)
+    bg = value["background"]
+    assert shown["label"] == "Network input: letterboxed (black bars)" and faces == []
+    assert (bg[:4] == 0).all() and (bg[28:] == 0).all() and bg[4:28].mean() > 20
+    image, _ = collage.framed(value, SIZE, (SIZE, 24), required=False)
+    assert np.array_equal(to_uint8(image)[0], bg)
+    *_, run = collage.compose_collage(ctx, "tiny-collage-wide", value, False, 30, None, None,
+                                      None, 0, 0, 0, 0, 0, 0, framed_photo)
+    in_photo, photo = run.images["result_in_photo"], np.asarray(framed_photo.photo)
+    assert in_photo.shape == photo.shape
+    # the bars are the photo's top and bottom 64 rows (16 photo pixels per frame pixel)
+    assert np.array_equal(in_photo[:48], photo[:48]) and np.array_equal(in_photo[-48:], photo[-48:])
+    assert not np.array_equal(in_photo[64:-64], photo[64:-64])
+
+
+def test_photo_without_a_face_needs_plain_framing(ctx, tmp_path):
+    """A face domain and a cat photo: a readable message naming "Plain framing"; ticked, the
+    photo is centre-cropped instead. Nothing at all: asked for a photo."""
+    from skimage import data
+
+    cat = tmp_path / "chelsea.png"
+    Image.fromarray(data.chelsea()).save(cat)
+    with pytest.raises(gr.Error, match="Plain framing"):
+        collage.use_photo(ctx, "tiny-collage", str(cat), 1, False)
+    value, shown, faces, framed_photo = collage.use_photo(ctx, "tiny-collage", str(cat), 1, True)
+    assert shown["label"] == "Network input: centre crop" and faces == []
+    assert value["background"].shape == (SIZE, SIZE, 3) and framed_photo.aligned.recipe == "center"
+    with pytest.raises(gr.Error, match="No photo"):
+        collage.use_photo(ctx, "tiny-collage", None, 1, False)
+    with pytest.raises(gr.Error, match="not a picture"):
+        (tmp_path / "notes.png").write_text("not a picture")
+        collage.use_photo(ctx, "tiny-collage", str(tmp_path / "notes.png"), 1, False)
+    assert collage.reframe_photo(ctx, "tiny-collage", None, 2, True) == [gr.update()] * 4
+
+
+def test_exif_rotated_photo_arrives_upright(ctx, tmp_path):
+    """A phone portrait stored sideways with EXIF orientation 6 is turned upright before
+    framing: the face is found and the kept photo has the upright size."""
+    from skimage import data
+
+    upright = Image.fromarray(data.astronaut()[:400])  # 512 wide, 400 high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to view"
+    path = tmp_path / "sideways.jpg"
+    upright.transpose(Image.Transpose.ROTATE_90).save(path, quality=95, exif=exif)
+    assert Image.open(path).size == (400, 512)
+    _, shown, faces, framed_photo = collage.use_photo(ctx, "tiny-collage", str(path), 1, False)
+    assert framed_photo.photo.size == (512, 400) and len(faces) >= 1
+    diff = np.abs(np.asarray(framed_photo.photo, np.int16) - np.asarray(upright, np.int16))
+    assert diff.mean() < 4  # the JPEG's loss only
+    assert shown["label"].startswith("Network input: aligned face")
+
+
+def test_tab_photo_in_and_out_end_to_end(client, astronaut):
+    """Through the app: the real photo uploaded, the network input shown (the aligned face),
+    composed, and the result pasted back into the photo in "Download all"."""
+    from gradio_client import handle_file
+
+    from core.faces import frame_photo
+    from core.images import open_photo
+    from core.recipe import read_bundle
+
+    framed_photo = frame_photo(open_photo(astronaut), "ffhq", SIZE)
+    expected = np.asarray(framed_photo.aligned.image)
+    value, network_input, faces = client.predict(
+        "tiny-collage", handle_file(astronaut), 1, False, api_name="/collage_photo_base")
+    assert network_input["label"].startswith("Network input: aligned face")  # an update: picture + label
+    assert np.array_equal(read_png(network_input["value"])[..., :3], expected)
+    assert len(faces) >= 1
+    base = {"background": handle_file(value["background"]), "layers": [],
+            "composite": handle_file(value["composite"])}
+    _, _, result, _ = client.predict("tiny-collage", base, False, 30, NO_PART, NO_PART, NO_PART,
+                                     0, 0, 0, 0, 0, 0, api_name="/collage_compose")
+    bundle = read_bundle(client.predict(api_name="/collage_download"))
+    in_photo, photo = bundle.images["result_in_photo"], np.asarray(framed_photo.photo)
+    assert in_photo.shape == photo.shape and np.array_equal(bundle.images["photo"], photo)
+    assert np.array_equal(in_photo, np.asarray(framed_photo.paste(read_png(result)[..., :3])))
+    outside = outside_frame(framed_photo)
+    assert np.array_equal(in_photo[outside], photo[outside])

@@ -1,6 +1,7 @@
 """The Neural Collage tab: sCBN class maps and feature blending on the tiny BigGAN-deep in the
-published layout (loaded through the registry), projection, Poisson paste-back, and the tab
-driven end to end through gradio_client."""
+published layout (loaded through the registry), projection, Poisson paste-back, a real photo
+framed as the model's training pictures and the edit back in it at full resolution, and the
+tab driven end to end through gradio_client."""
 from __future__ import annotations
 
 import json
@@ -10,14 +11,17 @@ import gradio as gr
 import numpy as np
 import pytest
 import torch
+from gradio_client import handle_file
 from gradio_client.exceptions import AppError
+from PIL import Image
 
 from helpers import (EMPTY_EDITOR, REFERENCE, TINY_SG2_CONFIG, app_client, editor_value, read_png,
                      tiny_sg2_entry, write_registry)
 from core.context import AppContext
 from core.errors import UserError
+from core.faces import frame_photo
 from core.hub import load_registry
-from core.images import to_uint8
+from core.images import open_photo, to_uint8
 from core.models import load_model
 from core.models.biggan import truncated_noise
 from core.models.generator import seed_normal
@@ -178,7 +182,7 @@ def registry_file(biggan_files, tmp_path_factory):
     shutil.copy(REFERENCE / "stylegan2" / "tiny.pt", sg2)
     return write_registry(tmp / "weights.json", [
         {"id": "tiny-biggan", "arch": "biggan-deep", "config": config, "path": str(path),
-         "license": "test", "used_by": ["ncollage"]},
+         "meta": {"framing": "center"}, "license": "test", "used_by": ["ncollage"]},
         tiny_sg2_entry("tiny-sg2", sg2, used_by=["ncollage"])])
 
 
@@ -258,6 +262,92 @@ def test_handlers_refuse_mistakes_with_readable_errors(ctx):
     assert ncollage.live_labels(ctx, False, "tiny-biggan", None, EMPTY_EDITOR, *labels) == [gr.update()] * 5
 
 
+# ---- a real photo in, the edit back in it at full resolution ----------------------------------
+@pytest.fixture(scope="module")
+def cat_photo(tmp_path_factory) -> str:
+    """scikit-image's CC0 cat photo (451 x 300, landscape: the centre crop leaves bands)."""
+    from skimage import data
+
+    path = tmp_path_factory.mktemp("photos") / "chelsea.png"
+    Image.fromarray(data.chelsea()).save(path)
+    return str(path)
+
+
+def _left_strip(width: int = 12) -> np.ndarray:
+    left = np.zeros((SIZE, SIZE), bool)
+    left[:, :width] = True
+    return left
+
+
+def test_photo_is_framed_projected_and_the_edit_lands_in_the_full_photo(ctx, cat_photo):
+    """The network input is the model's framing of the upright photo (centre crop for
+    ImageNet), kept in the state; the paste-back is the Poisson blend in the frame, put back
+    into the photo at its size, and outside the painted region the photo is byte-identical."""
+    photo = np.asarray(open_photo(cat_photo))
+    h, w = photo.shape[:2]
+    state, projection, base_image, editor_image, info, network, run = ncollage.project_photo(
+        ctx, "tiny-biggan", cat_photo, "3", 2, 0.4)
+    expected = frame_photo(open_photo(cat_photo), "center", SIZE).aligned.image
+    assert np.array_equal(network["value"], np.asarray(expected))
+    assert network["label"] == "Network input: centre crop"
+    assert state["framed"].photo.size == (w, h) and torch.equal(
+        state["photo"], torch.from_numpy(np.array(expected)).permute(2, 0, 1)[None].float() / 127.5 - 1)
+    assert run.recipe["operation"] == "project" and np.array_equal(run.images["photo"], photo)
+    assert run.recipe["settings"]["framing"] == "center"
+    _, _, _, edit, _ = ncollage.apply_labels(
+        ctx, "tiny-biggan", state, _editor(base_image, [_left_strip()], [RED]), "all", 0,
+        "5", "6", "7", 1.0, 1.0, 1.0)
+    pasted, in_photo, run = ncollage.paste_edit(ctx, state, edit)
+    poisson = to_uint8(ncollage.paste_back(state["photo"], edit["image"], edit["region"]))[0]
+    assert np.array_equal(pasted, poisson) and pasted.shape == (SIZE, SIZE, 3)
+    assert in_photo.shape == photo.shape
+    left = (w - h) // 2  # the centre crop's left edge; its frame columns 0-11 were painted
+    right_of_edit = left + h * 20 // SIZE
+    assert np.array_equal(in_photo[:, right_of_edit:], photo[:, right_of_edit:])
+    assert np.array_equal(in_photo[:, :left - 2], photo[:, :left - 2])  # the band outside the crop
+    assert not np.array_equal(in_photo[:, left:left + h // 4], photo[:, left:left + h // 4])
+    assert np.array_equal(run.images["result_in_photo"], in_photo)
+    assert np.array_equal(run.images["photo"], photo) and run.recipe["operation"] == "paste_back"
+
+
+def test_photo_mistakes_and_sideways_phone_photos(ctx, cat_photo, tmp_path):
+    """A JPEG stored sideways with EXIF orientation 6 arrives upright; a file that is not a
+    picture and a missing photo are refused with readable messages."""
+    upright = Image.open(cat_photo)
+    sideways = upright.transpose(Image.Transpose.ROTATE_90)  # what a phone stores
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to show"
+    path = tmp_path / "phone.jpg"
+    sideways.save(path, quality=95, exif=exif)
+    state, *_, network, _ = ncollage.project_photo(ctx, "tiny-biggan", str(path), "3", 1, 0.4)
+    assert state["framed"].photo.size == upright.size
+    diff = np.abs(np.asarray(state["framed"].photo, np.int16) - np.asarray(upright, np.int16))
+    assert diff.mean() < 4  # JPEG's loss only
+    near = np.asarray(frame_photo(upright, "center", SIZE).aligned.image, np.int16)
+    assert np.abs(network["value"].astype(np.int16) - near).mean() < 4
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a picture")
+    with pytest.raises(gr.Error, match="not a picture"):
+        ncollage.project_photo(ctx, "tiny-biggan", str(bad), "3", 1, 0.4)
+    with pytest.raises(gr.Error, match="No photo was given"):
+        ncollage.project_photo(ctx, "tiny-biggan", None, "3", 1, 0.4)
+
+
+def test_photo_framing_follows_the_registry(biggan_files, cat_photo, tmp_path):
+    """The framing is the registry's (`meta.framing`), not a fixed crop: a squash entry gets
+    the whole photo squashed."""
+    path, config = biggan_files
+    registry = write_registry(tmp_path / "weights.json", [
+        {"id": "tiny-biggan-squash", "arch": "biggan-deep", "config": config, "path": str(path),
+         "meta": {"framing": "squash"}, "license": "test", "used_by": ["ncollage"]}])
+    squash_ctx = AppContext(load_registry(registry), torch.device("cpu"))
+    framed = ncollage.frame_for(squash_ctx, "tiny-biggan-squash", cat_photo, SIZE)
+    assert framed.aligned.recipe == "squash"
+    assert framed.note() == "Network input: squashed to a square (no crop)"
+    assert np.array_equal(np.asarray(framed.aligned.image),
+                          np.asarray(frame_photo(open_photo(cat_photo), "squash", SIZE).aligned.image))
+
+
 # ---- the tab through gradio_client -------------------------------------------------------------
 @pytest.fixture(scope="module")
 def client(registry_file):
@@ -316,6 +406,32 @@ def test_tab_feature_blend_and_photo(client, G, tmp_path):
     assert np.array_equal(read_png(after)[..., :3], to_uint8(expected)[0])
     with pytest.raises(AppError, match="Project a photo first"):
         client.predict(api_name="/ncollage_paste")
+
+
+def test_tab_real_photo_end_to_end(client, cat_photo, tmp_path):
+    """Upload the photo file, project it, paint a label, paste back: the network input is the
+    centre crop, the result in the photo has the photo's size and its pixels outside the
+    edit, and "Download all" holds the full-resolution result."""
+    from core.recipe import read_bundle
+
+    photo = np.asarray(open_photo(cat_photo))
+    h, w = photo.shape[:2]
+    projection, base_image, _, info, network = client.predict(
+        "tiny-biggan", handle_file(cat_photo), "3", 10, 0.4, api_name="/ncollage_project")
+    expected = np.asarray(frame_photo(open_photo(cat_photo), "center", SIZE).aligned.image)
+    assert network["label"] == "Network input: centre crop" and "Loss" in info  # picture + its note
+    assert np.array_equal(read_png(network["value"])[..., :3], expected)
+    base = read_png(base_image)[..., :3]
+    client.predict("tiny-biggan", editor_value(tmp_path, "photo", base, [_left_strip()], [RED]),
+                   "all", 0, "5", "6", "7", 1.0, 1.0, 1.0, api_name="/ncollage_label")
+    pasted, in_photo = client.predict(api_name="/ncollage_paste")
+    assert read_png(pasted).shape[:2] == (SIZE, SIZE)
+    full = read_png(in_photo)[..., :3]
+    right_of_edit = (w - h) // 2 + h * 20 // SIZE
+    assert full.shape == photo.shape and np.array_equal(full[:, right_of_edit:], photo[:, right_of_edit:])
+    bundle = read_bundle(client.predict(api_name="/ncollage_download"))
+    assert np.array_equal(bundle.images["result_in_photo"], full)
+    assert np.array_equal(bundle.images["photo"], photo)
 
 
 def test_tab_feature_blend_on_stylegan2(client, tmp_path):

@@ -129,13 +129,14 @@ def pictures(model) -> dict[str, np.ndarray]:
 
 
 def tiny_registry(folder: Path) -> Path:
-    """Two entries on a copy of the tiny checkpoint: one right, one whose registered size the
-    file contradicts."""
+    """Two entries on a copy of the tiny checkpoint: one right (framing photos as FFHQ faces,
+    so the face path runs; its own 32 px samples are taken as they are), one whose registered
+    size the file contradicts."""
     ckpt = folder / "celeba_hq_256_8x8.pt"  # the authors' name for every 256 px file: not believed
     shutil.copy(SMG_REF / "tiny.pt", ckpt)
     return write_registry(folder / "weights.json", [
         {"id": "tiny-smg", "arch": "stylemapgan", "config": {"size": SIZE}, "path": str(ckpt),
-         "license": "test"},
+         "meta": {"framing": "ffhq"}, "license": "test"},
         {"id": "tiny-smg-wrong", "arch": "stylemapgan", "config": {"size": 256}, "path": str(ckpt),
          "license": "test"}])
 
@@ -165,20 +166,23 @@ def plain_editor(picture: np.ndarray, painted: np.ndarray | None) -> dict:
 def test_local_edit_handler_returns_the_engine_edit_and_its_run(ctx, model, pictures):
     painted = np.zeros((SIZE, SIZE), bool)
     painted[16:, :] = True
-    net_in, cells, result, run = stylemap.run_local_edit(
+    net_in, cells, result, in_photo, _, _, notes, run = stylemap.run_local_edit(
         ctx, "tiny-smg", plain_editor(pictures["plain"], painted), pictures["gray"], "w")
     expected = stylemap.local_edit(model, stylemap.prepare(model, pictures["plain"]),
                                    stylemap.prepare(model, pictures["gray"]),
                                    torch.from_numpy(painted).float()[None, None], "w")
     assert np.array_equal(result, to_uint8(expected.image)[0])
-    assert np.array_equal(net_in, pictures["plain"])
+    assert np.array_equal(net_in, pictures["plain"]) and in_photo is None
+    assert notes == ("Network input: the editor's picture, centre crop",
+                     "Reference: Network input: the picture as it is (already the model's 32 px square)")
     assert cells[16:].min() == 255 and cells[:16].max() == 0
     assert run.recipe["operation"] == "local_edit" and run.recipe["settings"] == {"space": "w"}
     # live painting: off answers "no change"; an unpainted stroke is silent, not an error
-    assert stylemap.live_local_edit(ctx, False, "tiny-smg", None, None, "w") == [gr.update()] * 4
+    n = stylemap.LOCAL_EDIT_OUTPUTS
+    assert stylemap.live_local_edit(ctx, False, "tiny-smg", None, None, "w") == [gr.update()] * n
     quiet = stylemap.live_local_edit(ctx, True, "tiny-smg", plain_editor(pictures["plain"], None),
                                      pictures["gray"], "w")
-    assert quiet == [gr.update()] * 4
+    assert quiet == [gr.update()] * n
 
 
 def test_local_edit_handler_mistakes_are_readable(ctx, pictures):
@@ -197,7 +201,7 @@ def test_local_edit_handler_mistakes_are_readable(ctx, pictures):
 
 
 def test_edit_example_and_transplant_handlers(ctx, model):
-    editor, reference, net_in, _, result, run = stylemap.run_edit_example(
+    editor, reference, net_in, _, result, *_, run = stylemap.run_edit_example(
         ctx, "tiny-smg", 0.7, 1, 2, "lower half", "w_plus")
     samples = to_uint8(stylemap.sample(model, [1, 2], 0.7))
     assert np.array_equal(editor["background"], samples[0]) and np.array_equal(reference, samples[1])
@@ -242,7 +246,7 @@ def test_tab_local_edit_end_to_end(client, model, pictures, tmp_path):
     painted[:, :30] = True
     editor = editor_value(tmp_path, "orig", pictures["big"], painted)
     ref = handle_file(png_file(tmp_path, "ref.png", pictures["gray"]))
-    net_in, cells, result = client.predict("tiny-smg", editor, ref, "w_plus", api_name="/stylemap_edit")
+    net_in, cells, result, *_ = client.predict("tiny-smg", editor, ref, "w_plus", api_name="/stylemap_edit")
     original = stylemap.prepare(model, pictures["big"])
     mask = mask_from_editor({"background": pictures["big"], "layers": [painted.astype(np.uint8) * 255]}, SIZE)
     expected = stylemap.local_edit(model, original, stylemap.prepare(model, pictures["gray"]), mask, "w_plus")
@@ -300,11 +304,11 @@ def test_tab_transplant_end_to_end(client, model, pictures, tmp_path):
 def test_tab_reconstruction_mixing_and_random(client, model, pictures, tmp_path):
     a = handle_file(png_file(tmp_path, "a.png", pictures["plain"]))
     b = handle_file(png_file(tmp_path, "b.png", pictures["gray"]))
-    net_in, recon, text = client.predict("tiny-smg", a, api_name="/stylemap_reconstruct")
+    net_in, recon, text, *_ = client.predict("tiny-smg", a, api_name="/stylemap_reconstruct")
     expected = stylemap.reconstruct(model, stylemap.prepare(model, pictures["plain"]), with_lpips=False)
     assert np.array_equal(read_png(recon)[..., :3], to_uint8(expected.image)[0])
     assert f"{expected.mse:.4f}" in text and "LPIPS" in text
-    coarse, fine = client.predict("tiny-smg", a, b, api_name="/stylemap_mix")
+    coarse, fine, *_ = client.predict("tiny-smg", a, b, api_name="/stylemap_mix")
     mixed = stylemap.style_mix(model, stylemap.prepare(model, pictures["plain"]),
                                stylemap.prepare(model, pictures["gray"]))
     assert np.array_equal(read_png(coarse)[..., :3], to_uint8(mixed[:1])[0])
@@ -340,7 +344,7 @@ def test_tab_download_all_after_edit_and_random(client, pictures, tmp_path):
     painted[8:, :] = True
     editor = editor_value(tmp_path, "dl", pictures["plain"], painted)
     ref = handle_file(png_file(tmp_path, "dlref.png", pictures["rgba"][..., :3]))
-    _, cells, result = client.predict("tiny-smg", editor, ref, "w", api_name="/stylemap_edit")
+    _, cells, result, *_ = client.predict("tiny-smg", editor, ref, "w", api_name="/stylemap_edit")
     bundle = read_bundle(client.predict(api_name="/stylemap_download"))
     assert np.array_equal(bundle.images["result"], read_png(result)[..., :3])
     assert np.array_equal(bundle.masks["painted"] > 0, painted)
@@ -351,3 +355,150 @@ def test_tab_download_all_after_edit_and_random(client, pictures, tmp_path):
     bundle = read_bundle(client.predict(api_name="/stylemap_download"))
     assert np.array_equal(bundle.images["sample_02"], read_png(gallery[1]["image"])[..., :3])
     assert bundle.recipe["seeds"] == [5, 6] and bundle.recipe["seed"] == 5 and bundle.arrays["z"].shape[0] == 2
+
+
+# ---- a person's photo: framed as the model's training pictures, results pasted back ---------
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> dict[str, str]:
+    """The astronaut portrait (one face), the cat (no face) and the astronaut cropped to
+    512 x 400 and stored sideways in a JPEG with EXIF orientation 6 (as phones do)."""
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("stylemap-photos")
+    astronaut = Image.fromarray(data.astronaut())
+    astronaut.save(folder / "astronaut.png")
+    Image.fromarray(data.chelsea()).save(folder / "chelsea.png")
+    upright = astronaut.crop((0, 0, 512, 400))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to show": stored turned the other way
+    upright.transpose(Image.Transpose.ROTATE_90).save(folder / "sideways.jpg", exif=exif, quality=95)
+    return {"astronaut": str(folder / "astronaut.png"), "chelsea": str(folder / "chelsea.png"),
+            "sideways": str(folder / "sideways.jpg")}
+
+
+def aligned_face(path: str):
+    """What the handlers must feed the network: `frame_photo`'s FFHQ-aligned 32 px face."""
+    from core.faces import frame_photo
+    from core.images import open_photo
+
+    return frame_photo(open_photo(path), "ffhq", SIZE)
+
+
+def outside_frame(framed, margin: int = 3) -> np.ndarray:
+    """Photo pixels outside the aligned quad's bounding box (plus a margin): must not change."""
+    h, w = framed.photo.height, framed.photo.width
+    quad = framed.aligned.quad
+    l, t = int(quad[:, 0].min()) - margin, int(quad[:, 1].min()) - margin
+    r, b = int(np.ceil(quad[:, 0].max())) + margin, int(np.ceil(quad[:, 1].max())) + margin
+    keep = np.ones((h, w), bool)
+    keep[max(t, 0):b, max(l, 0):r] = False
+    assert keep[300:, 400:].all()  # far from the face: the bottom-right corner
+    return keep
+
+
+def test_frame_it_puts_the_aligned_face_in_the_editor_and_the_edit_goes_back(ctx, photos):
+    expected = aligned_face(photos["astronaut"])
+    editor, net_in, faces, framed, notes = stylemap.frame_original(ctx, "tiny-smg", photos["astronaut"], 1, False)
+    face = np.asarray(expected.aligned.image)
+    assert np.array_equal(editor["background"], face) and np.array_equal(net_in, face)
+    assert notes == ("Network input: aligned face (FFHQ recipe)",)
+    assert len(faces) == 1 and faces[0][1] == "face 1 (used)"
+    painted = np.zeros((SIZE, SIZE), bool)
+    painted[SIZE // 2:, :] = True  # the lower half of the aligned face
+    out = stylemap.run_local_edit(ctx, "tiny-smg", plain_editor(editor["background"], painted),
+                                  photos["astronaut"], "w_plus", framed, 1, False)
+    net_in, cells, result, in_photo, ref_in, ref_faces, notes, run = out
+    assert np.array_equal(net_in, face) and np.array_equal(ref_in, face)
+    assert notes == ("Network input: aligned face (FFHQ recipe)",
+                     "Reference: Network input: aligned face (FFHQ recipe)")
+    assert len(ref_faces) == 1
+    photo = np.asarray(framed.photo)
+    got = np.asarray(in_photo)
+    assert got.shape == photo.shape == (512, 512, 3)
+    keep = outside_frame(framed)
+    assert np.array_equal(got[keep], photo[keep]) and np.array_equal(got[300:, 400:], photo[300:, 400:])
+    assert not np.array_equal(got, photo)
+    # only where painted: the photo under the frame's unpainted upper rows is kept
+    q = framed.aligned.quad
+    v, u = np.mgrid[2:SIZE // 2 - 6, 4:SIZE - 4]
+    xy = q[0] + ((u[..., None] + 0.5) * (q[3] - q[0]) + (v[..., None] + 0.5) * (q[1] - q[0])) / SIZE
+    x, y = np.rint(xy[..., 0]).astype(int), np.rint(xy[..., 1]).astype(int)
+    assert np.array_equal(got[y, x], photo[y, x])
+    assert np.array_equal(run.images["result_in_photo"], got)
+    assert np.array_equal(run.images["photo"], photo)
+    # another picture in the editor (a sample): nothing to paste back into the photo
+    other = stylemap.run_local_edit(ctx, "tiny-smg", plain_editor(np.zeros((SIZE, SIZE, 3), np.uint8), painted),
+                                    photos["astronaut"], "w", framed)
+    assert other[3] is None and "centre crop" in other[6][0]
+
+
+def test_reconstruction_and_mixing_frame_photos_and_a_faceless_photo_needs_plain(ctx, model, photos):
+    net_in, recon, text, in_photo, faces, notes, run = stylemap.run_reconstruction(
+        ctx, "tiny-smg", photos["astronaut"])
+    framed = aligned_face(photos["astronaut"])
+    face = np.asarray(framed.aligned.image)
+    assert np.array_equal(net_in, face) and notes == (framed.note(),) and len(faces) == 1
+    expected = stylemap.reconstruct(model, stylemap.pil_to_tensor(framed.aligned.image), with_lpips=False)
+    assert np.array_equal(recon, to_uint8(expected.image)[0])
+    got, photo = np.asarray(in_photo), np.asarray(framed.photo)
+    assert got.shape == photo.shape
+    keep = outside_frame(framed)
+    assert np.array_equal(got[keep], photo[keep]) and not np.array_equal(got, photo)
+    assert set(run.images) >= {"result_in_photo", "photo", "input", "reconstruction"}
+    with pytest.raises(gr.Error, match="No face was found.*Plain framing"):
+        stylemap.run_reconstruction(ctx, "tiny-smg", photos["chelsea"])
+    net_in, _, _, in_photo, faces, notes, _ = stylemap.run_reconstruction(
+        ctx, "tiny-smg", photos["chelsea"], 1, True)
+    assert notes == ("Network input: centre crop",) and faces == [] and net_in.shape == (SIZE, SIZE, 3)
+    assert in_photo.size == (451, 300)
+    coarse, fine, in_a, in_b, faces_a, faces_b, notes, _ = stylemap.run_style_mix(
+        ctx, "tiny-smg", photos["astronaut"], photos["chelsea"], 1, False, 1, True)
+    assert np.array_equal(in_a, face) and notes[1] == "B: Network input: centre crop"
+    assert len(faces_a) == 1 and faces_b == []
+    mixed = stylemap.style_mix(model, stylemap.pil_to_tensor(framed.aligned.image),
+                               stylemap.pil_to_tensor(in_b))
+    assert np.array_equal(coarse, to_uint8(mixed[:1])[0])
+    with pytest.raises(gr.Error, match="Plain framing"):
+        stylemap.run_style_mix(ctx, "tiny-smg", photos["astronaut"], photos["chelsea"])
+
+
+def test_an_exif_rotated_photo_arrives_upright(ctx, photos):
+    """Stored sideways with orientation 6: the face is found upright, the result goes back
+    into the upright 512 x 400 photo."""
+    editor, net_in, faces, framed, _ = stylemap.frame_original(ctx, "tiny-smg", photos["sideways"])
+    assert framed.photo.size == (512, 400) and len(faces) == 1
+    in_photo = stylemap.run_reconstruction(ctx, "tiny-smg", photos["sideways"])[3]
+    assert in_photo.size == (512, 400)
+    with pytest.raises(gr.Error, match="Upload your photo"):
+        stylemap.frame_original(ctx, "tiny-smg", None)
+
+
+def test_tab_photo_end_to_end(client, photos, tmp_path):
+    """The real photo through the page: reconstruction shows the aligned face and the result
+    in the photo; "Frame it" puts the face in the editor, and the painted edit comes back
+    pasted into the photo (and into Download all)."""
+    from core.recipe import read_bundle
+
+    framed = aligned_face(photos["astronaut"])
+    face, photo = np.asarray(framed.aligned.image), np.asarray(framed.photo)
+    keep = outside_frame(framed)
+    net_in, recon, _, in_photo, faces = client.predict(
+        "tiny-smg", handle_file(photos["astronaut"]), 1, False, api_name="/stylemap_reconstruct")
+    assert np.array_equal(read_png(net_in)[..., :3], face) and len(faces) == 1
+    got = read_png(in_photo)[..., :3]
+    assert got.shape == photo.shape and np.array_equal(got[keep], photo[keep])
+    editor, net_in, faces = client.predict("tiny-smg", handle_file(photos["astronaut"]), 1, False,
+                                           api_name="/stylemap_frame")
+    background = editor["background"]
+    assert np.array_equal(read_png(background if isinstance(background, str) else background["path"])[..., :3], face)
+    assert np.array_equal(read_png(net_in)[..., :3], face) and len(faces) == 1
+    painted = np.zeros((SIZE, SIZE), bool)
+    painted[SIZE // 2:, :] = True
+    out = client.predict("tiny-smg", editor_value(tmp_path, "framed", face, painted),
+                         handle_file(photos["astronaut"]), "w_plus", 1, False, api_name="/stylemap_edit")
+    got = read_png(out[3])[..., :3]
+    assert got.shape == photo.shape and np.array_equal(got[keep], photo[keep])
+    assert not np.array_equal(got, photo)
+    bundle = read_bundle(client.predict(api_name="/stylemap_download"))
+    assert np.array_equal(bundle.images["result_in_photo"], got)
+    assert np.array_equal(bundle.images["photo"], photo)
