@@ -386,7 +386,3 @@ def photos_for(framing: str, model_id: str = "") -> list[ExamplePhoto]:
         wanted = ("cat", "animal")
     return [p for p in photos if p.subject in wanted] or photos
 
-
-def bundled_photos() -> tuple[str, str] | None:  # TEMPORARY: removed once every tab uses photos_for
-    photos = [p.path for p in example_photos() if p.subject == "animal"]
-    return tuple(photos) if len(photos) == 2 else None
