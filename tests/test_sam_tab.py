@@ -15,6 +15,7 @@ from gradio_client import handle_file
 from PIL import Image
 
 from helpers import app_client, editor_value, png_file, read_png, write_registry
+from core import images
 from core.context import AppContext
 from core.hub import load_registry
 from core.models.stylegan2 import StyleGAN2Generator
@@ -53,6 +54,7 @@ def files(tmp_path_factory) -> Path:
 def registry(root: Path, tmp: Path, predictor: Path | None = None) -> Path:
     entries = [entry("tiny-sam", "stylegan2", root / "sg2-256.pt", SAM_SG2),
                entry("tiny-small", "stylegan2", root / "sg2-32.pt", SMALL_SG2),
+               entry("tiny-face", "stylegan2", root / "sg2-256.pt", SAM_SG2, meta={"framing": "ffhq"}),
                entry("tiny-edit", "edit-direction", root / "csc_test.npy", {},
                      generator="tiny-sam", meta={"name": "bigger"})]
     if predictor is not None:
@@ -75,21 +77,19 @@ def unpainted(tmp: Path, editor: dict) -> dict:
 
 
 def predict(client, picture, model="tiny-sam", segments=6, tau=0.225, est=2):
-    return client.predict(model, handle_file(picture), segments, tau, est, api_name="/sam_predict")
+    """(error gallery, segments, layer-map editor, status line): the endpoint's first outputs."""
+    return client.predict(model, handle_file(picture), segments, tau, est, api_name="/sam_predict")[:4]
 
 
 def context(registry_file: Path) -> AppContext:
     return AppContext(load_registry(registry_file), torch.device("cpu"))
 
 
-def picture_of(tmp: Path) -> np.ndarray:
-    return np.asarray(Image.open(photo(tmp)).convert("RGB"))
-
-
 # ---- handlers called directly (no app) -------------------------------------------------------
 def test_handlers_predict_invert_and_edit_without_the_app(files, tmp_path):
     ctx = context(registry(files, tmp_path))
-    s, gallery, seg_pic, editor, info = sam.predict_layer_map(ctx, "tiny-sam", picture_of(tmp_path), 6, 0.0, 2)
+    s, gallery, seg_pic, editor, info, _, faces = sam.predict_layer_map(ctx, "tiny-sam", photo(tmp_path), 6, 0.0, 2)
+    assert faces == [] and s.framed.aligned.recipe == "center"
     assert len(gallery) == 5 and seg_pic.shape == editor["background"].shape == (256, 256, 3)
     assert "single-space" in info and "F10 100%" in info
     assert "W+ 100%" in sam.retune_tau(ctx, s, 1.0)[1]
@@ -98,15 +98,17 @@ def test_handlers_predict_invert_and_edit_without_the_app(files, tmp_path):
 
     previews = list(sam.invert(ctx, "tiny-sam", s, None, 2, True))
     assert len(previews) == 2  # 2 steps: a preview after each
-    session, rec, base, target, line, codes, run = previews[-1]
+    session, rec, base, target, line, codes, in_photo, run = previews[-1]
     assert session is s and "step 2/2" in line and "W+ only" in line
     assert rec.shape == base.shape == target.shape == (256, 256, 3)
     assert np.load(codes)["mask_F10"].min() == 1
     assert run.recipe["model_id"] == "tiny-sam" and run.recipe["settings"]["done"] == 2
-    assert set(run.images) == {"target", "reconstruction", "w_plus_only"}
+    assert set(run.images) == {"target", "reconstruction", "w_plus_only", "photo", "network_input",
+                               "result_in_photo"}
+    assert in_photo.shape == (240, 300, 3)  # the photo's size
 
     assert sam.direction_choices(ctx, "tiny-sam")[0] == "bigger (authors)"  # meta.name
-    edited, edited_base, run = sam.edit_photo(ctx, "tiny-sam", s, "bigger (authors)", 0)
+    edited, edited_base, _, run = sam.edit_photo(ctx, "tiny-sam", s, "bigger (authors)", 0)
     assert np.abs(edited.astype(int) - rec).max() <= 1  # strength 0 == the reconstruction
     assert edited_base.shape == (256, 256, 3) and run.recipe["settings"]["strength"] == 0
 
@@ -139,14 +141,145 @@ def test_sample_photo_is_the_seed_protocols_picture_in_the_picture_area(files, t
     z = torch.randn(1, G.style_dim, generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
         expected = to_uint8(G(z, truncation=0.7))[0]
-    square = sam.sample_photo(ctx, "tiny-sam", 7)
+    square, _ = sam.sample_photo(ctx, "tiny-sam", 7)
     assert np.array_equal(square, expected)
-    cut = sam.sample_photo(ctx, "tiny-car", 7.0)
+    cut, _ = sam.sample_photo(ctx, "tiny-car", 7.0)
     assert cut.shape == (192, 256, 3) and np.array_equal(cut, square[32:224])
     assert sam.content_of(ctx, "tiny-car") == (256, 192) and sam.content_of(ctx, "tiny-sam") is None
 
 
+# ---- a person's photo in, the result in the photo out ----------------------------------------
+def astronaut(tmp: Path) -> str:
+    """scikit-image's public-domain NASA portrait (512 x 512, one face) as an uploaded PNG."""
+    from skimage import data
+
+    return png_file(tmp, "astronaut.png", data.astronaut())
+
+
+def outside_the_frame(framed) -> tuple[slice, slice]:
+    """Rows and columns of the photo well outside the frame's quad (the bottom-right corner
+    beyond its bounding box), where the result in the photo must equal the photo."""
+    quad = framed.aligned.quad
+    bottom, right = int(np.ceil(quad[:, 1].max())) + 2, int(np.ceil(quad[:, 0].max())) + 2
+    w, h = framed.photo.size
+    assert bottom < h or right < w, "the frame covers the whole photo"
+    return (slice(bottom, h), slice(0, w)) if bottom < h else (slice(0, h), slice(right, w))
+
+
+def test_a_face_photo_is_aligned_inverted_and_pasted_back(files, tmp_path):
+    """FFHQ framing: the network input is the aligned face; the reconstruction and the edit
+    go back into the photo at its size, pixels away from the face unchanged."""
+    from core.faces import frame_photo
+    from core.images import open_photo
+
+    ctx = context(registry(files, tmp_path))
+    path = astronaut(tmp_path)
+    expected = frame_photo(open_photo(path), "ffhq", 256)
+    s, _, seg_pic, _, _, net, faces = sam.predict_layer_map(ctx, "tiny-face", path, 6, 0.0, 1)
+    assert np.array_equal(net["value"], np.asarray(expected.aligned.image))
+    assert net["label"] == expected.note() == "Network input: aligned face (FFHQ recipe)"
+    assert len(faces) == 1 and faces[0][1] == "face 1 (used)" and seg_pic.shape == (256, 256, 3)
+    assert np.allclose(s.target, images.pil_to_tensor(expected.aligned.image), atol=1e-6)
+
+    *_, in_photo, run = list(sam.invert(ctx, "tiny-face", s, None, 1, False))[-1]
+    photo = np.asarray(expected.photo)
+    rows, cols = outside_the_frame(expected)
+    assert in_photo.shape == photo.shape == (512, 512, 3)
+    assert np.array_equal(in_photo[rows, cols], photo[rows, cols])
+    assert not np.array_equal(in_photo, photo)  # the reconstruction went in
+    assert np.array_equal(run.images["result_in_photo"], in_photo) and run.images["photo"].shape == (512, 512, 3)
+    assert run.recipe["settings"]["framing"] == "ffhq" and run.recipe["settings"]["face"] == 1
+
+    edited, _, edited_in_photo, run = sam.edit_photo(ctx, "tiny-face", s, "GANSpace 1", 3)
+    assert edited_in_photo.shape == photo.shape
+    assert np.array_equal(edited_in_photo[rows, cols], photo[rows, cols])
+    assert not np.array_equal(edited_in_photo, in_photo)
+    assert np.array_equal(run.images["result_in_photo"], edited_in_photo) and "photo" in run.images
+
+
+def test_a_photo_without_a_face_needs_plain_framing(files, tmp_path):
+    """Chelsea the cat has no human face: the face model says to tick "Plain framing", which
+    then centre-crops."""
+    from skimage import data
+
+    from core.faces import align
+    from core.images import open_photo
+
+    ctx = context(registry(files, tmp_path))
+    path = png_file(tmp_path, "chelsea.png", data.chelsea())
+    with pytest.raises(gr.Error, match="Plain framing"):
+        sam.show_framing(ctx, "tiny-face", path, 1, False)
+    with pytest.raises(gr.Error, match="Plain framing"):
+        sam.predict_layer_map(ctx, "tiny-face", path, 6, 0.0, 2)
+    net, faces = sam.show_framing(ctx, "tiny-face", path, 1, True)
+    assert faces == [] and net["label"] == "Network input: centre crop"
+    assert np.array_equal(net["value"], np.asarray(align(open_photo(path), None, "center", 256).image))
+
+
+def test_an_exif_rotated_jpeg_arrives_upright(files, tmp_path):
+    """A phone's portrait stored sideways (EXIF orientation 6) is framed upright."""
+    from core.faces import align
+
+    pic = np.zeros((200, 400, 3), np.uint8)
+    pic[:, :200] = (220, 30, 30)  # stored: red left, blue right -> upright: red top
+    pic[:, 200:] = (30, 30, 220)
+    path = tmp_path / "sideways.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(pic).save(path, exif=exif, quality=95)
+    upright = Image.open(path).convert("RGB").transpose(Image.Transpose.ROTATE_270)
+    assert upright.size == (200, 400)
+    ctx = context(registry(files, tmp_path))
+    net, _ = sam.show_framing(ctx, "tiny-sam", str(path))
+    assert np.array_equal(net["value"], np.asarray(align(upright, None, "center", 256).image))
+    framed, _ = sam.frame_input(ctx, "tiny-sam", str(path), 256)  # what predict_layer_map frames
+    target, _ = sam.prepare_target(framed.aligned)
+    assert framed.photo.size == (200, 400)
+    assert target[0, 0, :20].mean() > 0.5 and target[0, 2, :20].mean() < -0.5  # red at the top
+
+
+def test_a_gan_sample_is_used_as_drawn(files, tmp_path):
+    """The tab's own sample is in the model's frame already: no alignment, and its result in
+    the photo is the result itself (a car's: its picture area)."""
+    car = entry("tiny-car", "stylegan2", files / "sg2-256.pt", SAM_SG2,
+                meta={"content": [256, 192], "framing": "letterbox"})
+    ctx = context(write_registry(tmp_path / "weights.json", [car]))
+    picture, sample = sam.sample_photo(ctx, "tiny-car", 7)
+    path = png_file(tmp_path, "sample.png", picture)  # what the photo box hands back
+    s, *_, net, faces = sam.predict_layer_map(ctx, "tiny-car", path, 6, 0.0, 1, 1, False, sample)
+    assert s.from_sample and faces == [] and "GAN sample" in net["label"]
+    assert np.array_equal(net["value"][32:224], picture) and net["value"][:32].max() == 0
+    *_, in_photo, run = list(sam.invert(ctx, "tiny-car", s, None, 1, False))[-1]
+    assert in_photo.shape == (192, 256, 3) and run.recipe["settings"]["framing"] == "gan sample"
+    assert np.array_equal(run.images["photo"], picture)
+    framed, from_sample = sam.frame_input(ctx, "tiny-car", path, 256)  # no sample noted: framed
+    assert not from_sample and framed.aligned.recipe == "letterbox"
+
+
 # ---- the tab through gradio_client -----------------------------------------------------------
+def test_a_face_photo_end_to_end(files, tmp_path):
+    """The real photo through the app: the aligned network input out of "predict", the
+    reconstruction in the photo out of "invert" and in "Download all"."""
+    from core.faces import frame_photo
+    from core.images import open_photo
+    from core.recipe import read_bundle
+
+    path = astronaut(tmp_path)
+    expected = frame_photo(open_photo(path), "ffhq", 256)
+    with app_client(registry(files, tmp_path)) as client:
+        *_, editor, _, net, faces = client.predict("tiny-face", handle_file(path), 6, 0.0, 2, 1, False,
+                                                   api_name="/sam_predict")
+        assert net["label"] == "Network input: aligned face (FFHQ recipe)" and len(faces) == 1
+        assert np.array_equal(read_png(net["value"]), np.asarray(expected.aligned.image))
+        *_, in_photo = client.predict("tiny-face", unpainted(tmp_path, editor), 1, False, api_name="/sam_invert")
+        got, photo = read_png(in_photo), np.asarray(expected.photo)
+        rows, cols = outside_the_frame(expected)
+        assert got.shape == photo.shape and np.array_equal(got[rows, cols], photo[rows, cols])
+        bundle = read_bundle(client.predict(api_name="/sam_download"))
+        assert np.array_equal(bundle.images["result_in_photo"], got)
+        assert np.array_equal(bundle.images["photo"], photo)
+
+
 def test_layer_map_inversion_and_edits(files, tmp_path):
     with app_client(registry(files, tmp_path)) as client:
         gallery, seg_pic, editor, info = predict(client, photo(tmp_path))
@@ -158,7 +291,7 @@ def test_layer_map_inversion_and_edits(files, tmp_path):
 
         _, info3 = client.predict(0.0, api_name="/sam_tau")  # tau 0: nothing passes -> F10
         assert "F10 100%" in info3
-        rec, base, target, scores, codes = client.predict("tiny-sam", unpainted(tmp_path, editor), 3, True, api_name="/sam_invert")
+        rec, base, target, scores, codes, _ = client.predict("tiny-sam", unpainted(tmp_path, editor), 3, True, api_name="/sam_invert")
         assert "SAM" in scores and "W+ only" in scores and "step 3/3" in scores
         assert read_png(rec).shape == read_png(base).shape == read_png(target).shape == (256, 256, 3)
         arrays = np.load(codes)
@@ -172,13 +305,13 @@ def test_layer_map_inversion_and_edits(files, tmp_path):
         assert np.array_equal(bundle.images["reconstruction"], read_png(rec))
         assert bundle.recipe["model_id"] == "tiny-sam" and bundle.recipe["settings"]["done"] == 3
         assert bundle.masks["F10"].min() == 255 and np.array_equal(bundle.arrays["W+"], arrays["W+"])
-        edited, edited_base = client.predict("tiny-sam", "bigger (authors)", 0, api_name="/sam_edit")
+        edited, edited_base, _ = client.predict("tiny-sam", "bigger (authors)", 0, api_name="/sam_edit")
         diff = np.abs(read_png(edited).astype(int) - read_png(rec))
         assert diff.max() <= 1  # strength 0 == the reconstruction (up to 8-bit rounding)
-        edited, edited_base = client.predict("tiny-sam", "bigger (authors)", 3, api_name="/sam_edit")
+        edited, edited_base, _ = client.predict("tiny-sam", "bigger (authors)", 3, api_name="/sam_edit")
         assert not np.array_equal(read_png(edited), read_png(rec))
         assert not np.array_equal(read_png(edited_base), read_png(base))
-        edited, _ = client.predict("tiny-sam", "SeFa 1", 2, api_name="/sam_edit")
+        edited, *_ = client.predict("tiny-sam", "SeFa 1", 2, api_name="/sam_edit")
         assert read_png(edited).shape == (256, 256, 3)
         bundle = read_bundle(client.predict(api_name="/sam_download"))
         assert np.array_equal(bundle.images["edited"], read_png(edited))
@@ -192,7 +325,7 @@ def test_painted_strokes_override_the_layer_map(files, tmp_path):
         painted = np.zeros((256, 256), bool)
         painted[:, :128] = True  # paint the left half with F8's colour
         value = editor_value(tmp_path, "map.png", read_png(editor["background"]), painted, (97, 129, 57))
-        *_, codes = client.predict("tiny-sam", value, 2, False, api_name="/sam_invert")
+        *_, codes, _ = client.predict("tiny-sam", value, 2, False, api_name="/sam_invert")
         masks = np.load(codes)
         m8 = masks["mask_F8"][0, 0]
         assert m8[:, :28].min() > 0.9 and m8[:, 36:].max() < 0.1
@@ -209,7 +342,7 @@ def test_errors_are_messages(files, tmp_path, monkeypatch):
             predict(client, photo(tmp_path), model="tiny-small")
         with pytest.raises(Exception, match="Upload a photo"):
             client.predict("tiny-sam", None, 6, 0.2, 2, api_name="/sam_predict")
-        monkeypatch.setattr(sam, "MAX_PIXELS", 1000)
+        monkeypatch.setattr(images, "MAX_PHOTO_PIXELS", 1000)
         with pytest.raises(Exception, match="too large"):
             predict(client, photo(tmp_path))
         text = tmp_path / "notes.png"
@@ -235,7 +368,7 @@ def test_stop_keeps_the_last_preview(files, tmp_path):
             job.cancel()
         time.sleep(2)
         assert "/40" in previews()[-1] and "step 40/40" not in previews()[-1]
-        edited, _ = client.predict("tiny-sam", "bigger (authors)", 0, api_name="/sam_edit")
+        edited, *_ = client.predict("tiny-sam", "bigger (authors)", 0, api_name="/sam_edit")
         assert read_png(edited).shape == (256, 256, 3)  # the preview's codes were kept
 
 
@@ -253,16 +386,17 @@ def test_the_authors_predictor_drives_the_layer_map(files, tmp_path):
 
 def test_letterboxed_generators_work_on_the_picture_area(files, tmp_path):
     """Cars: the picture area is 4:3 between bars; maps, losses and results cover only it."""
-    car = entry("tiny-car", "stylegan2", files / "sg2-256.pt", SAM_SG2, meta={"content": [256, 192]})
+    car = entry("tiny-car", "stylegan2", files / "sg2-256.pt", SAM_SG2,
+                meta={"content": [256, 192], "framing": "letterbox"})
     with app_client(write_registry(tmp_path / "weights.json", [car])) as client:
         _, seg_pic, editor, _ = predict(client, photo(tmp_path), model="tiny-car", tau=0.0)
         assert read_png(seg_pic).shape == read_png(editor["background"]).shape == (192, 256, 3)
-        rec, _, target, _, codes = client.predict("tiny-car", unpainted(tmp_path, editor), 1, False,
-                                                  api_name="/sam_invert")
+        rec, _, target, _, codes, _ = client.predict("tiny-car", unpainted(tmp_path, editor), 1, False,
+                                                     api_name="/sam_invert")
         assert read_png(rec).shape == read_png(target).shape == (192, 256, 3)
         m10 = np.load(codes)["mask_F10"][0, 0]  # the bars (16 of 128 rows each) get no residual
         assert m10[:14].max() < 0.05 and m10[-14:].max() < 0.05 and m10[24:104].min() == 1
-        edited, _ = client.predict("tiny-car", "GANSpace 1", 1, api_name="/sam_edit")
+        edited, *_ = client.predict("tiny-car", "GANSpace 1", 1, api_name="/sam_edit")
         assert read_png(edited).shape == (192, 256, 3)
 
 
@@ -274,6 +408,7 @@ def test_the_e4e_encoder_starts_the_inversion(files, tmp_path):
 
     from core.models.e4e import E4EEncoder, e4e_input
     from core.recipe import read_bundle
+    from core.faces import frame_photo
     from demos.sam import prepare_target
 
     config = {**SAM_SG2, "style_dim": 512}  # e4e codes are 512-d
@@ -290,9 +425,9 @@ def test_the_e4e_encoder_starts_the_inversion(files, tmp_path):
     picture = photo(tmp_path)
     with app_client(write_registry(tmp_path / "weights.json", entries)) as client:
         _, _, editor, _ = predict(client, picture, model="tiny-512d", est=2)
-        *_, codes = client.predict("tiny-512d", unpainted(tmp_path, editor), 1, False, api_name="/sam_invert")
+        *_, codes, _ = client.predict("tiny-512d", unpainted(tmp_path, editor), 1, False, api_name="/sam_invert")
         recipe = client.predict(api_name="/sam_download")
-    target, _ = prepare_target(np.asarray(Image.open(picture).convert("RGB")), 256, None)
+    target, _ = prepare_target(frame_photo(Image.open(picture).convert("RGB"), "center", 256).aligned)
     with torch.no_grad():
         expected = E(e4e_input(target, (256, 256))) + latent_avg
     got = torch.from_numpy(np.load(codes)["W+"])
