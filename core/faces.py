@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from core.errors import UserError
+from core.images import open_photo
 
 from core.hub import FRAMINGS as RECIPES  # the registry's `meta.framing` values
 
@@ -337,6 +338,25 @@ class FramedPhoto:
 
     def paste(self, edited: Image.Image | np.ndarray, mask: np.ndarray | None = None) -> Image.Image:
         return paste_back(self.photo, self.aligned, edited, mask)
+
+
+def framing_sentence(framing: str) -> str:
+    """One sentence for the UI: how a photo becomes this model's network input."""
+    line = f"Photos are framed as this model's training pictures were: {RECIPE_LABELS[framing]}"
+    if framing in FACE_RECIPES:
+        line += (" (the face is found and aligned exactly as the training faces were; tick "
+                 "\"Plain framing\" for a photo without a face)")
+    return line + ", and results go back into your photo where the frame was."
+
+
+def frame_for_model(registry, model_id: str, picture, size: int, face: float | None = 1,
+                    plain: bool = False) -> FramedPhoto:
+    """A person's photo (an upload's path, a PIL image or an array) framed for a registered
+    model: `open_photo`, then the registry's framing and picture area for it (inherited from
+    its generator) at `size`."""
+    entry = registry.get(model_id)
+    return frame_photo(open_photo(picture), registry.framing_of(entry), size,
+                       registry.content_of(entry), int(face or 1), bool(plain))
 
 
 def frame_photo(photo: Image.Image, framing: str, size: int, content: tuple[int, int] | None = None,

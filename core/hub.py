@@ -264,6 +264,15 @@ class Registry:
             return self.framing_of(self._entries[entry.generator])
         return "center"
 
+    def content_of(self, entry: WeightEntry) -> tuple[int, int] | None:
+        """The picture area (width, height) inside the square frame, when smaller (cars):
+        the entry's own `meta.content`, else its generator's."""
+        if entry.meta.content:
+            return entry.meta.content
+        if entry.generator and entry.generator in self._entries:
+            return self.content_of(self._entries[entry.generator])
+        return None
+
     def get(self, model_id: str) -> WeightEntry:
         try:
             return self._entries[model_id]

@@ -99,6 +99,7 @@ def bind(handler: Callable, ctx) -> Callable:
     bound.__signature__ = sig.replace(parameters=list(sig.parameters.values())[1:])
     bound.__name__ = bound.__qualname__ = getattr(handler, "__name__", "handler")
     bound.__doc__ = handler.__doc__
+    bound.gpu_task = getattr(handler, "gpu_task", False)
     return bound
 
 

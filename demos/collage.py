@@ -34,9 +34,9 @@ from core.context import AppContext
 from core.device import generator as seeded
 from core.device import placement
 from core.errors import UserError
-from core.faces import RECIPE_LABELS, FramedPhoto, frame_photo
+from core.faces import FramedPhoto, frame_for_model, framing_sentence
 from core.images import (ExamplePhoto, editor_image_and_mask, editor_is_empty, heatmap,
-                         mask_picture, open_photo, photos_for, to_pil, to_uint8)
+                         mask_picture, photos_for, to_pil, to_uint8)
 from core.lpips import lpips_distance
 from core.models.generator import Generator
 from core.recipe import Run
@@ -87,7 +87,6 @@ MAX_PARTS = 3
 HINT_COVERAGE = (0.1, 0.4)  # inpainting hints: sparse blobs inside the hole
 TRAIN_COVERAGE = (0.3, 1.0)  # the authors' training masks: 30-100 % of pixels known
 REFINE_LR = 0.01
-FACE_DATASETS = {"ffhq": "FFHQ", "celebahq": "CelebA-HQ"}  # face framings: whose alignment
 SAME_PICTURE = 1.0  # mean |difference| (grey levels) under which an editor still holds the photo
 
 
@@ -284,10 +283,8 @@ def roles(ctx: AppContext, model_id: str) -> dict[str, str | None]:
 
 def content_of(ctx: AppContext, model_id: str) -> tuple[int, int] | None:
     """The picture area (width, height) inside the generator's square frame when smaller
-    (LSUN cars' letterbox), from the registry's `meta.content`: the regressor's own, else
-    its generator's."""
-    entry = ctx.registry.get(model_id)
-    return entry.meta.content or ctx.registry.generator_of(entry).meta.content
+    (LSUN cars' letterbox): the regressor's registry `meta.content`, else its generator's."""
+    return ctx.registry.content_of(ctx.registry.get(model_id))
 
 
 def frame_size(ctx: AppContext, model_id: str | None) -> int:
@@ -314,15 +311,7 @@ def framing_line(ctx: AppContext, model_id: str | None) -> str:
     """The one sentence under the photo upload saying how a photo becomes the network input."""
     if not model_id:
         return "Pick a domain: photos are framed as its training pictures were."
-    framing = framing_of(ctx, model_id)
-    if framing in FACE_DATASETS:
-        return (f"Photos are framed as this domain's training pictures were: the face is found "
-                f"and aligned with the {FACE_DATASETS[framing]} recipe (rotated, scaled and "
-                f"cropped exactly as the model's training faces were), and the result goes back "
-                f"into your photo where the face was.")
-    return (f"Photos are framed as this domain's training pictures were "
-            f"({RECIPE_LABELS.get(framing, framing)}), and the result goes back into your photo "
-            f"where that frame was.")
+    return framing_sentence(framing_of(ctx, model_id))
 
 
 def domain_photos(ctx: AppContext, ids: Sequence[str]) -> list[ExamplePhoto]:
@@ -350,8 +339,7 @@ def frame_for_domain(ctx: AppContext, model_id: str | None, photo: Any, face: fl
     if not size:
         raise UserError(f"The registry does not say what size {generator.id} draws: "
                         f"{model_id} cannot frame a photo for it.")
-    return frame_photo(open_photo(photo), framing_of(ctx, model_id), size,
-                       content_of(ctx, model_id), int(face or 1), bool(plain))
+    return frame_for_model(ctx.registry, model_id, photo, size, face, plain)
 
 
 def photo_in_use(framed_photo: FramedPhoto | None, value: dict | None) -> FramedPhoto | None:

@@ -36,8 +36,8 @@ from core.blend import FeatureBlend
 from core.context import AppContext
 from core.device import placement
 from core.errors import UserError
-from core.faces import FramedPhoto, frame_photo
-from core.images import (editor_image_and_mask, hex_rgb, masks_by_colour, open_photo, photos_for,
+from core.faces import FramedPhoto, frame_for_model
+from core.images import (editor_image_and_mask, hex_rgb, masks_by_colour, photos_for,
                          pil_to_tensor, to_uint8)
 from core.lpips import lpips_distance
 from core.poisson import poisson_blend
@@ -547,17 +547,6 @@ def blend_features(ctx: AppContext, model_id: str | None, state: State | None, p
     return before_u8, after_u8, blend_map, run
 
 
-def frame_for(ctx: AppContext, model_id: str, file: Any, size: int) -> FramedPhoto:
-    """A person's photo (an uploaded file's path; arrays and PIL images too) -> upright, at
-    full resolution, in the model's frame as its training pictures were cut (the registry's
-    `framing`: a centre crop for the ImageNet models).
-
-    No face controls here (`core.ui.photo_controls`): faces play no part in ImageNet models,
-    whose pictures were never face-aligned, so the photo is framed with the defaults."""
-    entry = ctx.registry.get(model_id)
-    return frame_photo(open_photo(file), ctx.registry.framing_of(entry), size, entry.meta.content)
-
-
 @gpu_task(duration=300)
 def project_photo(ctx: AppContext, model_id: str | None, image: str | np.ndarray | None,
                   class_text: str | None, steps: float, truncation: float,
@@ -570,7 +559,8 @@ def project_photo(ctx: AppContext, model_id: str | None, image: str | np.ndarray
     G = load(ctx, model_id, torch.float32)  # gradients: float32 on every device
     if not is_biggan(G):
         raise UserError("Photo projection is offered for BigGAN-deep models; pick one.")
-    framed = frame_for(ctx, model_id, image, G.size)
+    # no face controls here: ImageNet pictures were never face-aligned (framing: centre crop)
+    framed = frame_for_model(ctx.registry, model_id, image, G.size)
     network_input = np.asarray(framed.aligned.image)
     target = pil_to_tensor(framed.aligned.image)
     index = parse_class(class_text)

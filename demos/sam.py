@@ -21,7 +21,7 @@ from PIL import Image
 from core.context import AppContext
 from core.directions import DIRECTIONS, Direction, file_direction
 from core.errors import UserError
-from core.faces import FACE_RECIPES, Aligned, FramedPhoto, align, frame_photo
+from core.faces import Aligned, FramedPhoto, align, frame_for_model, framing_sentence
 from core.hub import WeightEntry, fetch
 from core.images import heatmap, masks_by_colour, open_photo, photos_for, pil_to_tensor, to_uint8
 from core.lpips import get_lpips
@@ -108,38 +108,6 @@ class GanSample:
 
 
 # ---- inputs --------------------------------------------------------------------------------
-def content_of(ctx: AppContext, mid: str) -> tuple[int, int] | None:
-    """The picture area (w, h) of a letterboxed generator (cars), None for a square one."""
-    return ctx.registry.get(mid).meta.content
-
-
-def framing_of(ctx: AppContext, mid: str) -> str:
-    """How a photo is cut for this generator (the registry's `meta.framing`); a generator
-    with a picture area between bars (cars) is letterboxed whatever the default says."""
-    framing = ctx.registry.framing_of(ctx.registry.get(mid))
-    return "letterbox" if content_of(ctx, mid) and framing not in FACE_RECIPES else framing
-
-
-FRAMING_WORDS = {
-    "ffhq": "the face is found and aligned with NVIDIA's FFHQ recipe (eyes and mouth where the "
-            "training faces had them); tick \"Plain framing\" for a centre crop instead",
-    "celebahq": "the face is found and aligned with ProGAN's CelebA-HQ recipe; tick \"Plain "
-                "framing\" for a centre crop instead",
-    "letterbox": "the middle of the photo is cut to the picture area's shape and put between "
-                 "black bars (letterbox)",
-    "center": "the shorter side is scaled to the model's size and the middle cropped (centre crop)",
-    "squash": "the whole photo is squashed into the model's square",
-}
-
-
-def framing_line(ctx: AppContext, mid: str | None) -> str:
-    """One sentence under the photo: how photos are framed for this model."""
-    if not mid:
-        return ""
-    return (f"*Framing*: photos are cut as this model's training pictures were: "
-            f"{FRAMING_WORDS[framing_of(ctx, mid)]}.")
-
-
 def frame_input(ctx: AppContext, mid: str, picture, size: int, face: float | None = 1,
                 plain: bool = False, sample: GanSample | None = None) -> tuple[FramedPhoto, bool]:
     """A photo (a path from the upload, or any picture) in the model's `size`-px frame
@@ -148,12 +116,12 @@ def frame_input(ctx: AppContext, mid: str, picture, size: int, face: float | Non
     if picture is None:
         raise UserError("Upload a photo (or use a GAN sample) first.")
     photo = open_photo(picture)
-    content = content_of(ctx, mid)
+    content = ctx.registry.content_of(ctx.registry.get(mid))
     if sample is not None and sample.model_id == mid and np.array_equal(np.asarray(photo), sample.picture):
         # a square sample S x S ("center") or the picture area of a letterboxed one: identity
         aligned = align(photo, None, "letterbox" if content else "center", size, content)
         return FramedPhoto(photo, aligned), True
-    return frame_photo(photo, framing_of(ctx, mid), size, content, int(face or 1), bool(plain)), False
+    return frame_for_model(ctx.registry, mid, photo, size, face, plain), False
 
 
 def network_input(framed: FramedPhoto, from_sample: bool) -> dict:
@@ -413,7 +381,7 @@ def sample_photo(ctx: AppContext, mid: str | None, seed: float | None) -> tuple[
     -> (the picture, the session's note that a photo with these pixels needs no framing)."""
     G = generator(ctx, mid)
     image = G.render(G.sample_latents(parse_seeds(seed, 1)), 0.7)
-    content = content_of(ctx, mid)
+    content = ctx.registry.content_of(ctx.registry.get(mid))
     if content:  # cut the bars: the photo is the picture area
         bar = (G.size - content[1]) // 2
         image = image[:, :, bar:G.size - bar]
@@ -546,6 +514,11 @@ def model_changed(ctx: AppContext, mid: str | None) -> tuple[str, dict, str]:
             framing_line(ctx, mid))
 
 
+def framing_line(ctx: AppContext, mid: str | None) -> str:
+    """The sentence under the photo: how photos are framed for this model."""
+    return f"*{framing_sentence(ctx.registry.framing_of(ctx.registry.get(mid)))}*" if mid else ""
+
+
 # ---- UI ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Shared:
@@ -601,7 +574,7 @@ def _build_layer_map(shared: Shared) -> tuple[gr.ImageEditor, gr.Markdown]:
             # the sample fills the photo and the session's GanSample together
             seed_picker(wiring, [photo, sample], sample_photo, [model_id], default=7, label="Use a GAN sample")
             controls = photo_controls()
-            photos = photos_for(framing_of(wiring.ctx, first), first) if first else []
+            photos = photos_for(wiring.ctx.registry.framing_of(wiring.ctx.registry.get(first)), first) if first else []
             examples = labelled_examples([[p.path] for p in photos], [p.label for p in photos], [photo],
                                          label="Example photos (then predict)") if photos else None
         with gr.Column():

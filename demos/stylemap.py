@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from core.context import AppContext
 from core.device import placement
 from core.errors import UserError
-from core.faces import FACE_RECIPES, RECIPE_LABELS, FramedPhoto, align, frame_photo
+from core.faces import FramedPhoto, align, frame_photo, framing_sentence
 from core.images import (ExamplePhoto, editor_image_and_mask, editor_is_empty, mask_picture,
                          open_photo, overlay, photos_for, pil_to_tensor, to_pil, to_uint8)
 from core.lpips import lpips_distance
@@ -253,7 +253,7 @@ def frame_picture(ctx: AppContext, model_id: str | None, picture, size: int, fac
     """A photo (a file path from a photo input, or a picture) -> framed for the model as its
     training pictures were; a picture already the model's square is taken as it is."""
     entry = ctx.registry.get(model_id)
-    framing, content = ctx.registry.framing_of(entry), entry.meta.content
+    framing, content = ctx.registry.framing_of(entry), ctx.registry.content_of(entry)
     face, plain = max(1, int(face or 1)), bool(plain)
     if isinstance(picture, (str, os.PathLike)) and os.path.isfile(picture):
         st = os.stat(picture)
@@ -523,12 +523,7 @@ def random_seeds() -> str:
 # ---- UI ------------------------------------------------------------------------------------
 def framing_line(ctx: AppContext, model_id: str | None) -> str:
     """One sentence under the model: how this model's photos are framed."""
-    framing = framing_for(ctx, model_id)
-    line = f"**Photos** are framed as this model's training pictures were: {RECIPE_LABELS[framing]}"
-    if framing in FACE_RECIPES:
-        return line + (": the face is found and aligned as the model's training faces were "
-                       "(tick \"Plain framing\" for a photo without a face).")
-    return line + "."
+    return f"**{framing_sentence(framing_for(ctx, model_id))}**"
 
 
 def photo_input(label: str) -> gr.Image:

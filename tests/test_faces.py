@@ -230,3 +230,27 @@ def test_paste_back_puts_an_edit_only_where_the_mask_is(astronaut, face):
 def test_open_photo_takes_decoded_pictures_too(astronaut):
     assert open_photo(np.asarray(astronaut)).size == (512, 512)
     assert open_photo(astronaut.convert("L")).mode == "RGB"
+
+
+def test_frame_for_model_reads_framing_and_picture_area_from_the_registry(astronaut, tmp_path):
+    """The registry says how each model's photos are framed; companions inherit it."""
+    import json
+
+    from core.faces import framing_sentence
+    from core.hub import load_registry
+
+    (tmp_path / "w.json").write_text(json.dumps([
+        {"id": "faces", "arch": "stylegan2", "config": {"size": 64}, "meta": {"framing": "ffhq"},
+         "path": "g.pt"},
+        {"id": "enc", "arch": "e4e", "generator": "faces", "path": "e.pt"},
+        {"id": "cars", "arch": "stylegan2", "config": {"size": 64},
+         "meta": {"framing": "letterbox", "content": [64, 48]}, "path": "c.pt"},
+        {"id": "reg", "arch": "regressor", "generator": "cars", "path": "r.pt"}]))
+    reg = load_registry(tmp_path / "w.json")
+    from core.faces import frame_for_model
+
+    face = frame_for_model(reg, "enc", astronaut, 64)
+    assert face.aligned.recipe == "ffhq" and len(face.faces) == 1
+    car = frame_for_model(reg, "reg", astronaut, 64)
+    assert car.aligned.recipe == "letterbox" and car.aligned.content == (0, 8, 64, 56)
+    assert "Plain framing" in framing_sentence("ffhq") and "squash" in framing_sentence("squash")

@@ -19,7 +19,7 @@ from helpers import (EMPTY_EDITOR, REFERENCE, TINY_SG2_CONFIG, app_client, edito
                      tiny_sg2_entry, write_registry)
 from core.context import AppContext
 from core.errors import UserError
-from core.faces import frame_photo
+from core.faces import frame_for_model, frame_photo
 from core.hub import load_registry
 from core.images import open_photo, to_uint8
 from core.models import load_model
@@ -341,7 +341,7 @@ def test_photo_framing_follows_the_registry(biggan_files, cat_photo, tmp_path):
         {"id": "tiny-biggan-squash", "arch": "biggan-deep", "config": config, "path": str(path),
          "meta": {"framing": "squash"}, "license": "test", "used_by": ["ncollage"]}])
     squash_ctx = AppContext(load_registry(registry), torch.device("cpu"))
-    framed = ncollage.frame_for(squash_ctx, "tiny-biggan-squash", cat_photo, SIZE)
+    framed = frame_for_model(squash_ctx.registry, "tiny-biggan-squash", cat_photo, SIZE)
     assert framed.aligned.recipe == "squash"
     assert framed.note() == "Network input: squashed to a square (no crop)"
     assert np.array_equal(np.asarray(framed.aligned.image),

@@ -145,7 +145,8 @@ def test_sample_photo_is_the_seed_protocols_picture_in_the_picture_area(files, t
     assert np.array_equal(square, expected)
     cut, _ = sam.sample_photo(ctx, "tiny-car", 7.0)
     assert cut.shape == (192, 256, 3) and np.array_equal(cut, square[32:224])
-    assert sam.content_of(ctx, "tiny-car") == (256, 192) and sam.content_of(ctx, "tiny-sam") is None
+    assert ctx.registry.content_of(ctx.registry.get("tiny-car")) == (256, 192)
+    assert ctx.registry.content_of(ctx.registry.get("tiny-sam")) is None
 
 
 # ---- a person's photo in, the result in the photo out ----------------------------------------
@@ -257,6 +258,7 @@ def test_a_gan_sample_is_used_as_drawn(files, tmp_path):
 
 
 # ---- the tab through gradio_client -----------------------------------------------------------
+@pytest.mark.slow
 def test_a_face_photo_end_to_end(files, tmp_path):
     """The real photo through the app: the aligned network input out of "predict", the
     reconstruction in the photo out of "invert" and in "Download all"."""
