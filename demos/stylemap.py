@@ -62,9 +62,9 @@ Photos are framed as the model's training pictures were (shown as "network input
 detected and aligned with the CelebA-HQ recipe (celeba-hq model) or the FFHQ recipe (ffhq-1024),
 the LSUN car and church pictures are squashed to the square, AFHQ's centre-cropped. A picture
 that is already the model's square (a sample) is taken as it is. Results are also pasted back
-into your photo at its full resolution (a local edit only where you painted). The transplant
-sub-tab centre-crops. Paper: [Kim et al., *Exploiting Spatial Dimensions of Latent in GAN for
-Real-time Image Editing*, CVPR 2021]({PAPER}). Weights: CC BY-NC 4.0 (non-commercial).
+into your photo at its full resolution (a local edit only where you painted, a transplant only
+where the references land, a style mix whole into A's photo). Paper: [Kim et al., *Exploiting
+Spatial Dimensions of Latent in GAN for Real-time Image Editing*, CVPR 2021]({PAPER}). Weights: CC BY-NC 4.0 (non-commercial).
 """
 TAB = "stylemap"
 MAX_REFERENCES = 3
@@ -408,33 +408,62 @@ def run_edit_example(ctx: AppContext, model_id: str | None, truncation: float,
                                          region=region)
 
 
+def landed_region(model: StyleMapGAN, masks: torch.Tensor, shifts: Sequence[tuple[int, int]]
+                  ) -> np.ndarray:
+    """Where the references' regions land in the frame: the union of the painted masks moved
+    by their shifts (what leaves the square dropped) -> float [size, size] in {0, 1}."""
+    G = model.G
+    landed = G.landing_cells(masks.to(G.device, G.dtype), shifts, model.size)
+    return landed.any(0).float().cpu().numpy()
+
+
 @gpu_task(duration=90)
-def run_transplant(ctx: AppContext, model_id: str | None, original: np.ndarray | None, steps: float,
+def run_transplant(ctx: AppContext, model_id: str | None, original, steps: float,
                    *refs_and_shifts, progress=gr.Progress(track_tqdm=True)) -> tuple:
-    """The authors' demo. `refs_and_shifts`: the MAX_REFERENCES reference editors, then their
-    dx, then their dy -> (landing preview, last frame, strip, frames, t slider update, run)."""
+    """The authors' demo. `original`: a photo file (or a picture), framed as the model's
+    training pictures were. `refs_and_shifts`: the MAX_REFERENCES reference editors, then
+    their dx, then their dy, then (optional) the original's face number and plain framing ->
+    (landing preview, last frame, strip, frames, t slider update, the last frame pasted into
+    your photo where the references land, the network input, the faces found, the framed
+    photo and the landed region (kept for the t slider), the framing note, run)."""
     n = MAX_REFERENCES
-    editors, dxs, dys = refs_and_shifts[:n], refs_and_shifts[n:2 * n], refs_and_shifts[2 * n:]
+    editors, dxs, dys = refs_and_shifts[:n], refs_and_shifts[n:2 * n], refs_and_shifts[2 * n:3 * n]
+    face, plain = _face_and_plain(refs_and_shifts[3 * n:])
     model = model_for(ctx, model_id)
     if original is None:
         raise UserError("Add an original picture (upload one or sample it from a seed).")
-    orig = prepare(model, original)
+    framed = frame_picture(ctx, model_id, original, model.size, face, plain)
+    orig = pil_to_tensor(framed.aligned.image)
     refs, masks, shifts = collect_references(model, editors, dxs, dys)
     progress(0.3, desc="Encoding and rendering frames")
     codes = encode(model, torch.cat([orig, refs]))
     frames = to_uint8(transplant(model, orig, refs, masks, shifts, int(steps), codes=codes))
     strip = [(f, f"t = {t / (len(frames) - 1):.2f}") for t, f in enumerate(frames)]
     landing = landing_preview(model, orig, masks, shifts)
+    landed = landed_region(model, masks, shifts)
+    in_photo = framed.paste(frames[-1], landed)
+    shown, note = to_uint8(orig)[0], framing_note(framed, model.size)
     run = record(
         ctx, TAB, "transplant", {"model": model_id},
-        images={"frame": list(frames), "original": orig, "reference": refs, "landing": landing},
-        masks={"reference": masks}, arrays={"stylemaps": codes},
+        images={"frame": list(frames), "original": orig, "reference": refs, "landing": landing,
+                "result_in_photo": in_photo, "photo": framed.photo},
+        masks={"reference": masks, "landed": landed}, arrays={"stylemaps": codes},
         settings={"frames": int(steps), "shifts_px": [list(s) for s in shifts]},
         notes="frame_01 is t = 0 (the original), the last frame t = 1; stylemaps: "
               "[original, references...]; masks/reference_k: what is taken from reference k "
-              "(before its shift).")
+              "(before its shift); masks/landed: where the references land in the frame. "
+              f"Original: {note}. result_in_photo: the last frame pasted into the photo where "
+              "the references land.")
     return (landing, frames[-1], strip, list(frames),
-            gr.update(maximum=len(frames) - 1, value=len(frames) - 1), run)
+            gr.update(maximum=len(frames) - 1, value=len(frames) - 1), in_photo, shown,
+            faces_gallery(framed), framed, landed, (note,), run)
+
+
+def _face_and_plain(extra: Sequence) -> tuple:
+    """The transplant's optional trailing inputs (face number, plain framing), defaulted."""
+    face = extra[0] if len(extra) > 0 else 1
+    plain = extra[1] if len(extra) > 1 else False
+    return face, plain
 
 
 def pick_frame(frames: list, t: float):
@@ -442,6 +471,16 @@ def pick_frame(frames: list, t: float):
     if not frames:
         return gr.update()
     return frames[min(int(t), len(frames) - 1)]
+
+
+def pick_frame_in_photo(frames: list, t: float, framed: FramedPhoto | None = None,
+                        landed: np.ndarray | None = None) -> tuple:
+    """The t slider: (the frame at t, that frame pasted into your photo where the references
+    land), from what the transplant left (no model)."""
+    frame = pick_frame(frames, t)
+    if not frames or framed is None or landed is None:
+        return frame, gr.update()
+    return frame, framed.paste(frame, landed)
 
 
 @gpu_task(duration=60)
@@ -480,7 +519,8 @@ def run_reconstruction(ctx: AppContext, model_id: str | None, picture, face: flo
 def run_style_mix(ctx: AppContext, model_id: str | None, a, b, face_a: float | None = 1,
                   plain_a: bool = False, face_b: float | None = 1, plain_b: bool = False) -> tuple:
     """Photos A and B, each framed for the model -> (coarse mix, fine mix, A's and B's
-    network inputs, the faces found in A and in B, their framing notes, run)."""
+    network inputs, the faces found in A and in B, their framing notes, the coarse mix (A's
+    structure) pasted whole into A's photo, run)."""
     model = model_for(ctx, model_id)
     if a is None or b is None:
         raise UserError("Add both pictures A and B (upload or sample them).")
@@ -489,16 +529,19 @@ def run_style_mix(ctx: AppContext, model_id: str | None, a, b, face_a: float | N
     first, second = pil_to_tensor(framed_a.aligned.image), pil_to_tensor(framed_b.aligned.image)
     codes = encode(model, torch.cat([first, second]))
     mixed = to_uint8(style_mix(model, first, second, codes=codes))
+    in_photo = framed_a.paste(mixed[0])
     run = record(ctx, TAB, "style_mixing", {"model": model_id},
-                 images={"a": first, "b": second, "coarse": mixed[0], "fine": mixed[1]},
+                 images={"a": first, "b": second, "coarse": mixed[0], "fine": mixed[1],
+                         "result_in_photo": in_photo, "photo": framed_a.photo},
                  arrays={"stylemaps": codes},
                  notes="coarse: A's 8x8 stylemaps on B's finer ones; fine: the reverse. "
                        f"stylemaps: [A, B]. A: {framing_note(framed_a, model.size)}. "
-                       f"B: {framing_note(framed_b, model.size)}.")
+                       f"B: {framing_note(framed_b, model.size)}. result_in_photo: the coarse "
+                       "mix (A's structure) pasted into photo A.")
     size = model.size
     notes = ("A: " + framing_note(framed_a, size), "B: " + framing_note(framed_b, size))
     return (mixed[0], mixed[1], to_uint8(first)[0], to_uint8(second)[0], faces_gallery(framed_a),
-            faces_gallery(framed_b), notes, run)
+            faces_gallery(framed_b), notes, in_photo, run)
 
 
 @gpu_task(duration=60)
@@ -647,12 +690,15 @@ def _build_local_edit(shared: Shared, live_default: bool) -> None:
 def _build_transplant(shared: Shared) -> None:
     wiring, model_id = shared.wiring, shared.model_id
     gr.Markdown("Paint a region on each reference (up to three), then shift it to where it "
-                "should land on the original (pixels of the model's square).")
+                "should land on the original (pixels of the model's square). The original is "
+                "framed as the model's training pictures were (shown as its network input); the "
+                "result goes back into your photo where the references land.")
     span = registered_size(wiring.ctx, shared.first)
     with gr.Row():
         with gr.Column():
-            original = gr.Image(label="Original", format="png", type="numpy")
+            original = photo_input("Original")
             shared.seed_row(original, 1)
+            controls = photo_controls()
         refs, dxs, dys = [], [], []
         for i in range(MAX_REFERENCES):
             with gr.Column():
@@ -669,17 +715,26 @@ def _build_transplant(shared: Shared) -> None:
         steps = gr.Slider(2, 16, value=8, step=1, label="Interpolation frames")
         run = gr.Button("Transplant", variant="primary")
     with gr.Row():
+        net_input = gr.Image(label="Network input", format="png", interactive=False)
         landing = gr.Image(label="Where the regions land (stylemap cells)", format="png",
                            interactive=False)
         result = gr.Image(label="Result at t", format="png", interactive=False)
     t = gr.Slider(0, 1, value=1, step=1, label="Interpolation t (frame)")
+    in_photo = gr.Image(label="Result in your photo", format="png", interactive=False)
     strip = gr.Gallery(label="All frames, t = 0 … 1", columns=8, height=180, format="png")
     frames = gr.State([])
+    framed = gr.State(None)  # the original's FramedPhoto, for pasting the frame at t back
+    landed = gr.State(None)  # where the references land in the frame (the paste mask)
+    notes = gr.State(())
 
-    wiring.on(run.click, run_transplant, [model_id, original, steps] + refs + dxs + dys,
-              [landing, result, strip, frames, t], api_name="stylemap_transplant")
+    inputs = [model_id, original, steps] + refs + dxs + dys + controls.inputs
+    outputs = [landing, result, strip, frames, t, in_photo, net_input, controls.faces, framed,
+               landed, notes]
+    labelled_by_notes(notes, [net_input])
+    wiring.on(run.click, run_transplant, inputs, outputs, api_name="stylemap_transplant")
     wiring.on(model_id.change, shift_ranges, model_id, dxs + dys, record=False, queue=False)
-    t.change(pick_frame, [frames, t], result, api_name=False, queue=False)
+    t.change(pick_frame_in_photo, [frames, t, framed, landed], [result, in_photo], api_name=False,
+             queue=False)
 
 
 def _build_reconstruction(shared: Shared) -> None:
@@ -724,11 +779,13 @@ def _build_style_mixing(shared: Shared) -> None:
                         format="png", interactive=False)
         input_a = gr.Image(label="A: network input", format="png", interactive=False)
         input_b = gr.Image(label="B: network input", format="png", interactive=False)
+    in_photo = gr.Image(label="Result in your photo (A)", format="png", interactive=False)
 
     notes = gr.State(())
 
     inputs = [model_id, a, b] + controls_a.inputs + controls_b.inputs
-    outputs = [coarse, fine, input_a, input_b, controls_a.faces, controls_b.faces, notes]
+    outputs = [coarse, fine, input_a, input_b, controls_a.faces, controls_b.faces, notes,
+               in_photo]
     labelled_by_notes(notes, [input_a, input_b])
     wiring.on(run.click, run_style_mix, inputs, outputs, api_name="stylemap_mix")
     photos = shared.photos

@@ -211,7 +211,7 @@ def test_edit_example_and_transplant_handlers(ctx, model):
     painted = np.zeros((SIZE, SIZE), bool)
     painted[:16, :16] = True
     ref = plain_editor(samples[1], painted)
-    landing, last, strip, frames, t, run = stylemap.run_transplant(
+    landing, last, strip, frames, t, *_, run = stylemap.run_transplant(
         ctx, "tiny-smg", samples[0], 3, None, ref, None, 0, 8, 0, 0, 16, 0)
     assert len(frames) == 3 and len(strip) == 3 and t["maximum"] == 2 and t["value"] == 2
     assert np.array_equal(frames[0], to_uint8(stylemap.reconstruct(
@@ -283,7 +283,7 @@ def test_tab_transplant_end_to_end(client, model, pictures, tmp_path):
     ref1 = editor_value(tmp_path, "r1", pictures["plain"], painted)
     orig = handle_file(png_file(tmp_path, "o.png", pictures["rgba"]))
     no_ref = EMPTY_EDITOR
-    landing, result, strip, t = client.predict(
+    landing, result, strip, t, *_ = client.predict(
         "tiny-smg", orig, 4, ref1, no_ref, no_ref, 8, 0, 0, 16, 0, 0, api_name="/stylemap_transplant")
     frames = stylemap.transplant(model, stylemap.prepare(model, pictures["rgba"]),
                                  stylemap.prepare(model, pictures["plain"]),
@@ -451,7 +451,7 @@ def test_reconstruction_and_mixing_frame_photos_and_a_faceless_photo_needs_plain
         ctx, "tiny-smg", photos["chelsea"], 1, True)
     assert notes == ("Network input: centre crop",) and faces == [] and net_in.shape == (SIZE, SIZE, 3)
     assert in_photo.size == (451, 300)
-    coarse, fine, in_a, in_b, faces_a, faces_b, notes, _ = stylemap.run_style_mix(
+    coarse, fine, in_a, in_b, faces_a, faces_b, notes, _, _ = stylemap.run_style_mix(
         ctx, "tiny-smg", photos["astronaut"], photos["chelsea"], 1, False, 1, True)
     assert np.array_equal(in_a, face) and notes[1] == "B: Network input: centre crop"
     assert len(faces_a) == 1 and faces_b == []
@@ -502,3 +502,65 @@ def test_tab_photo_end_to_end(client, photos, tmp_path):
     bundle = read_bundle(client.predict(api_name="/stylemap_download"))
     assert np.array_equal(bundle.images["result_in_photo"], got)
     assert np.array_equal(bundle.images["photo"], photo)
+    # the transplant takes the photo too: the aligned face in, the frame back where it lands
+    ref = editor_value(tmp_path, "tref", face, painted)
+    _, _, _, _, in_photo, net_in, faces = client.predict(
+        "tiny-smg", handle_file(photos["astronaut"]), 3, ref, EMPTY_EDITOR, EMPTY_EDITOR,
+        0, 0, 0, 0, 0, 0, 1, False, api_name="/stylemap_transplant")
+    assert np.array_equal(read_png(net_in)[..., :3], face) and len(faces) == 1
+    got = read_png(in_photo)[..., :3]
+    assert got.shape == photo.shape and np.array_equal(got[keep], photo[keep])
+
+
+def test_transplant_frames_the_photo_and_pastes_the_frame_at_t_where_references_land(ctx, model, photos):
+    """The original is a photo: its aligned face is the network input, and the frame at t goes
+    back into the photo only where the references land (on Transplant and on the t slider)."""
+    framed = aligned_face(photos["astronaut"])
+    face = np.asarray(framed.aligned.image)
+    painted = np.zeros((SIZE, SIZE), bool)
+    painted[:8, :8] = True  # the reference's top-left cell, landed 16 px right and down
+    ref = plain_editor(to_uint8(stylemap.sample(model, [2], 0.7))[0], painted)
+    out = stylemap.run_transplant(ctx, "tiny-smg", photos["astronaut"], 3, ref, None, None,
+                                  16, 0, 0, 16, 0, 0, 1, False)
+    landing, last, strip, frames, t, in_photo, net_in, faces, kept, landed, notes, run = out
+    assert np.array_equal(net_in, face) and notes == (framed.note(),) and len(faces) == 1
+    expected = np.zeros((SIZE, SIZE), np.float32)
+    expected[16:24, 16:24] = 1
+    assert np.array_equal(landed, expected)
+    frames_ref = stylemap.transplant(model, stylemap.pil_to_tensor(framed.aligned.image),
+                                     stylemap.pil_to_tensor(Image.fromarray(ref["background"])),
+                                     torch.from_numpy(painted).float()[None, None], [(16, 16)], 3)
+    assert np.array_equal(last, to_uint8(frames_ref[-1:])[0])
+    photo, got = np.asarray(framed.photo), np.asarray(in_photo)
+    assert got.shape == photo.shape == (512, 512, 3)
+    keep = outside_frame(framed)
+    assert np.array_equal(got[keep], photo[keep]) and not np.array_equal(got, photo)
+    assert np.array_equal(np.asarray(framed.paste(last, expected)), got)
+    assert np.array_equal(run.images["result_in_photo"], got)
+    assert np.array_equal(run.images["photo"], photo)
+    # the t slider: the frame at t, pasted the same way; nothing kept: no photo update
+    frame, at_t = stylemap.pick_frame_in_photo(frames, 0, kept, landed)
+    assert frame is frames[0] and np.array_equal(np.asarray(at_t), np.asarray(framed.paste(frames[0], landed)))
+    assert at_t.size == framed.photo.size and np.array_equal(np.asarray(at_t)[keep], photo[keep])
+    assert stylemap.pick_frame_in_photo(frames, 1, None, None) == (frames[1], gr.update())
+    # a faceless photo needs plain framing; the old call (no face, plain) still works
+    with pytest.raises(gr.Error, match="Plain framing"):
+        stylemap.run_transplant(ctx, "tiny-smg", photos["chelsea"], 3, ref, None, None,
+                                0, 0, 0, 0, 0, 0)
+    plain = stylemap.run_transplant(ctx, "tiny-smg", photos["chelsea"], 3, ref, None, None,
+                                    0, 0, 0, 0, 0, 0, 1, True)
+    assert plain[5].size == (451, 300) and plain[10] == ("Network input: centre crop",)
+
+
+def test_style_mix_pastes_the_coarse_mix_into_photo_a(ctx, model, photos):
+    framed = aligned_face(photos["astronaut"])
+    coarse, _, in_a, *_, in_photo, run = stylemap.run_style_mix(
+        ctx, "tiny-smg", photos["astronaut"], photos["chelsea"], 1, False, 1, True)
+    assert np.array_equal(in_a, np.asarray(framed.aligned.image))
+    photo, got = np.asarray(framed.photo), np.asarray(in_photo)
+    assert got.shape == photo.shape
+    keep = outside_frame(framed)
+    assert np.array_equal(got[keep], photo[keep]) and not np.array_equal(got, photo)
+    assert np.array_equal(got, np.asarray(framed.paste(coarse)))
+    assert np.array_equal(run.images["result_in_photo"], got)
+    assert np.array_equal(run.images["photo"], photo)
