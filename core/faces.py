@@ -24,11 +24,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from core.errors import UserError
+from core.hub import FACE_FRAMINGS as FACE_RECIPES
+from core.hub import FRAMINGS as RECIPES  # the registry's `meta.framing` values
 from core.images import open_photo
 
-from core.hub import FRAMINGS as RECIPES  # the registry's `meta.framing` values
-
-FACE_RECIPES = ("ffhq", "celebahq")
 RECIPE_LABELS = {"ffhq": "aligned face (FFHQ recipe)", "celebahq": "aligned face (CelebA-HQ recipe)",
                  "squash": "squashed to a square (no crop)", "center": "centre crop",
                  "letterbox": "letterboxed (black bars)"}
@@ -338,6 +337,13 @@ class FramedPhoto:
 
     def paste(self, edited: Image.Image | np.ndarray, mask: np.ndarray | None = None) -> Image.Image:
         return paste_back(self.photo, self.aligned, edited, mask)
+
+    def describe(self) -> dict:
+        """The recipe's account of the photo a run started from (JSON-able)."""
+        a = self.aligned
+        return {"framing": a.recipe, "note": self.note(), "photo_size": list(a.photo_size),
+                "face": None if self.face_index is None else self.face_index + 1,
+                "faces_found": len(self.faces), "quad": a.quad.round(3).tolist()}
 
 
 def framing_sentence(framing: str) -> str:

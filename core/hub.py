@@ -85,6 +85,7 @@ _META_TYPES: dict[str, type] = {"content": list, "name": str, "factor": str, "la
                                 "rank": int, "framing": str}
 FACTORS = ("appearances", "parts")
 FRAMINGS = ("ffhq", "celebahq", "squash", "center", "letterbox")
+FACE_FRAMINGS = ("ffhq", "celebahq")  # the framings that find and align a face
 
 
 @dataclass(frozen=True)
@@ -255,23 +256,21 @@ class Registry:
                             f"{entry.generator!r}, which is not registered.")
         return self._entries[entry.generator]
 
+    def _inherited(self, entry: WeightEntry, field_name: str):
+        """A `meta` field of the entry, else of its generator (an encoder or regressor sees
+        what its generator draws), else None."""
+        value = getattr(entry.meta, field_name)
+        if value is None and entry.generator in self._entries:
+            return self._inherited(self._entries[entry.generator], field_name)
+        return value
+
     def framing_of(self, entry: WeightEntry) -> str:
-        """How a photo is cut for this entry: its own `meta.framing`, else its generator's
-        (an encoder or regressor sees what its generator draws), else a centre crop."""
-        if entry.meta.framing:
-            return entry.meta.framing
-        if entry.generator and entry.generator in self._entries:
-            return self.framing_of(self._entries[entry.generator])
-        return "center"
+        """How a photo is cut for this entry (inherited, see `_inherited`; default centre crop)."""
+        return self._inherited(entry, "framing") or "center"
 
     def content_of(self, entry: WeightEntry) -> tuple[int, int] | None:
-        """The picture area (width, height) inside the square frame, when smaller (cars):
-        the entry's own `meta.content`, else its generator's."""
-        if entry.meta.content:
-            return entry.meta.content
-        if entry.generator and entry.generator in self._entries:
-            return self.content_of(self._entries[entry.generator])
-        return None
+        """The picture area (width, height) inside the square frame, when smaller (cars)."""
+        return self._inherited(entry, "content")
 
     def get(self, model_id: str) -> WeightEntry:
         try:

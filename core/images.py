@@ -97,8 +97,6 @@ def open_photo(file: ImageLike) -> Image.Image:
         img = _upright(file)
     else:  # an array (a picture a component already decoded)
         return to_pil(file)
-    if img.mode == "CMYK":
-        img = img.convert("RGB")
     return to_pil(img)
 
 
@@ -156,6 +154,20 @@ def tensor_to_pil(images: torch.Tensor) -> list[Image.Image]:
 
 
 # ---- masks ---------------------------------------------------------------------------------
+SAME_PICTURE = 1.0  # mean |difference| (grey levels) under which two pictures are the same one
+
+
+def editor_holds(value: dict | None, picture: Image.Image) -> bool:
+    """Whether a gr.ImageEditor still shows `picture` as its background (paint on top is
+    fine; a browser's canvas may re-encode it by up to SAME_PICTURE grey levels): so a result
+    goes back only into the photo it was made from."""
+    if editor_is_empty(value) or value.get("background") is None:
+        return False
+    shown = np.asarray(to_pil(value["background"]), np.int16)
+    expected = np.asarray(picture.convert("RGB"), np.int16)
+    return shown.shape == expected.shape and np.abs(shown - expected).mean() <= SAME_PICTURE
+
+
 def editor_is_empty(value: dict | None) -> bool:
     """True when a gr.ImageEditor holds no picture at all (an unused slot)."""
     return not value or (value.get("background") is None and value.get("composite") is None)
@@ -377,8 +389,10 @@ def example_photos() -> list[ExamplePhoto]:
 def photos_for(framing: str, model_id: str = "") -> list[ExamplePhoto]:
     """The example photos that suit a model: faces for face framings, the cat for cat models,
     the other photos otherwise."""
+    from core.hub import FACE_FRAMINGS
+
     photos = example_photos()
-    if framing in ("ffhq", "celebahq"):
+    if framing in FACE_FRAMINGS:
         wanted = ("face",)
     elif "cat" in model_id:
         wanted = ("cat",)

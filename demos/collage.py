@@ -35,8 +35,8 @@ from core.device import generator as seeded
 from core.device import placement
 from core.errors import UserError
 from core.faces import FramedPhoto, frame_for_model, framing_sentence
-from core.images import (ExamplePhoto, editor_image_and_mask, editor_is_empty, heatmap,
-                         mask_picture, photos_for, to_pil, to_uint8)
+from core.images import (ExamplePhoto, editor_holds, editor_image_and_mask, editor_is_empty,
+                         heatmap, mask_picture, photos_for, to_uint8)
 from core.lpips import lpips_distance
 from core.models.generator import Generator
 from core.recipe import Run
@@ -87,7 +87,6 @@ MAX_PARTS = 3
 HINT_COVERAGE = (0.1, 0.4)  # inpainting hints: sparse blobs inside the hole
 TRAIN_COVERAGE = (0.3, 1.0)  # the authors' training masks: 30-100 % of pixels known
 REFINE_LR = 0.01
-SAME_PICTURE = 1.0  # mean |difference| (grey levels) under which an editor still holds the photo
 
 
 # ---- engine --------------------------------------------------------------------------------
@@ -346,13 +345,10 @@ def photo_in_use(framed_photo: FramedPhoto | None, value: dict | None) -> Framed
     """The kept photo if the editor still holds its network input (paint on top is fine);
     None once a sample, an example or another picture replaced it, so a result is never
     pasted into a photo it was not made from. A browser's canvas may re-encode the picture,
-    so up to SAME_PICTURE grey levels of mean difference still count as the same picture."""
-    if framed_photo is None or editor_is_empty(value) or value.get("background") is None:
+    so `core.images.editor_holds` allows small differences."""
+    if framed_photo is None or not editor_holds(value, framed_photo.aligned.image):
         return None
-    shown = np.asarray(to_pil(value["background"]), np.int16)
-    expected = np.asarray(framed_photo.aligned.image.convert("RGB"), np.int16)
-    same = shown.shape == expected.shape and np.abs(shown - expected).mean() <= SAME_PICTURE
-    return framed_photo if same else None
+    return framed_photo
 
 
 def in_photo_images(framed_photo: FramedPhoto | None, result: np.ndarray,
@@ -367,12 +363,7 @@ def in_photo_images(framed_photo: FramedPhoto | None, result: np.ndarray,
 
 def photo_settings(framed_photo: FramedPhoto | None) -> dict | None:
     """The recipe's account of the photo a run started from (None: it did not)."""
-    if framed_photo is None:
-        return None
-    a = framed_photo.aligned
-    return {"framing": a.recipe, "note": framed_photo.note(), "photo_size": list(a.photo_size),
-            "face": None if framed_photo.face_index is None else framed_photo.face_index + 1,
-            "faces_found": len(framed_photo.faces), "quad": a.quad.round(3).tolist()}
+    return None if framed_photo is None else framed_photo.describe()
 
 
 def shown_in_photo(run: Run | None, operations: Sequence[str] = ("compose",)) -> np.ndarray | None:

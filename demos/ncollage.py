@@ -577,7 +577,7 @@ def project_photo(ctx: AppContext, model_id: str | None, image: str | np.ndarray
         arrays={**latents(pic), "losses": losses}, seeds=[0],
         settings={"class": index, "truncation": float(truncation), "steps": int(steps),
                   "lr_z": PROJECT_LR, "lr_class": PROJECT_CLASS_LR, "loss": "LPIPS-VGG + MSE",
-                  "framing": framed.aligned.recipe, "photo_size": list(framed.photo.size)},
+                  **framed.describe()},
         notes=f"seed 0 draws the starting z; class_vector is optimised too (starts one-hot). "
               f"{framed.note()}: the projection fits it; images/photo is the upload, upright.")
     return state, shown, shown, shown, info, gr.update(value=network_input, label=framed.note()), run
@@ -604,8 +604,7 @@ def paste_edit(ctx: AppContext, state: State | None, edit: dict | None
         images={"result_in_photo": in_photo, "photo": framed.photo,
                 "network_input": state["photo"], "edited": edit["image"], "pasted": result},
         masks={"region": region}, arrays=latents(state["picture"]),
-        settings={**base_settings(state), "blend": "Poisson", "framing": framed.aligned.recipe,
-                  "photo_size": list(framed.photo.size)},
+        settings={**base_settings(state), "blend": "Poisson", **framed.describe()},
         notes="The label collage's edited region (masks/region) Poisson-blended into the "
               "network input (pasted, at the model's size), then pasted back into the photo "
               "at full resolution inside that region (result_in_photo).")

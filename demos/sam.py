@@ -355,10 +355,7 @@ def photo_images(s: Session) -> dict:
 def framing_settings(s: Session) -> dict:
     if s.framed is None:
         return {}
-    aligned = s.framed.aligned
-    return {"framing": "gan sample" if s.from_sample else aligned.recipe,
-            "face": None if s.framed.face_index is None else s.framed.face_index + 1,
-            "frame_quad": aligned.quad.round(3).tolist(), "photo_size": list(aligned.photo_size)}
+    return {**s.framed.describe(), **({"framing": "gan sample"} if s.from_sample else {})}
 
 
 def inversion_run(ctx: AppContext, mid: str, s: Session, layer_map: torch.Tensor, images: dict,

@@ -30,7 +30,7 @@ from core.context import AppContext
 from core.device import placement
 from core.errors import UserError
 from core.faces import FramedPhoto, align, frame_photo, framing_sentence
-from core.images import (ExamplePhoto, editor_image_and_mask, editor_is_empty, mask_picture,
+from core.images import (ExamplePhoto, editor_holds, editor_image_and_mask, editor_is_empty, mask_picture,
                          open_photo, overlay, photos_for, pil_to_tensor, to_pil, to_uint8)
 from core.lpips import lpips_distance
 from core.models.stylemapgan import StyleMapGAN
@@ -288,15 +288,6 @@ def labelled_by_notes(notes: gr.State, pictures: list) -> None:
                  api_name=False, queue=False)
 
 
-def _shows(editor: dict | None, framed: FramedPhoto | None) -> bool:
-    """Whether the editor still holds the framed photo's network input (not another upload
-    or a sample), so its edit can go back into the photo."""
-    if framed is None or not editor or editor.get("background") is None:
-        return False
-    background = np.asarray(to_pil(editor["background"]))
-    return np.array_equal(background, np.asarray(framed.aligned.image))
-
-
 def model_size(ctx: AppContext, model_id: str | None) -> int:
     """The model's picture size: registered, else read from the loaded model."""
     if not model_id:
@@ -345,7 +336,7 @@ def _edit(ctx: AppContext, model_id: str | None, editor: dict | None, reference,
     original, mask = editor_image_and_mask(editor, size)
     if reference is None:
         raise UserError("Add a reference picture (upload one or sample it from a seed).")
-    framed = framed if _shows(editor, framed) else None
+    framed = framed if framed is not None and editor_holds(editor, framed.aligned.image) else None
     ref_framed = frame_picture(ctx, model_id, reference, size, ref_face, ref_plain)
     ref = pil_to_tensor(ref_framed.aligned.image)
     edit = local_edit(model, original, ref, mask, space)

@@ -16,7 +16,7 @@ import core.checkpoints
 from helpers import REFERENCE, load_reference
 from core.checkpoints import write_safetensors
 from core.errors import UserError
-from core.models import FAMILIES, load_model
+from core.models import load_model
 from core.models.invertibility import (SPACES, InvertibilityPredictor, load_invertibility)
 
 INV_REF = REFERENCE / "invertibility"
