@@ -45,6 +45,11 @@ FAMILIES: dict[str, Family] = {
     "regressor": Family("core.models.regressor:load_regressor"),
     "e4e": Family("core.models.e4e:load_e4e"),
     "sam-invertibility": Family("core.models.invertibility:load_invertibility"),
+    # Neural Collage authors' SNGAN: the generator, and the networks of its photo editing
+    "sngan": Family("core.models.sngan:load_sngan", "size"),
+    "sngan-encoder": Family("core.models.sngan:load_sngan_encoder"),
+    "sngan-discriminator": Family("core.models.sngan:load_sngan_discriminator"),
+    "sngan-auxiliary": Family("core.models.sngan:load_sngan_auxiliary"),
 }
 DATA_ARCHS = ("panda-factors", "edit-direction")  # registered files that are arrays, not models
 
