@@ -39,8 +39,10 @@ def test_bundled_registry_is_complete():
         assert e.path is None, e.id  # nothing bundled points at a local file
         if e.hub is None:  # only models with no known Hub copy are fetched from their authors
             assert e.url is not None and e.arch in ("stylemapgan", "regressor", "proggan", "biggan-deep",
-                                                  "sam-invertibility", "e4e", "edit-direction"), e.id
-            assert e.url.href.startswith("http") and e.url.filename.endswith((".pt", ".pth", ".bin", ".npy")), e.id
+                                                  "sam-invertibility", "e4e", "edit-direction", "sngan",
+                                                  "sngan-discriminator", "sngan-encoder",
+                                                  "sngan-auxiliary"), e.id
+            assert e.url.href.startswith("http") and e.url.filename.endswith((".pt", ".pth", ".bin", ".npy", ".npz")), e.id
         else:
             assert e.hub.repo_id and "/" in e.hub.repo_id and e.hub.filename, e.id
             assert e.origin().startswith("Hub ")
@@ -71,7 +73,7 @@ def test_bundled_registry_is_loadable_and_paired():
             assert reg.generator_of(e).arch == "stylegan2", e.id
         if e.arch == "regressor":
             assert reg.generator_of(e).arch in ("stylegan2", "proggan"), e.id
-        if e.arch in ("stylegan2", "stylemapgan", "proggan", "biggan-deep"):
+        if e.arch in ("stylegan2", "stylemapgan", "proggan", "biggan-deep", "sngan"):
             assert e.image_size() in (128, 256, 512, 1024), e.id
         else:
             assert e.image_size() is None, e.id
