@@ -41,22 +41,29 @@ from core.ui import (GPU_LANE, MAX_SEED, TabWiring, faces_gallery, gpu_task,
 
 PAPER = "https://arxiv.org/abs/2104.14754"
 HOW_IT_WORKS = f"""
-StyleMapGAN's latent is not a vector but a **stylemap**: a 64-channel map of 8×8 cells (16×16 for
-the 1024 px model), each cell steering its own region of the image. An **encoder** maps a
-photo to its stylemap in one pass (no optimisation), so editing is instant:
+StyleMapGAN's latent is not a vector but a **stylemap**: a 64-channel map of S×S cells, each
+cell steering its own region of the image. S comes from the checkpoint: 8×8 for the 256 px
+models, 16×16 for the 1024 px light model, 32×32 for the other 1024 px file (the labels follow
+the model you pick). An **encoder** maps a photo to its stylemap in one pass (no optimisation),
+so editing is instant:
 
 * **Local edit**: encode the original and the reference, take the reference's stylemap where you
   painted and the original's elsewhere, decode. In **w+** (default, the paper's CelebA-HQ
-  setting) the mixing happens in each of the generator's resized stylemaps (8×8 up to 256×256),
-  so edges follow your brush more closely; in **w** it happens once, at 8×8 (the paper's AFHQ
-  setting). A cell is taken from the reference if any painted pixel falls in it: the grid below
-  the result shows the cells as the network sees them.
+  setting) the mixing happens in each of the generator's resized stylemaps (S×S up to the image
+  size), so edges follow your brush down to the pixel at the finest level; in **w** it happens
+  once, on the S×S stylemap (the paper's AFHQ setting). A cell is taken from the reference if
+  any painted pixel falls in it. The mask picture shows this: in w the S×S cells; in w+ white
+  where every level takes the reference (your strokes, the finest level) and grey where only
+  the coarser levels do.
 * **Transplant** (the authors' interactive demo): paint a region on each reference and shift it
   to where it should land in the original; every resized stylemap takes the shifted cells
   (average-pooled mask > 0.5). The frames interpolate linearly from the original (t = 0) to the
   full transplant (t = 1).
 * **Reconstruction** shows how faithfully the encoder inverts a photo (MSE on [-1, 1] pixels,
-  LPIPS-VGG); the paper reports MSE 0.023 / LPIPS 0.237 on CelebA-HQ at 8×8.
+  LPIPS-VGG). The paper's numbers are shown only beside the checkpoints they were measured on:
+  the 5M-image CelebA-HQ and AFHQ files (Table 2) and the FFHQ 1024 px 32×32 file (Table 5);
+  the default 256 px files were trained on 20M images and the paper reports no numbers for
+  them.
 
 Photos are framed as the model's training pictures were (shown as "network input"): faces are
 detected and aligned with the CelebA-HQ recipe (celeba-hq model) or the FFHQ recipe (ffhq-1024),
@@ -94,8 +101,19 @@ def sample(model: StyleMapGAN, seeds: Sequence[int], truncation: float = 1.0) ->
 @dataclass
 class Edit:
     image: torch.Tensor  # [1, 3, size, size] in [-1, 1]
-    cells: torch.Tensor  # [1, 1, S, S] bool: the stylemap cells taken from the reference
+    cells: torch.Tensor  # [1, 1, S, S] bool: the S x S stylemap cells taken from the reference
     codes: torch.Tensor | None = None  # the stylemaps of [original, reference]
+    finest: torch.Tensor | None = None  # w+ only: [1, 1, size, size] bool, what the finest
+    # resized stylemap (the image's own resolution) takes
+
+    def mask_picture(self, size: int) -> np.ndarray:
+        """The mask as the network uses it -> grey picture: in w the S x S cells (white); in
+        w+ white where every level takes the reference (the finest level: the strokes) and
+        grey where only the coarser levels do (the rest of their cells)."""
+        cells = mask_picture(self.cells, size)
+        if self.finest is None:
+            return cells
+        return np.where(mask_picture(self.finest, size) > 0, 255, np.where(cells > 0, 128, 0)).astype(np.uint8)
 
 
 @torch.inference_mode()
@@ -105,8 +123,9 @@ def local_edit(model: StyleMapGAN, original: torch.Tensor, reference: torch.Tens
     G = model.G
     codes = encode(model, torch.cat([original, reference]))
     image = G.blend(codes[:1], codes[1:], mask, space=space)
-    return Edit(image.float().clamp(-1, 1), G.level_mask(mask.to(G.device, G.dtype), G.latent_spatial_size),
-                codes)
+    m = mask.to(G.device, G.dtype)
+    finest = G.level_mask(m, G.size) if space == "w_plus" else None
+    return Edit(image.float().clamp(-1, 1), G.level_mask(m, G.latent_spatial_size), codes, finest)
 
 
 @torch.inference_mode()
@@ -159,7 +178,7 @@ def reconstruct(model: StyleMapGAN, image: torch.Tensor, with_lpips: bool = True
 @torch.inference_mode()
 def style_mix(model: StyleMapGAN, first: torch.Tensor, second: torch.Tensor,
               codes: torch.Tensor | None = None) -> torch.Tensor:
-    """[coarse, fine] mixes of two pictures: coarse keeps `first`'s 8x8 stylemaps (colour,
+    """[coarse, fine] mixes of two pictures: coarse keeps `first`'s two S x S stylemaps (colour,
     texture) on `second`'s finer ones (structure); fine swaps the roles. `codes`: the
     stylemaps of [first, second] if already encoded."""
     if codes is None:
@@ -295,6 +314,65 @@ def model_size(ctx: AppContext, model_id: str | None) -> int:
     return ctx.registry.get(model_id).image_size() or model_for(ctx, model_id).size
 
 
+def grid_of(ctx: AppContext, model_id: str | None) -> int | None:
+    """The stylemap grid S (S x S cells) the registry states for the model (config
+    `latent_spatial_size`, checked against the file when it loads), known before anything is
+    loaded; None when not stated (handlers read it from the loaded model)."""
+    if not model_id:
+        return None
+    value = ctx.registry.get(model_id).config.get("latent_spatial_size")
+    return int(value) if value else None
+
+
+def grid_text(grid: int | None) -> str:
+    return f"{grid}×{grid}" if grid else "S×S"
+
+
+def space_choices(grid: int | None) -> list[tuple[str, str]]:
+    return [("w+ (every resized stylemap, down to the pixel)", "w_plus"),
+            (f"w (the {grid_text(grid)} stylemap)", "w")]
+
+
+def cells_label(grid: int | None) -> str:
+    return (f"Mask as the network uses it (w: whole {grid_text(grid)} cells; w+: white at every "
+            "level down to the finest, grey at the coarser levels only)")
+
+
+def mix_labels(grid: int | None) -> tuple[str, str]:
+    g = grid_text(grid)
+    return (f"Coarse: A's two {g} stylemaps on B's finer ones",
+            f"Fine: B's two {g} stylemaps on A's finer ones")
+
+
+def model_labels(ctx: AppContext, model_id: str | None) -> tuple:
+    """A model change: every label that names the stylemap grid (w/w+ choice, mask picture,
+    style-mixing results)."""
+    g = grid_of(ctx, model_id)
+    coarse, fine = mix_labels(g)
+    return (gr.update(choices=space_choices(g)), gr.update(label=cells_label(g)),
+            gr.update(label=coarse), gr.update(label=fine))
+
+
+# The paper's reconstruction numbers (MSE on [-1, 1] pixels, LPIPS-VGG, 500 test pictures) and
+# the checkpoints they were measured on; no other checkpoint is compared with them.
+PAPER_RECONSTRUCTION = {
+    "stylemapgan-celeba-hq-256-5m": "paper Table 2, this 5M-image CelebA-HQ checkpoint: MSE 0.023, LPIPS 0.237",
+    "stylemapgan-afhq-256-5m": "paper Table 2, this 5M-image AFHQ checkpoint: MSE 0.037, LPIPS 0.304",
+}
+PAPER_FFHQ_32 = {False: "paper Table 5, FFHQ 1024 px 32×32: MSE 0.016, LPIPS 0.344",
+                 True: "paper Table 5, FFHQ 1024 px 32×32 light generator: MSE 0.017, LPIPS 0.347"}
+
+
+def paper_reconstruction(model_id: str | None, model: StyleMapGAN) -> str:
+    """The paper's numbers for this checkpoint, or why there are none."""
+    if model_id in PAPER_RECONSTRUCTION:
+        return PAPER_RECONSTRUCTION[model_id]
+    if model_id == "stylemapgan-ffhq-1024-32x32":
+        return PAPER_FFHQ_32[bool(model.G.config.get("small_generator"))]
+    return ("the paper reports reconstruction numbers only for its 5M-image CelebA-HQ and AFHQ "
+            "checkpoints and the FFHQ 32×32 one, not for this checkpoint")
+
+
 @user_errors
 def frame_original(ctx: AppContext, model_id: str | None, photo: str | None, face: float | None = 1,
                    plain: bool = False) -> tuple[dict, np.ndarray, list, FramedPhoto, tuple[str]]:
@@ -355,7 +433,7 @@ def _edit(ctx: AppContext, model_id: str | None, editor: dict | None, reference,
               "where you painted." + (f" Original: {framed.note()}." if framed else "")
               + f" Reference: {framing_note(ref_framed, size)}.")
     notes = (framing_note(framed, size), "Reference: " + framing_note(ref_framed, size))
-    return (shown, mask_picture(edit.cells, size), result, in_photo, ref_shown,
+    return (shown, edit.mask_picture(size), result, in_photo, ref_shown,
             faces_gallery(ref_framed), notes, run)
 
 
@@ -491,8 +569,7 @@ def run_reconstruction(ctx: AppContext, model_id: str | None, picture, face: flo
         gr.Warning(str(e))
         rec = reconstruct(model, image, with_lpips=False)
     lp = "n/a (LPIPS backbone not available)" if rec.lpips is None else f"{rec.lpips:.3f}"
-    text = (f"**MSE** {rec.mse:.4f} · **LPIPS-VGG** {lp} "
-            "(paper, CelebA-HQ 8×8: MSE 0.023, LPIPS 0.237)")
+    text = f"**MSE** {rec.mse:.4f} · **LPIPS-VGG** {lp} ({paper_reconstruction(model_id, model)})"
     shown, result = to_uint8(image)[0], to_uint8(rec.image)[0]
     in_photo = framed.paste(result)
     run = record(ctx, TAB, "reconstruction", {"model": model_id},
@@ -525,7 +602,8 @@ def run_style_mix(ctx: AppContext, model_id: str | None, a, b, face_a: float | N
                  images={"a": first, "b": second, "coarse": mixed[0], "fine": mixed[1],
                          "result_in_photo": in_photo, "photo": framed_a.photo},
                  arrays={"stylemaps": codes},
-                 notes="coarse: A's 8x8 stylemaps on B's finer ones; fine: the reverse. "
+                 notes=f"coarse: A's two {grid_text(model.G.latent_spatial_size)} stylemaps "
+                       "on B's finer ones; fine: the reverse. "
                        f"stylemaps: [A, B]. A: {framing_note(framed_a, model.size)}. "
                        f"B: {framing_note(framed_b, model.size)}. result_in_photo: the coarse "
                        "mix (A's structure) pasted into photo A.")
@@ -605,20 +683,23 @@ def build_tab(ctx: AppContext) -> None:
     shared = Shared(wiring, model_id, psi, first, photos)
     with gr.Tabs():
         with gr.Tab("Local edit"):
-            _build_local_edit(shared, live_default=ctx.device.type == "cuda")
+            labelled = _build_local_edit(shared, live_default=ctx.device.type == "cuda")
         with gr.Tab("Transplant"):
             _build_transplant(shared)
         with gr.Tab("Reconstruction"):
             _build_reconstruction(shared)
         with gr.Tab("Style mixing"):
-            _build_style_mixing(shared)
+            labelled += _build_style_mixing(shared)
         with gr.Tab("Random"):
             _build_random(shared)
+    wiring.on(model_id.change, model_labels, model_id, labelled, record=False, queue=False)
     wiring.download.render()
 
 
-def _build_local_edit(shared: Shared, live_default: bool) -> None:
+def _build_local_edit(shared: Shared, live_default: bool) -> list:
+    """-> the components whose labels name the stylemap grid (see `model_labels`)."""
     wiring, model_id, first = shared.wiring, shared.model_id, shared.first
+    grid = grid_of(wiring.ctx, first)
     with gr.Row():
         with gr.Column():
             photo = photo_input("Your photo")
@@ -636,14 +717,12 @@ def _build_local_edit(shared: Shared, live_default: bool) -> None:
     framed = gr.State(None)  # the FramedPhoto "Frame it" put in the editor
     notes = gr.State(())  # the framing notes: the network-input pictures' labels
     with gr.Row():
-        space = gr.Radio([("w+ (per resized stylemap)", "w_plus"), ("w (8×8 stylemap)", "w")],
-                         value="w_plus", label="Blend in")
+        space = gr.Radio(space_choices(grid), value="w_plus", label="Blend in")
         live = gr.Checkbox(value=live_default, label="Update while painting")
         run = gr.Button("Edit", variant="primary")
     with gr.Row():
         net_input = gr.Image(label="Network input", format="png", interactive=False)
-        cells = gr.Image(label="Mask as the network sees it (stylemap cells)",
-                         format="png", interactive=False, image_mode="L")
+        cells = gr.Image(label=cells_label(grid), format="png", interactive=False, image_mode="L")
         result = gr.Image(label="Edited", format="png", interactive=False)
     with gr.Row():
         in_photo = gr.Image(label="Result in your photo", format="png", interactive=False, scale=2)
@@ -676,6 +755,7 @@ def _build_local_edit(shared: Shared, live_default: bool) -> None:
     wiring.on(original.change, live_local_edit, [live] + inputs, outputs, concurrency_id=GPU_LANE,
               trigger_mode="always_last", show_progress="minimal")
     wiring.examples(examples, (run_edit_example, example_inputs, [original, reference] + outputs))
+    return [space, cells]
 
 
 def _build_transplant(shared: Shared) -> None:
@@ -751,8 +831,10 @@ def _build_reconstruction(shared: Shared) -> None:
         wiring.examples(examples, (run_reconstruction, inputs, outputs))
 
 
-def _build_style_mixing(shared: Shared) -> None:
+def _build_style_mixing(shared: Shared) -> list:
+    """-> the two results, whose labels name the stylemap grid."""
     wiring, model_id = shared.wiring, shared.model_id
+    coarse_label, fine_label = mix_labels(grid_of(wiring.ctx, shared.first))
     with gr.Row():
         with gr.Column():
             a = photo_input("A")
@@ -764,10 +846,8 @@ def _build_style_mixing(shared: Shared) -> None:
             controls_b = photo_controls()
     run = gr.Button("Mix", variant="primary")
     with gr.Row():
-        coarse = gr.Image(label="Coarse: A's 8×8 stylemaps on B's finer ones",
-                          format="png", interactive=False)
-        fine = gr.Image(label="Fine: B's 8×8 stylemaps on A's finer ones",
-                        format="png", interactive=False)
+        coarse = gr.Image(label=coarse_label, format="png", interactive=False)
+        fine = gr.Image(label=fine_label, format="png", interactive=False)
         input_a = gr.Image(label="A: network input", format="png", interactive=False)
         input_b = gr.Image(label="B: network input", format="png", interactive=False)
     in_photo = gr.Image(label="Result in your photo (A)", format="png", interactive=False)
@@ -786,6 +866,7 @@ def _build_style_mixing(shared: Shared) -> None:
                                      [f"A {x.label}, B {y.label}" for x, y in pairs], [a, b],
                                      label="Example pairs (mixed on click)")
         wiring.examples(examples, (run_style_mix, inputs, outputs))
+    return [coarse, fine]
 
 
 def _build_random(shared: Shared) -> None:

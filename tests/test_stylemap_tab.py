@@ -135,7 +135,8 @@ def tiny_registry(folder: Path) -> Path:
     ckpt = folder / "celeba_hq_256_8x8.pt"  # the authors' name for every 256 px file: not believed
     shutil.copy(SMG_REF / "tiny.pt", ckpt)
     return write_registry(folder / "weights.json", [
-        {"id": "tiny-smg", "arch": "stylemapgan", "config": {"size": SIZE}, "path": str(ckpt),
+        {"id": "tiny-smg", "arch": "stylemapgan", "config": {"size": SIZE, "latent_spatial_size": 4},
+         "path": str(ckpt),
          "meta": {"framing": "ffhq"}, "license": "test"},
         {"id": "tiny-smg-wrong", "arch": "stylemapgan", "config": {"size": 256}, "path": str(ckpt),
          "license": "test"}])
@@ -152,6 +153,33 @@ def ctx(tmp_path_factory) -> AppContext:
     """The handlers' context on the tiny registry, on the CPU (no app)."""
     registry = tiny_registry(tmp_path_factory.mktemp("stylemap-ctx"))
     return AppContext(load_registry(registry), torch.device("cpu"))
+
+
+def test_labels_name_the_grid_of_the_model_and_paper_numbers_their_checkpoint(ctx, model, io):
+    """"8x8" is the 256 px models' grid, not every model's: labels come from the registry's
+    latent_spatial_size (checked against the file); the paper's numbers only beside the
+    checkpoints they were measured on."""
+    space, cells, coarse, fine = stylemap.model_labels(ctx, "tiny-smg")
+    assert space["choices"][1] == ("w (the 4×4 stylemap)", "w") and "4×4 cells" in cells["label"]
+    assert coarse["label"].startswith("Coarse: A's two 4×4") and "4×4" in fine["label"]
+    assert "S×S" in stylemap.model_labels(ctx, "tiny-smg-wrong")[1]["label"]  # not stated
+    with pytest.raises(UserError, match="latent_spatial_size: registered 8, file says 4"):
+        load_model("stylemapgan", SMG_REF / "tiny.pt", {"size": SIZE, "latent_spatial_size": 8})
+    assert "not for this checkpoint" in stylemap.paper_reconstruction("tiny-smg", model)
+    assert "0.023" in stylemap.paper_reconstruction("stylemapgan-celeba-hq-256-5m", model)
+    assert "0.016" in stylemap.paper_reconstruction("stylemapgan-ffhq-1024-32x32", model)  # not light
+    registry = load_registry(Path(stylemap.__file__).parent.parent / "weights.json")
+    for entry in registry:
+        if entry.arch == "stylemapgan":
+            grid = entry.config["latent_spatial_size"]
+            name = entry.url.filename if entry.url else ""
+            assert f"_{grid}x{grid}" in name and f"{grid}x{grid}" in entry.description, entry.id
+    # the w+ mask picture: white where painted (the finest level), grey for the rest of the cells
+    mask = torch.zeros(1, 1, SIZE, SIZE)
+    mask[..., 2:5, 3:6] = 1
+    pic = stylemap.local_edit(model, io["encoder_input"][:1], io["encoder_input"][1:2], mask).mask_picture(SIZE)
+    assert (pic[2:5, 3:6] == 255).all() and (pic == 255).sum() == 9
+    assert (pic[:8, :8] > 0).all() and (pic == 128).sum() == 64 - 9 and pic[8:].max() == 0
 
 
 def plain_editor(picture: np.ndarray, painted: np.ndarray | None) -> dict:

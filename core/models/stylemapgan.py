@@ -615,10 +615,14 @@ class StyleMapGAN(nn.Module):
 
 
 def load_stylemapgan_model(path: str | Path, size: int | None = None,
+                           latent_spatial_size: int | None = None,
                            map_location: str | torch.device = "cpu") -> StyleMapGAN:
-    """The registry's loader: generator + encoder of one checkpoint as a `StyleMapGAN`; a
-    registered `size` the checkpoint's train_args contradict is a UserError."""
+    """The registry's loader: generator + encoder of one checkpoint as a `StyleMapGAN`. The
+    registry may state `size` and the stylemap grid `latent_spatial_size` (so the tab can
+    label "8x8" or "16x16" before anything is loaded); a value the checkpoint's train_args
+    contradict is a UserError."""
     model = StyleMapGAN(*load_stylemapgan(path, map_location))
-    if size is not None:
-        model.check_config({"size": size}, Path(path).name)
+    stated = {k: v for k, v in (("size", size), ("latent_spatial_size", latent_spatial_size))
+              if v is not None}
+    model.check_config(stated, Path(path).name)
     return model
