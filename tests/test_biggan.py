@@ -178,11 +178,14 @@ def test_truncation_statistics_follow_the_port(G):
             linear = (1 - coef) * means[i] + coef * means[i + 1]
             assert max_err(mean, linear) > 1e-3  # the test can tell the two apart
         assert max_err(mean, want_m) < 1e-6 and max_err(std, torch.sqrt(want_v + bn.eps)) < 1e-6
-    # float error: 0.14 / 0.02 = 7.000000000000001 -> the statistics of 0.16; 0.58 / 0.02 =
-    # 28.999999999999996 -> those of 0.56
-    for t, i in ((0.14, 8), (0.58, 28)):
-        mean, _ = bn.statistics(t)
-        assert max_err(mean, means[i]) < 1e-6 and max_err(mean, means[round(t * 50)]) > 1e-3
+    # every grid value picks its own statistics (in the port, float error makes 0.14 / 0.02 =
+    # 7.000000000000001 use those of 0.16, and 0.58 / 0.02 = 28.999999999999996 those of 0.56)
+    for k in range(1, bn.n_stats):
+        t = round(k * 0.02, 2)  # what a slider with step 0.02 sends
+        mean, std = bn.statistics(t)
+        assert torch.equal(mean, means[k]) and torch.equal(std, torch.sqrt(var[k] + bn.eps)), t
+    for t in (0.14, 0.28, 0.56, 0.58, 0.94):  # the five the port got wrong
+        assert max_err(bn.statistics(t)[0], means[round(t * 50) + 1]) > 1e-3
 
 
 @pytest.mark.parametrize("t", [0.0, -0.1, 1.5, float("nan")])

@@ -30,10 +30,11 @@ Truncation
 Every BN stores 51 statistics, for truncation t = 0, 0.02, ..., 1. Like the port, a
 truncation between two of them uses `coef * stats[i] + (1 - coef) * stats[i + 1]` with
 `coef, i = math.modf(t / (1 / (n_stats - 1)))`: the weights are the reverse of a linear
-interpolation (t = 0.405 behaves like 0.415), and float error can pick a neighbour (0.14 and
-0.28 use the statistics of 0.16 and 0.30, 0.58 and 0.94 those of 0.56 and 0.92). This is
-reproduced on purpose, since it is what every user of these weights gets; multiples of 0.02
-that do not suffer the float error (0.4, 0.5, 1.0, ...) use exactly their own statistics.
+interpolation (t = 0.405 behaves like 0.415). This is reproduced on purpose, since it is what
+every user of these weights gets. One thing is not: in the port, float error makes some grid
+values pick a neighbour (0.14 / 0.02 = 7.000000000000001 uses the statistics of 0.16; 0.28,
+0.56, 0.58 and 0.94 likewise use 0.30, 0.58, 0.56 and 0.92). Here t / step within 1e-6 of a
+whole number is taken as that number, so every multiple of 0.02 uses its own statistics.
 The truncation also scales z: sample it with `truncated_noise(..., truncation, seed)`.
 
 Condition points and class maps (sCBN, Neural Collage Eq. 2)
@@ -249,7 +250,10 @@ class _TruncationStats(nn.Module):
 
     def statistics(self, truncation: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, std) for this truncation (see the module docstring), in float32 at least."""
-        coef, start = math.modf(truncation / (1.0 / (self.n_stats - 1)))
+        position = truncation / (1.0 / (self.n_stats - 1))
+        if abs(position - round(position)) < 1e-6:  # a grid value: its own statistics
+            position = float(round(position))
+        coef, start = math.modf(position)
         i = int(start)
         means, var = self.running_means, self.running_vars
         dt = _stats_dtype(means.dtype)
