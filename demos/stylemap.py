@@ -144,6 +144,23 @@ def transplant(model: StyleMapGAN, original: torch.Tensor, references: torch.Ten
     return frames.float().clamp(-1, 1)
 
 
+@torch.inference_mode()
+def interpolate(model: StyleMapGAN, first: torch.Tensor, second: torch.Tensor, steps: int,
+                codes: torch.Tensor | None = None) -> torch.Tensor:
+    """generate.py's w interpolation as frames [steps, 3, size, size]: the stylemaps of two
+    pictures mixed linearly in w, frame k at t = k / (steps - 1) of the way from `first` (its
+    reconstruction, t = 0) to `second` (t = 1). The authors draw one random t per pair for
+    FID_lerp; the tab shows the whole path. `codes`: the stylemaps of [first, second]."""
+    if steps < 2:
+        raise UserError("Use at least 2 interpolation frames (t = 0 and t = 1).")
+    if codes is None:
+        codes = encode(model, torch.cat([first, second]))
+    weights = [1 - k / (steps - 1) for k in range(steps)]  # their lambda: the weight of `first`
+    frames = model.G.interpolate(codes[:1], codes[1:], weights,
+                                 chunk=max(1, TRANSPLANT_PIXELS // model.size ** 2))
+    return frames.float().clamp(-1, 1)
+
+
 def landing_preview(model: StyleMapGAN, original: torch.Tensor, masks: torch.Tensor,
                     shifts: Sequence[tuple[int, int]]) -> np.ndarray:
     """The original with, per reference, the stylemap cells its region lands on (coloured)."""
@@ -613,6 +630,36 @@ def run_style_mix(ctx: AppContext, model_id: str | None, a, b, face_a: float | N
             faces_gallery(framed_b), notes, in_photo, run)
 
 
+@gpu_task(duration=90)
+def run_interpolation(ctx: AppContext, model_id: str | None, a, b, steps: float,
+                      face_a: float | None = 1, plain_a: bool = False, face_b: float | None = 1,
+                      plain_b: bool = False, progress=gr.Progress(track_tqdm=True)) -> tuple:
+    """Photos A and B, each framed for the model -> (the last frame, strip, frames, t slider
+    update, A's and B's network inputs, the faces found in A and B, their framing notes, run):
+    their stylemaps mixed in w, t = 0 (A's reconstruction) ... 1 (B's)."""
+    model = model_for(ctx, model_id)
+    if a is None or b is None:
+        raise UserError("Add both pictures A and B (upload or sample them).")
+    framed_a = frame_picture(ctx, model_id, a, model.size, face_a, plain_a)
+    framed_b = frame_picture(ctx, model_id, b, model.size, face_b, plain_b)
+    first, second = pil_to_tensor(framed_a.aligned.image), pil_to_tensor(framed_b.aligned.image)
+    progress(0.3, desc="Encoding and rendering frames")
+    codes = encode(model, torch.cat([first, second]))
+    frames = to_uint8(interpolate(model, first, second, int(steps), codes=codes))
+    strip = [(f, f"t = {k / (len(frames) - 1):.2f}") for k, f in enumerate(frames)]
+    size = model.size
+    notes = ("A: " + framing_note(framed_a, size), "B: " + framing_note(framed_b, size))
+    run = record(ctx, TAB, "interpolation", {"model": model_id},
+                 images={"frame": list(frames), "a": first, "b": second},
+                 arrays={"stylemaps": codes}, settings={"frames": int(steps)},
+                 notes="frame_01 is t = 0 (A's reconstruction), the last frame t = 1 (B's); "
+                       "frame k mixes the stylemaps in w: (1 - t) * A + t * B. stylemaps: [A, B]. "
+                       + " ".join(notes))
+    return (frames[-1], strip, list(frames), gr.update(maximum=len(frames) - 1, value=len(frames) - 1),
+            to_uint8(first)[0], to_uint8(second)[0], faces_gallery(framed_a), faces_gallery(framed_b),
+            notes, run)
+
+
 @gpu_task(duration=60)
 def run_random(ctx: AppContext, model_id: str | None, seeds: str, truncation: float,
                progress=gr.Progress(track_tqdm=True)) -> tuple[list, Run]:
@@ -690,6 +737,8 @@ def build_tab(ctx: AppContext) -> None:
             _build_reconstruction(shared)
         with gr.Tab("Style mixing"):
             labelled += _build_style_mixing(shared)
+        with gr.Tab("Interpolation"):
+            _build_interpolation(shared)
         with gr.Tab("Random"):
             _build_random(shared)
     wiring.on(model_id.change, model_labels, model_id, labelled, record=False, queue=False)
@@ -867,6 +916,40 @@ def _build_style_mixing(shared: Shared) -> list:
                                      label="Example pairs (mixed on click)")
         wiring.examples(examples, (run_style_mix, inputs, outputs))
     return [coarse, fine]
+
+
+def _build_interpolation(shared: Shared) -> None:
+    wiring, model_id = shared.wiring, shared.model_id
+    gr.Markdown("The authors' w interpolation (`generate.py`, the paper's FID_lerp): both "
+                "pictures are encoded and their stylemaps mixed linearly, (1 − t)·A + t·B, then "
+                "decoded. t = 0 is A's reconstruction, t = 1 B's. The authors draw one random t "
+                "per pair; here the whole path is shown as frames.")
+    with gr.Row():
+        with gr.Column():
+            a = photo_input("A (t = 0)")
+            shared.seed_row(a, 6)
+            controls_a = photo_controls()
+        with gr.Column():
+            b = photo_input("B (t = 1)")
+            shared.seed_row(b, 7)
+            controls_b = photo_controls()
+    with gr.Row():
+        steps = gr.Slider(2, 16, value=8, step=1, label="Frames")
+        run = gr.Button("Interpolate", variant="primary")
+    with gr.Row():
+        input_a = gr.Image(label="A: network input", format="png", interactive=False)
+        result = gr.Image(label="Frame at t", format="png", interactive=False)
+        input_b = gr.Image(label="B: network input", format="png", interactive=False)
+    t = gr.Slider(0, 1, value=1, step=1, label="Interpolation t (frame)")
+    strip = gr.Gallery(label="All frames, t = 0 … 1", columns=8, height=180, format="png")
+    frames = gr.State([])
+    notes = gr.State(())
+
+    inputs = [model_id, a, b, steps] + controls_a.inputs + controls_b.inputs
+    outputs = [result, strip, frames, t, input_a, input_b, controls_a.faces, controls_b.faces, notes]
+    labelled_by_notes(notes, [input_a, input_b])
+    wiring.on(run.click, run_interpolation, inputs, outputs, api_name="stylemap_interpolate")
+    t.change(pick_frame, [frames, t], result, api_name=False, queue=False)
 
 
 def _build_random(shared: Shared) -> None:

@@ -252,6 +252,30 @@ def test_edit_example_and_transplant_handlers(ctx, model):
         stylemap.run_transplant(ctx, "tiny-smg", None, 3, ref, None, None, 0, 0, 0, 0, 0, 0)
 
 
+def test_interpolation_runs_from_one_reconstruction_to_the_other(ctx, model, io, pictures):
+    """w interpolation: frame 0 is A's reconstruction, the last B's, the middle the decoded
+    mean of the two stylemaps; the handler frames both pictures and records every frame."""
+    a, b = io["encoder_input"][:1], io["encoder_input"][1:2]
+    frames = stylemap.interpolate(model, a, b, 3)
+    rec = [stylemap.reconstruct(model, x, with_lpips=False) for x in (a, b)]
+    assert torch.allclose(frames[0], rec[0].image[0], atol=1e-5)
+    assert torch.allclose(frames[-1], rec[1].image[0], atol=1e-5)
+    mid = model.G.synthesis((rec[0].code + rec[1].code) / 2).clamp(-1, 1)
+    assert torch.allclose(frames[1], mid[0], atol=1e-5)
+    with pytest.raises(UserError, match="at least 2"):
+        stylemap.interpolate(model, a, b, 1)
+    last, strip, shown, t, in_a, in_b, faces_a, faces_b, notes, run = stylemap.run_interpolation(
+        ctx, "tiny-smg", pictures["plain"], pictures["gray"], 4)
+    assert len(shown) == 4 and [c for _, c in strip][::3] == ["t = 0.00", "t = 1.00"]
+    assert t["maximum"] == 3 and np.array_equal(last, shown[-1])
+    expected = to_uint8(stylemap.reconstruct(model, stylemap.prepare(model, pictures["plain"]),
+                                             with_lpips=False).image)[0]
+    assert np.array_equal(shown[0], expected) and np.array_equal(in_a, pictures["plain"])
+    assert run.recipe["operation"] == "interpolation" and len(run.images["frame"]) == 4
+    with pytest.raises(gr.Error, match="both pictures"):
+        stylemap.run_interpolation(ctx, "tiny-smg", pictures["plain"], None, 4)
+
+
 def test_random_and_seed_picker_handlers_sample_through_the_protocol(ctx, model):
     gallery, run = stylemap.run_random(ctx, "tiny-smg", "5, 6", 0.7)
     expected = to_uint8(stylemap.sample(model, [5, 6], 0.7))

@@ -33,6 +33,18 @@ def models() -> tuple[StyleMapGenerator, StyleMapEncoder]:
 
 
 @pytest.fixture(scope="module")
+def io8() -> dict:
+    """The authors' generate.py / semantic_manipulation.py on a tiny 64 x 8 x 8 model
+    (make_editing_reference.py)."""
+    return load_reference(SMG_REF / "tiny-8x8-io.pt")
+
+
+@pytest.fixture(scope="module")
+def models8() -> tuple[StyleMapGenerator, StyleMapEncoder]:
+    return load_stylemapgan(SMG_REF / "tiny-8x8.pt")
+
+
+@pytest.fixture(scope="module")
 def encoded(models, io) -> torch.Tensor:
     with torch.inference_mode():
         return models[1](io["encoder_input"])
@@ -160,6 +172,20 @@ def test_demo_transplant_matches_reference(models, io, encoded):
     assert out.shape[0] == io["demo_steps"]
     assert max_err(out, io["demo_image"]) <= TOL
     assert max_err(out[0], io["recon_image"][0]) <= TOL  # step 0 is the original
+
+
+def test_w_interpolation_matches_the_authors(models8, io8):
+    """generate.py's w_interpolation (w = w1 * lambda + w2 * (1 - lambda)) at listed lambdas,
+    rendered two per pass; the 8 x 8 model's encoder and decoder match theirs on the way."""
+    G, E = models8
+    with torch.inference_mode():
+        codes = E(io8["images"])
+        assert max_err(codes, io8["encoded"]) <= TOL
+        assert max_err(G.synthesis(codes), io8["recon_image"]) <= TOL
+        out = G.interpolate(codes[:1], codes[1:], io8["interp_lambdas"], chunk=2)
+    assert max_err(out, io8["interp_image"]) <= TOL
+    with pytest.raises(ValueError, match="one stylemap"):
+        G.interpolate(codes, codes[1:], [0.5])
 
 
 def test_transplant_rejects_bad_arguments(models, io, encoded):

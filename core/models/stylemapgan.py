@@ -387,6 +387,21 @@ class StyleMapGenerator(nn.Module):
         mixed = codes1[:2] + codes2[2:] if kind == "coarse" else codes2[:2] + codes1[2:]
         return self.decoder.synthesize(mixed)
 
+    def interpolate(self, first: torch.Tensor, second: torch.Tensor, weights: Sequence[float],
+                    chunk: int | None = None) -> torch.Tensor:
+        """generate.py's `w_interpolation`: w = first * lambda + second * (1 - lambda) on the
+        input stylemaps (w space), one image per lambda in `weights` -> [len, 3, size, size].
+        Rendered `chunk` images per pass (default: all)."""
+        self._check_stylemap(first)
+        self._check_stylemap(second)
+        if first.shape[0] != 1 or second.shape[0] != 1:
+            raise ValueError("interpolate takes one stylemap at each end")
+        lam = torch.tensor(list(weights), device=self.device, dtype=self.dtype).view(-1, 1, 1, 1)
+        if lam.numel() == 0:
+            raise ValueError("need at least one interpolation weight")
+        a, b = first.to(self.dtype), second.to(self.dtype)
+        return torch.cat([self.synthesis(a * t + b * (1 - t)) for t in lam.split(chunk or len(lam))])
+
     def landing_cells(self, masks: torch.Tensor, shifts: Sequence[tuple[float, float]],
                       res: int) -> torch.Tensor:
         """Where each reference's region lands at a `res` x `res` level -> bool [N, res, res]:
