@@ -33,7 +33,7 @@ from core.faces import FramedPhoto, align, frame_photo, framing_sentence
 from core.images import (ExamplePhoto, editor_holds, editor_image_and_mask, editor_is_empty, mask_picture,
                          open_photo, overlay, photos_for, pil_to_tensor, to_pil, to_uint8)
 from core.lpips import lpips_distance
-from core.models.stylemapgan import StyleMapGAN
+from core.models.stylemapgan import Box, StyleMapGAN
 from core.recipe import Run
 from core.ui import (GPU_LANE, MAX_SEED, TabWiring, faces_gallery, gpu_task,
                      labelled_examples, licence_line, parse_seeds, photo_controls, quietly, record,
@@ -159,6 +159,49 @@ def interpolate(model: StyleMapGAN, first: torch.Tensor, second: torch.Tensor, s
     frames = model.G.interpolate(codes[:1], codes[1:], weights,
                                  chunk=max(1, TRANSPLANT_PIXELS // model.size ** 2))
     return frames.float().clamp(-1, 1)
+
+
+@torch.inference_mode()
+def transplant_grid(model: StyleMapGAN, original: torch.Tensor, reference: torch.Tensor,
+                    boxes: Sequence[Box], codes: torch.Tensor | None = None) -> torch.Tensor:
+    """generate.py's unaligned transplantation in w (paper Fig. 8): boxes of the reference's
+    stylemap cells copied into the original's at other cells -> image [1, 3, size, size].
+    boxes: ((to_row, to_col), (from_row, from_col), height, width) in cells of the model's
+    S x S grid, applied in order. `codes`: the stylemaps of [original, reference]."""
+    try:
+        model.G.check_boxes(boxes)
+    except ValueError as e:
+        raise UserError(f"{str(e)[0].upper()}{str(e)[1:]}: move or shrink it.") from None
+    if codes is None:
+        codes = encode(model, torch.cat([original, reference]))
+    return model.G.transplant_boxes(codes[:1], codes[1:], boxes).float().clamp(-1, 1)
+
+
+def boxes_region(size: int, grid: int, boxes: Sequence[Box], end: Literal["to", "from"]) -> np.ndarray:
+    """Where the boxes lie in the picture (their landing cells, or the cells they are taken
+    from) -> float [size, size] in {0, 1}."""
+    ratio = size // grid
+    region = np.zeros((size, size), np.float32)
+    for (ty, tx), (fy, fx), h, w in boxes:
+        y, x = (ty, tx) if end == "to" else (fy, fx)
+        region[y * ratio:(y + h) * ratio, x * ratio:(x + w) * ratio] = 1
+    return region
+
+
+def boxes_picture(picture: torch.Tensor, grid: int, boxes: Sequence[Box],
+                  end: Literal["to", "from"]) -> np.ndarray:
+    """A picture [1, 3, size, size] with each box outlined in its colour (as generate.py
+    draws them on the source and the reference)."""
+    from PIL import Image, ImageDraw
+
+    image = Image.fromarray(to_uint8(picture)[0])
+    draw = ImageDraw.Draw(image)
+    ratio = image.width // grid
+    for k, ((ty, tx), (fy, fx), h, w) in enumerate(boxes):
+        y, x = (ty, tx) if end == "to" else (fy, fx)
+        draw.rectangle((x * ratio, y * ratio, (x + w) * ratio - 1, (y + h) * ratio - 1),
+                       outline=REFERENCE_COLORS[k % len(REFERENCE_COLORS)], width=max(1, ratio // 16))
+    return np.asarray(image)
 
 
 def landing_preview(model: StyleMapGAN, original: torch.Tensor, masks: torch.Tensor,
@@ -363,11 +406,12 @@ def mix_labels(grid: int | None) -> tuple[str, str]:
 
 def model_labels(ctx: AppContext, model_id: str | None) -> tuple:
     """A model change: every label that names the stylemap grid (w/w+ choice, mask picture,
-    style-mixing results)."""
+    style-mixing results) and the grid transplant's cell sliders (0 .. S)."""
     g = grid_of(ctx, model_id)
     coarse, fine = mix_labels(g)
+    cells = [gr.update(maximum=g or 32)] * (GRID_BOXES * len(BOX_FIELDS))
     return (gr.update(choices=space_choices(g)), gr.update(label=cells_label(g)),
-            gr.update(label=coarse), gr.update(label=fine))
+            *cells, gr.update(label=coarse), gr.update(label=fine))
 
 
 # The paper's reconstruction numbers (MSE on [-1, 1] pixels, LPIPS-VGG, 500 test pictures) and
@@ -660,6 +704,59 @@ def run_interpolation(ctx: AppContext, model_id: str | None, a, b, steps: float,
             notes, run)
 
 
+GRID_BOXES = 2  # generate.py's AFHQ example uses two
+BOX_FIELDS = ("to_row", "to_col", "from_row", "from_col", "height", "width")
+AFHQ_EXAMPLE_BOXES = (((4, 2), (3, 2), 2, 4), ((0, 1), (0, 1), 3, 2))  # generate.py, 8 x 8
+
+
+def collect_boxes(values: Sequence) -> list[Box]:
+    """GRID_BOXES x BOX_FIELDS slider values -> the used boxes (height or width 0: unused)."""
+    boxes = []
+    for k in range(GRID_BOXES):
+        ty, tx, fy, fx, h, w = (int(v or 0) for v in values[k * 6:(k + 1) * 6])
+        if h and w:
+            boxes.append(((ty, tx), (fy, fx), h, w))
+    if not boxes:
+        raise UserError("Give at least one box a height and a width (in stylemap cells).")
+    return boxes
+
+
+@gpu_task(duration=60)
+def run_grid_transplant(ctx: AppContext, model_id: str | None, original, reference,
+                        *boxes_and_controls, progress=gr.Progress(track_tqdm=True)) -> tuple:
+    """generate.py's transplantation. `boxes_and_controls`: GRID_BOXES x BOX_FIELDS cell
+    values, then (optional) the original's and the reference's face number and plain
+    framing -> (original with the landing boxes, reference with the boxes taken, result, the
+    result pasted into the original photo where the boxes land, the two network inputs' faces
+    found, framing notes, run)."""
+    n = GRID_BOXES * len(BOX_FIELDS)
+    boxes = collect_boxes(boxes_and_controls[:n])
+    extra = list(boxes_and_controls[n:]) + [1, False, 1, False][len(boxes_and_controls) - n:]
+    model = model_for(ctx, model_id)
+    if original is None or reference is None:
+        raise UserError("Add both the original and the reference (upload or sample them).")
+    size, grid = model.size, model.G.latent_spatial_size
+    framed = frame_picture(ctx, model_id, original, size, extra[0], extra[1])
+    ref_framed = frame_picture(ctx, model_id, reference, size, extra[2], extra[3])
+    orig, ref = pil_to_tensor(framed.aligned.image), pil_to_tensor(ref_framed.aligned.image)
+    codes = encode(model, torch.cat([orig, ref]))
+    result = to_uint8(transplant_grid(model, orig, ref, boxes, codes=codes))[0]
+    landed = boxes_region(size, grid, boxes, "to")
+    in_photo = framed.paste(result, landed)
+    notes = (framing_note(framed, size), "Reference: " + framing_note(ref_framed, size))
+    run = record(ctx, TAB, "grid_transplant", {"model": model_id},
+                 images={"original": orig, "reference": ref, "result": result,
+                         "result_in_photo": in_photo, "photo": framed.photo},
+                 masks={"landed": landed, "taken": boxes_region(size, grid, boxes, "from")},
+                 arrays={"stylemaps": codes},
+                 settings={"grid": grid, "boxes": [[list(t), list(f), h, w] for t, f, h, w in boxes]},
+                 notes="boxes: [[to_row, to_col], [from_row, from_col], height, width] in stylemap "
+                       "cells (generate.py's transplantation coordinates), applied in order in w. "
+                       + " ".join(notes))
+    return (boxes_picture(orig, grid, boxes, "to"), boxes_picture(ref, grid, boxes, "from"), result,
+            in_photo, faces_gallery(framed), faces_gallery(ref_framed), notes, run)
+
+
 @gpu_task(duration=60)
 def run_random(ctx: AppContext, model_id: str | None, seeds: str, truncation: float,
                progress=gr.Progress(track_tqdm=True)) -> tuple[list, Run]:
@@ -733,6 +830,8 @@ def build_tab(ctx: AppContext) -> None:
             labelled = _build_local_edit(shared, live_default=ctx.device.type == "cuda")
         with gr.Tab("Transplant"):
             _build_transplant(shared)
+        with gr.Tab("Grid transplant (w)"):
+            labelled += _build_grid_transplant(shared)
         with gr.Tab("Reconstruction"):
             _build_reconstruction(shared)
         with gr.Tab("Style mixing"):
@@ -855,6 +954,49 @@ def _build_transplant(shared: Shared) -> None:
     wiring.on(model_id.change, shift_ranges, model_id, dxs + dys, record=False, queue=False)
     t.change(pick_frame_in_photo, [frames, t, framed, landed], [result, in_photo], api_name=False,
              queue=False)
+
+
+def _build_grid_transplant(shared: Shared) -> list:
+    """-> the cell sliders, whose range is the model's grid."""
+    wiring, model_id = shared.wiring, shared.model_id
+    grid = grid_of(wiring.ctx, shared.first) or 8
+    gr.Markdown("The paper's unaligned transplantation as the authors' `generate.py` runs it "
+                "(Fig. 8): boxes of the reference's stylemap cells replace the original's cells "
+                "at another place, in w (the input stylemap, hard copy), then the picture is "
+                "decoded. Boxes are in cells of the model's grid and are applied in order. The "
+                "**Transplant** tab is the authors' interactive demo instead: painted regions, "
+                "pixel shifts, every resized stylemap (w+), interpolation frames.")
+    with gr.Row():
+        with gr.Column():
+            original = photo_input("Original")
+            shared.seed_row(original, 1)
+            controls = photo_controls()
+        with gr.Column():
+            reference = photo_input("Reference")
+            shared.seed_row(reference, 2)
+            ref_controls = photo_controls()
+    sliders = []
+    for k in range(GRID_BOXES):
+        (ty, tx), (fy, fx), h, w = AFHQ_EXAMPLE_BOXES[k]
+        with gr.Row():
+            gr.Markdown(f"**Box {k + 1}** (height or width 0: unused)")
+            for label, value in zip(("Lands at row", "Lands at column", "Taken from row",
+                                     "Taken from column", "Height (cells)", "Width (cells)"),
+                                    (ty, tx, fy, fx, h, w)):
+                sliders.append(gr.Slider(0, grid, value=min(value, grid), step=1, label=label))
+    run = gr.Button("Transplant boxes", variant="primary")
+    with gr.Row():
+        where_to = gr.Image(label="Original: where the boxes land", format="png", interactive=False)
+        where_from = gr.Image(label="Reference: the boxes taken", format="png", interactive=False)
+        result = gr.Image(label="Result", format="png", interactive=False)
+    in_photo = gr.Image(label="Result in your photo", format="png", interactive=False)
+    notes = gr.State(())
+
+    inputs = [model_id, original, reference] + sliders + controls.inputs + ref_controls.inputs
+    outputs = [where_to, where_from, result, in_photo, controls.faces, ref_controls.faces, notes]
+    labelled_by_notes(notes, [where_to, where_from])
+    wiring.on(run.click, run_grid_transplant, inputs, outputs, api_name="stylemap_grid_transplant")
+    return sliders
 
 
 def _build_reconstruction(shared: Shared) -> None:

@@ -159,7 +159,8 @@ def test_labels_name_the_grid_of_the_model_and_paper_numbers_their_checkpoint(ct
     """"8x8" is the 256 px models' grid, not every model's: labels come from the registry's
     latent_spatial_size (checked against the file); the paper's numbers only beside the
     checkpoints they were measured on."""
-    space, cells, coarse, fine = stylemap.model_labels(ctx, "tiny-smg")
+    space, cells, *sliders, coarse, fine = stylemap.model_labels(ctx, "tiny-smg")
+    assert len(sliders) == 12 and sliders[0]["maximum"] == 4
     assert space["choices"][1] == ("w (the 4×4 stylemap)", "w") and "4×4 cells" in cells["label"]
     assert coarse["label"].startswith("Coarse: A's two 4×4") and "4×4" in fine["label"]
     assert "S×S" in stylemap.model_labels(ctx, "tiny-smg-wrong")[1]["label"]  # not stated
@@ -274,6 +275,31 @@ def test_interpolation_runs_from_one_reconstruction_to_the_other(ctx, model, io,
     assert run.recipe["operation"] == "interpolation" and len(run.images["frame"]) == 4
     with pytest.raises(gr.Error, match="both pictures"):
         stylemap.run_interpolation(ctx, "tiny-smg", pictures["plain"], None, 4)
+
+
+def test_grid_transplant_copies_cells_in_w_and_pastes_where_boxes_land(ctx, model, pictures):
+    """The w-space transplant through its handler: the result is the engine's, the paste mask
+    the landing cells; a box that leaves the 4 x 4 grid is a readable error."""
+    boxes = [((2, 2), (0, 0), 2, 2)]
+    values = [2, 2, 0, 0, 2, 2] + [0] * 6  # box 2 unused
+    to, taken, result, in_photo, _, _, notes, run = stylemap.run_grid_transplant(
+        ctx, "tiny-smg", pictures["plain"], pictures["gray"], *values)
+    orig, ref = (stylemap.prepare(model, pictures[k]) for k in ("plain", "gray"))
+    expected = stylemap.transplant_grid(model, orig, ref, boxes)
+    assert np.array_equal(result, to_uint8(expected)[0])
+    codes = stylemap.encode(model, torch.cat([orig, ref]))
+    moved = codes[:1].clone()
+    moved[..., 2:4, 2:4] = codes[1:, :, 0:2, 0:2]
+    assert torch.allclose(expected, model.G.synthesis(moved).clamp(-1, 1), atol=1e-5)
+    landed = run.masks["landed"] > 0
+    assert landed[16:, 16:].all() and landed.sum() == 16 * 16
+    assert (run.masks["taken"] > 0)[:16, :16].all() and run.recipe["settings"]["boxes"] == [[[2, 2], [0, 0], 2, 2]]
+    assert np.array_equal(to[:16, :16], to_uint8(orig)[0][:16, :16])  # outline only on the landing box
+    with pytest.raises(gr.Error, match="Box 1 lands at row 3.*outside the 4 x 4"):
+        stylemap.run_grid_transplant(ctx, "tiny-smg", pictures["plain"], pictures["gray"],
+                                     3, 0, 0, 0, 2, 2, *[0] * 6)
+    with pytest.raises(gr.Error, match="at least one box"):
+        stylemap.run_grid_transplant(ctx, "tiny-smg", pictures["plain"], pictures["gray"], *[0] * 12)
 
 
 def test_random_and_seed_picker_handlers_sample_through_the_protocol(ctx, model):

@@ -188,6 +188,20 @@ def test_w_interpolation_matches_the_authors(models8, io8):
         G.interpolate(codes, codes[1:], [0.5])
 
 
+@pytest.mark.parametrize("key", ["transplant", "transplant_overlap"])
+def test_w_space_transplant_matches_the_authors(models8, io8, key):
+    """generate.py's transplantation: their AFHQ example boxes, and two overlapping boxes
+    (the later one wins, both copy from the unchanged reference)."""
+    G, E = models8
+    with torch.inference_mode():
+        codes = E(io8["images"])
+        out = G.transplant_boxes(codes[:1], codes[1:], io8[f"{key}_boxes"])
+    assert max_err(out, io8[f"{key}_image"]) <= TOL
+    for bad in ([((7, 0), (0, 0), 2, 2)], [((0, 0), (0, -1), 1, 1)], [((0, 0), (0, 0), 0, 3)]):
+        with pytest.raises(ValueError, match="box 1"):
+            G.transplant_boxes(codes[:1], codes[1:], bad)
+
+
 def test_transplant_rejects_bad_arguments(models, io, encoded):
     G, _ = models
     masks, shifts = io["demo_masks"], demo_shifts(io)

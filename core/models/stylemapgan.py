@@ -41,6 +41,7 @@ from core.ops import (SQRT2, Blur, ConstantInput, ConvLayer, EqualConv2d, EqualL
 
 BLUR_KERNEL = (1, 3, 3, 1)
 NORMALIZE_MODES = ("LayerNorm", "InstanceNorm2d", "BatchNorm2d")
+Box = tuple[tuple[int, int], tuple[int, int], int, int]  # ((to_row, to_col), (from_row, from_col), h, w)
 REQUIRED_ARGS = ("size", "latent_channel_size", "latent_spatial_size", "mapping_layer_num",
                  "lr_mul", "channel_multiplier")
 
@@ -401,6 +402,38 @@ class StyleMapGenerator(nn.Module):
             raise ValueError("need at least one interpolation weight")
         a, b = first.to(self.dtype), second.to(self.dtype)
         return torch.cat([self.synthesis(a * t + b * (1 - t)) for t in lam.split(chunk or len(lam))])
+
+    def check_boxes(self, boxes: Sequence[Box]) -> None:
+        """Boxes ((to_row, to_col), (from_row, from_col), height, width) in stylemap cells must
+        lie inside the S x S grid at both ends (generate.py's slicing would silently clip one
+        end and then fail or copy a different shape)."""
+        s = self.latent_spatial_size
+        for k, ((ty, tx), (fy, fx), h, w) in enumerate(boxes, 1):
+            if h < 1 or w < 1:
+                raise ValueError(f"box {k}: height and width must be at least 1 cell, got {h} x {w}")
+            for what, y, x in (("lands", ty, tx), ("is taken", fy, fx)):
+                if min(y, x) < 0 or y + h > s or x + w > s:
+                    raise ValueError(f"box {k} {what} at row {y}, column {x} with {h} x {w} cells: "
+                                     f"outside the {s} x {s} stylemap")
+
+    def transplant_boxes(self, original: torch.Tensor, reference: torch.Tensor,
+                         boxes: Sequence[Box]) -> torch.Tensor:
+        """generate.py's `transplantation` (unaligned transplantation in w, paper Sec. 4.6,
+        Fig. 8) -> image [1, 3, size, size]. Per box ((to_row, to_col), (from_row, from_col),
+        height, width) in stylemap cells, the reference's cells replace the original's in the
+        input stylemap, boxes in order (a later box overwrites an earlier one where they
+        overlap; every box copies from the unchanged reference); then the usual resizer and
+        synthesis. The authors hard-code an 8 x 8 grid; here it is the model's."""
+        self._check_stylemap(original)
+        self._check_stylemap(reference)
+        if original.shape[0] != 1 or reference.shape[0] != 1:
+            raise ValueError("transplant_boxes takes one original and one reference stylemap")
+        self.check_boxes(boxes)
+        out = original.to(self.dtype).clone()
+        ref = reference.to(self.dtype)
+        for (ty, tx), (fy, fx), h, w in boxes:
+            out[..., ty:ty + h, tx:tx + w] = ref[..., fy:fy + h, fx:fx + w]
+        return self.synthesis(out)
 
     def landing_cells(self, masks: torch.Tensor, shifts: Sequence[tuple[float, float]],
                       res: int) -> torch.Tensor:
