@@ -35,6 +35,7 @@ from core.images import (ExamplePhoto, editor_holds, editor_image_and_mask, edit
 from core.lpips import lpips_distance
 from core.models.stylemapgan import Box, StyleMapGAN
 from core.recipe import Run
+from core.svm import LinearSVM, fit_linear_svm
 from core.ui import (GPU_LANE, MAX_SEED, TabWiring, faces_gallery, gpu_task,
                      labelled_examples, licence_line, parse_seeds, photo_controls, quietly, record,
                      seed_picker, shift_range, shift_sliders, tab_header, user_errors)
@@ -175,6 +176,70 @@ def transplant_grid(model: StyleMapGAN, original: torch.Tensor, reference: torch
     if codes is None:
         codes = encode(model, torch.cat([original, reference]))
     return model.G.transplant_boxes(codes[:1], codes[1:], boxes).float().clamp(-1, 1)
+
+
+@dataclass
+class Direction:
+    """An attribute direction in w: the unit normal of a linear SVM between the stylemaps of
+    pictures with and without the attribute (semantic_manipulation.py)."""
+    vector: torch.Tensor  # [1, C, S, S] float32 on the CPU, unit norm over all C*S*S values
+    svm: LinearSVM
+    counts: tuple[int, int]  # (with, without)
+    train_accuracy: float  # of the fitted classifier on its own examples
+
+    def summary(self) -> str:
+        n_with, n_without = self.counts
+        return (f"Linear SVM (C = 1) on {n_with} stylemaps with and {n_without} without the "
+                f"attribute: {self.svm.support} support vectors; the boundary puts "
+                f"{self.train_accuracy:.0%} of these examples on their own side. Few examples give a noisy direction (the authors use "
+                "thousands of labelled CelebA-HQ pictures).")
+
+
+def direction_from_codes(with_codes: torch.Tensor, without_codes: torch.Tensor) -> Direction:
+    """Stylemaps [N, C, S, S] with / without the attribute -> the SVM's unit normal, pointing
+    towards the attribute (their `coef_ / |coef_|`, labels 1 = with, 0 = without)."""
+    if len(with_codes) < 2 or len(without_codes) < 2:
+        raise UserError("Give at least 2 pictures with the attribute and 2 without.")
+    pos, neg = with_codes.float().cpu().numpy(), without_codes.float().cpu().numpy()
+    svm = fit_linear_svm(pos, neg)
+    right = np.concatenate([svm.decision(pos) > 0, svm.decision(neg) <= 0])
+    vector = torch.from_numpy(svm.normal.astype(np.float32)).view(1, *with_codes.shape[1:])
+    return Direction(vector, svm, (len(pos), len(neg)), float(right.mean()))
+
+
+ENCODE_BATCH = 8  # pictures per encoder pass when fitting a direction
+
+
+@torch.inference_mode()
+def fit_direction(model: StyleMapGAN, with_images: torch.Tensor, without_images: torch.Tensor
+                  ) -> tuple[Direction, torch.Tensor]:
+    """Pictures [N, 3, size, size] with / without an attribute -> (direction, the stylemaps of
+    [with..., without...]), encoded ENCODE_BATCH at a time."""
+    images = torch.cat([with_images, without_images])
+    codes = torch.cat([encode(model, chunk) for chunk in images.split(ENCODE_BATCH)])
+    n = len(with_images)
+    return direction_from_codes(codes[:n], codes[n:]), codes
+
+
+@torch.inference_mode()
+def manipulate(model: StyleMapGAN, image: torch.Tensor, direction: torch.Tensor,
+               strengths: Sequence[float], mask: torch.Tensor | None = None,
+               code: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """semantic_manipulation.py's edit of one picture: its stylemap moved d along the direction
+    for each d in `strengths`, globally and (with a painted `mask` [1, 1, size, size]) only in
+    the stylemap cells the mask touches -> (global frames, local frames or None, the cells
+    [S, S] bool or None). The authors give the local region as a rectangle of 8 x 8 cells;
+    here a painted mask claims each cell any painted pixel falls in (the w local edit's rule)."""
+    G = model.G
+    if code is None:
+        code = encode(model, image)
+    chunk = max(1, TRANSPLANT_PIXELS // model.size ** 2)
+    frames = G.move(code, direction, strengths, chunk=chunk).float().clamp(-1, 1)
+    if mask is None or not mask.any():
+        return frames, None, None
+    cells = G.level_mask(mask.to(G.device, G.dtype), G.latent_spatial_size)[0, 0]
+    local = G.move(code, direction, strengths, cells, chunk=chunk).float().clamp(-1, 1)
+    return frames, local, cells
 
 
 def boxes_region(size: int, grid: int, boxes: Sequence[Box], end: Literal["to", "from"]) -> np.ndarray:
@@ -757,6 +822,108 @@ def run_grid_transplant(ctx: AppContext, model_id: str | None, original, referen
             in_photo, faces_gallery(framed), faces_gallery(ref_framed), notes, run)
 
 
+MAX_SET = 32  # pictures per labelled set
+
+
+def labelled_set(ctx: AppContext, model_id: str, model: StyleMapGAN, files, seeds: str | None,
+                 truncation: float, plain: bool, what: str) -> tuple[torch.Tensor, list[str]]:
+    """One labelled set: uploaded photos (framed for the model) and samples by seed ->
+    (pictures [N, 3, size, size], one line per picture saying where it came from)."""
+    pictures, sources = [], []
+    for f in files or []:
+        path = f if isinstance(f, str) else getattr(f, "name", None) or f.get("path")
+        try:
+            framed = frame_picture(ctx, model_id, path, model.size, 1, plain)
+        except UserError as e:
+            raise UserError(f"{what}: {os.path.basename(str(path))}: {e}") from None
+        pictures.append(pil_to_tensor(framed.aligned.image))
+        sources.append(f"{os.path.basename(str(path))}: {framing_note(framed, model.size)}")
+    if seeds and str(seeds).strip():
+        chosen = parse_seeds(seeds, max_count=MAX_SET)
+        pictures.append(sample(model, chosen, truncation).cpu())
+        sources += [f"sample, seed {s_}, ψ {truncation:g}" for s_ in chosen]
+    if len(sources) > MAX_SET:
+        raise UserError(f"{what}: at most {MAX_SET} pictures, got {len(sources)}.")
+    if not pictures:
+        raise UserError(f"{what}: upload photos or give seeds to sample.")
+    return torch.cat([p.to(torch.float32).cpu() for p in pictures]), sources
+
+
+@gpu_task(duration=120)
+def run_fit_direction(ctx: AppContext, model_id: str | None, with_files, with_seeds: str | None,
+                      without_files, without_seeds: str | None, truncation: float = 0.7,
+                      plain: bool = False, progress=gr.Progress(track_tqdm=True)) -> tuple:
+    """Two labelled sets (uploads and/or seeds) -> (summary, the direction kept for editing,
+    gallery of both sets as the network sees them, run)."""
+    model = model_for(ctx, model_id)
+    pos, pos_src = labelled_set(ctx, model_id, model, with_files, with_seeds, float(truncation),
+                                bool(plain), "With the attribute")
+    neg, neg_src = labelled_set(ctx, model_id, model, without_files, without_seeds,
+                                float(truncation), bool(plain), "Without the attribute")
+    progress(0.3, desc=f"Encoding {len(pos) + len(neg)} pictures")
+    direction, codes = fit_direction(model, pos, neg)
+    shown = to_uint8(torch.cat([pos, neg]))
+    gallery = [(p, f"with {k + 1}") for k, p in enumerate(shown[:len(pos)])] + \
+              [(p, f"without {k + 1}") for k, p in enumerate(shown[len(pos):])]
+    kept = {"model": model_id, "vector": direction.vector.numpy(), "summary": direction.summary()}
+    run = record(ctx, TAB, "semantic_direction", {"model": model_id},
+                 images={"with": list(shown[:len(pos)]), "without": list(shown[len(pos):])},
+                 arrays={"direction": direction.vector, "stylemaps_with": codes[:len(pos)],
+                         "stylemaps_without": codes[len(pos):]},
+                 settings={"svm": "C-SVC, linear kernel, C = 1 (sklearn SVC's defaults), unit normal",
+                           "with": pos_src, "without": neg_src,
+                           "train_accuracy": direction.train_accuracy,
+                           "support_vectors": direction.svm.support},
+                 notes="direction: the unit normal of the SVM's boundary, pointing towards 'with'.")
+    return f"**Direction ready.** {direction.summary()}", kept, gallery, run
+
+
+@gpu_task(duration=90)
+def run_semantic_edit(ctx: AppContext, model_id: str | None, kept: dict | None, editor: dict | None,
+                      strength: float, steps: float, framed: FramedPhoto | None = None,
+                      progress=gr.Progress(track_tqdm=True)) -> tuple:
+    """Move a picture along the fitted direction -> (global strip, local strip (empty without
+    a painted region), network input, cells picture, the strongest edit pasted into your
+    photo (local where painted, else global; None unless the editor holds your framed photo),
+    run)."""
+    if not kept:
+        raise UserError("Fit a direction first (two sets of pictures, with and without the attribute).")
+    if kept.get("model") != model_id:
+        raise UserError(f"This direction was fitted on {kept.get('model')}: fit it again for {model_id}.")
+    model = model_for(ctx, model_id)
+    image, mask = editor_image_and_mask(editor, model.size, required=False)
+    if int(steps) < 2:
+        raise UserError("Use at least 2 frames (strength 0 and the strength chosen).")
+    strengths = [float(strength) * k / (int(steps) - 1) for k in range(int(steps))]
+    vector = torch.from_numpy(np.asarray(kept["vector"], np.float32))
+    code = encode(model, image)
+    frames, local, cells = manipulate(model, image, vector, strengths, mask, code=code)
+    frames_u8 = to_uint8(frames)
+    local_u8 = to_uint8(local) if local is not None else None
+    captions = [f"d = {d:g}" for d in strengths]
+    framed = framed if framed is not None and editor_holds(editor, framed.aligned.image) else None
+    in_photo = None
+    if framed is not None:
+        in_photo = framed.paste(local_u8[-1], mask[0, 0].cpu().numpy()) if local_u8 is not None \
+            else framed.paste(frames_u8[-1])
+    size = model.size
+    cells_pic = mask_picture(cells, size) if cells is not None else np.zeros((size, size), np.uint8)
+    images = {"original": image, "global": list(frames_u8)}
+    if local_u8 is not None:
+        images["local"] = list(local_u8)
+    if framed is not None:
+        images.update(result_in_photo=in_photo, photo=framed.photo)
+    run = record(ctx, TAB, "semantic_edit", {"model": model_id}, images=images,
+                 masks={"cells": cells.float()} if cells is not None else {},
+                 arrays={"stylemap": code, "direction": vector},
+                 settings={"strengths": strengths, "direction": kept.get("summary", "")},
+                 notes="global_k / local_k: the stylemap moved d = strengths[k - 1] along the "
+                       "direction, everywhere / only in the cells the painted mask touches.")
+    return ([(f, c) for f, c in zip(frames_u8, captions)],
+            [(f, c) for f, c in zip(local_u8, captions)] if local_u8 is not None else [],
+            to_uint8(image)[0], cells_pic, in_photo, run)
+
+
 @gpu_task(duration=60)
 def run_random(ctx: AppContext, model_id: str | None, seeds: str, truncation: float,
                progress=gr.Progress(track_tqdm=True)) -> tuple[list, Run]:
@@ -838,6 +1005,8 @@ def build_tab(ctx: AppContext) -> None:
             labelled += _build_style_mixing(shared)
         with gr.Tab("Interpolation"):
             _build_interpolation(shared)
+        with gr.Tab("Semantic manipulation"):
+            _build_semantic(shared)
         with gr.Tab("Random"):
             _build_random(shared)
     wiring.on(model_id.change, model_labels, model_id, labelled, record=False, queue=False)
@@ -1092,6 +1261,66 @@ def _build_interpolation(shared: Shared) -> None:
     labelled_by_notes(notes, [input_a, input_b])
     wiring.on(run.click, run_interpolation, inputs, outputs, api_name="stylemap_interpolate")
     t.change(pick_frame, [frames, t], result, api_name=False, queue=False)
+
+
+def _build_semantic(shared: Shared) -> None:
+    wiring, model_id = shared.wiring, shared.model_id
+    gr.Markdown("The authors' semantic manipulation (`semantic_manipulation.py`): a linear SVM "
+                "separates the stylemaps of pictures **with** an attribute from pictures "
+                "**without** it, and a picture's stylemap is moved along the boundary's unit "
+                "normal, everywhere (global) or only in the cells you paint (local). The authors "
+                "label thousands of CelebA-HQ pictures with a classifier; here you give the two "
+                "sets (uploads and/or samples by seed), so a handful of examples gives a rough "
+                "direction. Their figures use distances 0 … 20.")
+    with gr.Row():
+        with gr.Column():
+            with_files = gr.File(label="With the attribute (photos)", file_count="multiple",
+                                 file_types=["image"], type="filepath")
+            with_seeds = gr.Textbox(label="… and/or samples by seed", placeholder="e.g. 1, 2, 3")
+        with gr.Column():
+            without_files = gr.File(label="Without the attribute (photos)", file_count="multiple",
+                                    file_types=["image"], type="filepath")
+            without_seeds = gr.Textbox(label="… and/or samples by seed", placeholder="e.g. 4, 5, 6")
+    with gr.Row():
+        plain = gr.Checkbox(value=False, label="Plain framing for the sets (no face alignment)")
+        fit = gr.Button("Fit the direction", variant="primary")
+    summary = gr.Markdown()
+    sets = gr.Gallery(label="The two sets as the network sees them", columns=8, height=150,
+                      format="png")
+    kept = gr.State(None)
+    fit_inputs = [model_id, with_files, with_seeds, without_files, without_seeds, shared.psi, plain]
+    wiring.on(fit.click, run_fit_direction, fit_inputs, [summary, kept, sets],
+              api_name="stylemap_semantic_fit")
+
+    with gr.Row():
+        with gr.Column():
+            photo = photo_input("Photo to edit")
+            controls = photo_controls()
+            frame = gr.Button("Frame it (puts the network's input in the editor)")
+        with gr.Column():
+            editor = gr.ImageEditor(label="Picture to edit: paint cells for a local edit (optional)",
+                                    format="png", type="numpy", layers=False,
+                                    brush=gr.Brush(colors=["#66ffff"], default_size=24))
+            shared.seed_row(editor, 8)
+    with gr.Row():
+        strength = gr.Slider(-40, 40, value=20, step=1, label="Strength d (towards 'with'; negative: away)")
+        steps = gr.Slider(2, 9, value=5, step=1, label="Frames (d from 0)")
+        apply = gr.Button("Edit", variant="primary")
+    with gr.Row():
+        net_input = gr.Image(label="Network input", format="png", interactive=False)
+        cells = gr.Image(label="Local: the stylemap cells the paint touches", format="png",
+                         interactive=False, image_mode="L")
+        in_photo = gr.Image(label="Strongest edit in your photo", format="png", interactive=False)
+    global_strip = gr.Gallery(label="Global: the whole stylemap moved", columns=9, height=180, format="png")
+    local_strip = gr.Gallery(label="Local: only the painted cells moved", columns=9, height=180, format="png")
+    framed = gr.State(None)
+    notes = gr.State(())
+    frame_inputs = [model_id, photo] + controls.inputs
+    wiring.on(frame.click, frame_original, frame_inputs,
+              [editor, net_input, controls.faces, framed, notes], record=False)
+    labelled_by_notes(notes, [net_input])
+    wiring.on(apply.click, run_semantic_edit, [model_id, kept, editor, strength, steps, framed],
+              [global_strip, local_strip, net_input, cells, in_photo], api_name="stylemap_semantic_edit")
 
 
 def _build_random(shared: Shared) -> None:

@@ -302,6 +302,60 @@ def test_grid_transplant_copies_cells_in_w_and_pastes_where_boxes_land(ctx, mode
         stylemap.run_grid_transplant(ctx, "tiny-smg", pictures["plain"], pictures["gray"], *[0] * 12)
 
 
+def test_svm_direction_separates_a_planted_attribute(ctx, model, tmp_path):
+    """Stylemaps: a direction planted in noise is found (and points its way). Pictures: the
+    "with" set has a bright band, uploaded as photos; "without" are samples by seed; the
+    fitted direction ranks held-out pictures with the band above those without."""
+    gen = torch.Generator().manual_seed(0)
+    planted = torch.randn(1, 8, 4, 4, generator=gen)
+    planted /= planted.norm()
+    noise = torch.randn(56, 8, 4, 4, generator=gen)  # 8 + 8 to fit, 20 + 20 held out
+    found = stylemap.direction_from_codes(noise[:8] + 8 * planted, noise[8:16])
+    assert float((found.vector * planted).sum()) > 0.6 and found.train_accuracy == 1
+    scores = found.svm.decision(torch.cat([noise[16:36] + 8 * planted, noise[36:]]).numpy())
+    assert ((scores[:20] > 0).mean() + (scores[20:] <= 0).mean()) / 2 >= 0.9
+    with pytest.raises(UserError, match="at least 2"):
+        stylemap.direction_from_codes(noise[:1], noise[8:])
+
+    samples = stylemap.sample(model, list(range(20, 34)), 1.0)  # psi 1: no mean stylemap to compute
+    banded = samples.clone()
+    banded[:, :, 20:28] = (banded[:, :, 20:28] + 1).clamp(-1, 1)
+    files = [png_file(tmp_path, f"with{k}.png", p) for k, p in enumerate(to_uint8(banded[:4]))]
+    summary, kept, gallery, run = stylemap.run_fit_direction(
+        ctx, "tiny-smg", files, None, None, "27, 28, 29, 30", 1.0, True)
+    assert "4 stylemaps with and 4 without" in summary and len(gallery) == 8
+    assert kept["model"] == "tiny-smg" and run.arrays["direction"].shape == (1, 8, 4, 4)
+    v = torch.from_numpy(kept["vector"]).flatten()
+    held_with = stylemap.encode(model, banded[4:7]).flatten(1) @ v
+    held_without = stylemap.encode(model, samples[10:13]).flatten(1) @ v
+    assert held_with.min() > held_without.max()
+    with pytest.raises(gr.Error, match="Without the attribute: upload photos or give seeds"):
+        stylemap.run_fit_direction(ctx, "tiny-smg", files, None, None, "", 1.0, True)
+
+    # the edit: d = 0 is the reconstruction; local frames keep the unpainted cells' stylemap
+    painted = np.zeros((SIZE, SIZE), bool)
+    painted[:8, :8] = True
+    picture = to_uint8(samples[13:14])[0]
+    glob, local, net_in, cells, in_photo, run = stylemap.run_semantic_edit(
+        ctx, "tiny-smg", kept, plain_editor(picture, painted), 20, 3)
+    assert [c for _, c in glob] == ["d = 0", "d = 10", "d = 20"] and len(local) == 3
+    rec = to_uint8(stylemap.reconstruct(model, stylemap.prepare(model, picture), with_lpips=False).image)[0]
+    assert np.array_equal(glob[0][0], rec) and np.array_equal(local[0][0], rec)
+    assert cells[:8, :8].min() == 255 and cells[8:].max() == 0 and in_photo is None
+    code = stylemap.encode(model, stylemap.prepare(model, picture))
+    moved = code.clone()
+    moved[..., 0, 0] += 20 * torch.from_numpy(kept["vector"])[..., 0, 0]
+    expected = to_uint8(model.G.synthesis(moved).clamp(-1, 1))[0]
+    assert np.abs(local[2][0].astype(int) - expected).max() <= 1
+    assert run.recipe["settings"]["strengths"] == [0.0, 10.0, 20.0]
+    none, empty, *_ = stylemap.run_semantic_edit(ctx, "tiny-smg", kept, plain_editor(picture, None), 20, 2)
+    assert len(none) == 2 and empty == []
+    with pytest.raises(gr.Error, match="Fit a direction first"):
+        stylemap.run_semantic_edit(ctx, "tiny-smg", None, plain_editor(picture, None), 20, 3)
+    with pytest.raises(gr.Error, match="fitted on tiny-smg: fit it again"):
+        stylemap.run_semantic_edit(ctx, "tiny-smg-wrong", kept, plain_editor(picture, None), 20, 3)
+
+
 def test_random_and_seed_picker_handlers_sample_through_the_protocol(ctx, model):
     gallery, run = stylemap.run_random(ctx, "tiny-smg", "5, 6", 0.7)
     expected = to_uint8(stylemap.sample(model, [5, 6], 0.7))

@@ -202,6 +202,37 @@ def test_w_space_transplant_matches_the_authors(models8, io8, key):
             G.transplant_boxes(codes[:1], codes[1:], bad)
 
 
+def test_semantic_manipulation_matches_the_authors(models8, io8):
+    """semantic_manipulation.py: our SVM on the encoded labelled pictures finds sklearn's
+    SVC(kernel="linear") boundary; moving along -boundary at their distances, globally and
+    inside their Heavy_Makeup rectangle of cells, gives their pictures."""
+    from core.svm import fit_linear_svm
+
+    G, E = models8
+    labels = io8["svm_labels"].bool()
+    with torch.inference_mode():
+        codes = E(io8["svm_images"])
+    assert max_err(codes, io8["svm_codes"]) <= TOL
+    svm = fit_linear_svm(codes[labels].numpy(), codes[~labels].numpy())
+    boundary = io8["svm_boundary"]
+    assert float(torch.from_numpy(svm.normal).float() @ boundary.flatten()) > 0.9999
+    coef = io8["svm_coef"].numpy()
+    assert abs(svm.weights - coef).max() <= 2e-3 * abs(coef).max()  # sklearn stops at tol 1e-3
+    assert svm.intercept == pytest.approx(io8["svm_intercept"], abs=2e-3)
+    x, y, w, h = io8["semantic_rect_xywh"]
+    cells = torch.zeros(8, 8, dtype=torch.bool)
+    cells[y:y + h, x:x + w] = True
+    distances, n = io8["semantic_distances"], io8["images"].shape[0]
+    with torch.inference_mode():
+        for i in range(n):
+            code = E(io8["images"][i:i + 1])
+            for k, mask in enumerate((None, cells)):
+                out = G.move(code, -boundary[None], distances, mask, chunk=2)
+                start = k * len(distances) * n
+                expected = io8["semantic_image"][start + i: start + len(distances) * n: n]
+                assert max_err(out, expected) <= TOL
+
+
 def test_transplant_rejects_bad_arguments(models, io, encoded):
     G, _ = models
     masks, shifts = io["demo_masks"], demo_shifts(io)

@@ -403,6 +403,25 @@ class StyleMapGenerator(nn.Module):
         a, b = first.to(self.dtype), second.to(self.dtype)
         return torch.cat([self.synthesis(a * t + b * (1 - t)) for t in lam.split(chunk or len(lam))])
 
+    def move(self, stylemap: torch.Tensor, direction: torch.Tensor, strengths: Sequence[float],
+             cells: torch.Tensor | None = None, chunk: int | None = None) -> torch.Tensor:
+        """semantic_manipulation.py's edit: stylemap + d * direction for each d in `strengths`
+        -> images [len, 3, size, size]. `cells` [S, S] bool: the direction is zeroed outside
+        them (their local edit; no renormalisation). Rendered `chunk` images per pass."""
+        self._check_stylemap(stylemap)
+        self._check_stylemap(direction)
+        if stylemap.shape[0] != 1 or direction.shape[0] != 1:
+            raise ValueError("move takes one stylemap and one direction")
+        d = direction.to(self.device, self.dtype)
+        if cells is not None:
+            s = self.latent_spatial_size
+            if tuple(cells.shape) != (s, s):
+                raise ValueError(f"cells must be [{s}, {s}], got {tuple(cells.shape)}")
+            d = d * cells.to(self.device, self.dtype)
+        k = torch.tensor(list(strengths), device=self.device, dtype=self.dtype).view(-1, 1, 1, 1)
+        w = stylemap.to(self.dtype)
+        return torch.cat([self.synthesis(w + t * d) for t in k.split(chunk or len(k))])
+
     def check_boxes(self, boxes: Sequence[Box]) -> None:
         """Boxes ((to_row, to_col), (from_row, from_col), height, width) in stylemap cells must
         lie inside the S x S grid at both ends (generate.py's slicing would silently clip one
