@@ -1,29 +1,39 @@
 """Neural Collage tab: sCBN label collaging and spatial feature blending (Suzuki et al. 2019).
 
+Models: the authors' own SNGAN dog+cat generator (`core.models.sngan`, with their encoder,
+auxiliary network and discriminator for photos), BigGAN-deep, and StyleGAN2 (blending only).
+
 Engine (no Gradio):
-- `class_maps` turns painted regions + classes + intensities into per-pixel class mixtures
-  (Eq. 2's W_hw(c)); `label_collage` renders base and edit in one batched pass, the sCBN
-  applied at the chosen condition points of BigGAN-deep only; its `frames` give Fig. 9's
-  intensity sweep.
-- `feature_blend` (Eq. 3): base, blended and reference streams in one batch; at the chosen
-  feature points the blended stream takes the references' features inside their (shifted)
-  regions (`core.blend.FeatureBlend`). Works on BigGAN-deep and on StyleGAN2.
-- `project` fits z and the class vector of BigGAN-deep to a photo (LPIPS + MSE: the paper's
-  discriminator-feature loss needs BigGAN's discriminator, which was never released);
-  `paste_back` Poisson-blends the edited region into the photo's frame (the paper's
-  post-processing, at the model's size); the handler then puts that frame back into the
-  uploaded photo at its full resolution (`core.faces.FramedPhoto.paste`).
+- `label_weights` turns painted regions + intensities into per-pixel weights of the base
+  class and each painted class (Eq. 2's W_hw(c)) at the picture's full resolution; the
+  models resize them to every batch norm. `label_collage` renders base and edits in one
+  batched pass with the sCBN at the chosen batch norms (`layer_preset`: the authors' "all",
+  "first" = the first sCBN only, "all but first"); its `frames` give Fig. 9's intensity sweep.
+- `feature_blend` (Eq. 3, the authors' feature-blending demo): a weight per feature point
+  and interpolation frames; references are rendered first (each with its own truncation, or
+  with the base's class when asked) and their features pasted into the base's frames inside
+  their regions, shifted by exactly the pixels asked at every layer (`shift_features`:
+  sub-cell shifts are bilinear). With `labels` the sCBN runs in the same pass (Fig. 2d).
+- `fit_sngan` is the paper's real-image editing (Eq. 4, optimization.py): the encoder's z
+  (optionally mapped to the auxiliary zeta), then Chainer's Adam on the discriminator-feature
+  cosine term + 0.2 x the pixel term, class fixed. `project` fits BigGAN-deep (no encoder or
+  discriminator exists) with LPIPS + the authors' pixel weight and learning rate, class fixed,
+  z kept in the sampler's range. `paste_back` Poisson-blends an edit into the photo's frame;
+  the handler then puts that frame into the uploaded photo at full resolution inside a mask
+  the user can paint (`core.faces.FramedPhoto.paste`).
 
 Handlers (`render_base`, `render_reference`, `apply_labels`, `sweep_labels`, `live_labels`,
-`blend_features`, `project_photo`, `paste_edit`, `shift_ranges`) are module-level functions of
-the app context and the widgets' values; `build_tab` lays out the base picture, then one
-builder per sub-tab (label collage, feature blend, real photo).
+`blend_features`, `project_photo`, `paste_mask`, `paste_edit`, `shift_ranges`) are
+module-level functions of the app context and the widgets' values; `build_tab` lays out the
+base picture, then one builder per sub-tab (label collage, feature blend, real photo).
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import functools
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -32,13 +42,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.blend import FeatureBlend
+from core.blend import translate
 from core.context import AppContext
 from core.device import placement
 from core.errors import UserError
 from core.faces import FramedPhoto, frame_for_model
-from core.images import (editor_image_and_mask, hex_rgb, masks_by_colour, photos_for,
-                         pil_to_tensor, to_uint8)
+from core.images import (editor_image_and_mask, editor_is_empty, hex_rgb, mask_from_editor,
+                         masks_by_colour, photos_for, pil_to_tensor, to_uint8)
 from core.lpips import lpips_distance
 from core.poisson import poisson_blend
 from core.recipe import Run
@@ -47,45 +57,57 @@ from core.ui import (GPU_LANE, MAX_SEED, TabWiring, gpu_task, labelled_examples,
 
 if TYPE_CHECKING:  # model code is imported when a model is loaded, not at start-up
     from core.models.biggan import BigGANDeep
+    from core.models.sngan import SNGANGenerator
 
 PAPER = "https://arxiv.org/abs/1811.10153"
 HOW_IT_WORKS = f"""
-**Label collage (sCBN, Eq. 2).** BigGAN-deep is class-conditional through its batch norms:
-each one scales and shifts the normalised features by γ(c), β(c) computed from the class.
-*Spatial* conditional batch norm gives every pixel its own mixture of classes,
-γ(h, w) = Σ_c W_hw(c) γ(c) (the same for β), with weights W painted by you: inside a painted
-region the chosen class gets weight *intensity* (soft edges), the base class the rest. In
-BigGAN-deep γ and β are linear in the class embedding, so this is exactly a per-pixel mixed
-class vector. **Layers**: the sCBN can act at every layer, only at the first (4x4) ones
-(changes global shape) or at all but the first (changes texture and parts, keeps the
-shape), as in the paper's Fig. 12; elsewhere the base class is used.
+**Models.** The authors' own SNGAN (ImageNet dogs and cats, 143 classes, 256 px, with their
+encoder, auxiliary network and discriminator), and BigGAN-deep (1000 classes). Both are
+class-conditional through their batch norms; StyleGAN2 offers feature blending only.
 
-**Feature blend (Eq. 3).** At the chosen layers the base picture's features are replaced,
-inside each painted region, by the features another picture (another seed, or class) has
-there, optionally shifted: F̃ = (1 − Σ M_i) F_base + Σ M_i shift_i(F_i); the forward pass
-then continues from F̃. Early layers transplant shape and pose, late ones texture. It also
-works on StyleGAN2 (features and the RGB skip image are blended alike).
+**Label collage (sCBN, Eq. 2).** Each conditional batch norm scales and shifts the normalised
+features by γ(c), β(c) of the class. *Spatial* conditional batch norm gives every pixel its
+own mixture, γ(h, w) = Σ_c W_hw(c) γ(c) (the same for β), with weights W painted by you
+(up to the authors' 12 palette colours): inside a painted region the chosen class gets weight
+*intensity* (soft edges), the base class the rest. The map is made at the picture's full
+resolution and resized to every batch norm. **Layers** (the authors' Fig. 12): every batch
+norm, only the first (global shape), or all but the first (parts and texture, shape kept);
+elsewhere the base class. On BigGAN-deep the choice is per block (its first block holds the
+first batch norms; the 4 x 4 seed layer also takes the class).
 
-**Real photos.** The photo is projected into BigGAN-deep by optimising z and the class
-vector with LPIPS + MSE (the paper uses an encoder plus the discriminator's features, but
-BigGAN's discriminator was never released: our simplification), then edited like any
-generated picture; the edit can be pasted back into the photo with Poisson blending, as
-the paper does. The photo is framed as the model's training pictures were (ImageNet: a centre
-crop to the model's square); the Poisson blend happens in that frame, and the blended frame
-then goes back into your photo at its full resolution, only where the label collage changed
-it (everything else in the photo keeps its original pixels). Truncation between two grid
-values uses the published port's batch-norm statistics rule (it weights the two neighbours
-in reverse), as everyone using these weights gets.
+**Feature blend (Eq. 3, the authors' demo).** At each layer the base picture's features are
+replaced, inside each painted region, by another picture's features there:
+F̃ = (1 − Σ λ M_i) F_base + Σ λ M_i shift_i(F_i), with a weight λ per layer (the demo's
+sliders: early layers transplant shape and pose, late ones texture) and *frames* that grow
+λ from 0 to its value. A shift moves the reference by the same number of pixels at every
+layer (between feature cells it is interpolated). References keep the truncation they were
+rendered with, or are rendered with the base's class (as the authors' demo does). With
+"also apply the label collage" both run in one pass (Fig. 2d).
+
+**Real photos (Eq. 4).** SNGAN: the authors' encoder gives z from the photo and its class;
+then, as their optimization.py, Adam (lr 0.075 on z, or 0.015 on the auxiliary network's zeta)
+minimises −cos(D(G(z)), D(photo)) + 0.2 · MSE, D being the discriminator's last features, for
+their 200 steps (fewer on a CPU). BigGAN-deep has no released encoder or discriminator: z is
+fitted with LPIPS + 0.2 · MSE (Adam 0.075, class fixed, z kept within the sampler's range at
+the chosen truncation). The photo is centre-cropped as the training pictures were; the edit
+is Poisson-blended in that frame and put back into your photo at full resolution inside a
+mask you can paint (default: the edited region).
 
 Paper: [Suzuki, Koyama, Miyato, Yonetsuji, Zhu, *Spatially controllable image synthesis with
 internal representation collaging*, 2019]({PAPER}).
 """
-PALETTE = ("#ff3b30", "#34c759", "#007aff")  # one brush colour per region
-MAP_RES = 64  # class maps are built here; the model resizes them to every layer
+# the authors' spatial-translation demo palette (static/demo_spatial_translation/js/main.js)
+PALETTE = ("#FE2712", "#66B032", "#FEFE33", "#FC600A", "#0247FE", "#B2D732",
+           "#4424D6", "#FB9902", "#8601AF", "#FCCC1A", "#347C98", "#C21460")
+SHOWN_COLOURS = 3  # the others sit in a collapsed row
+LABEL_DEFAULTS = (281, 291, 250, 153, 162, 207, 235, 263, 282, 285, 288, 292)  # dog/cat classes
 MAX_REFS = 2
+MAX_POINTS = 16  # per-layer weight sliders (BigGAN-deep 512: 16 feature points)
 DEFAULT_CLASS = 207  # golden retriever
-PROJECT_LR = 0.05  # z (the authors: Adam 0.075 on z for 200 steps)
-PROJECT_CLASS_LR = 0.005
+PIXEL_WEIGHT = 0.2  # optimization.py: lmd_pixel
+LR_Z, LR_ZETA = 0.075, 0.015  # optimization.py: Adam alpha on z (noaux) / zeta (aux)
+AUTHORS_STEPS = 200  # optimization.py: --iter_opt default
+BLEND_FRAMES = 16  # the authors' feature-blending demo renders 16 interpolation frames
 
 
 # ---- classes -------------------------------------------------------------------------------
@@ -132,12 +154,38 @@ def one_hot(index: int, num_classes: int) -> torch.Tensor:
     return v
 
 
+def class_offset(G: torch.nn.Module) -> int:
+    """ImageNet index of the model's class 0 (151 for the dog+cat SNGAN, else 0)."""
+    from core.models.sngan import CLASS_OFFSET
+
+    return CLASS_OFFSET if is_sngan(G) and G.num_classes == 143 else 0
+
+
+def model_class(G: torch.nn.Module, imagenet_index: int) -> int:
+    """An ImageNet class -> the model's class index, refused readably when it has none."""
+    i = imagenet_index - class_offset(G)
+    if not 0 <= i < G.num_classes:
+        if is_sngan(G):
+            names = imagenet_names()
+            raise UserError(f"{imagenet_index}: {names[imagenet_index]} is not one of this SNGAN's "
+                            f"classes: it knows ImageNet's dogs and cats, {class_offset(G)} "
+                            f"({names[class_offset(G)]}) to {class_offset(G) + G.num_classes - 1}.")
+        raise UserError(f"Class {imagenet_index} does not exist in this model ({G.num_classes} classes).")
+    return i
+
+
+def class_vector(G: torch.nn.Module, imagenet_index: int) -> torch.Tensor:
+    return one_hot(model_class(G, imagenet_index), G.num_classes)
+
+
 # ---- pictures ------------------------------------------------------------------------------
 @dataclass
 class Picture:
-    """What re-renders a picture: z and class vector (BigGAN-deep) or w+ (StyleGAN2)."""
+    """What re-renders a picture: z and class vector (BigGAN-deep, SNGAN) or w+ (StyleGAN2),
+    and the truncation it was rendered with (BigGAN-deep's batch norms depend on it)."""
     latent: torch.Tensor  # [1, z_dim] or [1, n_latent, w_dim]
     classes: torch.Tensor | None = None  # [1, num_classes]
+    truncation: float = 1.0
 
 
 def is_biggan(G: torch.nn.Module) -> bool:
@@ -146,33 +194,78 @@ def is_biggan(G: torch.nn.Module) -> bool:
     return isinstance(G, BigGANDeep)
 
 
+def is_sngan(G: torch.nn.Module) -> bool:
+    from core.models.sngan import SNGANGenerator
+
+    return isinstance(G, SNGANGenerator)
+
+
+def is_conditional(G: torch.nn.Module) -> bool:
+    return is_biggan(G) or is_sngan(G)
+
+
 def picture_from_seed(G: torch.nn.Module, seed: int, class_index: int | None,
                       truncation: float) -> Picture:
-    """A seed (and class) -> the picture's latents, drawn by the family's own sampler
-    (`G.sample_latents`: BigGAN-deep's truncated normal scaled by the truncation, StyleGAN2's
-    `seed_normal` z), kept on the CPU in the form this tab re-renders: z and a one-hot class
-    vector for BigGAN-deep, w+ (mapped, truncated) for StyleGAN2."""
+    """A seed (and ImageNet class) -> the picture's latents, drawn by the family's own sampler
+    (`G.sample_latents`: BigGAN-deep's truncated normal scaled by the truncation, SNGAN's
+    clipped normal, StyleGAN2's `seed_normal` z), kept on the CPU in the form this tab
+    re-renders: z and a one-hot class vector, or w+ (mapped, truncated) for StyleGAN2."""
     z = G.sample_latents([int(seed)], truncation)
-    if is_biggan(G):
+    if is_conditional(G):
         index = class_index if class_index is not None else DEFAULT_CLASS
-        return Picture(z.float().cpu(), one_hot(index, G.num_classes))
+        return Picture(z.float().cpu(), class_vector(G, index), float(truncation))
     with torch.inference_mode():
-        return Picture(G.w_plus(G.truncated_w(z, truncation)).float().cpu())
+        return Picture(G.w_plus(G.truncated_w(z, truncation)).float().cpu(), None, float(truncation))
 
 
-def render(G: torch.nn.Module, pictures: Sequence[Picture], truncation: float,
-           class_maps: torch.Tensor | None = None, scbn_points: set[int] | None = None,
-           blend: FeatureBlend | None = None) -> torch.Tensor:
-    """Pictures (one batch) -> images [B, 3, S, S] in [-1, 1]. With `class_maps` the
-    BigGAN-deep batch norms at `scbn_points` use them (the other points: each picture's class)."""
+def _biggan_in_basis(G: "BigGANDeep", basis: torch.Tensor) -> "BigGANDeep":
+    """The same BigGAN-deep whose K "classes" are the rows of `basis` [K, num_classes] (class
+    mixtures): its embedding becomes E @ basis^T, every other module is shared. Class maps
+    over a few mixtures then stay small at any resolution, and since the embedding is linear
+    the pictures are those of the full 1000-class maps."""
+    sub = copy.copy(G)
+    sub._modules = dict(G._modules)
+    weight = G.embeddings.weight
+    embeddings = torch.nn.Linear(basis.shape[0], weight.shape[0], bias=False, device=weight.device,
+                                 dtype=weight.dtype)
+    embeddings.weight = torch.nn.Parameter(weight @ basis.to(weight).t(), requires_grad=False)
+    sub.embeddings = embeddings
+    sub.num_classes = basis.shape[0]
+    return sub
+
+
+def forward(G: torch.nn.Module, z: torch.Tensor, classes: torch.Tensor | None, truncation: float,
+            maps: torch.Tensor | None = None, basis: torch.Tensor | None = None,
+            points: Sequence[int] | None = None, hook: Callable | None = None) -> torch.Tensor:
+    """One batched pass of any family. `maps` [B, K, h, w] weigh the K rows of `basis`
+    (class mixtures) at the batch norms (SNGAN) or condition points (BigGAN-deep) in
+    `points`; elsewhere `classes` [B, n]. `hook`: the family's feature hook."""
+    if is_biggan(G):
+        if maps is None:
+            return G(z, classes, truncation, feature_hook=hook)
+        sub = _biggan_in_basis(G, basis)
+        base = one_hot(0, basis.shape[0]).to(z)  # row 0 of the basis is the picture's class
+        return sub(z, maps, truncation, scbn_points=set(points), global_classes=base, feature_hook=hook)
+    if is_sngan(G):
+        if maps is None:
+            return G(z, classes, feature_hook=hook)
+        return G(z, maps, basis=basis, scbn_bns=points, global_classes=classes, feature_hook=hook)
+    return G.synthesis(z, hook=hook)
+
+
+def render(G: torch.nn.Module, pictures: Sequence[Picture], truncation: float | None = None,
+           maps: torch.Tensor | None = None, basis: torch.Tensor | None = None,
+           points: Sequence[int] | None = None, hook: Callable | None = None) -> torch.Tensor:
+    """Pictures (one batch) -> images [B, 3, S, S] in [-1, 1] (truncation: the first
+    picture's unless given)."""
     device, dtype = placement(G)
+    truncation = pictures[0].truncation if truncation is None else truncation
     latents = torch.cat([p.latent for p in pictures]).to(device, dtype)
-    if not is_biggan(G):
-        return G.synthesis(latents, hook=blend.stylegan2_hook if blend else None).float().clamp(-1, 1)
-    classes = torch.cat([p.classes for p in pictures]).to(device, dtype)
-    maps = None if class_maps is None else class_maps.to(device, dtype)
-    return G(latents, classes if maps is None else maps, truncation, scbn_points=scbn_points,
-             global_classes=None if maps is None else classes, feature_hook=blend).float().clamp(-1, 1)
+    classes = None if pictures[0].classes is None else \
+        torch.cat([p.classes for p in pictures]).to(device, dtype)
+    if maps is not None:
+        maps, basis = maps.to(device, dtype), basis.to(device, dtype)
+    return forward(G, latents, classes, truncation, maps, basis, points, hook).float().clamp(-1, 1)
 
 
 # ---- sCBN ----------------------------------------------------------------------------------
@@ -190,114 +283,355 @@ def soften(masks: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(out, k.view(1, 1, -1, 1))
 
 
-def class_maps(base: torch.Tensor, regions: torch.Tensor, classes: torch.Tensor,
-               intensities: Sequence[float], res: int = MAP_RES) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eq. 2's weights -> (maps [1, num_classes, res, res], weights [K + 1, 1, res, res]).
-
-    Region k (soft mask [1, H, W]) takes class vector `classes[k]` with weight
-    intensity_k * mask; where regions overlap beyond 1 they are scaled down; the base class
-    keeps the remainder, so the weights are non-negative and sum to 1 at every pixel."""
-    m = F.interpolate(regions.float(), size=(res, res), mode="area")
-    m = m * torch.tensor([float(t) for t in intensities]).view(-1, 1, 1, 1)
+def label_weights(regions: torch.Tensor, intensities: Sequence[float]) -> torch.Tensor:
+    """Eq. 2's weights at the regions' resolution -> [K + 1, 1, H, W]: 0 the base class, k
+    region k's class with weight intensity_k * mask (scaled down where regions overlap beyond
+    1); non-negative, summing to 1 at every pixel."""
+    m = regions.float() * torch.tensor([float(t) for t in intensities]).view(-1, 1, 1, 1)
     m = m / m.sum(0, keepdim=True).clamp(min=1.0)
-    weights = torch.cat([1 - m.sum(0, keepdim=True), m])  # [K + 1, 1, res, res]
-    vectors = torch.cat([base, classes])  # [K + 1, num_classes]
-    maps = torch.einsum("kxhw,kc->chw", weights, vectors.float())[None]
-    return maps, weights
+    return torch.cat([1 - m.sum(0, keepdim=True), m])
 
 
-def layer_preset(G: "BigGANDeep", preset: str) -> list[int]:
-    """The paper's Fig. 12 choices on BigGAN-deep's condition points: "all", "first" (the
-    4x4 ones: the seed tensor and the first block) or "all but first"."""
-    points = G.condition_points()
-    first = [i for i, (_, res) in enumerate(points) if res <= 4]
+def class_maps(base: torch.Tensor, regions: torch.Tensor, classes: torch.Tensor,
+               intensities: Sequence[float], res: int | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The dense form of `label_weights`: (maps [1, num_classes, r, r], weights [K + 1, 1, r, r])
+    with class vectors `base` [1, n] and `classes` [K, n]; r: the regions' size unless given
+    (area-resized)."""
+    if res is not None and res != regions.shape[-1]:
+        regions = F.interpolate(regions.float(), size=(res, res), mode="area")
+    weights = label_weights(regions, intensities)
+    vectors = torch.cat([base, classes])
+    return torch.einsum("kxhw,kc->chw", weights, vectors.float())[None], weights
+
+
+def layer_preset(G: torch.nn.Module, preset: str) -> list[int]:
+    """The authors' layer choices (Fig. 12) as the points the sCBN acts at: SNGAN's 12 batch
+    norms, or BigGAN-deep's condition points (the first GenBlock holds its first batch norms;
+    point 0, the 4 x 4 seed, takes the class too). "first": the first sCBN only; "all but
+    first": every other one."""
+    if is_sngan(G):
+        n, first = len(G.bn_points()), [0]
+    else:
+        n, first = len(G.condition_points()), [1]
     if preset == "first":
         return first
     if preset == "all but first":
-        return [i for i in range(len(points)) if i not in first]
-    return list(range(len(points)))
+        return [i for i in range(n) if i not in first]
+    return list(range(n))
+
+
+@dataclass
+class Labels:
+    """A label collage: soft regions [K, 1, S, S], their model classes, intensities and the
+    points the sCBN acts at."""
+    regions: torch.Tensor
+    classes: Sequence[int]
+    intensities: Sequence[float]
+    points: Sequence[int]
+
+    def check(self) -> None:
+        if not self.points:
+            raise UserError("Choose at least one layer for the label collage.")
+        if self.regions.sum() == 0:
+            raise UserError("Paint a region first (one brush colour per target class).")
+        if not any(float(t) > 0 for t in self.intensities):
+            raise UserError("Every intensity is 0, so nothing would change: raise one above 0.")
+
+    def basis(self, G: torch.nn.Module, picture: Picture) -> torch.Tensor:
+        """[K + 1, n]: the picture's class, then each painted class."""
+        targets = [one_hot(c, G.num_classes) for c in self.classes]
+        return torch.cat([picture.classes.float().cpu(), *targets])
+
+    def maps(self, scales: Sequence[float]) -> torch.Tensor:
+        """Weights for each intensity scale [len(scales), K + 1, S, S]."""
+        return torch.cat([label_weights(self.regions.cpu(), [t * float(i) for i in self.intensities])
+                          .permute(1, 0, 2, 3) for t in scales])
 
 
 @torch.inference_mode()
-def label_collage(G: "BigGANDeep", picture: Picture, regions: torch.Tensor, classes: Sequence[int],
+def label_collage(G: torch.nn.Module, picture: Picture, regions: torch.Tensor, classes: Sequence[int],
                   intensities: Sequence[float], truncation: float, points: Sequence[int],
                   frames: Sequence[float] = (1.0,)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(before [1, 3, S, S], edits [len(frames), 3, S, S], weights [K + 1, 1, r, r]) in one
-    batched pass. `frames` scale every intensity (the paper's Fig. 9 continuous intensity);
-    the "before" image uses a uniform map of the base class (== the plain picture)."""
-    if not is_biggan(G):
-        raise UserError("Label collage needs a class-conditional model: pick a BigGAN-deep model.")
-    if not points:
-        raise UserError("Choose at least one layer for the label collage.")
-    if regions.sum() == 0:
-        raise UserError("Paint a region first (one brush colour per target class).")
-    if not any(float(t) > 0 for t in intensities):
-        raise UserError("Every intensity is 0, so nothing would change: raise one above 0.")
-    nc = G.num_classes
-    targets = torch.cat([one_hot(c, nc) for c in classes])
-    base = picture.classes.float().cpu()
-    maps, weights = [], None
-    for t in (0.0, *frames):
-        m, w = class_maps(base, regions.cpu(), targets, [t * float(i) for i in intensities])
-        maps.append(m)
-        weights = w if t == frames[-1] else weights
-    images = render(G, [picture] * len(maps), truncation, torch.cat(maps), set(points))
-    return images[:1], images[1:], weights
+    """(before [1, 3, S, S], edits [len(frames), 3, S, S], weights [K + 1, 1, S, S]) in one
+    batched pass. `classes` are the model's class indices; `frames` scale every intensity
+    (Fig. 9's continuous intensity); "before" uses a uniform map of the base class (the plain
+    picture)."""
+    if not is_conditional(G):
+        raise UserError("Label collage needs a class-conditional model: pick an SNGAN or "
+                        "BigGAN-deep model.")
+    labels = Labels(regions, classes, intensities, points)
+    labels.check()
+    basis = labels.basis(G, picture)
+    maps = labels.maps((0.0, *frames))
+    images = render(G, [picture] * len(maps), truncation, maps, basis, points)
+    return images[:1], images[1:], label_weights(regions.cpu(), intensities)
 
 
 # ---- feature blending ----------------------------------------------------------------------
 def feature_points(G: torch.nn.Module) -> list[tuple[str, int]]:
     """(label, point) for every layer whose output can be blended."""
-    if is_biggan(G):
+    if is_biggan(G) or is_sngan(G):
         return [(f"{name} · {res} px", i) for i, (name, res, _) in enumerate(G.feature_points())]
     return [(f"layer {k} · {G.layer_resolution(k)} px", k) for k in range(0, G.num_layers, 2)]
 
 
+def point_resolutions(G: torch.nn.Module) -> dict[int, int]:
+    if is_biggan(G) or is_sngan(G):
+        return {i: res for i, (_, res, _) in enumerate(G.feature_points())}
+    return {k: G.layer_resolution(k) for k in range(0, G.num_layers, 2)}
+
+
+def shift_features(x: torch.Tensor, dx: float, dy: float) -> torch.Tensor:
+    """Move a map [..., C, h, w] right by dx and down by dy cells; whole cells are copied
+    exactly, fractions interpolated bilinearly; what enters the frame is zero."""
+    if float(dx).is_integer() and float(dy).is_integer():
+        return translate(x, int(dx), int(dy))
+    shape = x.shape
+    x4 = x.reshape(-1, *shape[-3:]) if x.dim() >= 3 else x[None, None]
+    h, w = x4.shape[-2:]
+    ys = (torch.arange(h, dtype=torch.float32) - dy + 0.5) / h * 2 - 1
+    xs = (torch.arange(w, dtype=torch.float32) - dx + 0.5) / w * 2 - 1
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).to(x4)
+    out = F.grid_sample(x4, grid.expand(x4.shape[0], h, w, 2), mode="bilinear",
+                        padding_mode="zeros", align_corners=False)
+    return out.reshape(shape)
+
+
+def cell_shift(shift: tuple[float, float], frame: int, res: int) -> tuple[float, float]:
+    """A (dx, dy) pixel shift of the `frame`-pixel picture on a res x res feature grid."""
+    return shift[0] * res / frame, shift[1] * res / frame
+
+
+@dataclass
+class Blend:
+    """Eq. 3 with the authors' demo controls, applied to streams 1..F of the main pass (stream
+    0: the base, untouched): at feature point p, frame f gets weight λ_p t_f M_i for reference
+    i, M_i its region resized to the layer and shifted by exactly `shifts[i]` pixels; weights
+    over references are capped to sum <= 1 per position. `features[p]`: the references'
+    features there [R, C, h, w] (captured beforehand by `capture`)."""
+    regions: torch.Tensor  # [R, 1, S, S]
+    shifts: Sequence[tuple[float, float]]
+    weights: dict[int, float]
+    frames: torch.Tensor  # [F] scales t_f in [0, 1]
+    features: dict[Any, torch.Tensor] = field(default_factory=dict)
+    _landed: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    @property
+    def frame(self) -> int:
+        return self.regions.shape[-1]
+
+    def landed(self, res: int) -> torch.Tensor:
+        """Where each reference lands on a res x res grid [R, 1, res, res] (sum <= 1)."""
+        if res not in self._landed:
+            m = self.regions.float()
+            if res != self.frame:
+                m = F.interpolate(m, size=(res, res), mode="area")
+            m = torch.stack([shift_features(m[i], *cell_shift(s, self.frame, res))
+                             for i, s in enumerate(self.shifts)])
+            self._landed[res] = m / m.sum(0, keepdim=True).clamp(min=1.0)
+        return self._landed[res]
+
+    def mix(self, key: Any, point: int, h: torch.Tensor) -> torch.Tensor | None:
+        weight = float(self.weights.get(point, 0.0))
+        if weight == 0 or key not in self.features:
+            return None
+        res = h.shape[-1]
+        m = self.landed(res).to(h)  # [R, 1, r, r]
+        refs = self.features[key].to(h)
+        moved = torch.stack([shift_features(refs[i], *cell_shift(s, self.frame, res))
+                             for i, s in enumerate(self.shifts)])
+        m = weight * self.frames.to(h).view(-1, 1, 1, 1, 1) * m[None]  # [F, R, 1, r, r]
+        out = h.clone()
+        out[1:] = (1 - m.sum(1)) * h[1:] + (m * moved[None]).sum(1)
+        return out
+
+    def __call__(self, point: int, h: torch.Tensor) -> torch.Tensor | None:
+        return self.mix(point, point, h)
+
+    def stylegan2_hook(self, k: int, x: torch.Tensor, skip: torch.Tensor | None):
+        """Features and the running RGB skip image are blended alike."""
+        x2 = self.mix((k, "x"), k, x)
+        s2 = None if skip is None else self.mix((k, "skip"), k, skip)
+        return (x if x2 is None else x2), (skip if s2 is None else s2)
+
+
+def capture(G: torch.nn.Module, refs: Sequence[Picture], points: Sequence[int]) -> dict[Any, torch.Tensor]:
+    """The references' features at `points`, each rendered at its own truncation (one pass
+    per truncation) -> {point (or (k, "x"/"skip") for StyleGAN2): [R, C, h, w]}."""
+    found: dict[Any, list] = {}
+    wanted = set(points)
+    groups: dict[float, list[int]] = {}
+    for i, p in enumerate(refs):
+        groups.setdefault(p.truncation if is_biggan(G) else 1.0, []).append(i)
+    for trunc, members in groups.items():
+        seen: dict[Any, torch.Tensor] = {}
+
+        def keep(point: int, h: torch.Tensor) -> None:
+            if point in wanted:
+                seen[point] = h.detach()
+
+        def keep_sg2(k: int, x: torch.Tensor, skip: torch.Tensor | None):
+            if k in wanted:
+                seen[(k, "x")] = x.detach()
+                if skip is not None:
+                    seen[(k, "skip")] = skip.detach()
+            return x, skip
+
+        conditional = is_conditional(G)
+        render(G, [refs[i] for i in members], trunc if conditional else None,
+               hook=keep if conditional else keep_sg2)
+        for key, h in seen.items():
+            found.setdefault(key, [None] * len(refs))
+            for j, i in enumerate(members):
+                found[key][i] = h[j]
+    return {k: torch.stack(v) for k, v in found.items()}
+
+
 @torch.inference_mode()
 def feature_blend(G: torch.nn.Module, base: Picture, refs: Sequence[Picture], regions: torch.Tensor,
-                  shifts: Sequence[tuple[int, int]], points: Sequence[int], truncation: float,
-                  strength: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(before, after, references) images, one batched pass of [base, blended, refs...]:
-    `regions[i]` [1, S, S] is where reference i's content is taken (before its shift)."""
+                  shifts: Sequence[tuple[float, float]], weights: dict[int, float] | Sequence[int],
+                  truncation: float | None = None, frames: int = 1, base_class_refs: bool = False,
+                  labels: Labels | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(before [1, 3, S, S], frames [F, 3, S, S] (the last at full weight), references
+    [R, 3, S, S] as used). `regions[i]` [1, S, S] is where reference i's content is taken
+    (before its shift); `weights`: λ per feature point (a list of points: λ = 1 there).
+    `base_class_refs`: render the references with the base's class. `labels`: the sCBN of
+    a label collage in the same pass (the base picture stays plain)."""
     if not refs:
         raise UserError("Add a reference picture and paint the region to take from it.")
-    if not points:
-        raise UserError("Choose at least one layer to blend at.")
+    if not isinstance(weights, dict):
+        weights = {int(p): 1.0 for p in weights}
+    weights = {p: float(w) for p, w in weights.items() if float(w) > 0}
+    if not weights:
+        raise UserError("Give at least one layer a blending weight above 0.")
     if regions.sum() == 0:
         raise UserError("The regions are empty: paint where each reference's content should come from.")
-    blend = FeatureBlend(regions.float(), list(shifts), frozenset(points), strength)
-    images = render(G, [base, base, *refs], truncation, blend=blend)
-    return images[:1], images[1:2], images[2:]
+    truncation = base.truncation if truncation is None else truncation
+    if base_class_refs and base.classes is not None:
+        refs = [Picture(r.latent, base.classes, r.truncation) for r in refs]
+    steps = max(1, int(frames))
+    scales = torch.tensor([(f + 1) / steps for f in range(steps)])
+    blend = Blend(regions.float(), list(shifts), weights, scales, capture(G, refs, list(weights)))
+    hook = blend.stylegan2_hook if not is_conditional(G) else blend
+    maps = basis = points = None
+    if labels is not None:
+        labels.check()
+        basis = labels.basis(G, base)
+        maps = labels.maps([0.0] + [1.0] * steps)
+        points = labels.points
+    images = render(G, [base] * (1 + steps), truncation, maps, basis, points, hook)
+    ref_images = render(G, refs, None) if len({r.truncation for r in refs}) == 1 or not is_biggan(G) \
+        else torch.cat([render(G, [r]) for r in refs])
+    return images[:1], images[1:], ref_images
+
+
+def layer_shifts(G: torch.nn.Module, shift: tuple[float, float], points: Sequence[int]) -> list[str]:
+    """What each blended layer does with a pixel shift: its cells and the pixels they are."""
+    res = point_resolutions(G)
+    out = []
+    for p in points:
+        dx, dy = cell_shift(shift, G.size, res[p])
+        out.append(f"{res[p]} px layer: {dx:g}, {dy:g} cells = {shift[0]:g}, {shift[1]:g} px")
+    return out
 
 
 # ---- real photos ---------------------------------------------------------------------------
+class ChainerAdam:
+    """Chainer's Adam (the authors' optimiser): m, v moving averages, step
+    alpha * sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps), on one tensor."""
+
+    def __init__(self, param: torch.Tensor, alpha: float, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8):
+        self.param, self.alpha, self.beta1, self.beta2, self.eps = param, alpha, beta1, beta2, eps
+        self.m, self.v, self.t = torch.zeros_like(param), torch.zeros_like(param), 0
+
+    @torch.no_grad()
+    def step(self) -> None:
+        g = self.param.grad
+        self.t += 1
+        self.m += (1 - self.beta1) * (g - self.m)
+        self.v += (1 - self.beta2) * (g * g - self.v)
+        lr = self.alpha * math.sqrt(1 - self.beta2 ** self.t) / (1 - self.beta1 ** self.t)
+        self.param -= lr * self.m / (self.v.sqrt() + self.eps)
+        self.param.grad = None
+
+
+def eq4_terms(D: torch.nn.Module, recon: torch.Tensor, gt_features: torch.Tensor, gt: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 4 as optimization.py: (−Σ_i cos(D(recon_i), D(gt_i)), 0.2 · mean squared error)."""
+    v1 = D.feature_vector(recon)
+    cos = (v1 * gt_features).sum(1) / torch.sqrt(v1.square().sum(1) * gt_features.square().sum(1))
+    return -cos.sum(), PIXEL_WEIGHT * F.mse_loss(recon, gt)
+
+
+def authors_scale(target: torch.Tensor) -> torch.Tensor:
+    """A picture in [-1, 1] (pixel / 127.5 - 1) as optimization.py reads photos: pixel / 128 - 1."""
+    return (target + 1) * (127.5 / 128) - 1
+
+
+def fit_sngan(G: "SNGANGenerator", D: torch.nn.Module, E: torch.nn.Module, aux: torch.nn.Module | None,
+              enc_input: torch.Tensor, gt: torch.Tensor, class_index: int, steps: int,
+              progress: Callable[[int, int, float], None] | None = None
+              ) -> tuple[Picture, torch.Tensor, np.ndarray]:
+    """The paper's real-image editing (Eq. 4, optimization.py): z = E(photo at the encoder's
+    size, class); with the auxiliary network zeta = A(z) is optimised (Adam 0.015) and
+    z' = B(zeta), else z itself (Adam 0.075); the class stays fixed. `gt` is the photo at the
+    generator's size, both in the authors' pixel / 128 - 1 scale -> (picture, its image,
+    losses [steps, 2]: cosine term, pixel term)."""
+    device, _ = placement(G)
+    c = torch.tensor([class_index], device=device)
+    gt = gt.to(device)
+    with torch.no_grad():
+        z0 = E(enc_input.to(device), c)
+        start = aux.A(z0) if aux is not None else z0
+        gt_features = D.feature_vector(gt)
+    param = start.clone().requires_grad_(True)
+    opt = ChainerAdam(param, LR_ZETA if aux is not None else LR_Z)
+    losses = []
+    for step in range(int(steps)):
+        z = aux.B(param) if aux is not None else param
+        cos, pixel = eq4_terms(D, G(z, c), gt_features, gt)
+        (cos + pixel).backward()
+        opt.step()
+        losses.append((cos.item(), pixel.item()))
+        if progress:
+            progress(step + 1, int(steps), losses[-1][0] + losses[-1][1])
+    with torch.inference_mode():
+        z = (aux.B(param) if aux is not None else param).detach()
+        picture = Picture(z.float().cpu(), one_hot(class_index, G.num_classes), 1.0)
+        return picture, G(z, c).float().clamp(-1, 1), np.asarray(losses, np.float32).reshape(-1, 2)
+
+
 def project(G: "BigGANDeep", target: torch.Tensor, class_index: int, truncation: float, steps: int,
             seed: int = 0, progress: Callable[[int, int, float], None] | None = None
             ) -> tuple[Picture, torch.Tensor, list[float]]:
-    """Fit z and the class vector so that G renders `target` [1, 3, S, S]: Adam on
-    LPIPS-VGG + MSE, z kept inside the sampler's [-2, 2] range -> (picture, image, losses).
-    G must be float32 (gradients)."""
+    """Fit BigGAN-deep's z to `target` [1, 3, S, S] (no encoder or discriminator was
+    released): LPIPS-VGG + the authors' 0.2 · MSE, Chainer's Adam at their 0.075, the class
+    fixed, z kept in the sampler's range at this truncation ([-2t, 2t]) -> (picture, image,
+    losses). G must be float32 (gradients)."""
     if not is_biggan(G):
-        raise UserError("Photo projection is offered for BigGAN-deep (StyleGAN2: use the SAM tab).")
+        raise UserError("This projection is for BigGAN-deep (SNGAN uses its encoder; StyleGAN2: "
+                        "the SAM tab).")
     device, _ = placement(G)
     target = target.to(device)
     z = G.sample_latents([seed], truncation).to(device).requires_grad_(True)
-    c = one_hot(class_index, G.num_classes).to(device).requires_grad_(True)
-    opt = torch.optim.Adam([{"params": [z], "lr": PROJECT_LR}, {"params": [c], "lr": PROJECT_CLASS_LR}])
+    c = one_hot(class_index, G.num_classes).to(device)
+    opt = ChainerAdam(z, LR_Z)
+    bound = 2 * float(truncation)
     losses = []
     for step in range(steps):
         out = G(z, c, truncation)
-        loss = lpips_distance(out, target, net="vgg").mean() + F.mse_loss(out, target)
-        opt.zero_grad(set_to_none=True)
+        loss = lpips_distance(out, target, net="vgg").mean() + PIXEL_WEIGHT * F.mse_loss(out, target)
         loss.backward()
         opt.step()
         with torch.no_grad():
-            z.clamp_(-2, 2)
+            z.clamp_(-bound, bound)
         losses.append(loss.item())
         if progress:
             progress(step + 1, steps, losses[-1])
     with torch.inference_mode():
-        picture = Picture(z.detach().cpu(), c.detach().cpu())
+        picture = Picture(z.detach().cpu(), c.cpu(), float(truncation))
         return picture, G(z, c, truncation).float().clamp(-1, 1), losses
 
 
@@ -314,7 +648,9 @@ def weights_picture(weights: torch.Tensor, size: int, colours: Sequence[str]) ->
     """Mixture weights [K + 1, 1, r, r] (0: the base) -> uint8 RGB: base grey, region k in
     its brush colour, mixed in proportion."""
     rgb = torch.tensor([(128, 128, 128)] + [hex_rgb(c) for c in colours], dtype=torch.float32)
-    w = F.interpolate(weights.float().cpu(), size=(size, size), mode="bilinear", align_corners=False)
+    w = weights.float().cpu()
+    if w.shape[-1] != size:
+        w = F.interpolate(w, size=(size, size), mode="bilinear", align_corners=False)
     w = w[: len(rgb)].clamp(min=0)
     out = torch.einsum("khw,kc->hwc", w[:, 0], rgb[: len(w)])
     return out.round().clamp(0, 255).to(torch.uint8).numpy()
@@ -326,15 +662,14 @@ DEFAULT_FRAME = 256  # the shift sliders' span while no model is picked
 SWEEP = (0.25, 0.5, 0.75, 1.0)  # the intensity sweep's frames (Fig. 9)
 N_LABEL_OUTPUTS = 5  # before, after, class map, the edit for pasting, the run
 # The base picture's state: {"model", "picture": Picture, "truncation", "photo": the network
-# input of the projected photo [1, 3, S, S] or None, "framed": its FramedPhoto (the uploaded
-# photo at full resolution and where the frame lies in it; photos only), "seed" (None for a
-# photo), "class" (None for StyleGAN2)}; a reference's: {"model", "picture", "seed", "class"};
-# the last edit: {"image", "region"}.
+# input of the projected photo [1, 3, S, S] or None, "framed": its FramedPhoto (photos only),
+# "seed" (None for a photo), "class" (the ImageNet class; None for StyleGAN2)}; a
+# reference's: {"model", "picture", "seed", "class"}; the last edit: {"image", "region", "what"}.
 State = dict[str, Any]
 
 
 def load(ctx: AppContext, model_id: str | None, dtype: torch.dtype | None = None) -> torch.nn.Module:
-    """The picked model (BigGAN-deep or StyleGAN2), loaded once by the context."""
+    """The picked generator (SNGAN, BigGAN-deep or StyleGAN2), loaded once by the context."""
     if not model_id:
         raise UserError("Pick a model first.")
     return ctx.model(model_id, dtype)
@@ -351,19 +686,22 @@ def shift_ranges(ctx: AppContext, model_id: str | None) -> list:
     return shift_range(frame_size(ctx, model_id), 2 * MAX_REFS)
 
 
-def points_update(G: torch.nn.Module) -> dict:
-    """The blendable layers of G for the checkbox group, the first two ticked."""
-    choices = feature_points(G)
-    return gr.update(choices=choices, value=[p for _, p in choices[:2]])
+def weight_sliders(G: torch.nn.Module) -> list[dict]:
+    """The per-layer blending weights for G's feature points (the authors' demo: the first
+    layer at 1, the others at 0); unused sliders hidden."""
+    points = feature_points(G)
+    updates = [gr.update(visible=True, label=f"Weight at {label}", value=1.0 if i == 0 else 0.0)
+               for i, (label, _) in enumerate(points[:MAX_POINTS])]
+    return updates + [gr.update(visible=False, value=0.0)] * (MAX_POINTS - len(updates))
 
 
 def seeded(ctx: AppContext, model_id: str | None, class_text: str | None, seed: float | None,
            truncation: float) -> tuple[torch.nn.Module, Picture, np.ndarray]:
-    """(model, picture, its pixels) for a seed (and class: BigGAN-deep only)."""
+    """(model, picture, its pixels) for a seed (and class: SNGAN and BigGAN-deep)."""
     G = load(ctx, model_id)
-    index = parse_class(class_text) if is_biggan(G) else None
+    index = parse_class(class_text) if is_conditional(G) else None
     pic = picture_from_seed(G, int(seed or 0), index, float(truncation))
-    return G, pic, to_uint8(render(G, [pic], float(truncation)))[0]
+    return G, pic, to_uint8(render(G, [pic]))[0]
 
 
 def latents(pic: Picture, prefix: str = "") -> dict[str, torch.Tensor]:
@@ -396,64 +734,80 @@ def current(ctx: AppContext, state: State | None, model_id: str | None
 
 @gpu_task(duration=60)
 def render_base(ctx: AppContext, model_id: str | None, class_text: str | None, seed: float | None,
-                truncation: float, progress=gr.Progress(track_tqdm=True)
-                ) -> tuple[State, np.ndarray, np.ndarray, dict, Run]:
+                truncation: float, progress=gr.Progress(track_tqdm=True)) -> tuple:
     """The base picture from a seed (and class) -> (base state, picture, the same picture
-    for the label editor, the model's blendable layers, run)."""
+    for the label editor, MAX_POINTS per-layer weight sliders, run)."""
     G, pic, image = seeded(ctx, model_id, class_text, seed, truncation)
     state = {"model": model_id, "picture": pic, "truncation": float(truncation), "photo": None,
-             "seed": int(seed or 0), "class": parse_class(class_text) if is_biggan(G) else None}
+             "seed": int(seed or 0), "class": parse_class(class_text) if is_conditional(G) else None}
     run = record(ctx, TAB, "render", {"generator": model_id}, images={"result": image},
                  arrays=latents(pic), seeds=[int(seed or 0)], settings=base_settings(state))
-    return state, image, image, points_update(G), run
+    return (state, image, image, *weight_sliders(G), run)
 
 
 @gpu_task(duration=60)
 def render_reference(ctx: AppContext, model_id: str | None, class_text: str | None,
                      seed: float | None, truncation: float,
                      progress=gr.Progress(track_tqdm=True)) -> tuple[State, np.ndarray]:
-    """A reference picture for the feature blend -> (its state, its picture for painting)."""
-    _, pic, image = seeded(ctx, model_id, class_text, seed, truncation)
+    """A reference picture for the feature blend -> (its state, its picture for painting).
+    It keeps the truncation it is rendered with."""
+    G, pic, image = seeded(ctx, model_id, class_text, seed, truncation)
     return {"model": model_id, "picture": pic, "seed": int(seed or 0),
-            "class": parse_class(class_text) if pic.classes is not None else None}, image
+            "class": parse_class(class_text) if is_conditional(G) else None}, image
 
 
-def _labels(ctx: AppContext, model_id: str | None, state: State | None, editor: dict | None,
-            layers: str, soft: float, classes_and_strengths: Sequence, sweep: bool) -> tuple:
-    """The label collage (both buttons): one class per brush colour used, its intensity,
-    softened regions, the layer preset -> (before, after, class map, edit, run[, frames])."""
-    G, pic, trunc = current(ctx, state, model_id)
+def read_labels(G: torch.nn.Module, editor: dict | None, layers: str, soft: float,
+                classes_and_strengths: Sequence) -> tuple[Labels, list[int], torch.Tensor]:
+    """The label collage's widgets -> (Labels at the picture's size, the brush colours used,
+    their painted masks)."""
     size = G.size
     regions = masks_by_colour(editor, PALETTE, size)
     used = [k for k in range(len(PALETTE)) if regions[k].sum() > 0]
     if not used:
         raise UserError("Paint a region first (one brush colour per target class).")
-    classes = [parse_class(classes_and_strengths[k]) for k in used]
+    classes = [model_class(G, parse_class(classes_and_strengths[k])) for k in used]
     strengths = [float(classes_and_strengths[len(PALETTE) + k]) for k in used]
     soft_regions = soften(regions[used], float(soft) * size / 256)
-    points = layer_preset(G, layers) if is_biggan(G) else []
+    return Labels(soft_regions, classes, strengths, layer_preset(G, layers)), used, regions
+
+
+def edit_of(image: torch.Tensor, changed: torch.Tensor, what: str) -> dict:
+    """The last edit, kept for "paste back": its picture and where it changed [1, 1, S, S]."""
+    return {"image": image.cpu(), "region": (changed > 0.1).float().cpu(), "what": what}
+
+
+def _labels(ctx: AppContext, model_id: str | None, state: State | None, editor: dict | None,
+            layers: str, soft: float, classes_and_strengths: Sequence, sweep: bool) -> tuple:
+    """The label collage (both buttons) -> (before, after, class map, edit, run[, frames])."""
+    G, pic, trunc = current(ctx, state, model_id)
+    if not is_conditional(G):
+        raise UserError("Label collage needs a class-conditional model: pick an SNGAN or "
+                        "BigGAN-deep model.")
+    labels, used, regions = read_labels(G, editor, layers, soft, classes_and_strengths)
     frames = SWEEP if sweep else (1.0,)
-    before, edits, weights = label_collage(G, pic, soft_regions, classes, strengths, trunc,
-                                           points, frames)
-    region = (1 - weights[:1]).clamp(0, 1)
-    region = F.interpolate(region, size=(size, size), mode="bilinear", align_corners=False)
-    edit = {"image": edits[-1:].cpu(), "region": (region > 0.1).float()}
+    before, edits, weights = label_collage(G, pic, labels.regions, labels.classes,
+                                           labels.intensities, trunc, labels.points, frames)
+    edit = edit_of(edits[-1:], 1 - weights[:1], "label collage")
     colours = [PALETTE[k] for k in used]
-    class_map = weights_picture(weights, size, colours)
+    class_map = weights_picture(weights, G.size, colours)
     before_u8, after_u8 = to_uint8(before)[0], to_uint8(edits[-1:])[0]
+    offset = class_offset(G)
     run = record(
         ctx, TAB, "label_sweep" if sweep else "label_collage", {"generator": model_id},
         images={"before": before_u8, "after": after_u8, "class_map": class_map,
                 **({"intensity": list(to_uint8(edits))} if sweep else {})},
         masks={**{f"painted_{k + 1}": regions[k] for k in used},
-               **{f"soft_{k + 1}": soft_regions[i] for i, k in enumerate(used)}},
+               **{f"soft_{k + 1}": labels.regions[i] for i, k in enumerate(used)}},
         arrays={**latents(pic), "class_weights": weights}, seeds=base_seeds(state),
-        settings={**base_settings(state), "colours": colours, "classes": classes,
-                  "intensities": strengths, "layers": layers, "condition_points": points,
+        settings={**base_settings(state), "colours": colours,
+                  "classes": [c + offset for c in labels.classes],
+                  "model_classes": list(labels.classes), "intensities": list(labels.intensities),
+                  "layers": layers, "scbn_points": list(labels.points),
                   "soft_edge_px_at_256": float(soft),
                   **({"sweep_intensities": list(frames)} if sweep else {})},
-        notes="masks painted_k / soft_k: brush colour k as painted and softened; "
-              "class_weights: [base, region 1, ...] at 64 x 64.")
+        notes="masks painted_k / soft_k: brush colour k as painted and softened; class_weights: "
+              "[base, region 1, ...] at the picture's size (resized by the model to every "
+              "batch norm); classes: ImageNet indices (model_classes: the model's own).")
     if not sweep:
         return before_u8, after_u8, class_map, edit, run
     shown = to_uint8(torch.cat([before, edits]))
@@ -466,8 +820,8 @@ def apply_labels(ctx: AppContext, model_id: str | None, state: State | None, edi
                  layers: str, soft: float, *classes_and_strengths: str | float
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict, Run]:
     """Paint classes onto the base picture (sCBN) -> (before, after, class map, the edit
-    kept for "paste back", run). `classes_and_strengths`: one class per brush colour, then
-    one intensity per brush colour."""
+    kept for "paste back", run). `classes_and_strengths`: one class per palette colour (12),
+    then one intensity per palette colour."""
     return _labels(ctx, model_id, state, editor, layers, soft, classes_and_strengths, sweep=False)
 
 
@@ -492,15 +846,24 @@ def live_labels(ctx: AppContext, live: bool, model_id: str | None, state: State 
     return _quiet_labels(ctx, model_id, state, editor, layers, soft, *classes_and_strengths)
 
 
-@gpu_task(duration=60)
-def blend_features(ctx: AppContext, model_id: str | None, state: State | None, points: list | None,
-                   strength: float, *refs_and_shifts: Any
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Run]:
-    """Transplant the references' features into the base picture (Eq. 3) -> (before,
-    after, blend map, run). `refs_and_shifts`: MAX_REFS reference states, their editors, their
-    right shifts, their down shifts; a reference without a painted region is left out."""
+N_LABEL_INPUTS = 3 + 2 * len(PALETTE)  # editor, layers, soft, classes, intensities
+
+
+@gpu_task(duration=120)
+def blend_features(ctx: AppContext, model_id: str | None, state: State | None, frames: float,
+                   base_class_refs: bool, with_labels: bool, *values: Any) -> tuple:
+    """Transplant the references' features into the base picture (Eq. 3, the authors' demo)
+    -> (before, after, blend map, frames gallery, the shift each layer gets, the edit kept
+    for "paste back", run). `values`: the label collage's inputs (editor, layers, soft, 12
+    classes, 12 intensities; used when `with_labels`), MAX_POINTS per-layer weights, then
+    MAX_REFS reference states, their editors, right shifts and down shifts; a reference
+    without a painted region is left out."""
     G, pic, trunc = current(ctx, state, model_id)
     size = G.size
+    label_values, rest = values[:N_LABEL_INPUTS], values[N_LABEL_INPUTS:]
+    layer_weights, refs_and_shifts = rest[:MAX_POINTS], rest[MAX_POINTS:]
+    points = [p for _, p in feature_points(G)][:MAX_POINTS]
+    weights = {p: float(w or 0) for p, w in zip(points, layer_weights) if float(w or 0) > 0}
     n = MAX_REFS
     states, editors = refs_and_shifts[:n], refs_and_shifts[n:2 * n]
     shifts_x, shifts_y = refs_and_shifts[2 * n:3 * n], refs_and_shifts[3 * n:]
@@ -517,86 +880,153 @@ def blend_features(ctx: AppContext, model_id: str | None, state: State | None, p
         refs.append(states[r]["picture"])
         used.append(r)
         regions.append(region[0])
-        shifts.append((int(shifts_x[r] or 0), int(shifts_y[r] or 0)))
+        shifts.append((float(shifts_x[r] or 0), float(shifts_y[r] or 0)))
     if not refs:
         raise UserError("Render a reference and paint the region to take from it.")
+    labels = None
+    if with_labels:
+        if not is_conditional(G):
+            raise UserError("The label collage needs an SNGAN or BigGAN-deep model.")
+        labels = read_labels(G, label_values[0], label_values[1], label_values[2], label_values[3:])[0]
     regions_t = torch.stack(regions)
-    chosen = [int(p) for p in points or []]
-    before, after, ref_images = feature_blend(G, pic, refs, regions_t, shifts, chosen, trunc,
-                                              float(strength))
-    landed = FeatureBlend(regions_t, shifts, frozenset(), float(strength)).weights_at(size)
-    weights = torch.cat([1 - landed.sum(0, keepdim=True), landed])
-    blend_map = weights_picture(weights, size, PALETTE[:len(refs)])
-    before_u8, after_u8 = to_uint8(before)[0], to_uint8(after)[0]
+    steps = max(1, int(frames or 1))
+    before, outs, ref_images = feature_blend(G, pic, refs, regions_t, shifts, weights, trunc,
+                                             steps, bool(base_class_refs), labels)
+    landed = Blend(regions_t, shifts, weights, torch.ones(1)).landed(size)
+    blend_map = weights_picture(torch.cat([1 - landed.sum(0, keepdim=True), landed]), size,
+                                PALETTE[:len(refs)])
+    before_u8, after_u8 = to_uint8(before)[0], to_uint8(outs[-1:])[0]
+    shown = to_uint8(outs)
+    gallery = [(img, f"frame {f + 1}/{steps}") for f, img in enumerate(shown)]
+    shift_note = "\n".join(f"- reference {r + 1}: " + "; ".join(layer_shifts(G, shifts[i], sorted(weights)))
+                           for i, r in enumerate(used))
+    changed = (outs[-1:] - before).abs().amax(1, keepdim=True).cpu()
+    edit = edit_of(outs[-1:], (changed > 2 / 255).float(), "feature blend")
     ref_seeds = [states[r].get("seed") for r in used]
     run = record(
         ctx, TAB, "feature_blend", {"generator": model_id},
-        images={"before": before_u8, "after": after_u8, "blend_map": blend_map,
+        images={"before": before_u8, "after": after_u8, "blend_map": blend_map, "frames": list(shown),
                 **{f"reference_{r + 1}": ref_images[i:i + 1] for i, r in enumerate(used)}},
         masks={f"reference_{r + 1}": regions_t[i] for i, r in enumerate(used)},
         arrays={**latents(pic, "base_"),
                 **{k: v for i, r in enumerate(used) for k, v in latents(refs[i], f"reference_{r + 1}_").items()},
                 "landed_weights": landed},
         seeds=base_seeds(state) + [s for s in ref_seeds if s is not None],
-        settings={**base_settings(state), "layers": chosen, "strength": float(strength),
+        settings={**base_settings(state), "layer_weights": {str(p): w for p, w in weights.items()},
+                  "frames": steps, "references_use_base_class": bool(base_class_refs),
+                  "with_label_collage": labels is not None,
+                  **({"scbn_points": list(labels.points), "label_classes": list(labels.classes)}
+                     if labels is not None else {}),
                   "shifts_px": {f"reference_{r + 1}": list(shifts[i]) for i, r in enumerate(used)},
                   "reference_seeds": {f"reference_{r + 1}": states[r].get("seed") for r in used},
+                  "reference_truncations": {f"reference_{r + 1}": refs[i].truncation
+                                            for i, r in enumerate(used)},
                   "reference_classes": {f"reference_{r + 1}": states[r].get("class") for r in used}},
         notes="seeds: base, then the references used; masks/reference_k: the region taken "
-              "from reference k (before its shift).")
-    return before_u8, after_u8, blend_map, run
+              "from reference k (before its shift); frames: the blending weights at "
+              "1/F, 2/F, ..., 1 of each layer's weight.")
+    return before_u8, after_u8, blend_map, gallery, shift_note, edit, run
+
+
+def companion(ctx: AppContext, arch: str, generator_id: str) -> str | None:
+    found = ctx.registry.companions(arch, generator_id)
+    return found[0].id if found else None
 
 
 @gpu_task(duration=300)
 def project_photo(ctx: AppContext, model_id: str | None, image: str | np.ndarray | None,
-                  class_text: str | None, steps: float, truncation: float,
-                  progress=gr.Progress()) -> tuple[State, np.ndarray, np.ndarray, np.ndarray, str,
-                                                   dict, Run]:
-    """Fit BigGAN-deep to a photo; the projection becomes the base picture -> (base state,
-    projection, base picture, label editor, loss summary, the network input labelled with
-    what it is, run). The photo is framed first and the frame is kept in the state, so the
-    edit can go back into the photo at full resolution."""
+                  class_text: str | None, steps: float, truncation: float, use_aux: bool = True,
+                  progress=gr.Progress()) -> tuple:
+    """Fit the model to a photo; the fit becomes the base picture -> (base state, fit, base
+    picture, label editor, loss summary, the network input labelled with what it is, run).
+    SNGAN: the paper's Eq. 4 (encoder start, discriminator features); BigGAN-deep: LPIPS
+    projection. The frame is kept in the state, so the edit can go back into the photo."""
     G = load(ctx, model_id, torch.float32)  # gradients: float32 on every device
-    if not is_biggan(G):
-        raise UserError("Photo projection is offered for BigGAN-deep models; pick one.")
+    if not is_conditional(G):
+        raise UserError("Photo editing is offered for SNGAN and BigGAN-deep models; pick one.")
     # no face controls here: ImageNet pictures were never face-aligned (framing: centre crop)
     framed = frame_for_model(ctx.registry, model_id, image, G.size)
     network_input = np.asarray(framed.aligned.image)
     target = pil_to_tensor(framed.aligned.image)
     index = parse_class(class_text)
-    pic, out, losses = project(G, target, index, float(truncation), int(steps),
-                               progress=lambda d, t, l: progress(d / t, desc=f"Step {d}/{t} · loss {l:.3f}"))
-    state = {"model": model_id, "picture": pic, "truncation": float(truncation), "photo": target,
+    cls = model_class(G, index)
+    steps = int(steps)
+    report = lambda d, t, l: progress(d / t, desc=f"Step {d}/{t} · loss {l:.3f}")  # noqa: E731
+    if is_sngan(G):
+        enc_id = companion(ctx, "sngan-encoder", model_id)
+        dis_id = companion(ctx, "sngan-discriminator", model_id)
+        if not enc_id or not dis_id:
+            raise UserError(f"{model_id} has no registered encoder and discriminator (entries of "
+                            f"arch sngan-encoder / sngan-discriminator whose generator is {model_id}).")
+        aux_id = companion(ctx, "sngan-auxiliary", model_id) if use_aux else None
+        E, D = ctx.model(enc_id, torch.float32), ctx.model(dis_id, torch.float32)
+        aux = ctx.model(aux_id, torch.float32) if aux_id else None
+        from PIL import Image
+
+        enc_img = framed.aligned.image.resize((E.input_size,) * 2, Image.Resampling.BICUBIC)
+        gt = authors_scale(target)
+        pic, out, terms = fit_sngan(G, D, E, aux, authors_scale(pil_to_tensor(enc_img)), gt, cls,
+                                    steps, progress=report)
+        losses = terms.sum(1).tolist()
+        how = (f"Eq. 4 (cosine of the discriminator's features + {PIXEL_WEIGHT} x MSE), Adam "
+               f"{LR_ZETA if aux else LR_Z} on {'zeta (auxiliary network)' if aux else 'z'}")
+        models = {"generator": model_id, "encoder": enc_id, "discriminator": dis_id,
+                  **({"auxiliary": aux_id} if aux_id else {})}
+        extra = {"loss_terms": terms}
+    else:
+        pic, out, losses = project(G, target, cls, float(truncation), steps, progress=report)
+        how = f"LPIPS-VGG + {PIXEL_WEIGHT} x MSE, Adam {LR_Z} on z (class fixed)"
+        models, extra = {"generator": model_id}, {}
+    state = {"model": model_id, "picture": pic, "truncation": pic.truncation, "photo": target,
              "framed": framed, "seed": None, "class": index}
     shown = to_uint8(out)[0]
-    info = (f"Loss (LPIPS + MSE) {losses[0]:.3f} → **{losses[-1]:.3f}** in {len(losses)} steps. "
-            "The projection is now the base picture: paint labels on it, then paste back.")
+    info = (f"Loss {losses[0]:.3f} → **{losses[-1]:.3f}** in {len(losses)} of the authors' "
+            f"{AUTHORS_STEPS} steps ({how}). The fit is now the base picture: paint labels or "
+            "blend features, then paste back.")
     run = record(
-        ctx, TAB, "project", {"generator": model_id},
+        ctx, TAB, "project", models,
         images={"photo": framed.photo, "network_input": network_input, "projection": shown},
-        arrays={**latents(pic), "losses": losses}, seeds=[0],
-        settings={"class": index, "truncation": float(truncation), "steps": int(steps),
-                  "lr_z": PROJECT_LR, "lr_class": PROJECT_CLASS_LR, "loss": "LPIPS-VGG + MSE",
-                  **framed.describe()},
-        notes=f"seed 0 draws the starting z; class_vector is optimised too (starts one-hot). "
-              f"{framed.note()}: the projection fits it; images/photo is the upload, upright.")
+        arrays={**latents(pic), "losses": losses, **extra}, seeds=[] if is_sngan(G) else [0],
+        settings={"class": index, "truncation": pic.truncation, "steps": steps, "method": how,
+                  "pixel_weight": PIXEL_WEIGHT, **framed.describe()},
+        notes=f"{framed.note()}: the fit matches it; images/photo is the upload, upright. "
+              + ("z starts from the encoder." if is_sngan(G) else "seed 0 draws the starting z."))
     return state, shown, shown, shown, info, gr.update(value=network_input, label=framed.note()), run
 
 
+def paste_mask(state: State | None, edit: dict | None) -> dict | None:
+    """The paste-back mask editor for the last edit of a photo: the edited picture with the
+    edited region painted (paint more, or erase, before pasting)."""
+    if not state or state.get("photo") is None or not edit:
+        return None
+    picture = to_uint8(edit["image"])[0]
+    layer = np.zeros(picture.shape[:2] + (4,), np.uint8)
+    layer[edit["region"][0, 0].numpy() > 0] = (255, 255, 255, 255)
+    rgba = np.concatenate([picture, np.full(picture.shape[:2] + (1,), 255, np.uint8)], -1)
+    composite = rgba.copy()
+    composite[layer[..., 3] > 0] = layer[layer[..., 3] > 0]
+    return {"background": rgba, "layers": [layer], "composite": composite}
+
+
 @user_errors
-def paste_edit(ctx: AppContext, state: State | None, edit: dict | None
+def paste_edit(ctx: AppContext, state: State | None, edit: dict | None, mask: dict | None = None
                ) -> tuple[np.ndarray, np.ndarray, Run]:
-    """Put the last label collage back into the projected photo (no model runs): Poisson-blend
-    its edited region into the network input (the paper's post-processing, at the model's
-    size), then that blended frame into the uploaded photo at full resolution, only where the
-    collage painted (feathered; the rest of the photo keeps its pixels) -> (photo frame with
+    """Put the last edit (label collage or feature blend) back into the photo (no model
+    runs): Poisson-blend it into the network input inside the mask (painted in the mask
+    editor; default the edited region), then that frame into the uploaded photo at full
+    resolution inside the same mask (feathered; the rest keeps its pixels) -> (frame with
     the edit, result in your photo, run)."""
     if not state or state.get("photo") is None:
         raise UserError("Project a photo first (the paste goes back into that photo).")
     if not edit:
-        raise UserError("Apply a label collage to the projection first.")
+        raise UserError("Apply a label collage or a feature blend to the photo's fit first.")
     framed: FramedPhoto = state["framed"]
+    size = edit["image"].shape[-1]
     region = edit["region"]
+    if mask is not None and not editor_is_empty(mask):
+        region = mask_from_editor(mask, size, required=False)
+        if region.sum() == 0:
+            raise UserError("The paste-back mask is empty: paint where the edit should go.")
     result = to_uint8(paste_back(state["photo"], edit["image"], region))[0]
     in_photo = np.asarray(framed.paste(result, region[0, 0].cpu().numpy()))
     run = record(
@@ -604,10 +1034,12 @@ def paste_edit(ctx: AppContext, state: State | None, edit: dict | None
         images={"result_in_photo": in_photo, "photo": framed.photo,
                 "network_input": state["photo"], "edited": edit["image"], "pasted": result},
         masks={"region": region}, arrays=latents(state["picture"]),
-        settings={**base_settings(state), "blend": "Poisson", **framed.describe()},
-        notes="The label collage's edited region (masks/region) Poisson-blended into the "
-              "network input (pasted, at the model's size), then pasted back into the photo "
-              "at full resolution inside that region (result_in_photo).")
+        settings={**base_settings(state), "blend": "Poisson", "edit": edit.get("what"),
+                  "mask": "painted" if region is not edit["region"] else "edited region",
+                  **framed.describe()},
+        notes="The edit Poisson-blended into the network input inside masks/region (pasted, "
+              "at the model's size), then pasted back into the photo at full resolution "
+              "inside that region (result_in_photo).")
     return result, in_photo, run
 
 
@@ -625,27 +1057,43 @@ class Base:
     examples: gr.Examples
 
 
+@dataclass(frozen=True)
+class LabelInputs:
+    """The label collage's inputs, shared with the feature blend's "also apply" option."""
+    editor: gr.ImageEditor
+    layers: gr.Radio
+    soft: gr.Slider
+    classes: list
+    strengths: list
+
+    def all(self) -> list:
+        return [self.editor, self.layers, self.soft] + self.classes + self.strengths
+
+
 def build_tab(ctx: AppContext) -> None:
     biggan_ids = ctx.model_ids("biggan-deep")
-    ids = biggan_ids + [i for i in ctx.model_ids("stylegan2") if TAB in ctx.registry.get(i).used_by]
+    ids = biggan_ids + ctx.model_ids("sngan") + \
+        [i for i in ctx.model_ids("stylegan2") if TAB in ctx.registry.get(i).used_by]
     wiring = TabWiring(ctx, TAB)
-    tab_header("Paint class labels onto a BigGAN picture (a dog's head becomes a cat's), or "
-               "transplant the *features* of another picture into a region, at the layers "
-               "you choose.", HOW_IT_WORKS)
+    tab_header("Paint class labels onto a picture of the authors' SNGAN or of BigGAN (a dog's "
+               "head becomes a cat's), or transplant the *features* of another picture into a "
+               "region, at the layers you choose; edit your own photo the paper's way.",
+               HOW_IT_WORKS)
     licence_line(ctx.registry, TAB, ids)
     names = class_choices()
     base = _build_base(ids, names)
+    last_edit = gr.State(None)
     with gr.Tabs():
         with gr.Tab("Label collage"):
-            editor, last_edit = _build_label_collage(wiring, base, names)
+            labels = _build_label_collage(wiring, base, names, last_edit)
         with gr.Tab("Feature blend"):
-            points = _build_feature_blend(wiring, base, names)
-        with gr.Tab("Real photo (BigGAN)"):
-            _build_real_photo(wiring, base, names, editor, last_edit)
+            weights = _build_feature_blend(wiring, base, names, labels, last_edit)
+        with gr.Tab("Real photo"):
+            _build_real_photo(wiring, base, names, labels.editor, last_edit)
     wiring.download.render()
 
     inputs = [base.model, base.cls, base.seed, base.truncation]
-    outputs = [base.state, base.image, editor, points]
+    outputs = [base.state, base.image, labels.editor, *weights]
     wiring.on(base.button.click, render_base, inputs, outputs, api_name="ncollage_render")
     wiring.examples(base.examples, (render_base, inputs, outputs))
 
@@ -656,42 +1104,48 @@ def _build_base(ids: list[str], names: list[str]) -> Base:
     with gr.Row():
         with gr.Column():
             model = gr.Dropdown(ids, value=ids[0] if ids else None,
-                                label="Model (label collage: BigGAN-deep only)")
-            cls = gr.Dropdown(names, value=default_class, label="Base class", filterable=True,
-                              allow_custom_value=True)
+                                label="Model (label collage: SNGAN or BigGAN-deep)")
+            cls = gr.Dropdown(names, value=default_class, label="Base class (SNGAN: dogs and "
+                              "cats, 151-293)", filterable=True, allow_custom_value=True)
             with gr.Row():
                 seed = gr.Number(value=1, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
-                truncation = gr.Slider(0.02, 1.0, value=0.4, step=0.02, label="Truncation")
+                truncation = gr.Slider(0.02, 1.0, value=0.4, step=0.02,
+                                       label="Truncation (BigGAN-deep, StyleGAN2)")
             button = gr.Button("Render base picture", variant="primary")
         image = gr.Image(label="Base picture", format="png", interactive=False)
     state = gr.State(None)
     examples = labelled_examples(
-        [[default_class, 1, 0.4], [names[281], 3, 0.4], [names[291], 2, 0.4], [names[980], 5, 0.4]],
-        ["golden retriever · seed 1", "tabby cat · seed 3", "lion · seed 2", "volcano · seed 5"],
+        [[default_class, 1, 0.4], [names[281], 3, 0.4], [names[291], 2, 0.4], [names[250], 5, 0.4]],
+        ["golden retriever · seed 1", "tabby cat · seed 3", "lion · seed 2", "husky · seed 5"],
         [cls, seed, truncation],
-        label="Example bases (BigGAN-deep classes; StyleGAN2 uses the seed only)")
+        label="Example bases (ImageNet classes; StyleGAN2 uses the seed only)")
     return Base(model, cls, seed, truncation, state, image, button, examples)
 
 
-def _build_label_collage(wiring: TabWiring, base: Base, names: list[str]
-                         ) -> tuple[gr.ImageEditor, gr.State]:
-    """Paint regions in brush colours, one class and intensity per colour -> (the editor the
-    base picture fills, the last edit for "paste back")."""
+def _colour_row(names: list[str], k: int) -> tuple[gr.Dropdown, gr.Slider]:
+    with gr.Row():
+        cls = gr.Dropdown(names, value=names[LABEL_DEFAULTS[k]], filterable=True,
+                          allow_custom_value=True, label=f"Class for colour {k + 1} ({PALETTE[k]})",
+                          scale=3)
+        strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Intensity", scale=2)
+    return cls, strength
+
+
+def _build_label_collage(wiring: TabWiring, base: Base, names: list[str], last_edit: gr.State
+                         ) -> LabelInputs:
+    """Paint regions in brush colours (the authors' 12), one class and intensity per colour."""
     with gr.Row():
         editor = gr.ImageEditor(label="Paint regions: one brush colour per target class",
                                 format="png", type="numpy", layers=False,
                                 brush=gr.Brush(colors=list(PALETTE), default_color=PALETTE[0],
                                                default_size=24))
         with gr.Column():
-            classes, strengths = [], []
-            for k, colour in enumerate(PALETTE):
-                with gr.Row():
-                    classes.append(gr.Dropdown(names, value=names[(281, 291, 980)[k]],
-                                               label=f"Class for colour {k + 1} ({colour})",
-                                               filterable=True, allow_custom_value=True, scale=3))
-                    strengths.append(gr.Slider(0, 1, value=1.0, step=0.05, label="Intensity", scale=2))
+            rows = [_colour_row(names, k) for k in range(SHOWN_COLOURS)]
+            with gr.Accordion(f"Colours {SHOWN_COLOURS + 1}-{len(PALETTE)}", open=False):
+                rows += [_colour_row(names, k) for k in range(SHOWN_COLOURS, len(PALETTE))]
+            classes, strengths = [r[0] for r in rows], [r[1] for r in rows]
             layers = gr.Radio(["all", "first", "all but first"], value="all",
-                              label="Layers with the painted classes (Fig. 12)")
+                              label="Batch norms with the painted classes (Fig. 12)")
             soft = gr.Slider(0, 16, value=8, step=1, label="Soft edge (px at 256 px)")
             with gr.Row():
                 live = gr.Checkbox(value=True, label="Update while painting")
@@ -702,9 +1156,9 @@ def _build_label_collage(wiring: TabWiring, base: Base, names: list[str]
         after = gr.Image(label="After", format="png", interactive=False)
         class_map = gr.Image(label="Class map (grey: base class)", format="png", interactive=False)
     gallery = gr.Gallery(label="Intensity 0 → 1", columns=5, format="png")
-    last_edit = gr.State(None)
+    labels = LabelInputs(editor, layers, soft, classes, strengths)
 
-    inputs = [base.model, base.state, editor, layers, soft] + classes + strengths
+    inputs = [base.model, base.state] + labels.all()
     outputs = [before, after, class_map, last_edit]
     wiring.on(run.click, apply_labels, inputs, outputs, api_name="ncollage_label")
     wiring.on(sweep.click, sweep_labels, inputs, outputs + [gallery], api_name="ncollage_sweep")
@@ -712,19 +1166,20 @@ def _build_label_collage(wiring: TabWiring, base: Base, names: list[str]
             [c.change for c in classes] + [s.release for s in strengths]:
         wiring.on(trigger, live_labels, [live] + inputs, outputs, concurrency_id=GPU_LANE,
                   trigger_mode="always_last", show_progress="minimal")
-    return editor, last_edit
+    return labels
 
 
-def _build_feature_blend(wiring: TabWiring, base: Base, names: list[str]) -> gr.CheckboxGroup:
-    """MAX_REFS references (class, seed, painted region, shift) and the layers to blend at
-    -> the layer checkboxes (the base picture's model fills them)."""
+def _build_feature_blend(wiring: TabWiring, base: Base, names: list[str], labels: LabelInputs,
+                         last_edit: gr.State) -> list[gr.Slider]:
+    """MAX_REFS references (class, seed, painted region, shift), a weight per layer and the
+    frames, as the authors' demo -> the weight sliders (the base picture's model sets them)."""
     states, editors, dxs, dys = [], [], [], []
     with gr.Row():
         for r in range(MAX_REFS):
             with gr.Column():
                 states.append(gr.State(None))
-                cls = gr.Dropdown(names, value=names[DEFAULT_CLASS], filterable=True,
-                                  allow_custom_value=True, label=f"Reference {r + 1} class (BigGAN)")
+                cls = gr.Dropdown(names, value=names[LABEL_DEFAULTS[r]], filterable=True,
+                                  allow_custom_value=True, label=f"Reference {r + 1} class")
                 with gr.Row():
                     seed = gr.Number(value=10 + r, precision=0, minimum=0, maximum=MAX_SEED,
                                      label="Seed")
@@ -737,20 +1192,33 @@ def _build_feature_blend(wiring: TabWiring, base: Base, names: list[str]) -> gr.
                 dys.append(dy)
             wiring.on(button.click, render_reference, [base.model, cls, seed, base.truncation],
                       [states[r], editors[r]], api_name=f"ncollage_reference_{r + 1}", record=False)
+    with gr.Accordion("Blending weight per layer (the authors' demo: early layers carry shape "
+                      "and pose, late ones texture)", open=True):
+        with gr.Row():
+            weights = [gr.Slider(0, 1, value=1.0 if i == 0 else 0.0, step=0.1, visible=i < 4,
+                                 label=f"Weight at layer {i}", min_width=160)
+                       for i in range(MAX_POINTS)]
     with gr.Row():
-        points = gr.CheckboxGroup([], label="Blend at these layers (early: shape, late: texture)")
-        strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength")
+        frames = gr.Slider(1, BLEND_FRAMES, value=4, step=1,
+                           label=f"Frames (weight 1/F ... 1; the authors' demo: {BLEND_FRAMES})")
+        base_class = gr.Checkbox(value=False, label="Render the references with the base's class "
+                                 "(their demo)")
+        with_labels = gr.Checkbox(value=False, label="Also apply the label collage, same pass (Fig. 2d)")
         run = gr.Button("Blend features", variant="primary")
     with gr.Row():
         before = gr.Image(label="Before", format="png", interactive=False)
         after = gr.Image(label="After", format="png", interactive=False)
         blend_map = gr.Image(label="Blend map (where each reference lands)", format="png",
                              interactive=False)
+    gallery = gr.Gallery(label="Frames", columns=8, format="png")
+    shift_note = gr.Markdown()
 
-    wiring.on(run.click, blend_features, [base.model, base.state, points, strength] + states +
-              editors + dxs + dys, [before, after, blend_map], api_name="ncollage_blend")
+    inputs = [base.model, base.state, frames, base_class, with_labels] + labels.all() + weights + \
+        states + editors + dxs + dys
+    wiring.on(run.click, blend_features, inputs,
+              [before, after, blend_map, gallery, shift_note, last_edit], api_name="ncollage_blend")
     wiring.on(base.model.change, shift_ranges, base.model, dxs + dys, record=False, queue=False)
-    return points
+    return weights
 
 
 # Example photos of ImageNet classes (installed packages' free photos) and their classes.
@@ -773,33 +1241,43 @@ def _photo_examples(ctx: AppContext, model_id: str | None, names: list[str]
 
 def _build_real_photo(wiring: TabWiring, base: Base, names: list[str], editor: gr.ImageEditor,
                       last_edit: gr.State) -> None:
-    """Project a photo (it becomes the base picture), then paste the label collage back into
-    the photo at its full resolution. No face controls: ImageNet models do not align faces."""
-    gr.Markdown("The photo is framed as the model's training pictures were: a centre crop to "
-                "the model's square for the ImageNet BigGAN-deep models (no face alignment: "
-                "ImageNet pictures were not face-aligned); the edit goes back into your photo "
-                "at its full resolution.")
+    """Fit a photo (it becomes the base picture), then paste the last edit back into the
+    photo at its full resolution inside a paintable mask. No face controls: ImageNet models
+    do not align faces."""
+    gr.Markdown("The photo is framed as the model's training pictures were (ImageNet: a centre "
+                "crop to the model's square); the edit goes back into your photo at its full "
+                "resolution. SNGAN uses the authors' encoder and discriminator (Eq. 4); "
+                "BigGAN-deep an LPIPS projection.")
     with gr.Row():
         with gr.Column():
             photo = gr.Image(label="Photo", type="filepath", image_mode=None, format="png")
             cls = gr.Dropdown(names, value=names[DEFAULT_CLASS], filterable=True,
                               allow_custom_value=True, label="What is in it (class)")
-            steps = gr.Slider(10, 400, value=100, step=10, label="Projection steps (CPU: ~0.5-2 s each)")
-            project_btn = gr.Button("Project into the GAN", variant="primary")
+            steps = gr.Slider(5, 400, value=50, step=5,
+                              label=f"Steps (the authors: {AUTHORS_STEPS}; CPU: ~0.5-2 s each)")
+            use_aux = gr.Checkbox(value=True, label="SNGAN: optimise through the auxiliary "
+                                  "network (their --mode aux), when registered")
+            project_btn = gr.Button("Fit the photo", variant="primary")
         network = gr.Image(label="Network input (what the model sees)", format="png",
                            interactive=False)
-        projection = gr.Image(label="Projection (becomes the base picture)", format="png",
+        projection = gr.Image(label="Fit (becomes the base picture)", format="png",
                               interactive=False)
     rows, labels = _photo_examples(wiring.ctx, base.model.value, names)
     if rows:
         labelled_examples(rows, labels, [photo, cls], label="Example photos (pick the class they show)")
     info = gr.Markdown()
     with gr.Row():
-        paste_btn = gr.Button("Paste the last label collage back into the photo (Poisson)")
-        pasted = gr.Image(label="Photo with the edit", format="png", interactive=False)
+        mask = gr.ImageEditor(label="Paste-back mask (default: the edited region; paint or erase)",
+                              format="png", type="numpy", layers=False,
+                              brush=gr.Brush(colors=["#ffffff"], default_size=24))
+        with gr.Column():
+            paste_btn = gr.Button("Paste the last edit back into the photo (Poisson)")
+            pasted = gr.Image(label="Photo frame with the edit", format="png", interactive=False)
     in_photo = gr.Image(label="Result in your photo", format="png", interactive=False)
 
-    wiring.on(project_btn.click, project_photo, [base.model, photo, cls, steps, base.truncation],
+    wiring.on(project_btn.click, project_photo,
+              [base.model, photo, cls, steps, base.truncation, use_aux],
               [base.state, projection, base.image, editor, info, network], api_name="ncollage_project")
-    wiring.on(paste_btn.click, paste_edit, [base.state, last_edit], [pasted, in_photo],
+    last_edit.change(paste_mask, [base.state, last_edit], mask, queue=False)
+    wiring.on(paste_btn.click, paste_edit, [base.state, last_edit, mask], [pasted, in_photo],
               api_name="ncollage_paste")
