@@ -17,11 +17,16 @@ from core.context import AppContext
 from core.device import default_device, set_default_device
 from core.errors import UserError
 from core.hub import cached_path, load_registry
+from core.ui import expire_states, guard_inputs
 from demos import TABS
 
 log = logging.getLogger("spatial_gan_studio")
 
 QUEUE_SIZE = 32  # waiting jobs at most (a classroom); every GPU job runs one at a time
+MAX_UPLOAD = "50mb"  # a 50 MP phone photo is 10-30 MB; bigger uploads are refused before they land
+SESSIONS_KEPT = 200  # per-browser-session state held in memory (a classroom, with reloads); oldest dropped
+STATE_TTL = 4 * 3600  # a session's state (last run, codes, photo) lives 4 h after it was last set
+CACHE_SWEEP = (900, 7200)  # every 15 min, delete served files (pictures, uploads, zips) over 2 h old
 HEADER = """
 # Spatial GAN Studio
 Edit images *locally* with pretrained GANs. Every model runs on this machine (GPU if there is
@@ -38,17 +43,24 @@ def build_app(weights: str | None = None, device: str | None = None) -> gr.Block
     log.info("device %s, torch %s (CUDA %s), %d models registered, cached: %s", ctx.device,
              torch.__version__, torch.version.cuda, len(ctx.registry),
              ", ".join(e.id for e in ctx.registry if cached_path(e)) or "none")
-    with gr.Blocks(title="Spatial GAN Studio") as demo:
+    with gr.Blocks(title="Spatial GAN Studio", delete_cache=CACHE_SWEEP) as demo:
         gr.Markdown(HEADER)
         with gr.Tabs():
             for tab in TABS:
                 with gr.Tab(tab.title, id=tab.id):
                     tab.load().build_tab(ctx)
+    guard_inputs(demo)
+    expire_states(demo, STATE_TTL)
     # demo.queue(max_size=...) without rebuilding the FastAPI app a third time (0.3 s of start-up):
     # the queue refuses jobs beyond QUEUE_SIZE with a "queue is full" message
     demo._queue.max_size = QUEUE_SIZE
     demo.ctx = ctx  # for tests and scripts: the registry, device and model cache in use
     return demo
+
+
+def launch_options() -> dict:
+    """What every launch of the app passes (main, tests): upload size and sessions held."""
+    return {"max_file_size": MAX_UPLOAD, "state_session_capacity": SESSIONS_KEPT, "ssr_mode": False}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -72,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_options())
     return 0
 
 

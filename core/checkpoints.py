@@ -25,8 +25,9 @@ _EXTRAS_KEY = "extras"  # metadata entry holding the JSON-able non-tensor parts
 
 
 def _corrupt(path: Path, e: Exception) -> UserError:
-    return UserError(f"Could not read the weights file {path.name}: it looks truncated or corrupt "
-                     f"({type(e).__name__}). Delete it and download it again.")
+    return UserError(f"Could not read the weights file {path.name}: it is not a checkpoint, or "
+                     f"it is truncated or corrupt ({type(e).__name__}). Delete it and download "
+                     f"it again, or check the registry's path.")
 
 
 def _read_torch(path: str | Path, map_location: str | torch.device = "cpu"):
@@ -39,8 +40,15 @@ def _read_torch(path: str | Path, map_location: str | torch.device = "cpu"):
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile,
-            ValueError) as e:
+    except pickle.UnpicklingError as e:
+        if "weights only load failed" in str(e).lower():
+            raise UserError(f"The weights file {path.name} holds Python objects other than "
+                            f"weights (code that would run when it loads), so this app refused "
+                            f"to open it. Use the published checkpoint, or a .safetensors "
+                            f"copy (scripts/publish_weights.py).") from None
+        raise _corrupt(path, e) from e
+    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError, KeyError,
+            IndexError, TypeError) as e:  # what torch.load raises on a file that is no pickle
         raise _corrupt(path, e) from e
 
 

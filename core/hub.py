@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import sys
 import urllib.error
 from dataclasses import dataclass, field
@@ -153,6 +154,19 @@ def _parse_meta(raw: Any, where: str) -> EntryMeta:
                      raw.get("framing"))
 
 
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def _check_size_key(arch: str, config: dict, at: str) -> None:
+    """The picture size a generator's config names (its family's size key) is a whole number."""
+    from core.models import image_size_key
+
+    key = image_size_key(arch)
+    value = config.get(key) if key else None
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+        raise UserError(f"{at}: config '{key}' must be a whole number of pixels, not {value!r}")
+
+
 def _parse_entry(raw: dict, base: Path, where: str) -> WeightEntry:
     if not isinstance(raw, dict):
         raise UserError(f"{where}: each registry entry must be a JSON object")
@@ -165,8 +179,12 @@ def _parse_entry(raw: dict, base: Path, where: str) -> WeightEntry:
     for key in _TEXT_FIELDS + ("generator",):
         if raw.get(key) is not None and not isinstance(raw[key], str):
             raise UserError(f"{at}: '{key}' must be a string")
+    if not _ID.fullmatch(raw["id"]):
+        raise UserError(f"{at}: an id is a name (letters, digits, '.', '_', '-'; at most 100), "
+                        f"since it names files in the cache")
     if not isinstance(raw.get("config") or {}, dict):
         raise UserError(f"{at}: 'config' must be an object (the loader's arguments)")
+    _check_size_key(raw["arch"], raw.get("config") or {}, at)
     used_by = raw.get("used_by") or []
     if not isinstance(used_by, list) or not all(isinstance(t, str) for t in used_by):
         raise UserError(f"{at}: 'used_by' must be a list of tab ids")
@@ -179,6 +197,8 @@ def _parse_entry(raw: dict, base: Path, where: str) -> WeightEntry:
         h = raw["hub"]
         if not isinstance(h, dict) or not h.get("repo_id") or not h.get("filename"):
             raise UserError(f"{at}: 'hub' needs repo_id and filename")
+        if not all(isinstance(h.get(k, ""), str) for k in ("repo_id", "filename", "revision", "repo_type")):
+            raise UserError(f"{at}: 'hub' repo_id, filename, revision and repo_type must be strings")
         hub = HubSource(h["repo_id"], h["filename"], h.get("revision") or "main",
                         h.get("repo_type") or "model")
     if not isinstance(raw.get("size", 0), (int, type(None))) or isinstance(raw.get("size"), bool):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -64,6 +65,11 @@ def _to_uint8_array(a: np.ndarray) -> np.ndarray:
 
 
 MAX_PHOTO_PIXELS = 50_000_000  # a 50 MP phone photo decodes to 150 MB of RGB; more is refused
+NOT_A_PICTURE = ("That file is not a picture this app can read, or it is damaged or incomplete: "
+                 "upload a JPEG, PNG, WebP, BMP, TIFF or GIF.")
+HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # Gradio would clip these to white
+
+
 
 
 def open_photo(file: ImageLike) -> Image.Image:
@@ -90,14 +96,38 @@ def open_photo(file: ImageLike) -> Image.Image:
         except Image.DecompressionBombError:
             raise _too_big(None) from None
         except (OSError, ValueError, SyntaxError, EOFError):
-            raise UserError("That file is not a picture this app can read, or it is damaged or "
-                            "incomplete: upload a JPEG, PNG, WebP, BMP, TIFF or GIF.") from None
+            raise UserError(NOT_A_PICTURE) from None
     elif isinstance(file, Image.Image):
         _check_pixels(file.size)
         img = _upright(file)
     else:  # an array (a picture a component already decoded)
         return to_pil(file)
     return to_pil(img)
+
+
+def check_upload(path: str) -> str:
+    """An uploaded file, checked before any widget decodes it: a picture (a readable message
+    if not), at most MAX_PHOTO_PIXELS (read from the header, so a 17 KB file that would decode
+    into gigabytes never does), and 8 bits per channel: a 16-bit or float picture is rewritten
+    beside it as an 8-bit PNG (Gradio's own conversion clips it to white). -> the path to use."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:  # the header only
+                _check_pixels(opened.size)
+                if opened.mode not in HIGH_BIT_MODES:
+                    return path
+                opened.load()
+                eight_bit = to_pil(opened)
+    except UserError:
+        raise
+    except Image.DecompressionBombError:
+        raise _too_big(None) from None
+    except (OSError, ValueError, SyntaxError, EOFError):
+        raise UserError(NOT_A_PICTURE) from None
+    out = f"{path}.8bit.png"
+    eight_bit.save(out)
+    return out
 
 
 def _upright(img: Image.Image) -> Image.Image:
@@ -365,7 +395,6 @@ def example_photos() -> list[ExamplePhoto]:
     portrait of astronaut Eileen Collins and its CC0 photo of Chelsea the cat; Gradio's lion
     and cheetah (Apache-2.0)."""
     import importlib.util
-    from pathlib import Path
 
     photos = []
     spec = importlib.util.find_spec("skimage")  # found without importing scikit-image
@@ -400,3 +429,28 @@ def photos_for(framing: str, model_id: str = "") -> list[ExamplePhoto]:
         wanted = ("cat", "animal")
     return [p for p in photos if p.subject in wanted] or photos
 
+
+
+def png_file(picture: Image.Image | np.ndarray, folder: str | Path) -> str:
+    """A picture as a PNG file named by its content, written under a temporary name and
+    renamed into place: a file the app hands out is never rewritten while it is being sent.
+
+    (Gradio saves returned pictures in place under a content-hash name, so two people who
+    make the same picture at once could receive a half-written file.)"""
+    import hashlib
+    import io
+    import os
+    import tempfile
+
+    img = picture if isinstance(picture, Image.Image) else Image.fromarray(picture)
+    buffer = io.BytesIO()
+    img.save(buffer, "PNG")
+    data = buffer.getvalue()
+    target = Path(folder) / "pictures" / hashlib.sha256(data).hexdigest()[:32] / "image.png"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, staging = tempfile.mkstemp(dir=target.parent, prefix=".image-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(staging, target)
+    return str(target)

@@ -12,14 +12,18 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import math
 from dataclasses import dataclass
 from typing import Callable
 from typing import Sequence
 
 import gradio as gr
+import numpy as np
 import torch
+from PIL import Image
 
 from core.errors import UserError
+from core.jobs import Cancelled, exclusive
 
 log = logging.getLogger("spatial_gan_studio")
 
@@ -27,9 +31,15 @@ OOM_MESSAGE = ("The GPU ran out of memory. Try a smaller batch or resolution, cl
                "GPU programs, or restart the app to free memory.")
 
 
+STOPPED = "Stopped: the job was cancelled before it finished."
+
+
 def _translate(e: BaseException) -> gr.Error:
     if isinstance(e, gr.Error):
         return e
+    if isinstance(e, Cancelled):
+        log.info("a cancelled job stopped at its next step")
+        return gr.Error(STOPPED)
     if isinstance(e, UserError):
         return gr.Error(str(e))
     if isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in str(e).lower():
@@ -77,10 +87,11 @@ GPU_LANE = "gpu"  # every model-using event shares this concurrency id: one GPU 
 
 def gpu_task(duration: int = 60) -> Callable[[Callable], Callable]:
     """The decorator of every handler that runs a model: `user_errors` inside ZeroGPU's
-    `spaces.GPU(duration)` (seconds a call may hold the GPU); `TabWiring.on` queues it on the
-    GPU lane."""
+    `spaces.GPU(duration)` (seconds a call may hold the GPU), one job on the device at a time
+    and stopped at its next progress report once cancelled (`core.jobs.exclusive`);
+    `TabWiring.on` queues it on the GPU lane."""
     def decorate(fn: Callable) -> Callable:
-        wrapped = gpu(duration)(user_errors(fn))
+        wrapped = gpu(duration)(user_errors(exclusive(fn)))
         wrapped.gpu_task = True
         return wrapped
     return decorate
@@ -115,7 +126,7 @@ def parse_seeds(text: str | int | float | None, max_count: int = 8) -> list[int]
         part = part.strip()
         try:
             value = int(float(part)) if part else None
-        except ValueError:
+        except (ValueError, OverflowError):
             value = None
         if value is None or not 0 <= value <= MAX_SEED or (part and float(part) != value):
             raise UserError(f"{part!r} is not a seed: use whole numbers between 0 and {MAX_SEED}.")
@@ -255,7 +266,8 @@ class TabWiring:
             outputs.append(self.download.state)
         if getattr(handler, "gpu_task", False):
             kwargs.setdefault("concurrency_id", GPU_LANE)
-        return event(bind(handler, self.ctx), inputs, outputs, api_name=api_name, **kwargs)
+        fn = pictures_as_files(bind(handler, self.ctx), outputs)
+        return event(fn, inputs, outputs, api_name=api_name, **kwargs)
 
     def examples(self, examples: gr.Examples, *steps: tuple[Callable, list, list]) -> None:
         """After an example fills its inputs, run `(handler, inputs, outputs)` steps in order,
@@ -263,6 +275,114 @@ class TabWiring:
         event = examples.load_input_event
         for handler, inputs, outputs in steps:
             event = self.on(event.then, handler, inputs, outputs)
+
+
+# ---- what goes out and what comes in: pictures as files, uploads and numbers checked -----------
+def pictures_as_files(fn: Callable, outputs: list) -> Callable:
+    """`fn` whose pictures for gr.Image / gr.Gallery outputs are handed to Gradio as PNG files
+    written once under their content's name (`core.images.png_file`): Gradio would rewrite
+    the same cached file in place for every person making the same picture, and someone would
+    download it half-written. Keeps `fn`'s signature and generator-ness."""
+    from core.images import png_file
+
+    def as_file(value, component):
+        if isinstance(value, Image.Image) or (isinstance(value, np.ndarray) and value.dtype == np.uint8):
+            return png_file(value, component.GRADIO_CACHE)
+        return value
+
+    def convert(value, component):
+        if isinstance(value, dict) and "value" in value and value.get("__type__") == "update":
+            return {**value, "value": convert(value["value"], component)}
+        if isinstance(component, gr.Gallery) and isinstance(value, (list, tuple)):
+            return [(as_file(item[0], component), *item[1:]) if isinstance(item, (tuple, list))
+                    else as_file(item, component) for item in value]
+        return as_file(value, component) if isinstance(component, gr.Image) else value
+
+    def convert_all(result):
+        if isinstance(result, dict) and result.get("__type__") != "update":
+            return {c: convert(v, c) for c, v in result.items()}
+        if len(outputs) == 1:
+            return convert(result, outputs[0])
+        if isinstance(result, (tuple, list)) and len(result) == len(outputs):
+            return type(result)(convert(v, c) for v, c in zip(result, outputs))
+        return result
+
+    if inspect.isgeneratorfunction(inspect.unwrap(fn)):
+        @functools.wraps(fn)
+        def steps(*args, **kwargs):
+            for result in fn(*args, **kwargs):
+                yield convert_all(result)
+        return steps
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        return convert_all(fn(*args, **kwargs))
+    return run
+
+
+def guard_inputs(blocks: gr.Blocks) -> None:
+    """Check what people send before Gradio decodes it, for every picture and number widget of
+    the app: uploads through `core.images.check_upload` (a picture, not too many pixels, 8
+    bits), undecodable files and non-finite numbers answered with a sentence, not Gradio's
+    bare "Error"."""
+    for block in blocks.blocks.values():
+        if isinstance(block, (gr.Image, gr.ImageEditor)):
+            block.preprocess = _checked_picture(block.preprocess)
+        elif isinstance(block, (gr.Number, gr.Slider)):
+            block.preprocess = _checked_number(block.preprocess, block.label or "This number")
+
+
+def expire_states(blocks: gr.Blocks, seconds: int) -> None:
+    """Every per-session gr.State without a time-to-live of its own is dropped `seconds` after
+    it was last set: a run, a photo's codes, a factor set do not outlive a lesson in memory."""
+    for block in blocks.blocks.values():
+        if isinstance(block, gr.State) and block.time_to_live is None:
+            block.time_to_live = seconds
+
+
+def _checked_picture(preprocess: Callable) -> Callable:
+    from core.images import NOT_A_PICTURE, check_upload
+
+    def run(payload):
+        if payload is None:
+            return preprocess(payload)
+        try:
+            for file in _uploaded_files(payload):
+                file.path = check_upload(file.path)
+        except UserError as e:
+            raise gr.Error(str(e)) from None
+        try:
+            return preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception:
+            raise gr.Error(NOT_A_PICTURE) from None
+    run.guarded = True
+    return run
+
+
+def _uploaded_files(payload) -> list:
+    """The files in an Image (one) or ImageEditor (background, layers, composite) payload."""
+    files = [payload] if getattr(payload, "path", None) else []
+    for part in ("background", "composite"):
+        files += [f] if getattr(f := getattr(payload, part, None), "path", None) else []
+    files += [f for f in getattr(payload, "layers", None) or [] if getattr(f, "path", None)]
+    return files
+
+
+def _checked_number(preprocess: Callable, label: str) -> Callable:
+    def run(payload):
+        message = f"“{label}” must be a number; got {payload!r}."
+        if isinstance(payload, float) and not math.isfinite(payload):
+            raise gr.Error(message)
+        try:
+            return preprocess(payload)
+        except gr.Error:
+            raise
+        except (TypeError, ValueError, OverflowError):
+            raise gr.Error(message) from None
+    run.guarded = True
+    return run
 
 
 # ---- a person's photo: which face, plain framing, the faces found ----------------------------

@@ -58,7 +58,8 @@ def app_client(registry: Path):
     from gradio_client import Client
 
     demo = app_module.build_app(weights=str(registry), device="cpu")
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True,
+                            **app_module.launch_options())
     try:
         yield Client(url, verbose=False)
     finally:

@@ -40,7 +40,8 @@ def registry_file(tmp_path, tiny_sg2_file):
 @pytest.fixture()
 def running_app(registry_file, hub_cache):
     demo = app_module.build_app(weights=str(registry_file), device="cpu")
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True,
+                            **app_module.launch_options())
     try:
         yield demo, Client(url, verbose=False)
     finally:

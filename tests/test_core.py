@@ -190,3 +190,24 @@ def test_context_shares_one_value_per_key_across_threads():
     [t.join() for t in threads]
     assert len(made) == 1 and all(g is got[0] for g in got)
     assert AppContext(Registry([]), torch.device("cpu")).shared("k", object) is not got[0]
+
+
+# ---- checkpoints that are not checkpoints ------------------------------------------------------
+class _Payload:
+    def __reduce__(self):
+        return (print, ("this ran",))
+
+
+@pytest.mark.parametrize("arch", ["stylegan2", "regressor", "e4e", "stylemapgan", "proggan"])
+def test_a_non_checkpoint_or_a_pickle_with_code_is_named(tmp_path, arch):
+    from core.checkpoints import read_checkpoint
+    from core.models import load_model
+
+    text = tmp_path / "notes.pt"
+    text.write_text("hello, these are notes")
+    with pytest.raises(UserError, match="not a checkpoint"):
+        load_model(arch, text, {"size": 32} if arch == "stylegan2" else {})
+    code = tmp_path / "code.pt"
+    torch.save({"g_ema": _Payload()}, code)
+    with pytest.raises(UserError, match="holds Python objects other than weights.*refused"):
+        read_checkpoint(code)

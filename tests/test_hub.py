@@ -476,9 +476,16 @@ def test_human_size(n, text):
     ("meta", {"content": [512]}, "meta 'content' must be \\[width, height\\]"),
     ("meta", {"factor": "colour"}, "meta 'factor' must be one of"),
     ("meta", {"colour": 1}, "'meta' must be an object with only these fields"),
+    ("config", {"size": "big"}, "config 'size' must be a whole number of pixels"),
+    ("id", 5, "'id' must be a string"),
+    ("id", "../../etc", "an id is a name"),
+    ("id", "a b", "an id is a name"),
+    ("hub", {"repo_id": 5, "filename": "g.pt"}, "must be strings"),
 ])
 def test_malformed_entry_fields_are_named(tmp_path: Path, field, value, says):
     entry = {"id": "m", "arch": "stylegan2", "path": "m.pt", field: value}
+    if field == "hub":
+        del entry["path"]
     write_registry(tmp_path / "w.json", [entry])
     with pytest.raises(UserError, match=says):
         hub.load_registry(tmp_path / "w.json")
