@@ -336,7 +336,7 @@ def expire_states(blocks: gr.Blocks, seconds: int) -> None:
     """Every per-session gr.State without a time-to-live of its own is dropped `seconds` after
     it was last set: a run, a photo's codes, a factor set do not outlive a lesson in memory."""
     for block in blocks.blocks.values():
-        if isinstance(block, gr.State) and block.time_to_live is None:
+        if isinstance(block, gr.State) and block.time_to_live in (None, float("inf")):
             block.time_to_live = seconds
 
 

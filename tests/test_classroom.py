@@ -212,7 +212,7 @@ def test_every_picture_and_number_of_the_app_is_guarded(classroom):
     assert len(widgets) > 50
     assert all(getattr(b.preprocess, "guarded", False) for b in widgets)
     states = [b for b in demo.blocks.values() if isinstance(b, gr.State)]
-    assert states and all(b.time_to_live for b in states)  # their own, or STATE_TTL
+    assert states and all(b.time_to_live == app_module.STATE_TTL for b in states)
 
 
 def test_a_16_bit_grey_photo_keeps_its_tones(classroom, tmp_path):
