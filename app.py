@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 import gradio as gr
@@ -15,7 +16,7 @@ import torch
 
 from core.context import AppContext
 from core.device import default_device, set_default_device
-from core.errors import UserError
+from core.errors import HOSTED_ENV, UserError
 from core.hub import cached_path, load_registry
 from core.ui import expire_states, guard_inputs
 from demos import TABS
@@ -78,6 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.share or args.host not in (None, "127.0.0.1", "localhost"):
+        os.environ[HOSTED_ENV] = "1"  # others use it: messages name files, not this machine's paths
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         demo = build_app(args.weights, args.device)

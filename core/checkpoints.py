@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import torch
 
-from core.errors import UserError
+from core.errors import UserError, shown_path
 
 SAFETENSORS_FORMAT = "spatial-gan-studio/checkpoint-v1"
 _EXTRAS_KEY = "extras"  # metadata entry holding the JSON-able non-tensor parts
@@ -36,7 +36,7 @@ def _read_torch(path: str | Path, map_location: str | torch.device = "cpu"):
     a UserError that says which file and what to do."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"Weights file not found: {path}")
+        raise UserError(f"Weights file not found: {shown_path(path)}")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location=map_location, weights_only=True)
@@ -60,7 +60,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     from safetensors import SafetensorError, safe_open
 
     if not path.is_file():
-        raise UserError(f"Weights file not found: {path}")
+        raise UserError(f"Weights file not found: {shown_path(path)}")
     try:
         with safe_open(str(path), framework="pt", device=str(map_location)) as f:
             meta = f.metadata() or {}

@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from core import download
-from core.errors import UserError
+from core.errors import UserError, shown_path
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights.json"
 WEIGHTS_ENV = "SPATIAL_GAN_WEIGHTS"
@@ -347,7 +347,7 @@ def verify(entry: WeightEntry, path: Path) -> None:
     """Check size and sha256 when the registry knows them (once per file per process)."""
     why = _integrity_problem(entry, path)
     if why:
-        raise UserError(f"The weights file for {entry.id!r} ({path}) {why}: it is incomplete, "
+        raise UserError(f"The weights file for {entry.id!r} ({shown_path(path)}) {why}: it is incomplete, "
                         f"corrupt or a different file. Run "
                         f"`{PREFETCH_HINT.format(id=entry.id)} --force` to fetch it again.")
 
@@ -462,7 +462,7 @@ def fetch(entry: WeightEntry, force: bool = False, tqdm_class=None) -> Path:
         return _fetch_url(entry, force, tqdm_class)
     if entry.path is not None:
         if not entry.path.is_file():
-            raise UserError(f"The weights file of model {entry.id!r} is missing: {entry.path}")
+            raise UserError(f"The weights file of model {entry.id!r} is missing: {shown_path(entry.path)}")
         verify(entry, entry.path)
         return entry.path
     from huggingface_hub import errors

@@ -7,7 +7,7 @@ from __future__ import annotations
 import gradio as gr
 
 from core.context import AppContext
-from core.errors import UserError
+from core.errors import UserError, shown_path
 from core.hub import fetch, human_size, status_rows
 from core.ui import user_errors
 
@@ -27,7 +27,7 @@ def download_model(ctx: AppContext, model_id: str | None, progress=gr.Progress(t
     progress(0.0, desc=f"Downloading {model_id}")
     path = fetch(entry)
     return (status_rows(ctx.registry),
-            f"✅ `{model_id}` is cached ({human_size(path.stat().st_size)}): `{path}`")
+            f"✅ `{model_id}` is cached ({human_size(path.stat().st_size)}): `{shown_path(path)}`")
 
 
 def refresh(ctx: AppContext) -> list[list[str]]:

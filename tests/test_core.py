@@ -211,3 +211,17 @@ def test_a_non_checkpoint_or_a_pickle_with_code_is_named(tmp_path, arch):
     torch.save({"g_ema": _Payload()}, code)
     with pytest.raises(UserError, match="holds Python objects other than weights.*refused"):
         read_checkpoint(code)
+
+
+def test_a_shared_host_names_files_not_its_paths(tmp_path, monkeypatch):
+    """Locally a message shows the full path (to find the file); on a Space or a classroom
+    LAN only the file's name."""
+    from core.checkpoints import read_checkpoint
+
+    missing = tmp_path / "deep" / "weights.pt"
+    with pytest.raises(UserError, match=str(tmp_path)):
+        read_checkpoint(missing)
+    monkeypatch.setenv("SPACE_ID", "someone/studio")
+    with pytest.raises(UserError) as e:
+        read_checkpoint(missing)
+    assert "weights.pt" in str(e.value) and str(tmp_path) not in str(e.value)
