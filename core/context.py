@@ -12,6 +12,7 @@ from core.cache import ModelCache
 from core.device import inference_dtype
 from core.hub import Registry, fetch
 from core.models import load_model
+from core.precision import note_reduced
 
 T = TypeVar("T")
 
@@ -23,6 +24,7 @@ class AppContext:
     cache: ModelCache = field(default_factory=ModelCache)
     _shared: dict[Hashable, Any] = field(default_factory=dict, repr=False)
     _shared_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    float32_only: set[str] = field(default_factory=set)  # overflowed in half precision once
 
     def shared(self, key: Hashable, make: Callable[[], T]) -> T:
         """A value made once per app and shared by every session (a tab's index of factor
@@ -35,11 +37,14 @@ class AppContext:
     def model(self, model_id: str, dtype: torch.dtype | None = None) -> nn.Module:
         """The registered model on this context's device, fetched and loaded once.
 
-        `dtype` defaults to the device's inference dtype (fp16 on CUDA); optimisers ask
-        for float32. Weights are fetched through the registry (Hub cache or local path).
+        `dtype` defaults to the device's inference dtype (bfloat16 or fp16 on CUDA) unless
+        the model once overflowed in it (`core.precision`); optimisers ask for float32.
+        Weights are fetched through the registry (Hub cache or local path).
         """
         entry = self.registry.get(model_id)
-        dtype = dtype or inference_dtype(self.device)
+        dtype = dtype or (torch.float32 if model_id in self.float32_only else inference_dtype(self.device))
+        if dtype in (torch.float16, torch.bfloat16):
+            note_reduced(model_id)
 
         def load() -> nn.Module:
             path = fetch(entry)

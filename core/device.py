@@ -38,12 +38,14 @@ def default_device() -> torch.device:
 
 
 def inference_dtype(device: torch.device) -> torch.dtype:
-    """Half precision where the hardware is fast at it (CUDA); float32 elsewhere.
-
-    CPUs gain nothing from fp16 convolutions and MPS half support varies, so only CUDA
-    gets fp16. Optimisers (SAM, refinement) keep float32 regardless.
-    """
-    return torch.float16 if device.type == "cuda" else torch.float32
+    """Half precision where the hardware is fast at it (CUDA): bfloat16 (float32's range, so
+    StyleGAN activations cannot overflow) where the GPU has it, fp16 on older GPUs; float32
+    elsewhere. CPUs gain nothing from half-precision convolutions and MPS support varies.
+    A model that still overflows is re-run in float32 (`core.precision`). Optimisers (SAM,
+    refinement) keep float32 regardless."""
+    if device.type != "cuda":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def placement(module: torch.nn.Module) -> tuple[torch.device, torch.dtype]:

@@ -174,7 +174,11 @@ def pil_to_tensor(img: ImageLike, size: int | tuple[int, int] | None = None) -> 
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """[B, 3, H, W] in [-1, 1] -> uint8 [B, H, W, 3] (clamped, rounded)."""
+    """[B, 3, H, W] in [-1, 1] -> uint8 [B, H, W, 3] (clamped, rounded); a picture that
+    overflowed in half precision is reported (`core.precision.check_picture`)."""
+    from core.precision import check_picture
+
+    check_picture(images)
     x = images.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
     return x.permute(0, 2, 3, 1).cpu().numpy()
 

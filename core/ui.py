@@ -91,10 +91,59 @@ def gpu_task(duration: int = 60) -> Callable[[Callable], Callable]:
     and stopped at its next progress report once cancelled (`core.jobs.exclusive`);
     `TabWiring.on` queues it on the GPU lane."""
     def decorate(fn: Callable) -> Callable:
-        wrapped = gpu(duration)(user_errors(exclusive(fn)))
+        wrapped = gpu(duration)(user_errors(exclusive(float32_on_overflow(fn))))
         wrapped.gpu_task = True
         return wrapped
     return decorate
+
+
+HALF_OVERFLOW = ("This model's pictures overflowed in half precision partway through; it now runs "
+                 "in float32: press the button again.")
+
+
+def float32_on_overflow(fn: Callable) -> Callable:
+    """`fn(ctx, ...)` run again, once, with float32 models if a picture overflowed in half
+    precision (see core.precision); the models stay float32 for the rest of the app's life.
+    A generator re-runs only if it overflows before its first result."""
+    from core import precision
+
+    def mark(ctx, failed: precision.ReducedPrecisionFailed) -> None:
+        log.warning("%s overflowed in half precision: re-running in float32", sorted(failed.model_ids))
+        ctx.float32_only.update(failed.model_ids)
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def steps(ctx, *args, **kwargs):
+            precision.start_call()
+            try:
+                first = True
+                try:
+                    for item in fn(ctx, *args, **kwargs):
+                        first = False
+                        yield item
+                except precision.ReducedPrecisionFailed as failed:
+                    mark(ctx, failed)
+                    if not first:
+                        raise gr.Error(HALF_OVERFLOW) from None
+                    precision.end_call()
+                    yield from fn(ctx, *args, **kwargs)
+            finally:
+                precision.end_call()
+        return steps
+
+    @functools.wraps(fn)
+    def run(ctx, *args, **kwargs):
+        precision.start_call()
+        try:
+            try:
+                return fn(ctx, *args, **kwargs)
+            except precision.ReducedPrecisionFailed as failed:
+                mark(ctx, failed)
+                precision.end_call()
+                return fn(ctx, *args, **kwargs)
+        finally:
+            precision.end_call()
+    return run
 
 
 def bind(handler: Callable, ctx) -> Callable:

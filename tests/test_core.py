@@ -225,3 +225,35 @@ def test_a_shared_host_names_files_not_its_paths(tmp_path, monkeypatch):
     with pytest.raises(UserError) as e:
         read_checkpoint(missing)
     assert "weights.pt" in str(e.value) and str(tmp_path) not in str(e.value)
+
+
+def test_a_half_precision_overflow_reruns_in_float32_once_and_stays(tmp_path, monkeypatch):
+    """A model whose activations exceed fp16's range (65504): its pictures come out of the
+    float32 re-run, and the model stays float32 afterwards."""
+    import numpy as np
+
+    from helpers import SG2_REF, write_registry
+    from core import context as context_mod
+    from core.context import AppContext
+    from core.hub import load_registry
+    from demos.generate import generate_image
+
+    ckpt = torch.load(SG2_REF / "tiny.pt", weights_only=False)
+    g = ckpt["g_ema"]
+    g["input.input"] = g["input.input"] * 1e5  # activations ~1e5: inf in fp16
+    for key in [k for k in g if k.startswith("to_rgb") and k.endswith("conv.weight")]:
+        g[key] = g[key] * 1e-5  # the (undemodulated) outputs back to the usual range
+    torch.save(ckpt, tmp_path / "hot.pt")
+    registry = load_registry(write_registry(tmp_path / "w.json", [tiny_sg2_entry("hot", tmp_path / "hot.pt")]))
+    ctx = AppContext(registry, torch.device("cpu"))
+    reference, _ = generate_image(ctx, "hot", 3, 0.7)  # float32 (the CPU's dtype)
+    assert 10 < reference.std() and reference.min() < 128 < reference.max()  # an ordinary picture
+
+    half = AppContext(registry, torch.device("cpu"))
+    monkeypatch.setattr(context_mod, "inference_dtype", lambda device: torch.float16)
+    picture, _ = generate_image(half, "hot", 3, 0.7)
+    assert half.float32_only == {"hot"}
+    np.testing.assert_array_equal(picture, reference)
+    assert {key[2] for key in half.cache.keys()} >= {torch.float32}
+    again, _ = generate_image(half, "hot", 3, 0.7)  # straight to float32 now
+    np.testing.assert_array_equal(again, reference)
