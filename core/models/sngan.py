@@ -133,14 +133,20 @@ class CondBatchNorm(nn.Module):
         self.register_buffer("avg_mean", torch.zeros(channels))
         self.register_buffer("avg_var", torch.ones(channels))
 
-    def forward(self, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, classes: torch.Tensor,
+                basis: torch.Tensor | None = None) -> torch.Tensor:
+        """`basis` [K, n]: `classes` weigh these K class vectors instead of the n classes
+        (the same gamma, fewer products per pixel)."""
         x_hat = (x - self.avg_mean[:, None, None]) / torch.sqrt(self.avg_var[:, None, None] + BN_EPS)
+        gammas, betas = self.gammas.W, self.betas.W
+        if basis is not None:
+            gammas, betas = basis @ gammas, basis @ betas
         if classes.dim() == 2:
-            gamma = (classes @ self.gammas.W)[:, :, None, None]
-            beta = (classes @ self.betas.W)[:, :, None, None]
+            gamma = (classes @ gammas)[:, :, None, None]
+            beta = (classes @ betas)[:, :, None, None]
         else:
-            gamma = torch.einsum("bnhw,nc->bchw", classes, self.gammas.W)
-            beta = torch.einsum("bnhw,nc->bchw", classes, self.betas.W)
+            gamma = torch.einsum("bnhw,nc->bchw", classes, gammas)
+            beta = torch.einsum("bnhw,nc->bchw", classes, betas)
         return gamma * x_hat + beta
 
 
@@ -217,9 +223,10 @@ class GenBlock(nn.Module):
         self.b2 = CondBatchNorm(n_out, n_classes)
         self.c_sc = Conv(n_in, n_out, 1)
 
-    def forward(self, x: torch.Tensor, y1: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
-        h = self.c1(_up(self.b1(x, y1).relu()))
-        h = self.c2(self.b2(h, y2).relu())
+    def forward(self, x: torch.Tensor, y1: tuple, y2: tuple) -> torch.Tensor:
+        """`y1`, `y2`: (classes, basis or None) of b1 and b2."""
+        h = self.c1(_up(self.b1(x, *y1).relu()))
+        h = self.c2(self.b2(h, *y2).relu())
         return h + self.c_sc(_up(x))
 
 
@@ -341,15 +348,16 @@ class SNGANGenerator(nn.Module):
         return self(latents.to(self.device), classes).float().clamp(-1, 1)
 
     # ---- forward -------------------------------------------------------------------------------
-    def _classes(self, classes: torch.Tensor, batch: int, name: str) -> torch.Tensor:
+    def _classes(self, classes: torch.Tensor, batch: int, name: str, n: int | None = None) -> torch.Tensor:
         dtype, device = self.l1.W.dtype, self.device
+        n = n or self.num_classes
         if classes.dim() == 1 and not classes.is_floating_point():
-            if classes.min() < 0 or classes.max() >= self.num_classes:
-                raise ValueError(f"{name}: class indices must be in 0..{self.num_classes - 1}")
-            classes = F.one_hot(classes.long(), self.num_classes)
-        if classes.dim() not in (2, 4) or classes.shape[1] != self.num_classes:
-            raise ValueError(f"{name} must be [B], [B, {self.num_classes}] or "
-                             f"[B, {self.num_classes}, h, w], got {tuple(classes.shape)}")
+            if classes.min() < 0 or classes.max() >= n:
+                raise ValueError(f"{name}: class indices must be in 0..{n - 1}")
+            classes = F.one_hot(classes.long(), n)
+        if classes.dim() not in (2, 4) or classes.shape[1] != n:
+            raise ValueError(f"{name} must be [B], [B, {n}] or [B, {n}, h, w], "
+                             f"got {tuple(classes.shape)}")
         if classes.shape[0] != batch:
             if classes.shape[0] != 1:
                 raise ValueError(f"{name} has batch {classes.shape[0]}, z has {batch}")
@@ -358,21 +366,30 @@ class SNGANGenerator(nn.Module):
 
     def bn_conditions(self, classes: torch.Tensor | Sequence[torch.Tensor], batch: int,
                       scbn_bns: Collection[int] | None = None,
-                      global_classes: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """One condition per batch norm: a vector [B, n] or a map at its resolution."""
+                      global_classes: torch.Tensor | None = None,
+                      basis: torch.Tensor | None = None) -> list[tuple]:
+        """One condition per batch norm: (a vector [B, n] or a map at its resolution, the
+        basis its weights refer to or None)."""
         points = self.bn_points()
+        n = None
+        if basis is not None:
+            basis = basis.to(self.device, self.l1.W.dtype)
+            if basis.dim() != 2 or basis.shape[1] != self.num_classes:
+                raise ValueError(f"basis must be [K, {self.num_classes}], got {tuple(basis.shape)}")
+            n = basis.shape[0]
         if isinstance(classes, (list, tuple)):
             if len(classes) != len(points):
                 raise ValueError(f"a list of class maps needs one per batch norm ({len(points)})")
             conds = []
             for (name, res), m in zip(points, classes):
-                m = self._classes(m, batch, f"the class map of {name}")
+                m = self._classes(m, batch, f"the class map of {name}", n)
                 if m.dim() == 4 and tuple(m.shape[-2:]) != (res, res):
                     raise ValueError(f"the class map of {name} must be {res} x {res}")
                 conds.append(m)
         else:
-            main = self._classes(classes, batch, "classes")
+            main = self._classes(classes, batch, "classes", n)
             conds = [main if main.dim() == 2 else resize_convex(main, res) for _, res in points]
+        conds = [(c, basis) for c in conds]
         chosen = set(range(len(points))) if scbn_bns is None else {int(i) for i in scbn_bns}
         if not chosen <= set(range(len(points))):
             raise ValueError(f"scbn_bns {sorted(chosen)} are not all batch norms 0..{len(points) - 1}")
@@ -382,17 +399,20 @@ class SNGANGenerator(nn.Module):
             other = self._classes(global_classes, batch, "global_classes")
             if other.dim() != 2:
                 raise ValueError("global_classes must be class indices or vectors")
-            conds = [c if i in chosen else other for i, c in enumerate(conds)]
+            conds = [c if i in chosen else (other, None) for i, c in enumerate(conds)]
         return conds
 
     def forward(self, z: torch.Tensor, classes: torch.Tensor | Sequence[torch.Tensor], *,
                 scbn_bns: Collection[int] | None = None, global_classes: torch.Tensor | None = None,
-                feature_hook: FeatureHook | None = None) -> torch.Tensor:
-        """z [B, dim_z] and classes (see the module docstring) -> pictures in [-1, 1]."""
+                basis: torch.Tensor | None = None, feature_hook: FeatureHook | None = None
+                ) -> torch.Tensor:
+        """z [B, dim_z] and classes (see the module docstring) -> pictures in [-1, 1].
+        `basis` [K, n_classes]: `classes` weigh these K class vectors (a few mixtures of the
+        n classes) rather than the classes themselves; `global_classes` never use it."""
         if z.dim() != 2 or z.shape[1] != self.dim_z:
             raise ValueError(f"z must be [B, {self.dim_z}], got {tuple(z.shape)}")
         z = z.to(self.device, self.l1.W.dtype)
-        conds = self.bn_conditions(classes, z.shape[0], scbn_bns, global_classes)
+        conds = self.bn_conditions(classes, z.shape[0], scbn_bns, global_classes, basis)
 
         def hook(point: int, h: torch.Tensor) -> torch.Tensor:
             out = feature_hook(point, h) if feature_hook is not None else None
