@@ -2,14 +2,19 @@
 
 Engine (no Gradio): `compose` pastes parts into one canvas (later parts on top) and returns
 it with the union of their masks; `regenerate` runs the masked regressor E and the generator
-G once each; `complete` (inpainting, several completions), `refine` (optional latent
-optimisation on the known pixels), `variation_map` (the paper's part-independence probe)
-and `random_hints` (the training masks). Models: a `core.models.regressor` encoder and the
+G once each; `complete` (inpainting, several completions), `refine` (the authors'
+Enc+LBFGS, loss `refine_loss`), `finetune` (the authors' fine-tuning of a copy of E on one
+photo), `leakage` / `variation_map` / `independence` (the paper's part-independence measure
+s_c, Table 1), `three_ways` (pixel vs latent blending vs regression, Eqs. 6-8) and
+`random_hints` (the training masks). Models: a `core.models.regressor` encoder and the
 generator it was trained for (the regressor's registry entry names it: `entry.generator`).
 
-Handlers (`compose_collage`, `inpaint`, `inpaint_random_hints`, `compute_variation_map`,
-`sample_picture`, `use_photo`, ...) are module-level functions of the app context and the
-widgets' values; `build_tab` lays out one builder per sub-tab (Compose, Inpaint, Variation map).
+Handlers (`compose_collage`, `finetune_regressor`, `inpaint`, `inpaint_random_hints`,
+`compute_variation_map`, `compare_blends`, `sample_picture`, `use_photo`, ...) are
+module-level functions of the app context and the widgets' values; `build_tab` lays out one
+builder per sub-tab (Compose, Inpaint, Variation map, Compose vs blend). A person's
+fine-tuned regressor is a `TunedRegressor` (weights on the CPU) in their session state; the
+shared model in the cache is never modified.
 
 A person's photo enters Compose (as the base) and Inpaint through `use_photo`: opened with
 `open_photo`, framed as the domain's training pictures were (`core.faces.frame_photo` with the
@@ -20,6 +25,7 @@ photo", also in "Download all").
 """
 from __future__ import annotations
 
+import copy
 import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
@@ -60,15 +66,26 @@ the GAN finds plausible. That makes collages easy:
   canvas and the union of the part masks; G renders one coherent picture (x_rec = G(E(∪ m_i ⊗ x_i,
   ∪ m_i)), the paper's Eq. 4). The known region is re-rendered too: colours and alignment
   are harmonised rather than pasted. The number shown is the masked L1 between the result and
-  the collage on the known pixels (the paper's Eq. 5 loss), in [-1, 1] units.
+  the collage on the known pixels (the paper's Eq. 5 loss), in [-1, 1] units, on G's
+  unclamped output as the authors' losses see it.
 * **Inpaint**: erase a region; E imagines it. The regressor is deterministic, so the
   extra completions come from sparse **hints**: a few random blobs of other generated pictures
   placed inside the hole (our choice; the paper shows one completion per mask).
-* **Refine** (optional, off by default): Adam steps on that code to lower MSE + LPIPS on the
-  known pixels, a fast stand-in for the paper's "Enc+LBFGS" (3000 LBFGS steps).
-* **Variation map**: replace the painted part with N other samples and look at how much each
-  pixel of the result changes (per-pixel standard deviation): the paper's test of how
-  independently parts are composed (Table 1). Change that leaks outside the part is measured.
+* **Refine** (optional, off by default): the paper's "Enc+LBFGS", as the authors' code runs
+  it: L-BFGS on E's code with their loss, (1 - 0.5) masked L1 + 0.5 masked LPIPS on the known
+  pixels + 0.25 MSE(E(G(w), mask), E(collage, mask)) (the encoder-consistency term), 3000
+  iterations by default on a GPU (minutes), a short run on a CPU.
+* **Fine-tune the regressor on the base** (for a real photo): the authors' 30 Adam steps (lr
+  5e-5) on a copy of E so that it reconstructs that photo better; Compose then uses the copy,
+  in your session only. Their identity term for faces is left out (no face-identity network).
+* **Variation map**: replace the painted part with N = 20 other samples, regenerate each and
+  take the per-pixel standard deviation: the paper's test of how independently parts are
+  composed (Sec. 4.4). Its number s_c is the share of that variation outside the part (Table
+  1), averaged over repeats; Table 1 cuts faces into parts with a face-parsing network, here
+  the part is the region you paint.
+* **Compose vs blend** (Sec. 4.3, Eqs. 6-8): the same two pictures composed three ways: pixel
+  blending G(E(a x1 + (1 - a) x2)), latent blending G(a E(x1) + (1 - a) E(x2)) and regression
+  G(E(m x2 + (1 - m) x1)): only regression changes the part alone.
 
 * **Your photo**: Compose (as the base) and Inpaint take a photo framed as the domain's
   training pictures were (faces aligned with the FFHQ or CelebA-HQ recipe, cars letterboxed,
@@ -80,13 +97,43 @@ compositionality in GANs*, ICLR 2021]({PAPER}). StyleGAN2 domains regress W+ (on
 vector per layer); ProGAN domains (churches, living rooms, CelebA-HQ faces) regress the
 Gaussian z itself, as in the paper.
 """
+REFINE_NOTE = ("Enc+LBFGS follows the authors' `invert_lbfgs` (loss, weights, iteration count) "
+               "with PyTorch's L-BFGS (history 10, strong-Wolfe line search) where theirs is "
+               "`FullBatchLBFGS` (weak-Wolfe, at most 10 trials); the count shown is L-BFGS "
+               "iterations. The former Adam refinement is gone: it was not clearly better for "
+               "interactive use, and interactive composing needs no refinement at all.")
 TAB = "collage"
 # the generators a regressor predicts for: both render its latent (W+, or ProGAN's z) with .synthesis
 Paired = Union["StyleGAN2Generator", "ProGANGenerator"]
 MAX_PARTS = 3
 HINT_COVERAGE = (0.1, 0.4)  # inpainting hints: sparse blobs inside the hole
-TRAIN_COVERAGE = (0.3, 1.0)  # the authors' training masks: 30-100 % of pixels known
-REFINE_LR = 0.01
+# the authors' training masks: the cutoff on the upsampled noise is drawn from U(0.3, 1); the
+# known share is not the cutoff (bilinear upsampling pulls the noise towards 0.5): 19 % on
+# average at the lowest cutoff (2-50 %), all of it at the highest
+TRAIN_COVERAGE = (0.3, 1.0)
+# Enc+LBFGS, the authors' `utils/inversions.py` `invert_lbfgs`
+LBFGS_STEPS = 3000  # their default num_steps (the paper's Table 4 "Enc+LBFGS"): on a GPU
+LBFGS_CPU_STEPS = 10  # the short run offered on a CPU (seconds per step)
+LAMBDA_LPIPS = 0.5  # lambda_l: (1 - 0.5) * masked L1 + 0.5 * masked LPIPS-VGG
+LAMBDA_ENCODER = 0.25  # lambda_f: MSE between E(G(w), mask) and E(target, mask)
+LBFGS_HISTORY = 10  # their FullBatchLBFGS defaults: lr 1, history 10, Wolfe line search
+# fine-tuning the regressor on one photo, the authors' notebooks/finetune_and_edit.ipynb
+FINETUNE_STEPS = 30
+FINETUNE_LR = 5e-5
+FINETUNE_BETAS = (0.5, 0.999)
+LPIPS_SIZE = 256  # their training and fine-tuning LPIPS runs on pictures average-pooled to 256
+# the paper's independence measure s_c (Sec. 4.4, Table 1): N = 20 samples per repeat, 100
+# repeats; parts from a face-parsing network. Table 1's s_c per part, for the two face models
+TABLE1_SAMPLES = 20
+TABLE1_REPEATS = 100
+TABLE1 = {
+    "collage-pgan-celebahq": ("ProGAN CelebA-HQ", {
+        "background": 0.167, "skin": 0.177, "eyes": 0.043, "ears": 0.024, "nose": 0.030,
+        "mouth": 0.038, "hair": 0.170, "average": 0.093}),
+    "collage-ffhq": ("StyleGAN2 FFHQ", {
+        "background": 0.148, "skin": 0.248, "eyes": 0.062, "ears": 0.024, "nose": 0.065,
+        "mouth": 0.045, "hair": 0.140, "average": 0.105}),
+}
 
 
 # ---- engine --------------------------------------------------------------------------------
@@ -122,16 +169,19 @@ def sample_images(G: Generator, seeds: Sequence[int]) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def regenerate(E: torch.nn.Module, G: Paired, collage: torch.Tensor,
-               mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(image, w+): one regressor pass and one generator pass, batched over the inputs."""
+def regenerate(E: torch.nn.Module, G: Paired, collage: torch.Tensor, mask: torch.Tensor,
+               clamp: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image, w+): one regressor pass and one generator pass, batched over the inputs
+    (`clamp=False`: G's raw output, which StyleGAN2 lets leave [-1, 1])."""
     device, dtype = placement(E)
     w = E(collage.to(device, dtype), mask.to(device, dtype))
-    return G.synthesis(w).float().clamp(-1, 1), w
+    image = G.synthesis(w).float()
+    return (image.clamp(-1, 1) if clamp else image), w
 
 
 def masked_l1(result: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
-    """Mean absolute error over the known pixels (all channels): the paper's Eq. 5."""
+    """Mean absolute error over the known pixels (all channels): the paper's Eq. 5. The tab
+    passes G's unclamped output, as the authors' losses see it."""
     m = mask.to(result.device, result.dtype).expand_as(result)
     return float((result - target.to(result)).abs().mul(m).sum() / m.sum().clamp(min=1))
 
@@ -175,53 +225,171 @@ def complete_with_latents(E: torch.nn.Module, G: Paired, image: torch.Tensor, kn
     return images, torch.cat(masks), latents
 
 
+def masked_lpips(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Spatial LPIPS-VGG averaged over the known pixels, per image [B] (the authors'
+    `Masked_LPIPS_Loss`: sum(map * m) / sum(m), at the pictures' own resolution)."""
+    d = lpips_distance(x, y, net="vgg", spatial=True)
+    m = mask.to(d)
+    return (d * m).sum((1, 2, 3)) / m.sum((1, 2, 3))
+
+
+def masked_l1_per_image(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error over the known pixels, all channels, per image [B] (the authors'
+    `Masked_L1_Loss`)."""
+    m = mask.to(x).expand_as(x)
+    return ((x - y).abs() * m).sum((1, 2, 3)) / m.sum((1, 2, 3))
+
+
+def refine_loss(E: torch.nn.Module, G: Paired, latent: torch.Tensor, target: torch.Tensor,
+                mask: torch.Tensor, target_code: torch.Tensor) -> torch.Tensor:
+    """The authors' Enc+LBFGS objective (`invert_lbfgs`, lambda_l = 0.5, lambda_f = 0.25):
+    (1 - 0.5) * masked L1 + 0.5 * masked LPIPS of G(w) against the target on the known pixels,
+    + 0.25 * MSE(E(G(w), mask), E(target, mask)), the encoder-consistency term that keeps w
+    where the regressor would put such a picture. G's output is not clamped; E sees the whole
+    G(w) with the mask, as their `nets.encode` does. -> a scalar (summed over the batch)."""
+    x = G.synthesis(latent)
+    pixels = (1 - LAMBDA_LPIPS) * masked_l1_per_image(x, target, mask) \
+        + LAMBDA_LPIPS * masked_lpips(x, target, mask)
+    code = E(x, mask, hide_unknown=False)
+    return pixels.sum() + LAMBDA_ENCODER * F.mse_loss(code, target_code)
+
+
+@dataclass
+class Refinement:
+    image: torch.Tensor  # [B, 3, S, S] in [-1, 1] (clamped for display)
+    raw: torch.Tensor  # G's unclamped output (what the losses and the masked L1 see)
+    latent: torch.Tensor  # the refined W+ (or ProGAN z)
+    losses: list[float]  # the objective before (index 0) and after each LBFGS iteration
+    iterations: int
+    evaluations: int  # forward + backward passes, line searches included
+
+
 def refine(E: torch.nn.Module, G: Paired, collage: torch.Tensor, mask: torch.Tensor,
-           steps: int, lpips_weight: float = 1.0,
-           progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, list[float]]:
-    """Start from E's code (W+, or ProGAN's z) and take `steps` Adam steps on it against the
-    known pixels (masked MSE + masked LPIPS-VGG, both averaged over the known pixels)
-    -> (image, losses).
-    G and E must be float32 (gradients)."""
-    image, losses, _ = refine_with_latent(E, G, collage, mask, steps, lpips_weight, progress)
-    return image, losses
-
-
-def refine_with_latent(E: torch.nn.Module, G: Paired, collage: torch.Tensor, mask: torch.Tensor,
-                       steps: int, lpips_weight: float = 1.0,
-                       progress: Callable[[int, int], None] | None = None
-                       ) -> tuple[torch.Tensor, list[float], torch.Tensor]:
-    """`refine`, also returning the refined latent."""
-    with torch.inference_mode():
-        w0 = E(collage, mask)
+           steps: int, progress: Callable[[int, int], None] | None = None) -> Refinement:
+    """Enc+LBFGS: start from E's code (W+, or ProGAN's z) and run `steps` full-batch L-BFGS
+    iterations on `refine_loss` (torch.optim.LBFGS: lr 1, history 10, strong-Wolfe line search;
+    the authors' FullBatchLBFGS uses a weak-Wolfe one with at most 10 trials, same
+    iteration count). Stops early only once converged (no change left to make). G and E must
+    be float32 (gradients)."""
+    target, m = collage.detach().clone(), mask.detach().clone()
+    with torch.no_grad():  # not inference mode: both take part in the graph below
+        w0 = E(target, m)
+        target_code = E(target, m, hide_unknown=False)
     w = w0.clone().requires_grad_(True)
-    opt = torch.optim.Adam([w], lr=REFINE_LR)
-    target, m = collage.detach(), mask.detach()
-    denom = m.sum().clamp(min=1)
+    opt = torch.optim.LBFGS([w], lr=1, history_size=LBFGS_HISTORY, max_iter=max(1, steps),
+                            max_eval=max(1, steps) * 30, line_search_fn="strong_wolfe")
+    best: dict[int, float] = {}
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss = refine_loss(E, G, w, target, m, target_code)
+        loss.backward()
+        it = opt.state[w].get("n_iter", 0)  # evaluations of iteration k's line search: k
+        best[it] = min(best.get(it, float("inf")), loss.item())
+        if progress and it:
+            progress(it, steps)
+        return loss
+
+    if steps > 0:
+        opt.step(closure)
+    state = opt.state[w]
+    with torch.inference_mode():
+        raw = G.synthesis(w.detach()).float()
+    return Refinement(raw.clamp(-1, 1), raw, w.detach(), [best[k] for k in sorted(best)],
+                      int(state.get("n_iter", 0)), int(state.get("func_evals", 0)))
+
+
+def finetune(E: torch.nn.Module, G: Paired, image: torch.Tensor, steps: int = FINETUNE_STEPS,
+             seed: int = 0, progress: Callable[[int, int], None] | None = None
+             ) -> tuple[torch.nn.Module, list[float]]:
+    """The authors' fine-tuning of the regressor on one real photo (`finetune_and_edit.ipynb`)
+    -> (a tuned *copy* of E, the loss per step). E itself (the shared, cached model) is never
+    modified. Per step: one of the training masks (drawn from seed + step) hides part of the
+    photo, E regresses a code from the rest, and Adam (lr 5e-5, betas 0.5/0.999) lowers
+    MSE(G(code), photo) + LPIPS-VGG on both average-pooled to 256 px. BatchNorm stays on its
+    stored statistics (eval mode), as in the notebook. Their identity term for faces (0.1 x
+    an ArcFace distance) is left out: no face-identity network is registered here. The mask
+    channel is {0, 1} as the StyleGAN2 regressors were trained (the notebook passes the
+    ProGAN convention's -0.5/0.5 straight to the StyleGAN encoder; E here converts per
+    family). G and E must be float32."""
+    tuned = copy.deepcopy(E).eval()
+    params = list(tuned.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(params, lr=FINETUNE_LR, betas=FINETUNE_BETAS)
+    target = image.detach().clone()
+    pool = (lambda t: F.adaptive_avg_pool2d(t, LPIPS_SIZE)) if target.shape[-1] > LPIPS_SIZE \
+        else (lambda t: t)
+    pooled_target = pool(target)
     losses = []
     for step in range(steps):
-        out = G.synthesis(w)
-        mse = ((out - target).square() * m).sum() / (denom * 3)
-        loss = mse
-        if lpips_weight:
-            small = [F.adaptive_avg_pool2d(t, 256) if t.shape[-1] > 256 else t for t in (out, target, m)]
-            lp = lpips_distance(small[0], small[1], net="vgg", spatial=True)
-            loss = loss + lpips_weight * (lp * small[2]).sum() / small[2].sum().clamp(min=1)
+        mask = random_hints(target.shape[-1], seed + step).to(target)
+        out = G.synthesis(tuned(target * mask, mask))
+        loss = F.mse_loss(out, target) + lpips_distance(pool(out), pooled_target, "vgg").mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         losses.append(loss.item())
         if progress:
             progress(step + 1, steps)
-    with torch.inference_mode():
-        return G.synthesis(w.detach()).float().clamp(-1, 1), losses, w.detach()
+    return tuned.requires_grad_(False), losses
+
+
+@dataclass
+class TunedRegressor:
+    """A person's fine-tuned regressor, kept in their session (weights on the CPU; the shared
+    model in the cache is never touched)."""
+    model_id: str
+    state: dict[str, torch.Tensor]
+    steps: int
+    losses: list[float]
+
+    def build(self, E: torch.nn.Module) -> torch.nn.Module:
+        """A copy of the shared E with these weights, on E's device and dtype."""
+        device, dtype = placement(E)
+        tuned = copy.deepcopy(E)
+        tuned.load_state_dict({k: v.to(device, dtype if v.is_floating_point() else v.dtype)
+                               for k, v in self.state.items()})
+        return tuned.eval().requires_grad_(False)
+
+
+@torch.inference_mode()
+def three_ways(E: torch.nn.Module, G: Paired, base: torch.Tensor, donor: torch.Tensor,
+               part: torch.Tensor, alpha: float) -> dict[str, torch.Tensor]:
+    """The paper's Sec. 4.3 comparison (Eqs. 6-8): the same two pictures, x1 = `base` and
+    x2 = `donor` with its part m, composed three ways, every encoding with the full mask ->
+    {"pixel": G(E(a x1 + (1 - a) x2)) (pixel alpha-blending), "latent": G(a E(x1) + (1 - a)
+    E(x2)) (latent blending), "regression": G(E(m x2 + (1 - m) x1)) (the method), and the
+    inputs "blend" and "collage"}. a = `alpha` is the base's weight."""
+    device, dtype = placement(E)
+    base, donor, part = (t.to(device, dtype) for t in (base, donor, part))
+    blend = alpha * base + (1 - alpha) * donor
+    collage = part * donor + (1 - part) * base
+    w = E(torch.cat([base, donor, blend, collage]), torch.ones_like(part).expand(4, -1, -1, -1))
+    mixed = alpha * w[0:1] + (1 - alpha) * w[1:2]
+    out = G.synthesis(torch.cat([w[2:3], mixed, w[3:4]])).float().clamp(-1, 1)
+    return {"pixel": out[0:1], "latent": out[1:2], "regression": out[2:3],
+            "blend": blend.float(), "collage": collage.float()}
+
+
+def leakage(outputs: torch.Tensor, part: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """The paper's Sec. 4.4 measure on N regenerations that differ only in part c ->
+    (sigma_c [H, W], s_c). sigma_c is the per-pixel standard deviation over the N (population,
+    averaged over RGB); v_c = sigma_c / sum(sigma_c) its normalised map; s_c = sum((1 - m_c) *
+    v_c), the share of the variation that lands outside the part (0: perfectly independent;
+    Table 1's number)."""
+    sigma = outputs.float().std(0, unbiased=False).mean(0)
+    v = sigma / sigma.sum().clamp(min=1e-12)
+    outside = 1 - part.reshape(part.shape[-2:]).to(v)
+    return sigma, float((outside * v).sum())
 
 
 @torch.inference_mode()
 def variation_map(E: torch.nn.Module, G: Paired, base: torch.Tensor, part: torch.Tensor,
                   n: int, seed: int, batch: int = 4) -> tuple[torch.Tensor, float]:
-    """The paper's independence probe: put n other samples' pixels into the part, regenerate
-    each (full mask), return the per-pixel standard deviation [S, S] (mean over RGB) and the
-    share of it outside the part (0: the part changes only itself)."""
+    """One repeat of the paper's independence probe: put n other samples' (seeds seed,
+    seed + 1, ...) pixels into the part, regenerate each with the full mask (x_{c,n} =
+    G(E(m_c x_n + (1 - m_c) x))) -> `leakage` of the n results."""
     if n < 2:
         raise UserError("Use at least 2 samples for a standard deviation.")
     outs = []
@@ -230,9 +398,24 @@ def variation_map(E: torch.nn.Module, G: Paired, base: torch.Tensor, part: torch
         donors = sample_images(G, seeds).to(base)
         canvas = part * donors + (1 - part) * base
         outs.append(regenerate(E, G, canvas, torch.ones_like(part).expand(len(seeds), -1, -1, -1))[0].cpu())
-    sigma = torch.cat(outs).std(0, unbiased=False).mean(0)
-    outside = (1 - part[0, 0].cpu()) * sigma
-    return sigma, float(outside.sum() / sigma.sum().clamp(min=1e-12))
+    return leakage(torch.cat(outs), part.cpu())
+
+
+def independence(E: torch.nn.Module, G: Paired, base: torch.Tensor, part: torch.Tensor, n: int,
+                 repeats: int, seed: int, progress: Callable[[int, int], None] | None = None
+                 ) -> tuple[torch.Tensor, list[float]]:
+    """s_c repeated (Table 1 averages repeats over faces): repeat 1 is on `base`, repeat r > 1
+    on generated picture seed + repeats * n + r - 1, each with its own n donors (repeat r:
+    seeds seed + (r - 1) n ...) and the same part -> (mean sigma_c map, s_c per repeat)."""
+    sigmas, scores = [], []
+    for r in range(repeats):
+        x = base if r == 0 else sample_images(G, [seed + repeats * n + r]).to(base)
+        sigma, s = variation_map(E, G, x, part, n, seed + r * n)
+        sigmas.append(sigma)
+        scores.append(s)
+        if progress:
+            progress(r + 1, repeats)
+    return torch.stack(sigmas).mean(0), scores
 
 
 def framed(value: dict | None, size: int, content: Sequence[int] | None = None,
@@ -445,14 +628,22 @@ def shift_ranges(ctx: AppContext, model_id: str | None) -> list:
     return shift_range(frame_size(ctx, model_id), 2 * MAX_PARTS)
 
 
+def regressor_for(ctx: AppContext, model_id: str, E: torch.nn.Module,
+                  tuned: TunedRegressor | None) -> torch.nn.Module:
+    """The regressor a person's run uses: their fine-tuned copy when they made one for this
+    domain, else the shared E."""
+    return tuned.build(E) if tuned is not None and tuned.model_id == model_id else E
+
+
 def _compose(ctx: AppContext, model_id: str | None, base_value: dict | None, refine_on: bool,
              steps: float, parts_and_shifts: Sequence[Any], progress) -> ComposeOutputs:
     """The Compose run: parts_and_shifts = MAX_PARTS editors, then their dx, then their dy,
-    then (optional) the FramedPhoto kept by "Use as base"."""
+    then (optional) the FramedPhoto kept by "Use as base", then (optional) the session's
+    TunedRegressor."""
     n = MAX_PARTS
     editors, px, py = parts_and_shifts[:n], parts_and_shifts[n:2 * n], parts_and_shifts[2 * n:3 * n]
-    photo = photo_in_use(parts_and_shifts[3 * n] if len(parts_and_shifts) > 3 * n else None,
-                         base_value)
+    extra = list(parts_and_shifts[3 * n:]) + [None, None]
+    photo, tuned = photo_in_use(extra[0], base_value), extra[1]
     E, G = load_pair(ctx, model_id)
     size, box = G.size, content_of(ctx, model_id)
     chosen = [editor_part(base_value, size, box, whole_if_empty=True)]
@@ -462,17 +653,23 @@ def _compose(ctx: AppContext, model_id: str | None, base_value: dict | None, ref
             gr.Warning(f"Part {i + 1} has no painted region: it is left out.")
         chosen.append(part)
     collage, union = compose([p for p in chosen if p is not None])
+    use_tuned = tuned is not None and tuned.model_id == model_id
+    losses: list[float] = []
     if refine_on:
         E32, G32 = load_pair(ctx, model_id, torch.float32)
+        E32 = regressor_for(ctx, model_id, E32, tuned)
         device, _ = placement(E32)
-        result, losses, latent = refine_with_latent(
-            E32, G32, collage.to(device), union.to(device), int(steps),
-            progress=lambda d, t: progress(d / t, desc=f"Refining {d}/{t}"))
-        note = f" · refined in {int(steps)} Adam steps (loss {losses[0]:.3f} → {losses[-1]:.3f})"
+        done = refine(E32, G32, collage.to(device), union.to(device), int(steps),
+                      progress=lambda d, t: progress(d / t, desc=f"Enc+LBFGS {d}/{t}"))
+        result, raw, latent, losses = done.image, done.raw, done.latent, done.losses
+        note = (f" · Enc+LBFGS: {done.iterations} of {int(steps)} iterations "
+                f"({done.evaluations} evaluations), loss {losses[0]:.3f} → {losses[-1]:.3f}")
     else:
-        result, latent = regenerate(E, G, collage, union)
-        losses, note = [], ""
-    l1 = masked_l1(result, collage, union)
+        raw, latent = regenerate(regressor_for(ctx, model_id, E, tuned), G, collage, union, clamp=False)
+        result, note = raw.clamp(-1, 1), ""
+    if use_tuned:
+        note += f" · regressor fine-tuned on your picture ({tuned.steps} steps)"
+    l1 = masked_l1(raw, collage, union)
     info = (f"Masked L1 on the known pixels: **{l1:.3f}** "
             f"· known: {float(union.mean()) * 100:.0f} % of the picture{note}")
     shown, result_u8 = unknown_as_grey(collage, union), to_uint8(result)[0]
@@ -485,25 +682,31 @@ def _compose(ctx: AppContext, model_id: str | None, base_value: dict | None, ref
         masks={"known": union, **{name: p.mask for name, p in used}},
         arrays={"latent": latent, **({"refine_losses": losses} if losses else {})},
         settings={"refine": bool(refine_on), "refine_steps": int(steps) if refine_on else 0,
-                  "refine_lr": REFINE_LR if refine_on else None,
+                  "refine_method": "Enc+LBFGS" if refine_on else None,
+                  "refine_weights": {"l1": 1 - LAMBDA_LPIPS, "lpips": LAMBDA_LPIPS,
+                                     "encoder": LAMBDA_ENCODER} if refine_on else None,
+                  "finetuned_regressor": {"steps": tuned.steps, "lr": FINETUNE_LR}
+                  if use_tuned else None,
                   "shifts_px": {name: list(p.shift) for name, p in used if name != "base"},
                   "masked_l1": l1, "frame": size, "content": list(box) if box else None,
                   "photo": photo_settings(photo)},
         notes="Pictures are the inputs as the network saw them (framed to the generator's "
-              "size); masks: white = taken from that picture (before its shift)."
+              "size); masks: white = taken from that picture (before its shift). masked_l1 is "
+              "on G's unclamped output."
               + (" result_in_photo: the result pasted back into photo (the base's source) "
                  "where its frame lies, feathered at the edge." if photo else ""))
     return shown, mask_picture(union), result_u8, info, run
 
 
-@gpu_task(duration=120)
+@gpu_task(duration=300)  # Enc+LBFGS: 3000 iterations take minutes even on a GPU
 def compose_collage(ctx: AppContext, model_id: str | None, base_value: dict | None,
                     refine_on: bool, steps: float, *parts_and_shifts: Any,
                     progress=gr.Progress(track_tqdm=True)) -> ComposeOutputs:
     """Compose: the base (painted: what to keep; nothing painted: all of it) and up to
     MAX_PARTS parts (editors, then dx per part, then dy per part, then optionally the kept
-    FramedPhoto) -> (collage as E sees it, union mask, G(E(collage, mask)), masked-L1 line,
-    run; the run also holds "result_in_photo" when the base is still the framed photo)."""
+    FramedPhoto and the session's TunedRegressor) -> (collage as E sees it, union mask,
+    G(E(collage, mask)), masked-L1 line, run; the run also holds "result_in_photo" when the
+    base is still the framed photo)."""
     return _compose(ctx, model_id, base_value, refine_on, steps, parts_and_shifts, progress)
 
 
@@ -532,6 +735,75 @@ def compose_example(ctx: AppContext, model_id: str | None, seed_base: float | No
     part_value = painted_value(pictures[1], centre_square(pictures.shape[1]))
     rest = (part_value, None, None, dx, 0, 0, dy, 0, 0)
     return (base_value, part_value) + _compose(ctx, model_id, base_value, False, 30, rest, progress)
+
+
+@gpu_task(duration=120)
+def finetune_regressor(ctx: AppContext, model_id: str | None, base_value: dict | None,
+                       steps: float, progress=gr.Progress(track_tqdm=True)
+                       ) -> tuple[np.ndarray, np.ndarray, str, TunedRegressor, Run]:
+    """Fine-tune a copy of the domain's regressor on the base picture (all of it, paint
+    ignored) -> (reconstruction before, after, summary line, the session's TunedRegressor,
+    run). Compose then uses the copy for this domain; the shared model is untouched."""
+    E32, G32 = load_pair(ctx, model_id, torch.float32)
+    if editor_is_empty(base_value):
+        raise UserError("Put the picture to fine-tune on in the base first (your photo, "
+                        "or a sample).")
+    image, _ = framed(base_value, G32.size, content_of(ctx, model_id), required=False)
+    device, _ = placement(E32)
+    image, full = image.to(device), torch.ones_like(image[:, :1]).to(device)
+    tuned, losses = finetune(E32, G32, image, int(steps),
+                             progress=lambda d, t: progress(d / t, desc=f"Fine-tuning {d}/{t}"))
+    before, _ = regenerate(E32, G32, image, full, clamp=False)
+    after, _ = regenerate(tuned, G32, image, full, clamp=False)
+    err = [float(lpips_distance(x.clamp(-1, 1), image, "vgg").mean()) for x in (before, after)]
+    mse = [float(F.mse_loss(x, image)) for x in (before, after)]
+    kept = TunedRegressor(model_id, {k: v.detach().cpu() for k, v in tuned.state_dict().items()},
+                          int(steps), losses)
+    info = (f"Fine-tuned a copy of the regressor in {int(steps)} Adam steps (lr {FINETUNE_LR:g}): "
+            f"reconstruction MSE {mse[0]:.4f} → {mse[1]:.4f}, LPIPS {err[0]:.3f} → {err[1]:.3f}. "
+            "Compose now uses it for this domain (only in your session). The authors' identity "
+            "term for faces is left out: no face-identity network is registered here.")
+    pictures = to_uint8(torch.cat([before, after]))
+    run = record(ctx, TAB, "finetune", roles(ctx, model_id),
+                 images={"before": pictures[0], "after": pictures[1], "picture": image},
+                 arrays={"finetune_losses": losses},
+                 settings={"steps": int(steps), "lr": FINETUNE_LR, "betas": list(FINETUNE_BETAS),
+                           "loss": "MSE + LPIPS-VGG at 256 px (no identity term)",
+                           "mse": mse, "lpips": err},
+                 notes="before/after: G(E(picture)) with the shared and the fine-tuned regressor.")
+    return pictures[0], pictures[1], info, kept, run
+
+
+def forget_finetuning() -> tuple[None, str]:
+    """Back to the shared regressor."""
+    return None, "Compose uses the shared regressor."
+
+
+@gpu_task(duration=60)
+def compare_blends(ctx: AppContext, model_id: str | None, base_value: dict | None,
+                   part_value: dict | None, alpha: float, progress=gr.Progress(track_tqdm=True)
+                   ) -> tuple[list, list, Run]:
+    """The teaching view: the base x1 and the painted part of x2 composed three ways
+    (pixel blending, latent blending, regression) -> (inputs gallery, results gallery, run)."""
+    E, G = load_pair(ctx, model_id)
+    box = content_of(ctx, model_id)
+    if editor_is_empty(base_value):
+        raise UserError("Put a picture in x1 (the base) first.")
+    base, _ = framed(base_value, G.size, box, required=False)
+    donor, part = framed(part_value, G.size, box)
+    alpha = float(alpha)
+    out = three_ways(E, G, base, donor, part, alpha)
+    pictures = {k: to_uint8(v)[0] for k, v in out.items()}
+    inputs = [(pictures["blend"], f"pixel blend: {alpha:g} x1 + {1 - alpha:g} x2"),
+              (pictures["collage"], "collage: m x2 + (1 - m) x1")]
+    results = [(pictures["pixel"], "pixel blending G(E(a x1 + (1-a) x2))"),
+               (pictures["latent"], "latent blending G(a E(x1) + (1-a) E(x2))"),
+               (pictures["regression"], "regression (ours) G(E(m x2 + (1-m) x1))")]
+    run = record(ctx, TAB, "compare_blends", roles(ctx, model_id), images=pictures,
+                 masks={"part": part}, settings={"alpha": alpha},
+                 notes="x1: the base, x2: the part's picture; every encoding uses the full mask "
+                       "(the paper's Sec. 4.3, Eqs. 6-8).")
+    return inputs, results, run
 
 
 def _inpaint(ctx: AppContext, model_id: str | None, value: dict | None, n: float,
@@ -587,27 +859,47 @@ def inpaint_random_hints(ctx: AppContext, model_id: str | None, value: dict | No
     return _inpaint(ctx, model_id, value, n, seed, True, framed_photo)
 
 
+def table1_line(model_id: str) -> str:
+    """The paper's Table 1 row for this regressor, and how our number differs from it."""
+    if model_id not in TABLE1:
+        return ("The paper's Table 1 measures the two face models only (ProGAN CelebA-HQ, "
+                "StyleGAN2 FFHQ).")
+    name, row = TABLE1[model_id]
+    parts = ", ".join(f"{k} {v:.3f}" for k, v in row.items())
+    return (f"Table 1, {name}: {parts}. There each face is cut into parts by a face-parsing "
+            f"network and s_c is averaged over {TABLE1_REPEATS} repeats of N = {TABLE1_SAMPLES}; "
+            "here the part is the region you paint, the same on every repeat.")
+
+
 @gpu_task(duration=120)
 def compute_variation_map(ctx: AppContext, model_id: str | None, value: dict | None, n: float,
-                          seed: float | None, progress=gr.Progress(track_tqdm=True)
-                          ) -> tuple[np.ndarray, str, Run]:
-    """The paper's independence probe on the painted part -> (σ heat map, summary line, run)."""
+                          seed: float | None, repeats: float = 1,
+                          progress=gr.Progress(track_tqdm=True)) -> tuple[np.ndarray, str, Run]:
+    """The paper's independence measure on the painted part, repeated -> (mean σ heat map,
+    s_c line with Table 1's row for this model, run)."""
     E, G = load_pair(ctx, model_id)
     base_image, part = framed(value, G.size, content_of(ctx, model_id))
-    progress(0.1, desc=f"Regenerating {int(n)} variants")
-    sigma, leak = variation_map(E, G, base_image, part, int(n), int(seed or 0))
+    n, repeats, seed = int(n), max(1, int(repeats or 1)), int(seed or 0)
+    sigma, scores = independence(E, G, base_image, part, n, repeats, seed,
+                                 lambda d, t: progress(d / t, desc=f"Repeat {d}/{t} ({n} samples)"))
+    mean = float(np.mean(scores))
+    spread = f" ± {float(np.std(scores)):.3f} over {repeats} repeats" if repeats > 1 else " (1 repeat)"
     inside = float((sigma * part[0, 0]).sum() / part.sum())
     outside = float((sigma * (1 - part[0, 0])).sum() / (1 - part).sum().clamp(min=1))
-    info = (f"Share of the change outside the painted part: **{leak * 100:.1f} %** "
-            f"(0 %: perfectly independent parts) · mean σ inside {inside:.3f}, outside {outside:.3f}")
+    info = (f"s_c, the share of the change outside the painted part: **{mean:.3f}**{spread} "
+            f"(N = {n}; 0: perfectly independent parts) · mean σ inside {inside:.3f}, outside "
+            f"{outside:.3f}. {table1_line(model_id)}")
     picture_map = heatmap(sigma, vmin=0)
     run = record(
         ctx, TAB, "variation_map", roles(ctx, model_id),
         images={"variation_map": picture_map, "picture": base_image},
-        masks={"part": part}, arrays={"sigma": sigma}, seeds=[int(seed or 0)],
-        settings={"samples": int(n), "share_outside": leak, "mean_sigma_inside": inside,
-                  "mean_sigma_outside": outside},
-        notes="The part is replaced by generated pictures seed, seed + 1, ... (N of them).")
+        masks={"part": part}, arrays={"sigma": sigma, "s_c": scores}, seeds=[seed],
+        settings={"samples": n, "repeats": repeats, "s_c": mean, "s_c_per_repeat": scores,
+                  "share_outside": mean, "mean_sigma_inside": inside, "mean_sigma_outside": outside,
+                  "segmentation": "the painted region, the same on every repeat"},
+        notes=f"Repeat 1 is the picture; repeat r > 1 is generated picture seed + {repeats}*N + r - 1. "
+              "Repeat r replaces the part with generated pictures seed + (r-1)*N ... (N of them). "
+              "sigma: per-pixel standard deviation, averaged over RGB and repeats.")
     return picture_map, info, run
 
 
@@ -675,11 +967,17 @@ def _build_compose(wiring: TabWiring, model_id: gr.Dropdown, span: int) -> None:
             dxs.append(dx)
             dys.append(dy)
     kept = _photo_input(wiring, model_id, base, "Use as base", api_name="collage_photo_base")
+    tuned = _build_finetune(wiring, model_id, base)
+    on_gpu = wiring.ctx.device.type == "cuda"
     with gr.Row():
         live = gr.Checkbox(value=True, label="Update while painting")
-        do_refine = gr.Checkbox(value=False, label="Refine (optimise the latent on the known pixels)")
-        refine_steps = gr.Slider(5, 200, value=30, step=5, label="Refine steps")
+        do_refine = gr.Checkbox(value=False, label="Refine: Enc+LBFGS (the authors' latent optimisation)")
+        refine_steps = gr.Slider(1, LBFGS_STEPS, value=LBFGS_STEPS if on_gpu else LBFGS_CPU_STEPS,
+                                 step=1, label="LBFGS iterations")
         button = gr.Button("Compose", variant="primary")
+    gr.Markdown(REFINE_NOTE + ("" if on_gpu else f" **No GPU here**: the default is a short run of "
+                               f"{LBFGS_CPU_STEPS} iterations (seconds each); the authors' is "
+                               f"{LBFGS_STEPS}."))
     with gr.Row():
         collage_out = gr.Image(label="Collage (unknown: grey)", format="png", interactive=False)
         mask_out = gr.Image(label="Known pixels (union mask)", format="png", interactive=False,
@@ -697,7 +995,7 @@ def _build_compose(wiring: TabWiring, model_id: gr.Dropdown, span: int) -> None:
         example_inputs,
         label="Example collages (samples by seed; part 1's centre painted, all of the base kept)")
 
-    inputs = [model_id, base, do_refine, refine_steps] + parts + dxs + dys + [kept]
+    inputs = [model_id, base, do_refine, refine_steps] + parts + dxs + dys + [kept, tuned]
     outputs = [collage_out, mask_out, result_out, info]
     wiring.on(model_id.change, shift_ranges, model_id, dxs + dys, record=False, queue=False)
     events = [wiring.on(button.click, compose_collage, inputs, outputs, api_name="collage_compose"),
@@ -709,6 +1007,45 @@ def _build_compose(wiring: TabWiring, model_id: gr.Dropdown, span: int) -> None:
                                 show_progress="minimal"))
     for event in events:
         _show_in_photo(wiring, event, in_photo, ["compose"])
+
+
+def _build_finetune(wiring: TabWiring, model_id: gr.Dropdown, base: gr.ImageEditor) -> gr.State:
+    """"Fine-tune on the base": the authors' finetune_and_edit on the base picture; the tuned
+    copy is kept in a session state (returned) that Compose reads."""
+    tuned = gr.State(None)
+    with gr.Accordion("Fine-tune the regressor on the base (for a real photo)", open=False):
+        gr.Markdown(f"The authors' `finetune_and_edit`: {FINETUNE_STEPS} Adam steps (lr "
+                    f"{FINETUNE_LR:g}) on a copy of the regressor so that it reconstructs this "
+                    "picture better (MSE + LPIPS under random training masks); Compose then "
+                    "uses the copy, in your session only. Their identity term for faces is left "
+                    "out: no face-identity network is registered.")
+        with gr.Row():
+            steps = gr.Slider(1, 100, value=FINETUNE_STEPS, step=1, label="Fine-tuning steps")
+            start = gr.Button("Fine-tune on the base", variant="secondary")
+            forget = gr.Button("Back to the shared regressor")
+        with gr.Row():
+            before = gr.Image(label="Before: G(E(base))", format="png", interactive=False)
+            after = gr.Image(label="After: G(E_tuned(base))", format="png", interactive=False)
+        info = gr.Markdown()
+    wiring.on(start.click, finetune_regressor, [model_id, base, steps], [before, after, info, tuned],
+              api_name="collage_finetune")
+    wiring.on(forget.click, forget_finetuning, None, [tuned, info], record=False, queue=False,
+              api_name="collage_forget_finetuning")
+    return tuned
+
+
+def _build_compare(wiring: TabWiring, model_id: gr.Dropdown) -> None:
+    with gr.Row():
+        base, _ = _picture(wiring, model_id, "x1: the base", 11)
+        part, _ = _picture(wiring, model_id, "x2: paint the part m to take", 12)
+    with gr.Row():
+        alpha = gr.Slider(0, 1, value=0.7, step=0.05,
+                          label="a: the base's weight in both blends (the paper: 0.7 for a mouth)")
+        run = gr.Button("Compare", variant="primary")
+    inputs = gr.Gallery(label="Inputs", columns=2, format="png")
+    results = gr.Gallery(label="Pixel blending · latent blending · regression", columns=3, format="png")
+    wiring.on(run.click, compare_blends, [model_id, base, part, alpha], [inputs, results],
+              api_name="collage_compare")
 
 
 def _build_inpaint(wiring: TabWiring, model_id: gr.Dropdown) -> None:
@@ -739,12 +1076,14 @@ def _build_variation(wiring: TabWiring, model_id: gr.Dropdown) -> None:
         with gr.Column():
             picture, _ = _picture(wiring, model_id, "Picture: paint one part (eyes, mouth, a window...)", 9)
             with gr.Row():
-                n = gr.Slider(2, 20, value=8, step=1, label="Samples N")
+                n = gr.Slider(2, 40, value=TABLE1_SAMPLES, step=1, label="Samples N (Table 1: 20)")
+                repeats = gr.Slider(1, TABLE1_REPEATS, value=1, step=1,
+                                    label=f"Repeats (Table 1: {TABLE1_REPEATS})")
                 seed = gr.Number(value=100, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
             run = gr.Button("Compute variation map", variant="primary")
         sigma_map = gr.Image(label="Per-pixel standard deviation", format="png", interactive=False)
     info = gr.Markdown()
-    wiring.on(run.click, compute_variation_map, [model_id, picture, n, seed], [sigma_map, info],
+    wiring.on(run.click, compute_variation_map, [model_id, picture, n, seed, repeats], [sigma_map, info],
               api_name="collage_variation")
 
 
@@ -764,4 +1103,6 @@ def build_tab(ctx: AppContext) -> None:
             _build_inpaint(wiring, model_id)
         with gr.Tab("Variation map"):
             _build_variation(wiring, model_id)
+        with gr.Tab("Compose vs blend"):
+            _build_compare(wiring, model_id)
     wiring.download.render()

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import gradio as gr
 from gradio_client.exceptions import AppError
 from PIL import Image
@@ -119,6 +120,13 @@ def pgan_files(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def pgan_pair(pgan_files):
+    reg_file, gen = pgan_files
+    return (load_model("regressor", reg_file, dict(PGAN_REG_CONFIG)),
+            load_model("proggan", gen, {"resolution": SIZE}))
+
+
+@pytest.fixture(scope="module")
 def pair(tiny_files):
     reg_file, sg2 = tiny_files
     E = load_model("regressor", reg_file, dict(REG_CONFIG))
@@ -172,14 +180,155 @@ def test_completions_differ_and_keep_the_plain_one_first(pair):
     assert ((masks[1:] - known) * known).abs().sum() == 0  # hints only inside the hole
 
 
-def test_refine_lowers_the_masked_loss(pair):
+def authors_encode(E, image, mask):
+    """The authors' `StyleganNets.encode`: cat([image, mask]) into their encoder (area resize
+    to 256, the ResNet, conv5, mean, view as W+), nothing zeroed."""
+    x = F.interpolate(torch.cat([image, mask], 1), size=(256, 256), mode="area")
+    conv5 = E.layer5.conv5
+    return F.conv2d(E.features(x)[:, :, None, None], conv5.weight, conv5.bias).view(-1, E.n_latent, E.w_dim)
+
+
+def authors_invert_lbfgs_loss(E, G, current_z, target_x, mask, target_f, lambda_f=0.25, lambda_l=0.5):
+    """utils/inversions.py `compute_all_loss`, with utils/losses.py's Masked_L1_Loss and
+    Masked_LPIPS_Loss (lpips.LPIPS(net='vgg', spatial=True)), transcribed."""
+    from core.lpips import get_lpips
+
+    current_x = G.synthesis(current_z)
+    w = mask.repeat(1, current_x.shape[1], 1, 1)
+    l1 = torch.sum(torch.abs(current_x - target_x) * w, [1, 2, 3]) / torch.sum(w, [1, 2, 3])
+    lp_map = get_lpips("vgg", "cpu", spatial=True)(current_x, target_x)
+    lp = torch.sum(lp_map * mask, [1, 2, 3]) / torch.sum(mask, [1, 2, 3])
+    all_loss = {"x": (1 - lambda_l) * l1 + lambda_l * lp,
+                "z": F.mse_loss(target_f, authors_encode(E, current_x, mask)) * lambda_f}
+    return sum(all_loss.values())
+
+
+def test_refine_loss_is_the_authors_invert_lbfgs_loss(pair):
+    """One state (E's code, nudged): our objective equals the authors' formula transcribed
+    (LPIPS on the fixed random backbone of the tests)."""
     E, G = pair
     x = collage.sample_images(G, [9])
     known = collage.random_hints(SIZE, seed=2)
-    before, _ = collage.regenerate(E, G, x * known, known)
-    after, losses = collage.refine(E, G, x * known, known, steps=15)
-    assert len(losses) == 15 and losses[-1] < losses[0]
-    assert collage.masked_l1(after, x, known) < collage.masked_l1(before, x, known)
+    target = x * known
+    with torch.no_grad():
+        z = E(target, known) + 0.05 * torch.randn(1, N_LATENT, 32, generator=torch.Generator().manual_seed(0))
+        target_f = authors_encode(E, target, known)
+        ours = collage.refine_loss(E, G, z, target, known, E(target, known, hide_unknown=False))
+        theirs = authors_invert_lbfgs_loss(E, G, z, target, known, target_f)
+    assert theirs.shape == (1,) and float(theirs) > 0
+    assert abs(float(ours) - float(theirs)) <= 1e-5 * float(theirs)
+
+
+def test_enc_lbfgs_lowers_the_loss(pgan_pair):
+    """Two L-BFGS iterations (on the ProGAN pair: its regressor runs at 32 px, cheap) lower
+    the objective; the first loss is E's code's, progress counts iterations."""
+    E, G = pgan_pair
+    x = collage.sample_images(G, [9])
+    known = collage.random_hints(SIZE, seed=2)
+    seen = []
+    done = collage.refine(E, G, x * known, known, steps=2, progress=lambda d, t: seen.append((d, t)))
+    assert 1 <= done.iterations <= 2 and done.evaluations >= done.iterations + 1
+    assert len(done.losses) == done.iterations + 1 and done.losses[-1] < done.losses[0]
+    assert seen and seen[-1][1] == 2 and done.latent.shape == (1, 32, 1, 1)
+    with torch.no_grad():
+        code = E(x * known, known, hide_unknown=False)
+        before = collage.refine_loss(E, G, E(x * known, known), x * known, known, code)
+        after = collage.refine_loss(E, G, done.latent, x * known, known, code)
+    assert float(after) < float(before) and abs(float(before) - done.losses[0]) < 1e-5
+    assert torch.equal(done.image, done.raw.clamp(-1, 1))
+
+
+def test_finetune_tunes_a_copy_and_leaves_the_shared_regressor_untouched(pgan_pair):
+    E, G = pgan_pair
+    shared = {k: v.clone() for k, v in E.state_dict().items()}
+    photo = collage.sample_images(G, [11])
+    tuned, losses = collage.finetune(E, G, photo, steps=2, seed=3)
+    assert tuned is not E and len(losses) == 2
+    assert all(torch.equal(v, shared[k]) for k, v in E.state_dict().items())
+    assert not any(p.requires_grad for p in E.parameters()) and not E.training
+    assert not any(p.requires_grad for p in tuned.parameters()) and not tuned.training
+    changed = [k for k, v in tuned.state_dict().items() if not torch.equal(v, shared[k])]
+    assert "fc.weight" in changed and not any("running" in k for k in changed)
+    kept = collage.TunedRegressor("tiny-collage-pgan", {k: v.clone() for k, v in tuned.state_dict().items()},
+                                  2, losses)
+    rebuilt = kept.build(E)
+    full = torch.ones(1, 1, SIZE, SIZE)
+    assert torch.equal(collage.regenerate(rebuilt, G, photo, full)[0],
+                       collage.regenerate(tuned, G, photo, full)[0])
+    assert all(torch.equal(v, shared[k]) for k, v in E.state_dict().items())
+
+
+class _ExactPair(torch.nn.Module):
+    """A planted regressor/generator: the "latent" is the picture itself, so a regeneration
+    is exactly its input (`leak` adds a share of the picture's mean everywhere)."""
+
+    def __init__(self, leak: float = 0.0):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(()), requires_grad=False)
+        self.leak, self.size = leak, 16
+
+    def forward(self, image, mask=None, hide_unknown=True):
+        return image * (1 if mask is None else mask)
+
+    def synthesis(self, w):
+        return w + self.leak * w.mean((1, 2, 3), keepdim=True)
+
+    def sample_latents(self, seeds):
+        return torch.cat([torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(s)) for s in seeds])
+
+    def render(self, latents, truncation=1.0):
+        return latents * 2 - 1
+
+
+def test_leakage_on_planted_variations():
+    part = torch.zeros(1, 1, 8, 8)
+    part[..., :2, :] = 1  # a quarter of the picture
+    g = torch.Generator().manual_seed(0)
+    inside_only = torch.zeros(6, 3, 8, 8)
+    inside_only[..., :2, :] = torch.rand(6, 3, 2, 8, generator=g)
+    sigma, s = collage.leakage(inside_only, part)
+    assert s == 0.0 and sigma.shape == (8, 8) and float(sigma[:2].min()) > 0
+    even = torch.zeros(2, 3, 8, 8)
+    even[1] = 1.0  # the same change at every pixel: s_c is the area outside the part
+    assert collage.leakage(even, part)[1] == pytest.approx(0.75)
+    planted = torch.zeros(2, 3, 8, 8)
+    planted[1, :, :2] = 3.0  # sigma 1.5 inside (16 px), 0.5 outside (48 px)
+    planted[1, :, 2:] = 1.0
+    assert collage.leakage(planted, part)[1] == pytest.approx(48 * 0.5 / (16 * 1.5 + 48 * 0.5))
+
+
+def test_independence_of_an_exact_regression_is_zero_and_leaks_are_measured():
+    part = torch.zeros(1, 1, 16, 16)
+    part[..., 4:8, 4:8] = 1
+    base = torch.zeros(1, 3, 16, 16)
+    exact = _ExactPair()
+    sigma, scores = collage.independence(exact, exact, base, part, n=4, repeats=2, seed=5)
+    assert scores == [0.0, 0.0] and float(sigma[4:8, 4:8].min()) > 0
+    leaky = _ExactPair(leak=0.5)
+    _, scores = collage.independence(leaky, leaky, base, part, n=4, repeats=2, seed=5)
+    donors = leaky.render(leaky.sample_latents([5, 6, 7, 8]))
+    canvas = part * donors + (1 - part) * base
+    assert scores[0] == pytest.approx(collage.leakage(leaky.synthesis(canvas).clamp(-1, 1), part)[1])
+    assert 0 < scores[0] < 1 and 0 < scores[1] < 1
+
+
+def test_three_ways_are_the_papers_eqs_6_to_8(pair):
+    E, G = pair
+    x1, x2 = collage.sample_images(G, [12]), collage.sample_images(G, [13])
+    part = torch.zeros(1, 1, SIZE, SIZE)
+    part[..., 8:20, 10:22] = 1
+    full = torch.ones(1, 1, SIZE, SIZE)
+    out = collage.three_ways(E, G, x1, x2, part, 0.7)
+    with torch.inference_mode():
+        w1, w2 = E(x1, full), E(x2, full)
+        pixel = G.synthesis(E(0.7 * x1 + 0.3 * x2, full)).clamp(-1, 1)
+        latent = G.synthesis(0.7 * w1 + 0.3 * w2).clamp(-1, 1)
+        regression = G.synthesis(E(part * x2 + (1 - part) * x1, full)).clamp(-1, 1)
+    for name, expected in (("pixel", pixel), ("latent", latent), ("regression", regression)):
+        assert torch.allclose(out[name], expected, atol=1e-5), name
+    assert torch.equal(out["collage"], part * x2 + (1 - part) * x1)
+    same = collage.three_ways(E, G, x1, x2, part, 1.0)  # a = 1: both blends are x1's encoding
+    assert torch.allclose(same["pixel"], same["latent"], atol=1e-5)
 
 
 def test_variation_map_is_a_std_and_its_leak_a_share(pair):
@@ -283,7 +432,9 @@ def test_compose_handler_matches_the_engine(ctx, pair, pictures):
     expected, latent = collage.regenerate(E, G, collage_img, union)
     assert np.array_equal(result, to_uint8(expected)[0])
     assert np.array_equal(shown, collage.unknown_as_grey(collage_img, union))
-    assert f"{collage.masked_l1(expected, collage_img, union):.3f}" in info
+    raw, _ = collage.regenerate(E, G, collage_img, union, clamp=False)  # the authors' L1: unclamped
+    assert torch.equal(raw.clamp(-1, 1), expected)
+    assert f"{collage.masked_l1(raw, collage_img, union):.3f}" in info
     r = run.recipe
     assert r["models"]["regressor"]["id"] == "tiny-collage" and r["models"]["generator"]["id"] == "tiny-sg2"
     assert r["settings"]["shifts_px"] == {"part_1": [20, 4]} and r["settings"]["content"] is None
@@ -319,6 +470,35 @@ def test_handlers_refuse_mistakes_with_readable_errors(ctx, pictures):
     assert collage.live_compose(ctx, True, "tiny-collage", None, False, 30, *none) == [gr.update()] * 5
 
 
+def test_finetune_handler_keeps_the_copy_in_the_session(ctx, pictures):
+    """Fine-tuning through the handler: the shared model in the cache is untouched; Compose
+    uses the session's copy for its domain only; "Back to the shared regressor" drops it."""
+    E = ctx.model("tiny-collage-pgan", torch.float32)
+    shared = {k: v.clone() for k, v in E.state_dict().items()}
+    base = collage.painted_value(pictures[0], None)
+    before, after, info, kept, run = collage.finetune_regressor(ctx, "tiny-collage-pgan", base, 2)
+    assert all(torch.equal(v, shared[k]) for k, v in E.state_dict().items())
+    assert ctx.model("tiny-collage-pgan", torch.float32) is E
+    assert kept.model_id == "tiny-collage-pgan" and kept.steps == 2 and len(kept.losses) == 2
+    assert {t.device.type for t in kept.state.values()} == {"cpu"}
+    assert "identity term" in info and before.shape == after.shape == (SIZE, SIZE, 3)
+    assert run.recipe["operation"] == "finetune" and run.recipe["settings"]["lr"] == 5e-5
+    shifts = (0, 0, 0, 0, 0, 0)
+    *_, result, info, run = collage.compose_collage(ctx, "tiny-collage-pgan", base, False, 30,
+                                                    None, None, None, *shifts, None, kept)
+    _, G = collage.load_pair(ctx, "tiny-collage-pgan")
+    image, full = pil_to_tensor(pictures[0]), torch.ones(1, 1, SIZE, SIZE)
+    expected, _ = collage.regenerate(kept.build(E), G, image, full)
+    assert np.array_equal(result, to_uint8(expected)[0]) and "fine-tuned" in info
+    assert run.recipe["settings"]["finetuned_regressor"] == {"steps": 2, "lr": 5e-5}
+    *_, plain_info, _ = collage.compose_collage(ctx, "tiny-collage", base, False, 30,  # other domain
+                                                None, None, None, *shifts, None, kept)
+    assert "fine-tuned" not in plain_info
+    assert collage.forget_finetuning()[0] is None
+    with pytest.raises(gr.Error, match="base first"):
+        collage.finetune_regressor(ctx, "tiny-collage-pgan", None, 2)
+
+
 def test_tab_compose_end_to_end(client, pair, pictures, tmp_path):
     E, G = pair
     keep = np.zeros((SIZE, SIZE), bool)
@@ -339,7 +519,8 @@ def test_tab_compose_end_to_end(client, pair, pictures, tmp_path):
     got_mask = got_mask if got_mask.ndim == 2 else got_mask[..., 0]
     assert np.array_equal(got_mask > 127, union[0, 0].numpy() > 0)
     assert np.array_equal(read_png(shown)[..., :3], collage.unknown_as_grey(collage_img, union))
-    assert f"{collage.masked_l1(expected, collage_img, union):.3f}" in info
+    raw, _ = collage.regenerate(E, G, collage_img, union, clamp=False)
+    assert f"{collage.masked_l1(raw, collage_img, union):.3f}" in info
 
 
 def test_tab_compose_errors_and_refine(client, pictures, tmp_path):
@@ -352,10 +533,7 @@ def test_tab_compose_errors_and_refine(client, pictures, tmp_path):
     with pytest.raises(AppError, match="not a matching pair"):
         client.predict("tiny-collage-mismatch", NO_PART, False, 30, NO_PART, NO_PART, NO_PART,
                        0, 0, 0, 0, 0, 0, api_name="/collage_compose")
-    base = editor_value(tmp_path, "b", pictures[2], None)  # nothing painted: the whole base
-    *_, info = client.predict("tiny-collage", base, True, 5, NO_PART, NO_PART, NO_PART,
-                              0, 0, 0, 0, 0, 0, api_name="/collage_compose")
-    assert "refined in 5 Adam steps" in info and "known: 100 %" in info
+
 
 
 def test_tab_inpaint_and_variation(client, pictures, tmp_path):
@@ -374,17 +552,20 @@ def test_tab_inpaint_and_variation(client, pictures, tmp_path):
     everything = editor_value(tmp_path, "all", pictures[0], np.ones((SIZE, SIZE), bool))
     with pytest.raises(AppError, match="Everything is erased"):
         client.predict("tiny-collage", everything, 2, 0, api_name="/collage_inpaint")
-    vm, info = client.predict("tiny-collage", ed, 3, 0, api_name="/collage_variation")
+    vm, info = client.predict("tiny-collage", ed, 3, 0, 2, api_name="/collage_variation")
     assert read_png(vm).shape[:2] == (SIZE, SIZE) and "outside the painted part" in info
+    assert "over 2 repeats" in info and "Table 1 measures the two face models" in info
+    base = editor_value(tmp_path, "c1", pictures[1], None)
+    inputs, results = client.predict("tiny-collage", base, ed, 0.7, api_name="/collage_compare")
+    assert [r["caption"].split()[0] for r in results] == ["pixel", "latent", "regression"]
+    assert len(inputs) == 2 and read_png(results[2]["image"]).shape[:2] == (SIZE, SIZE)
 
 
-def test_proggan_domain_composes_in_z(client, pgan_files, tmp_path):
+def test_proggan_domain_composes_in_z(client, pgan_files, pgan_pair, tmp_path):
     """ProGAN domains: E regresses z [B, 512, 1, 1] (mask shifted to +-0.5 inside E) and the
     ProGAN generator renders it; the tab's result equals the engine's, and the full-mask
     collage is the plain encoding."""
-    reg_file, gen = pgan_files
-    E = load_model("regressor", reg_file, dict(PGAN_REG_CONFIG))
-    G = load_model("proggan", gen, {"resolution": SIZE})
+    E, G = pgan_pair
     pictures = to_uint8(collage.sample_images(G, [3, 4]))
     with torch.inference_mode():
         assert torch.equal(collage.sample_images(G, [3]), G(G.random_z(1, 3)).clamp(-1, 1))
@@ -406,8 +587,10 @@ def test_proggan_domain_composes_in_z(client, pgan_files, tmp_path):
     out, _ = collage.regenerate(E, G, collage_img, full)
     with torch.inference_mode():
         assert torch.equal(out, G(E(collage_img)).float().clamp(-1, 1))
-    refined, losses = collage.refine(E, G, collage_img, union, steps=5, lpips_weight=0.0)
-    assert losses[-1] < losses[0] and refined.shape == (1, 3, SIZE, SIZE)
+    *_, info = client.predict(  # Enc+LBFGS through the tab
+        "tiny-collage-pgan", editor_value(tmp_path, "pr", pictures[0], None), True, 1,
+        NO_PART, NO_PART, NO_PART, 0, 0, 0, 0, 0, 0, api_name="/collage_compose")
+    assert "Enc+LBFGS: " in info and "of 1 iterations" in info and "known: 100 %" in info
 
 
 def test_tab_download_all_after_compose(client, pair, pictures, tmp_path):

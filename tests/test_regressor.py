@@ -202,6 +202,20 @@ def test_forward_equals_the_published_resnet_path_with_random_weights(family, si
     assert float(ref.std()) > 0.1  # not a constant output
 
 
+def test_whole_picture_input_is_the_authors_nets_encode(E, io):
+    """hide_unknown=False feeds [image, mask] as the authors' `nets.encode` does (it zeroes
+    nothing; their Enc+LBFGS consistency term passes a whole G(w) with a partial mask); the
+    rest of the path is the one checked against torchvision above."""
+    image, mask = io["image"], io["mask"]
+    with torch.inference_mode():
+        whole = E.network_input(image, mask, hide_unknown=False)
+        hidden = E.network_input(image, mask)
+    expected = F.interpolate(torch.cat([image, mask], 1), size=(256, 256), mode="area")
+    assert torch.equal(whole, expected) and not torch.equal(whole, hidden)
+    assert torch.equal(hidden, F.interpolate(torch.cat([image * mask, mask], 1), size=(256, 256),
+                                             mode="area"))
+
+
 def test_safetensors_copy_loads_the_same_model(E, io, tiny_file, tmp_path):
     ckpt = torch.load(tiny_file, map_location="cpu", weights_only=True)
     st = write_safetensors(ckpt, tmp_path / "regressor.safetensors", keep=("state_dict",))

@@ -108,9 +108,12 @@ class MaskedRegressor(nn.Module):
         return {"resnet_depth": self.resnet_depth, "n_latent": self.n_latent, "w_dim": self.w_dim,
                 "channels_in": self.channels_in, "family": self.family}
 
-    def network_input(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def network_input(self, image: torch.Tensor, mask: torch.Tensor | None = None,
+                      hide_unknown: bool = True) -> torch.Tensor:
         """[image * mask, mask] (ProGAN: mask - 0.5) as the network sees it, resized to 256x256
-        for StyleGAN2 regressors."""
+        for StyleGAN2 regressors. `hide_unknown=False` gives [image, mask] as the authors'
+        `nets.encode` does (its callers pass images already zero where unknown; only their
+        Enc+LBFGS consistency term feeds a whole G(w) with a partial mask)."""
         if image.dim() != 4 or image.shape[1] != 3:
             raise ValueError(f"image must be [B, 3, H, W], got {list(image.shape)}")
         dtype = self.conv1.weight.dtype
@@ -122,7 +125,7 @@ class MaskedRegressor(nn.Module):
             raise ValueError(f"mask must be [B, 1, H, W] like the image {list(image.shape)}, "
                              f"got {list(mask.shape)}")
         mask = mask.to(dtype)
-        x = image * mask
+        x = image * mask if hide_unknown else image
         if self.channels_in == 4:
             m = mask - self.mask_offset if self.mask_offset else mask
             x = torch.cat([x, m.expand(x.shape[0], -1, -1, -1)], dim=1)
@@ -137,8 +140,9 @@ class MaskedRegressor(nn.Module):
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return x.mean(dim=(2, 3))
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.features(self.network_input(image, mask))
+    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None,
+                hide_unknown: bool = True) -> torch.Tensor:
+        h = self.features(self.network_input(image, mask, hide_unknown))
         if self.family == "proggan":
             return self.fc(h)[:, :, None, None]
         conv5 = self.layer5.conv5
