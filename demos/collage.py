@@ -82,7 +82,8 @@ the GAN finds plausible. That makes collages easy:
   take the per-pixel standard deviation: the paper's test of how independently parts are
   composed (Sec. 4.4). Its number s_c is the share of that variation outside the part (Table
   1), averaged over repeats; Table 1 cuts faces into parts with a face-parsing network, here
-  the part is the region you paint.
+  the part is the region you paint, or for faces the eyes, nose, mouth or skin outlined by
+  face landmarks on each repeat's face.
 * **Compose vs blend** (Sec. 4.3, Eqs. 6-8): the same two pictures composed three ways: pixel
   blending G(E(a x1 + (1 - a) x2)), latent blending G(a E(x1) + (1 - a) E(x2)) and regression
   G(E(m x2 + (1 - m) x1)): only regression changes the part alone.
@@ -126,6 +127,11 @@ LPIPS_SIZE = 256  # their training and fine-tuning LPIPS runs on pictures averag
 # repeats; parts from a face-parsing network. Table 1's s_c per part, for the two face models
 TABLE1_SAMPLES = 20
 TABLE1_REPEATS = 100
+# face parts from dlib's 68 landmarks (0-based indices): a stand-in for Table 1's face parser
+# for the parts landmarks outline; skin is the face (jaw line and brows) minus the others
+LANDMARK_PARTS = {"eyes": (range(36, 42), range(42, 48)), "nose": (range(27, 36),),
+                  "mouth": (range(48, 60),)}
+PART_CHOICES = ("painted region", "eyes", "nose", "mouth", "skin")
 TABLE1 = {
     "collage-pgan-celebahq": ("ProGAN CelebA-HQ", {
         "background": 0.167, "skin": 0.177, "eyes": 0.043, "ears": 0.024, "nose": 0.030,
@@ -401,15 +407,54 @@ def variation_map(E: torch.nn.Module, G: Paired, base: torch.Tensor, part: torch
     return leakage(torch.cat(outs), part.cpu())
 
 
+def _hull(points: np.ndarray, size: int, scale: float = 1.0) -> np.ndarray:
+    """The filled convex hull of landmark points, grown by `scale` about its centre -> [S, S]."""
+    from PIL import Image, ImageDraw
+    from scipy.spatial import ConvexHull
+
+    centre = points.mean(0)
+    pts = centre + (points - centre) * scale
+    hull = pts[ConvexHull(pts).vertices]
+    canvas = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(canvas).polygon([tuple(map(float, q)) for q in hull], fill=255)
+    return np.asarray(canvas) > 127
+
+
+def face_parts(picture: np.ndarray) -> dict[str, torch.Tensor]:
+    """A face picture (uint8 [S, S, 3], an aligned face) -> {eyes, nose, mouth, skin} masks
+    [1, 1, S, S] from dlib's 68 landmarks of its largest face (eyes and mouth grown by 30 %
+    and 15 % to include lids and lips' edge; skin = the hull of jaw line and brows minus the
+    three). Raises UserError when no face is found."""
+    from PIL import Image
+
+    from core.faces import detect
+
+    faces = detect(Image.fromarray(picture))
+    if not faces:
+        raise UserError("No face found in the picture: face parts need a face; paint the part "
+                        "instead (Part: painted region).")
+    lm, size = faces[0].landmarks, picture.shape[0]
+    grow = {"eyes": 1.3, "nose": 1.0, "mouth": 1.15}
+    parts = {name: np.any([_hull(lm[list(ix)], size, grow[name]) for ix in groups], axis=0)
+             for name, groups in LANDMARK_PARTS.items()}
+    face = _hull(lm[:27], size)
+    parts["skin"] = face & ~(parts["eyes"] | parts["nose"] | parts["mouth"])
+    return {k: torch.from_numpy(v.astype(np.float32))[None, None] for k, v in parts.items()}
+
+
 def independence(E: torch.nn.Module, G: Paired, base: torch.Tensor, part: torch.Tensor, n: int,
-                 repeats: int, seed: int, progress: Callable[[int, int], None] | None = None
+                 repeats: int, seed: int, progress: Callable[[int, int], None] | None = None,
+                 part_of: Callable[[torch.Tensor], torch.Tensor] | None = None
                  ) -> tuple[torch.Tensor, list[float]]:
     """s_c repeated (Table 1 averages repeats over faces): repeat 1 is on `base`, repeat r > 1
     on generated picture seed + repeats * n + r - 1, each with its own n donors (repeat r:
-    seeds seed + (r - 1) n ...) and the same part -> (mean sigma_c map, s_c per repeat)."""
+    seeds seed + (r - 1) n ...) -> (mean sigma_c map, s_c per repeat). The part is `part` on
+    every repeat, or `part_of(picture)` of each repeat's picture (face parts per face)."""
     sigmas, scores = [], []
     for r in range(repeats):
         x = base if r == 0 else sample_images(G, [seed + repeats * n + r]).to(base)
+        if part_of is not None:
+            part = part_of(x).to(base)
         sigma, s = variation_map(E, G, x, part, n, seed + r * n)
         sigmas.append(sigma)
         scores.append(s)
@@ -859,7 +904,15 @@ def inpaint_random_hints(ctx: AppContext, model_id: str | None, value: dict | No
     return _inpaint(ctx, model_id, value, n, seed, True, framed_photo)
 
 
-def table1_line(model_id: str) -> str:
+def segmentation_sentence(choice: str) -> str:
+    """How the part was cut (recipes and the summary line)."""
+    if choice == PART_CHOICES[0]:
+        return "the region you paint, the same on every repeat"
+    return (f"the {choice} from dlib's 68 landmarks of each repeat's face (background, ears "
+            "and hair have no landmark outline)")
+
+
+def table1_line(model_id: str, choice: str = PART_CHOICES[0]) -> str:
     """The paper's Table 1 row for this regressor, and how our number differs from it."""
     if model_id not in TABLE1:
         return ("The paper's Table 1 measures the two face models only (ProGAN CelebA-HQ, "
@@ -868,27 +921,36 @@ def table1_line(model_id: str) -> str:
     parts = ", ".join(f"{k} {v:.3f}" for k, v in row.items())
     return (f"Table 1, {name}: {parts}. There each face is cut into parts by a face-parsing "
             f"network and s_c is averaged over {TABLE1_REPEATS} repeats of N = {TABLE1_SAMPLES}; "
-            "here the part is the region you paint, the same on every repeat.")
+            f"here the part is {segmentation_sentence(choice)}.")
 
 
 @gpu_task(duration=120)
 def compute_variation_map(ctx: AppContext, model_id: str | None, value: dict | None, n: float,
-                          seed: float | None, repeats: float = 1,
+                          seed: float | None, repeats: float = 1, choice: str = PART_CHOICES[0],
                           progress=gr.Progress(track_tqdm=True)) -> tuple[np.ndarray, str, Run]:
-    """The paper's independence measure on the painted part, repeated -> (mean σ heat map,
-    s_c line with Table 1's row for this model, run)."""
+    """The paper's independence measure on one part (painted, or a face part from landmarks
+    of each repeat's face), repeated -> (mean σ heat map, s_c line with Table 1's row for this
+    model, run)."""
     E, G = load_pair(ctx, model_id)
-    base_image, part = framed(value, G.size, content_of(ctx, model_id))
+    choice = choice if choice in PART_CHOICES else PART_CHOICES[0]
+    painted = choice == PART_CHOICES[0]
+    if not painted and editor_is_empty(value):
+        raise UserError("Put a face in the picture first (a sample or your photo).")
+    base_image, part = framed(value, G.size, content_of(ctx, model_id), required=painted)
+    part_of = None if painted else (lambda x: face_parts(to_uint8(x)[0])[choice])
+    if part_of is not None:
+        part = part_of(base_image)
     n, repeats, seed = int(n), max(1, int(repeats or 1)), int(seed or 0)
     sigma, scores = independence(E, G, base_image, part, n, repeats, seed,
-                                 lambda d, t: progress(d / t, desc=f"Repeat {d}/{t} ({n} samples)"))
+                                 lambda d, t: progress(d / t, desc=f"Repeat {d}/{t} ({n} samples)"),
+                                 part_of)
     mean = float(np.mean(scores))
     spread = f" ± {float(np.std(scores)):.3f} over {repeats} repeats" if repeats > 1 else " (1 repeat)"
     inside = float((sigma * part[0, 0]).sum() / part.sum())
     outside = float((sigma * (1 - part[0, 0])).sum() / (1 - part).sum().clamp(min=1))
     info = (f"s_c, the share of the change outside the painted part: **{mean:.3f}**{spread} "
             f"(N = {n}; 0: perfectly independent parts) · mean σ inside {inside:.3f}, outside "
-            f"{outside:.3f}. {table1_line(model_id)}")
+            f"{outside:.3f}. {table1_line(model_id, choice)}")
     picture_map = heatmap(sigma, vmin=0)
     run = record(
         ctx, TAB, "variation_map", roles(ctx, model_id),
@@ -896,7 +958,7 @@ def compute_variation_map(ctx: AppContext, model_id: str | None, value: dict | N
         masks={"part": part}, arrays={"sigma": sigma, "s_c": scores}, seeds=[seed],
         settings={"samples": n, "repeats": repeats, "s_c": mean, "s_c_per_repeat": scores,
                   "share_outside": mean, "mean_sigma_inside": inside, "mean_sigma_outside": outside,
-                  "segmentation": "the painted region, the same on every repeat"},
+                  "part": choice, "segmentation": segmentation_sentence(choice)},
         notes=f"Repeat 1 is the picture; repeat r > 1 is generated picture seed + {repeats}*N + r - 1. "
               "Repeat r replaces the part with generated pictures seed + (r-1)*N ... (N of them). "
               "sigma: per-pixel standard deviation, averaged over RGB and repeats.")
@@ -1080,10 +1142,13 @@ def _build_variation(wiring: TabWiring, model_id: gr.Dropdown) -> None:
                 repeats = gr.Slider(1, TABLE1_REPEATS, value=1, step=1,
                                     label=f"Repeats (Table 1: {TABLE1_REPEATS})")
                 seed = gr.Number(value=100, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
+            part_choice = gr.Radio(list(PART_CHOICES), value=PART_CHOICES[0], label=(
+                "Part (eyes, nose, mouth, skin: from face landmarks of each repeat's face)"))
             run = gr.Button("Compute variation map", variant="primary")
         sigma_map = gr.Image(label="Per-pixel standard deviation", format="png", interactive=False)
     info = gr.Markdown()
-    wiring.on(run.click, compute_variation_map, [model_id, picture, n, seed, repeats], [sigma_map, info],
+    wiring.on(run.click, compute_variation_map, [model_id, picture, n, seed, repeats, part_choice],
+              [sigma_map, info],
               api_name="collage_variation")
 
 

@@ -663,6 +663,26 @@ def test_photo_becomes_the_base_as_an_aligned_face(ctx, astronaut):
     assert "astronaut" in labels[0] and len(labels) == len(set(labels)) > 1
 
 
+def test_face_parts_come_from_the_landmarks_of_each_face(ctx, astronaut, pictures):
+    """The s_c parts for faces: eyes above nose above mouth, small and disjoint from the skin;
+    a picture without a face is refused with a readable message (also through the handler)."""
+    from core.faces import frame_photo
+    from core.images import open_photo
+
+    picture = np.asarray(frame_photo(open_photo(astronaut), "ffhq", 256).aligned.image)
+    parts = collage.face_parts(picture)
+    eyes, nose, mouth, skin = (parts[k][0, 0] for k in ("eyes", "nose", "mouth", "skin"))
+    row = lambda m: float(torch.nonzero(m)[:, 0].float().mean())  # noqa: E731
+    assert row(eyes) < row(nose) < row(mouth)
+    assert 0 < float(eyes.mean()) < 0.05 and 0 < float(mouth.mean()) < 0.05
+    assert float((skin * (eyes + nose + mouth)).sum()) == 0 and skin.sum() > 4 * eyes.sum()
+    with pytest.raises(UserError, match="No face found"):
+        collage.face_parts(np.zeros((64, 64, 3), np.uint8))
+    noise = collage.painted_value(pictures[0], None)
+    with pytest.raises(gr.Error, match="No face found"):
+        collage.compute_variation_map(ctx, "tiny-collage", noise, 2, 0, 1, "mouth")
+
+
 def test_compose_result_goes_back_into_the_photo(ctx, astronaut, pictures):
     """The composed picture pasted into the full-resolution photo where the face was; pixels
     clear of the face's frame are byte-identical; "Download all" carries it and the photo. A
