@@ -17,11 +17,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import re
 import sys
 import urllib.error
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.client import HTTPException
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,13 @@ class WeightEntry:
     source: str = ""
     description: str = ""
     used_by: tuple[str, ...] = ()
+    mirrors: tuple[HubSource | UrlSource, ...] = ()  # the same file elsewhere, tried in order
+
+    def alternatives(self) -> list["WeightEntry"]:
+        """This entry as fetched from each mirror in turn (same id, checksum, cache place)."""
+        return [replace(self, hub=m if isinstance(m, HubSource) else None,
+                        url=m if isinstance(m, UrlSource) else None, path=None, mirrors=())
+                for m in self.mirrors]
 
     def image_size(self) -> int | None:
         """The picture size a generator entry draws, from its config (the key its family
@@ -125,9 +133,11 @@ class WeightEntry:
         return f"URL {self.url.href}" if self.url else f"local file {self.path}"
 
 
+log = logging.getLogger("spatial_gan_studio")
+
 _REQUIRED = ("id", "arch")
 _KNOWN = {"id", "arch", "config", "generator", "meta", "hub", "path", "url", "sha256", "size",
-          "license", "source", "description", "used_by"}
+          "license", "source", "description", "used_by", "mirrors"}
 _TEXT_FIELDS = ("id", "arch", "license", "source", "description")
 
 
@@ -192,15 +202,7 @@ def _parse_entry(raw: dict, base: Path, where: str) -> WeightEntry:
     if len(sources) != 1:
         raise UserError(f"{at} needs exactly one of 'hub' or 'path' or "
                         f"'url' as its source (it has {' and '.join(sources) or 'none'})")
-    hub = None
-    if "hub" in raw:
-        h = raw["hub"]
-        if not isinstance(h, dict) or not h.get("repo_id") or not h.get("filename"):
-            raise UserError(f"{at}: 'hub' needs repo_id and filename")
-        if not all(isinstance(h.get(k, ""), str) for k in ("repo_id", "filename", "revision", "repo_type")):
-            raise UserError(f"{at}: 'hub' repo_id, filename, revision and repo_type must be strings")
-        hub = HubSource(h["repo_id"], h["filename"], h.get("revision") or "main",
-                        h.get("repo_type") or "model")
+    hub = _parse_hub(raw["hub"], at) if "hub" in raw else None
     if not isinstance(raw.get("size", 0), (int, type(None))) or isinstance(raw.get("size"), bool):
         raise UserError(f"{at}: size must be a whole number of bytes")
     path = None
@@ -218,7 +220,26 @@ def _parse_entry(raw: dict, base: Path, where: str) -> WeightEntry:
                        hub=hub, path=path, url=url, sha256=sha.lower() if sha else None,
                        size=raw.get("size"), license=raw.get("license", ""),
                        source=raw.get("source", ""), description=raw.get("description", ""),
-                       used_by=tuple(used_by))
+                       used_by=tuple(used_by), mirrors=_parse_mirrors(raw.get("mirrors"), at))
+
+
+def _parse_hub(h: Any, at: str) -> HubSource:
+    if not isinstance(h, dict) or not h.get("repo_id") or not h.get("filename"):
+        raise UserError(f"{at}: 'hub' needs repo_id and filename")
+    if not all(isinstance(h.get(k, ""), str) for k in ("repo_id", "filename", "revision", "repo_type")):
+        raise UserError(f"{at}: 'hub' repo_id, filename, revision and repo_type must be strings")
+    return HubSource(h["repo_id"], h["filename"], h.get("revision") or "main",
+                     h.get("repo_type") or "model")
+
+
+def _parse_mirrors(raw: Any, at: str) -> tuple[HubSource | UrlSource, ...]:
+    """`"mirrors": [{"url": ...}, {"hub": {...}}]`: where else the same file is published."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(m, dict) and len(m) == 1 and set(m) <= {"hub", "url"}
+                                            for m in raw):
+        raise UserError(f"{at}: 'mirrors' must be a list of {{\"hub\": ...}} or {{\"url\": ...}} objects")
+    return tuple(_parse_hub(m["hub"], at) if "hub" in m else _parse_url(m["url"], at) for m in raw)
 
 
 def _parse_url(raw: Any, where: str) -> UrlSource:
@@ -352,6 +373,50 @@ def verify(entry: WeightEntry, path: Path) -> None:
                         f"`{PREFETCH_HINT.format(id=entry.id)} --force` to fetch it again.")
 
 
+# ---- checksums remembered for files the registry does not pin --------------------------------
+def _checksums_file() -> Path:
+    return app_cache_dir() / "checksums.json"
+
+
+def _remember_checksum(entry: WeightEntry, path: Path) -> None:
+    """First download: note the file's sha256 in the app cache. Later (a new or changed file):
+    compare, and warn when the host now serves different bytes than it did."""
+    stat = path.stat()
+    origin = entry.origin()  # where it came from: a Hub file at a revision, or a URL
+    key = (str(path), stat.st_size, stat.st_mtime, origin)
+    if key in _remembered:
+        return
+    try:
+        known = json.loads(_checksums_file().read_text())
+    except (OSError, ValueError):
+        known = {}
+    digest = sha256_of(path)
+    before = known.get(origin, {}).get("sha256")
+    if before is None:
+        known[origin] = {"sha256": digest, "size": stat.st_size, "id": entry.id}
+        _checksums_file().parent.mkdir(parents=True, exist_ok=True)
+        _checksums_file().write_text(json.dumps(known, indent=1, sort_keys=True))
+    elif before != digest:
+        _warn(f"The weights file of {entry.id!r} differs from the one first downloaded here "
+              f"(sha256 {before[:12]}... then, {digest[:12]}... now): its host may have replaced "
+              f"it. Results may differ from earlier runs; pin a sha256 in the registry to refuse it.")
+    _remembered.add(key)
+
+
+_remembered: set[tuple[str, int, float, str]] = set()
+
+
+def _warn(message: str) -> None:
+    """A warning for the log and, inside a Gradio event, for the person too."""
+    log.warning(message)
+    try:
+        import gradio as gr
+
+        gr.Warning(message)
+    except Exception:  # outside an event or without Gradio: the log has it
+        pass
+
+
 # ---- fetching ------------------------------------------------------------------------------
 def _hub_download(src: HubSource, **kwargs) -> str:
     from huggingface_hub import hf_hub_download
@@ -457,7 +522,28 @@ def _accept(entry: WeightEntry, part: Path, final: Path) -> None:
 
 
 def fetch(entry: WeightEntry, force: bool = False, tqdm_class=None) -> Path:
-    """Local path of the entry's file, downloading into the Hub or app cache if needed."""
+    """Local path of the entry's file, downloading into the Hub or app cache if needed: from
+    its source, else from each of its mirrors in turn. A file the registry gives no sha256
+    for has its sha256 remembered on first download, and a change later is warned about."""
+    try:
+        path = _fetch_from(entry, force, tqdm_class)
+    except UserError as first:
+        for alternative in entry.alternatives():
+            try:
+                path = _fetch_from(alternative, force, tqdm_class)
+                break
+            except UserError:
+                continue
+        else:
+            if entry.mirrors:
+                raise UserError(f"{first} (Its {len(entry.mirrors)} mirror(s) failed too.)") from first
+            raise
+    if entry.sha256 is None and entry.path is None:
+        _remember_checksum(entry, path)
+    return path
+
+
+def _fetch_from(entry: WeightEntry, force: bool, tqdm_class) -> Path:
     if entry.url is not None:
         return _fetch_url(entry, force, tqdm_class)
     if entry.path is not None:
@@ -477,7 +563,15 @@ def fetch(entry: WeightEntry, force: bool = False, tqdm_class=None) -> Path:
 
 
 def cached_path(entry: WeightEntry) -> Path | None:
-    """The local file if it is already here (no network), else None."""
+    """The local file if it is already here (no network), from its source or a mirror."""
+    for candidate in [entry, *entry.alternatives()]:
+        found = _cached_from(candidate)
+        if found is not None:
+            return found
+    return None
+
+
+def _cached_from(entry: WeightEntry) -> Path | None:
     if entry.path is not None:
         return entry.path if entry.path.is_file() else None
     if entry.url is not None:
@@ -488,6 +582,41 @@ def cached_path(entry: WeightEntry) -> Path | None:
     found = try_to_load_from_cache(entry.hub.repo_id, entry.hub.filename,
                                    revision=entry.hub.revision, repo_type=entry.hub.repo_type)
     return Path(found) if isinstance(found, str) else None
+
+
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def cached_commit(src: HubSource) -> str | None:
+    """The commit a branch or tag of `src` resolved to when it was downloaded here, or None."""
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    if _COMMIT.fullmatch(src.revision):
+        return src.revision
+    ref = (Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=src.repo_id, repo_type=src.repo_type)
+           / "refs" / src.revision)
+    commit = ref.read_text().strip() if ref.is_file() else ""
+    return commit if _COMMIT.fullmatch(commit) else None
+
+
+def pin_revisions(path: str | Path) -> list[str]:
+    """Write into the registry file the commit each Hub entry's branch resolved to in this
+    machine's cache (run after `download --all` on a machine with internet), so every later
+    install fetches exactly those files. -> the ids pinned."""
+    path = Path(path)
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    pinned = []
+    for item in raw:
+        h = item.get("hub") if isinstance(item, dict) else None
+        if not isinstance(h, dict) or _COMMIT.fullmatch(h.get("revision") or ""):
+            continue
+        commit = cached_commit(_parse_hub(h, item.get("id", "?")))
+        if commit:
+            h["revision"] = commit
+            pinned.append(item["id"])
+    path.write_text(json.dumps(raw, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return pinned
 
 
 def human_size(n: int | None) -> str:
@@ -522,9 +651,14 @@ def main(argv: list[str] | None = None) -> int:
     dl.add_argument("ids", nargs="*", help="model ids (see `list`)")
     dl.add_argument("--all", action="store_true", help="every model in the registry")
     dl.add_argument("--force", action="store_true", help="download again even if cached")
+    sub.add_parser("pin", help="write the commits the cached Hub files came from into the registry")
     args = parser.parse_args(argv)
     try:
         registry = load_registry(args.weights)
+        if args.command == "pin":
+            pinned = pin_revisions(registry.origin)
+            print(f"pinned {len(pinned)} Hub entries to their cached commits: {', '.join(pinned) or 'none'}")
+            return 0
         if args.command == "list":
             rows = [["id", "arch", "size", "cached", "license", "source"]] + status_rows(registry)
             widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

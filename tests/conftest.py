@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["SPATIAL_GAN_LPIPS_RANDOM"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("SPATIAL_GAN_CACHE", tempfile.mkdtemp(prefix="spatial-gan-test-cache-"))
 
 import huggingface_hub.constants  # noqa: E402
 import pytest  # noqa: E402

@@ -507,3 +507,59 @@ def test_typed_pairing_and_meta(tmp_path: Path):
         reg.generator_of(reg.get("orphan"))
     with pytest.raises(UserError, match="does not name the generator"):
         reg.generator_of(reg.get("g"))
+
+
+# ---- mirrors, remembered checksums, pinning ----------------------------------------------------
+def test_a_mirror_serves_when_the_source_cannot(tmp_path: Path, hub_cache: Path):
+    data = b"the same weights, published twice"
+    seed_hub_cache(hub_cache, "mirror/copy", {"g.pt": data})
+    write_registry(tmp_path / "w.json", [{
+        "id": "m", "arch": "stylegan2", "license": "t",
+        "url": {"href": "https://unreachable.example/g.pt", "filename": "g.pt"},  # offline here
+        "mirrors": [{"hub": {"repo_id": "nobody/missing", "filename": "g.pt"}},
+                    {"hub": {"repo_id": "mirror/copy", "filename": "g.pt"}}]}])
+    entry = hub.load_registry(tmp_path / "w.json").get("m")
+    assert hub.fetch(entry).read_bytes() == data
+    assert hub.cached_path(entry).read_bytes() == data
+    lone = hub.load_registry(write_registry(tmp_path / "v.json", [{
+        "id": "m", "arch": "stylegan2", "license": "t",
+        "url": {"href": "https://unreachable.example/g.pt", "filename": "g.pt"},
+        "mirrors": [{"hub": {"repo_id": "nobody/missing", "filename": "g.pt"}}]}])).get("m")
+    with pytest.raises(UserError, match=r"offline.*1 mirror\(s\) failed too"):
+        hub.fetch(lone)
+
+
+def test_an_unpinned_file_is_remembered_and_a_change_is_warned(tmp_path: Path, hub_cache: Path,
+                                                               monkeypatch, caplog):
+    monkeypatch.setenv("SPATIAL_GAN_CACHE", str(tmp_path / "app-cache"))
+    root = seed_hub_cache(hub_cache, "org/unpinned", {"g.pt": b"first bytes"})
+    write_registry(tmp_path / "w.json", [{"id": "u", "arch": "stylegan2", "license": "t",
+                                          "hub": {"repo_id": "org/unpinned", "filename": "g.pt"}}])
+    entry = hub.load_registry(tmp_path / "w.json").get("u")
+    path = hub.fetch(entry)
+    known = json.loads((tmp_path / "app-cache" / "checksums.json").read_text())
+    assert known[entry.origin()]["sha256"] == hashlib.sha256(b"first bytes").hexdigest()
+    assert "differs" not in caplog.text
+    path.write_bytes(b"other bytes, same name")  # the host replaced the file
+    hub.fetch(entry)
+    assert "differs from the one first downloaded here" in caplog.text
+    assert root.exists()
+
+
+def test_malformed_mirrors_are_named(tmp_path: Path):
+    write_registry(tmp_path / "w.json", [{"id": "m", "arch": "stylegan2", "path": "m.pt",
+                                          "mirrors": [{"path": "elsewhere.pt"}]}])
+    with pytest.raises(UserError, match="'mirrors' must be a list"):
+        hub.load_registry(tmp_path / "w.json")
+
+
+def test_pin_writes_the_cached_commit_into_the_registry(tmp_path: Path, hub_cache: Path):
+    commit = "5fde0cd" + "0" * 33
+    seed_hub_cache(hub_cache, "org/pinme", {"g.pt": b"w"}, commit=commit)
+    registry = write_registry(tmp_path / "w.json", [
+        {"id": "p", "arch": "stylegan2", "license": "t", "hub": {"repo_id": "org/pinme", "filename": "g.pt"}},
+        {"id": "q", "arch": "stylegan2", "license": "t", "hub": {"repo_id": "org/uncached", "filename": "g.pt"}}])
+    assert hub.main(["--weights", str(registry), "pin"]) == 0
+    reg = hub.load_registry(registry)
+    assert reg.get("p").hub.revision == commit and reg.get("q").hub.revision == "main"
+    assert hub.fetch(reg.get("p")).read_bytes() == b"w"  # the pinned commit is what is cached
