@@ -73,7 +73,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import UserError
+from core.errors import UserError, shown_path
 from core.ops import ScaledWeightCache, nearest_up_conv
 
 
@@ -658,7 +658,7 @@ def load_biggan(config_path: str | Path, weights_path: str | Path,
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise UserError(f"Could not read the BigGAN config {config_path}: {e}") from e
+        raise UserError(f"Could not read the BigGAN config {shown_path(config_path)}: {e}") from e
     if not isinstance(config, dict):
         raise UserError(f"{config_path.name} is not a BigGAN config.json (not a JSON object).")
     return build_biggan(config, weights_path, map_location)

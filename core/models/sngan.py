@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.device import randn
-from core.errors import UserError
+from core.errors import UserError, shown_path
 
 BN_EPS = 2e-5  # Chainer's default, used by every batch norm of these models
 WIDTHS = (16, 16, 8, 8, 4, 2, 1)  # generator channels / ch: l1, then blocks 2..7 out
@@ -541,7 +541,7 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     """A Chainer .npz (plain NumPy arrays; nothing pickled is accepted) -> {key: array}."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"Weights file not found: {path}")
+        raise UserError(f"Weights file not found: {shown_path(path)}")
     try:
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
