@@ -64,7 +64,9 @@ TINY_FILES = {  # the reference tiny checkpoints, loaded through the registry's 
     "stylemapgan": ("stylemapgan/tiny.pt", {}),
     "proggan": ("proggan/tiny.pth", {}),
     "biggan-deep": ("biggan/tiny-pytorch_model.bin", None),  # config: tiny-config.json
+    "sngan": ("sngan/tiny-gen.npz", {"ch": 1, "dim_z": 8, "n_classes": 3, "size": 64}),
 }
+CONDITIONAL = {"biggan-deep", "sngan"}
 
 
 @pytest.mark.parametrize("family", sorted(TINY_FILES))
@@ -84,7 +86,7 @@ def test_every_generator_family_implements_the_protocol(family):
         config = json.loads((REFERENCE / "biggan" / "tiny-config.json").read_text())
     G = load_model(family, REFERENCE / file, config)
     assert isinstance(G, Generator)
-    classes = torch.tensor([1, 2]) if family == "biggan-deep" else None
+    classes = torch.tensor([1, 2]) if family in CONDITIONAL else None
     z = G.sample_latents([3, 4])
     assert torch.equal(z[1:], G.sample_latents([4]))  # sample i does not depend on the batch
     assert not torch.equal(z[0], z[1])
@@ -92,7 +94,7 @@ def test_every_generator_family_implements_the_protocol(family):
     assert pictures.shape == (2, 3, G.size, G.size) and pictures.dtype == torch.float32
     assert pictures.abs().max() <= 1
     assert torch.equal(pictures, G.render(G.sample_latents([3, 4]), 1.0, classes))
-    if family == "biggan-deep":
+    if family in CONDITIONAL:
         with pytest.raises(ValueError, match="class-conditional"):
             G.render(z)
     else:
