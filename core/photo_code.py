@@ -1,0 +1,116 @@
+"""A person's photo as a code of one StyleGAN2 model, shared by every StyleGAN2 editor.
+
+SAM's inversion (W+ plus masked feature residuals), a quick e4e or W+ inversion, and PandA's
+or the directions' edits all speak about the same rosinality StyleGAN2 layers, so one
+inverted photo can flow from tab to tab: a tab makes a `PhotoCode`, puts it in the session's
+`photo_code_state` (one gr.State the tabs share through the app context), and any other tab
+reads it, renders it, edits the features of its own pass, and pastes the result back into
+the photo. No tab owns it and no tab imports another.
+
+Layer k is the rosinality synthesis layer k (`core/models/stylegan2.py`): SAM's F4..F10 are
+layers 4..10, PandA's "layer l" is layer l-1. A residual at layer k is added after that
+layer, so the features a later edit sees already hold it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+import torch
+
+from core.errors import UserError
+
+METHODS = ("e4e", "W+ optimisation", "SAM")
+
+
+@dataclass
+class PhotoCode:
+    """W+ [1, n_latent, D] and residuals {k: [1, C, r, r]} inside masks {k: [1, 1, r, r]}
+    for `model_id`, on the CPU; `framed` (a core.faces.FramedPhoto) is the photo and where
+    the model's crop of it lies, for paste-back (None for a generated picture)."""
+    model_id: str
+    w_plus: torch.Tensor
+    deltas: dict[int, torch.Tensor] = field(default_factory=dict)
+    masks: dict[int, torch.Tensor] = field(default_factory=dict)
+    method: str = "W+ optimisation"
+    framed: object | None = None
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}")
+        if set(self.deltas) != set(self.masks):
+            raise ValueError("every residual needs its mask")
+
+    def describe(self) -> str:
+        spaces = "W+" + "".join(f" + F{k}" for k in sorted(self.deltas))
+        return f"photo code of {self.model_id} ({spaces}, by {self.method})"
+
+    def check_model(self, model_id: str | None) -> None:
+        """A code means something only to the model it was made for."""
+        if model_id != self.model_id:
+            raise UserError(f"This photo code belongs to model {self.model_id!r}, not "
+                            f"{model_id!r}: switch back to {self.model_id!r}, or invert the "
+                            f"photo again for {model_id!r}.")
+
+    def residuals(self, device: torch.device, first: int = 0, last: int = 10 ** 6) -> dict:
+        """The residuals of layers first..last as `synthesis` takes them: {k: (dF_k, m_k)}."""
+        return {k: (d.to(device), self.masks[k].to(device))
+                for k, d in self.deltas.items() if first <= k <= last}
+
+    @torch.no_grad()
+    def render(self, G) -> torch.Tensor:
+        """The reconstruction g(W+) with every residual in place -> [1, 3, H, W]."""
+        return G.synthesis(self.w_plus.to(G.device), deltas=self.residuals(G.device))
+
+    @torch.no_grad()
+    def render_edited(self, G, layer: int, edit: Callable[[torch.Tensor], torch.Tensor],
+                      w_plus: torch.Tensor | None = None) -> torch.Tensor:
+        """The pass with the features after `layer` (residuals up to it included) replaced by
+        `edit(features)`, then the rest of the pass with the later residuals: an edit that
+        returns its input renders exactly `render`. `w_plus`: another W+ (a direction's)."""
+        w = (self.w_plus if w_plus is None else w_plus).to(G.device)
+        state = G.synthesis_until(w, layer, deltas=self.residuals(G.device, last=layer))
+        state = state.with_features(edit(state.features))
+        return G.synthesis_from(state, w, deltas=self.residuals(G.device, first=layer + 1))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Named arrays for `latents.npz` (SAM's keys: 'W+', 'F4', 'mask_F4', ...)."""
+        out = {"W+": self.w_plus.float().cpu().numpy()}
+        for k in sorted(self.deltas):
+            out[f"F{k}"] = self.deltas[k].float().cpu().numpy()
+            out[f"mask_F{k}"] = self.masks[k].float().cpu().numpy()
+        return out
+
+    @classmethod
+    def from_arrays(cls, model_id: str, arrays: dict[str, np.ndarray], method: str = "SAM",
+                    framed=None) -> "PhotoCode":
+        """The inverse of `arrays` (a saved run's latents.npz)."""
+        if "W+" not in arrays:
+            raise UserError("This file holds no photo code: its latents have no 'W+'.")
+        layers = sorted(int(k[1:]) for k in arrays if k.startswith("F") and k[1:].isdigit())
+        missing = [k for k in layers if f"mask_F{k}" not in arrays]
+        if missing:
+            raise UserError(f"This photo code lacks the masks of F{missing[0]}.")
+        return cls(model_id, torch.from_numpy(np.asarray(arrays["W+"], np.float32)),
+                   {k: torch.from_numpy(np.asarray(arrays[f"F{k}"], np.float32)) for k in layers},
+                   {k: torch.from_numpy(np.asarray(arrays[f"mask_F{k}"], np.float32)) for k in layers},
+                   method, framed)
+
+    def in_photo(self, picture: np.ndarray) -> np.ndarray | None:
+        """A rendering of this code pasted back into the person's photo (full resolution),
+        or None for a code without a photo."""
+        if self.framed is None:
+            return None
+        return np.asarray(self.framed.paste(picture))
+
+    def without_photo(self) -> "PhotoCode":
+        return replace(self, framed=None)
+
+
+def photo_code_state(ctx):
+    """The session's photo code: one gr.State shared by every tab that makes or uses one
+    (made by whichever tab is built first, inside the app being built)."""
+    import gradio as gr
+
+    return ctx.shared("photo-code-state", lambda: gr.State(None))
