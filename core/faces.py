@@ -343,7 +343,8 @@ class FramedPhoto:
         a = self.aligned
         return {"framing": a.recipe, "note": self.note(), "photo_size": list(a.photo_size),
                 "face": None if self.face_index is None else self.face_index + 1,
-                "faces_found": len(self.faces), "quad": a.quad.round(3).tolist()}
+                "faces_found": len(self.faces), "quad": a.quad.round(3).tolist(),
+                "content": list(a.content)}
 
 
 def framing_sentence(framing: str) -> str:

@@ -108,6 +108,37 @@ class PhotoCode:
         return replace(self, framed=None)
 
 
+# ---- a code in a saved run ("Download all") and back ------------------------------------------
+def run_parts(code: PhotoCode) -> tuple[dict, dict, dict]:
+    """(images, arrays, settings) that let a saved run restore `code`: the photo and the
+    model's crop of it, W+ and residuals (latents.npz), and where the crop lies."""
+    images, settings = {}, {"photo_code": {"model": code.model_id, "method": code.method}}
+    if code.framed is not None:
+        images = {"photo": np.asarray(code.framed.photo.convert("RGB")),
+                  "network_input": np.asarray(code.framed.aligned.image.convert("RGB"))}
+        settings["photo_code"]["photo"] = code.framed.describe()
+    return images, code.arrays(), settings
+
+
+def code_from_bundle(bundle) -> PhotoCode:
+    """The photo code a saved run (core.recipe.read_bundle) holds, with its photo if saved."""
+    from PIL import Image
+
+    from core.faces import Aligned, FramedPhoto
+
+    about = (bundle.recipe.get("settings") or {}).get("photo_code")
+    if not about or "W+" not in bundle.arrays:
+        raise UserError("This run holds no photo code: save one from a run that inverted a "
+                        "photo (SAM, PandA) or showed a code (Generate).")
+    framed = None
+    photo = about.get("photo")
+    if photo and "photo" in bundle.images and "network_input" in bundle.images:
+        aligned = Aligned(Image.fromarray(bundle.images["network_input"]), np.asarray(photo["quad"]),
+                          photo["framing"], tuple(photo["photo_size"]), tuple(photo["content"]))
+        framed = FramedPhoto(Image.fromarray(bundle.images["photo"]), aligned)
+    return PhotoCode.from_arrays(about["model"], bundle.arrays, about.get("method", "SAM"), framed)
+
+
 def photo_code_state(ctx):
     """The session's photo code: one gr.State shared by every tab that makes or uses one
     (made by whichever tab is built first, inside the app being built)."""

@@ -6,6 +6,7 @@ its weights into the cache (with the download's progress) before anyone edits.
 from __future__ import annotations
 
 import random
+import zipfile
 
 import gradio as gr
 import numpy as np
@@ -15,7 +16,8 @@ from core.context import AppContext
 from core.errors import UserError
 from core.images import to_uint8
 from core.models.stylegan2 import StyleGAN2Generator
-from core.recipe import Run
+from core.photo_code import PhotoCode, code_from_bundle, photo_code_state, run_parts
+from core.recipe import Run, read_bundle
 from core.ui import (MAX_SEED, TabWiring, gpu_task, labelled_examples, licence_line, record,
                      tab_header)
 
@@ -47,6 +49,11 @@ def generate_with_latents(G: StyleGAN2Generator, seeds: list[int], truncation: f
 def generate_image(ctx: AppContext, model_id: str | None, seed: float | None, truncation: float,
                    progress=gr.Progress(track_tqdm=True)) -> tuple[np.ndarray, Run]:
     """One picture from a seed -> (picture, run for "Download all")."""
+    return _generate(ctx, model_id, seed, truncation, progress)
+
+
+def _generate(ctx: AppContext, model_id: str | None, seed: float | None, truncation: float,
+              progress) -> tuple[np.ndarray, Run]:
     if not model_id:
         raise UserError("Pick a model first.")
     if seed is None or not 0 <= int(seed) <= MAX_SEED:
@@ -64,6 +71,65 @@ def generate_image(ctx: AppContext, model_id: str | None, seed: float | None, tr
 
 def random_seed() -> int:
     return random.randint(0, MAX_SEED)
+
+
+NO_CODE = ("No photo code yet: invert a photo in the SAM tab (or in PandA), or load a saved "
+           "run that holds one.")
+
+
+def code_status(code: PhotoCode | None) -> str:
+    return f"Session: {code.describe()}." if code else NO_CODE
+
+
+@gpu_task(duration=60)
+def show_code(ctx: AppContext, code: PhotoCode | None, progress=gr.Progress()
+              ) -> tuple[np.ndarray, np.ndarray | None, Run]:
+    """The session's photo code rendered by its own model -> (picture, in the photo, run)."""
+    return _render_code(ctx, code, progress)
+
+
+def _render_code(ctx: AppContext, code: PhotoCode | None, progress) -> tuple:
+    if code is None:
+        raise UserError(NO_CODE)
+    progress(0.2, desc=f"Rendering with {code.model_id}")
+    picture = to_uint8(code.render(ctx.model(code.model_id)).float().clamp(-1, 1))[0]
+    in_photo = code.in_photo(picture)
+    images, arrays, settings = run_parts(code)
+    run = record(ctx, TAB, "photo code", {"generator": code.model_id},
+                 images={"result": picture, "result_in_photo": in_photo, **images},
+                 arrays=arrays, settings=settings)
+    return picture, in_photo, run
+
+
+@gpu_task(duration=60)
+def load_run(ctx: AppContext, file: str | None, code: PhotoCode | None,
+             progress=gr.Progress()) -> tuple:
+    """A saved run (.zip from "Download all") back: a generated picture's model, seed and
+    truncation (rendered again, bit for bit), and any photo code it holds into the session
+    -> (model, seed, truncation, picture, code, status, in photo, run)."""
+    if not file:
+        raise UserError("Choose a run (.zip) saved with \"Download all\".")
+    try:
+        bundle = read_bundle(file)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        raise UserError("That file is not a run saved with \"Download all\" (a .zip with a "
+                        "recipe.json).") from None
+    recipe = bundle.recipe
+    model_id = (recipe.get("model_id") or "")
+    if recipe.get("settings", {}).get("photo_code"):
+        code = code_from_bundle(bundle)
+        if code.model_id not in ctx.model_ids("stylegan2"):
+            raise UserError(f"This run's photo code belongs to model {code.model_id!r}, which is "
+                            f"not registered here.")
+        picture, in_photo, run = _render_code(ctx, code, progress)
+        return (code.model_id, gr.update(), gr.update(), picture, code, code_status(code),
+                in_photo, run)
+    if recipe.get("tab") != TAB or not recipe.get("seeds"):
+        raise UserError(f"This run was saved by the {recipe.get('tab', '?')!r} tab: load it "
+                        f"there, or load a Generate run or one that holds a photo code.")
+    seed, truncation = recipe["seeds"][0], recipe["settings"]["truncation"]
+    picture, run = _generate(ctx, model_id, seed, truncation, progress)
+    return model_id, seed, truncation, picture, code, code_status(code), None, run
 
 
 # ---- UI ------------------------------------------------------------------------------------
@@ -91,8 +157,23 @@ def build_tab(ctx: AppContext) -> None:
          "seed 1 · ψ 1.0 (full variety, more artefacts)", "seed 42 · ψ 0.7"],
         [model, seed, psi], label="Examples: one seed, three truncations")
     wiring.download.render()
+    code = photo_code_state(ctx)
+    with gr.Accordion("Your photo code · load a saved run", open=False):
+        gr.Markdown("A photo inverted in the SAM tab (or in PandA) is a code of one model; "
+                    "show its picture here, pasted back into the photo, and download it "
+                    "(latents.npz: W+ and the feature residuals). A saved run (.zip) loads "
+                    "back: a generated picture's settings, or its photo code.")
+        status = gr.Markdown(NO_CODE)
+        with gr.Row():
+            show = gr.Button("Show the photo code")
+            saved = gr.File(label="Load a run (.zip)", file_types=[".zip"], type="filepath")
+        in_photo = gr.Image(label="Result in your photo", format="png", interactive=False)
 
     inputs = [model, seed, psi]
     wiring.on(run.click, generate_image, inputs, image, api_name="generate")
+    wiring.on(show.click, show_code, [code], [image, in_photo], api_name="generate_show_code")
+    wiring.on(saved.upload, load_run, [saved, code],
+              [model, seed, psi, image, code, status, in_photo], api_name="generate_load_run")
+    code.change(code_status, code, status, api_name=False, queue=False)
     wiring.examples(examples, (generate_image, inputs, [image]))
     dice.click(random_seed, None, seed, api_name="random_seed", queue=False)

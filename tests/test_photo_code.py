@@ -77,3 +77,63 @@ def test_arrays_round_trip_and_the_model_is_checked(code):
     with pytest.raises(UserError, match="no 'W\\+'"):
         PhotoCode.from_arrays("tiny-sg2", {"F4": np.zeros(1)})
     assert code.in_photo(np.zeros((32, 32, 3), np.uint8)) is None  # a sample has no photo
+
+
+# ---- the Generate tab: show a code, save a run, load it back bit for bit -----------------------
+@pytest.fixture()
+def ctx(tiny_registry):
+    from core.context import AppContext
+    from core.hub import load_registry
+
+    return AppContext(load_registry(tiny_registry), torch.device("cpu"))
+
+
+def _photo_code(ctx, code: PhotoCode) -> PhotoCode:
+    from dataclasses import replace
+
+    from core.faces import frame_for_model
+
+    photo = np.random.default_rng(1).integers(0, 255, (90, 120, 3), np.uint8)
+    return replace(code, framed=frame_for_model(ctx.registry, "tiny-sg2", photo, 32, plain=True))
+
+
+def test_a_generated_run_reloads_bit_for_bit(ctx, tmp_path):
+    from demos.generate import generate_image, load_run
+
+    picture, run = generate_image(ctx, "tiny-sg2", 5, 0.6)
+    saved = run.write(tmp_path)
+    model, seed, psi, again, code, status, in_photo, _ = load_run(ctx, str(saved), None)
+    assert (model, seed, psi) == ("tiny-sg2", 5, 0.6) and code is None and in_photo is None
+    np.testing.assert_array_equal(again, picture)
+
+
+def test_a_photo_code_shows_pastes_back_and_reloads_bit_for_bit(ctx, code, tmp_path):
+    from demos.generate import load_run, show_code
+
+    code = _photo_code(ctx, code)
+    picture, in_photo, run = show_code(ctx, code)
+    assert in_photo.shape == (90, 120, 3)
+    saved = run.write(tmp_path)
+    *_, again, restored, status, in_photo_again, _ = load_run(ctx, str(saved), None)
+    assert "tiny-sg2" in status and restored.method == "SAM"
+    assert torch.equal(restored.w_plus, code.w_plus)
+    np.testing.assert_array_equal(again, picture)
+    np.testing.assert_array_equal(in_photo_again, in_photo)
+
+
+def test_loading_what_is_not_a_run_or_not_here_says_so(ctx, code, tmp_path):
+    from dataclasses import replace
+
+    from demos.generate import load_run, show_code
+
+    junk = tmp_path / "junk.zip"
+    junk.write_bytes(b"not a zip")
+    with pytest.raises(Exception, match="not a run saved"):
+        load_run(ctx, str(junk), None)
+    with pytest.raises(Exception, match="No photo code yet"):
+        show_code(ctx, None)
+    *_, run = show_code(ctx, code)
+    run.recipe["settings"]["photo_code"]["model"] = "stylegan2-elsewhere"
+    with pytest.raises(Exception, match="belongs to model 'stylegan2-elsewhere'"):
+        load_run(ctx, str(run.write(tmp_path)), None)
+    assert replace(code, framed=None).in_photo(np.zeros((4, 4, 3), np.uint8)) is None
