@@ -132,6 +132,19 @@ def stylemap_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, 
             med, lo = timed(lambda: stylemap.transplant(model, imgs[:1], imgs[1:], mask, [(0, 0)], steps),
                             device, max(1, runs // (4 if steps > 2 and device.type == "cpu" else 1)))
             yield f"{tag} demo transplant, {steps} step(s)", d, med, lo, peak_memory_mb(device)
+        reset_peak(device)
+        med, lo = timed(lambda: stylemap.interpolate(model, imgs[:1], imgs[1:], 8), device,
+                        max(1, runs // (4 if device.type == "cpu" else 1)))
+        yield f"{tag} w interpolation, 8 frames (E x2 + G x8)", d, med, lo, peak_memory_mb(device)
+        s = config["latent_spatial_size"]
+        boxes = [((s // 2, s // 4), (s // 4, s // 4), s // 4, s // 2)]
+        med, lo = timed(lambda: stylemap.transplant_grid(model, imgs[:1], imgs[1:], boxes), device, runs)
+        yield f"{tag} grid transplant in w (E x2 + G)", d, med, lo, peak_memory_mb(device)
+        direction = torch.randn(1, 64, s, s)
+        direction /= direction.norm()
+        med, lo = timed(lambda: stylemap.manipulate(model, imgs[:1], direction, [0, 10, 20], mask),
+                        device, max(1, runs // (4 if device.type == "cpu" else 1)))
+        yield f"{tag} semantic edit, 3 strengths global + local (E + G x6)", d, med, lo, peak_memory_mb(device)
         del model
 
 
@@ -152,6 +165,17 @@ def collage_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, f
         mask = collage.random_hints(size, seed=0).to(device)
         med, lo = timed(lambda: collage.regenerate(E, G, x, mask), device, runs)
         yield f"collage-{size} compose (regressor + G)", d, med, lo, peak_memory_mb(device)
+        if size == 256:  # the optimisers, float32: one Enc+LBFGS iteration, one fine-tuning step
+            os.environ.setdefault("SPATIAL_GAN_LPIPS_RANDOM", "1")  # timing does not depend on weights
+            G32, E32 = G.float(), E.float()
+            reset_peak(device)
+            med, lo = timed(lambda: collage.refine(E32, G32, x.float(), mask.float(), 1), device,
+                            max(1, runs // 2))
+            yield "collage-256 Enc+LBFGS iteration (line search included)", "float32", med, lo, \
+                peak_memory_mb(device)
+            reset_peak(device)
+            med, lo = timed(lambda: collage.finetune(E32, G32, x.float(), 1), device, max(1, runs // 2))
+            yield "collage-256 regressor fine-tuning step", "float32", med, lo, peak_memory_mb(device)
         del G, E
     from core.models.proggan import ProGANGenerator
 

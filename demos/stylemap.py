@@ -3,12 +3,17 @@
 Engine (no Gradio): images in, images out, one encoder pass over [original, references]
 and one generator pass per operation. `local_edit` (w+ or w blend), `transplant` (the
 authors' interactive demo: regions of several references, shifted, with interpolation
-frames), `reconstruct` (encoder fidelity), `style_mix` and `sample`. The model is a
-`core.models.stylemapgan.StyleMapGAN` (generator + encoder of one checkpoint; `sample` goes
-through its Generator protocol).
+frames), `transplant_grid` (generate.py's unaligned transplantation: boxes of stylemap cells
+in w), `reconstruct` (encoder fidelity), `style_mix`, `interpolate` (generate.py's w
+interpolation, as frames), `fit_direction` + `manipulate` (semantic_manipulation.py: a linear
+SVM on two labelled sets, then a move along its normal, global or in painted cells) and
+`sample`. The model is a `core.models.stylemapgan.StyleMapGAN` (generator + encoder of one
+checkpoint; `sample` goes through its Generator protocol). Labels that name the stylemap grid
+come from the registry's `latent_spatial_size` (`grid_of`, `model_labels`).
 
-Handlers (`frame_original`, `run_local_edit`, `run_transplant`, `run_reconstruction`,
-`run_style_mix`, `run_random`, ...) are module-level functions of the app context and the widgets' values;
+Handlers (`frame_original`, `run_local_edit`, `run_transplant`, `run_grid_transplant`,
+`run_reconstruction`, `run_style_mix`, `run_interpolation`, `run_fit_direction`,
+`run_semantic_edit`, `run_random`, ...) are module-level functions of the app context and the widgets' values;
 `build_tab` lays out one builder per sub-tab and wires them. A person's photo is framed as the
 model's training pictures were (`frame_picture`: the registry's framing, `core.faces`), and
 results are pasted back into it (`FramedPhoto.paste`).

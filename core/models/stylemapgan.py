@@ -18,7 +18,9 @@ Editing follows the authors' code paths:
   pixels is.
 - `transplant` is the interactive demo's `mix_space="demo"`: per reference a mask and a
   pixel shift, average-pooled masks thresholded at 0.5, and a linear ramp over `steps`.
-- `style_mix` is generate.py's coarse/fine style mixing.
+- `style_mix` is generate.py's coarse/fine style mixing, `interpolate` its w_interpolation
+  and `transplant_boxes` its unaligned transplantation (boxes of cells copied in w).
+- `move` is semantic_manipulation.py's edit along a direction, global or in given cells.
 Images are returned as the authors return them: not clamped (the last layer is a leaky
 ReLU, values can exceed [-1, 1]); clamp at the UI edge.
 """
