@@ -114,7 +114,7 @@ HINT_COVERAGE = (0.1, 0.4)  # inpainting hints: sparse blobs inside the hole
 TRAIN_COVERAGE = (0.3, 1.0)
 # Enc+LBFGS, the authors' `utils/inversions.py` `invert_lbfgs`
 LBFGS_STEPS = 3000  # their default num_steps (the paper's Table 4 "Enc+LBFGS"): on a GPU
-LBFGS_CPU_STEPS = 10  # the short run offered on a CPU (seconds per step)
+LBFGS_CPU_STEPS = 5  # the short run offered on a CPU (about 15 s per iteration at 256 px)
 LAMBDA_LPIPS = 0.5  # lambda_l: (1 - 0.5) * masked L1 + 0.5 * masked LPIPS-VGG
 LAMBDA_ENCODER = 0.25  # lambda_f: MSE between E(G(w), mask) and E(target, mask)
 LBFGS_HISTORY = 10  # their FullBatchLBFGS defaults: lr 1, history 10, Wolfe line search
