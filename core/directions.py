@@ -47,6 +47,17 @@ FILE_MAX_STRENGTH = 3.0
 """The SAM authors' script renders each csc file with multipliers 0, 1, 2, 3."""
 
 
+MAX_STRENGTH = {"ganspace": GANSPACE_MAX_STRENGTH, "sefa": SEFA_MAX_STRENGTH, "file": FILE_MAX_STRENGTH}
+
+
+def strength_range(source: str, max_strength: float | None = None) -> tuple[float, float]:
+    """(lowest, highest) strength for a direction of `source` ("ganspace", "sefa", "file"),
+    known before the direction is computed (a slider's range); `max_strength` overrides the
+    source's default."""
+    top = float(MAX_STRENGTH[source] if max_strength is None else max_strength)
+    return (0.0, top) if source == "file" else (-top, top)
+
+
 @dataclass(frozen=True, eq=False)
 class Direction:
     """One edit: `w_plus + strength * vector`. `vector` is [1, n_latent, D] float32 on the CPU,
@@ -58,6 +69,13 @@ class Direction:
     index: int | None = None
     value: float | None = None
     max_strength: float = FILE_MAX_STRENGTH
+
+    @property
+    def strength_range(self) -> tuple[float, float]:
+        """The strengths a slider offers: 0..max for the authors' files (their script's
+        multipliers 0, 1, 2, 3: a file names one side of an attribute), -max..max for the
+        two-sided GANSpace and SeFa components."""
+        return strength_range(self.source, self.max_strength)
 
     def apply(self, w_plus: torch.Tensor, strength: float) -> torch.Tensor:
         """w+ [B, n_latent, D] moved by `strength` along this direction (a new tensor)."""

@@ -7,7 +7,9 @@ edits in one pass on the inverted codes.
 """
 from __future__ import annotations
 
+import dataclasses
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -19,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from core.context import AppContext
-from core.directions import DIRECTIONS, Direction, file_direction
+from core.directions import DIRECTIONS, Direction, file_direction, strength_range
 from core.errors import UserError
 from core.faces import Aligned, FramedPhoto, align, frame_for_model, framing_sentence
 from core.hub import WeightEntry, fetch
@@ -29,7 +31,8 @@ from core.models.stylegan2 import StyleGAN2Generator
 from core.recipe import Run
 from core.segments import superpixels
 from core.ui import (TabWiring, faces_gallery, gpu_task, labelled_examples, licence_line,
-                     parse_seeds, photo_controls, record, seed_picker, tab_header, user_errors)
+                     parse_seeds, photo_controls, quietly, record, seed_picker, tab_header,
+                     user_errors)
 from demos.sam_inversion import (LOSS_SIZE, SPACE_COLOURS, SPACES, STEPS, TAU, Codes, Frame,
                                  Inversion, assign_spaces, edit, estimate_errors, feature_masks,
                                  for_loss, inverted_features, optimisation_dtype, psnr, stack_masks)
@@ -41,6 +44,7 @@ CPU_STEPS = 60           # the short run offered on a CPU
 ESTIMATE_STEPS = (100, 15)  # single-space runs of the fallback layer map (GPU, CPU)
 PREVIEWS = 10            # previews per inversion
 DIRECTION_COUNT = 8      # GANSpace / SeFa components offered
+LAYER_PRESETS = ["all", "0-1", "2-5", "6-13"]  # SeFa's paper: pose, shape, texture (StyleGAN)
 INVERT_SECONDS = 240     # ZeroGPU budget of one inversion (1001 steps at 1024 px, + W+ run)
 PALETTE = ["#%02x%02x%02x" % SPACE_COLOURS[s] for s in SPACES]
 
@@ -60,6 +64,9 @@ filter (soft edges).
 **Optimisation.** Adam (lr 0.05, NVIDIA's warm-up and cosine ramp, 1001 steps) on
 w+ and the residuals, with loss = MSE + LPIPS(VGG) at 256 px + 5·Σ mean(dF²)
 + 0.001·Σₙ‖wₙ − w₀‖ + 10⁻⁸·Mahalanobis(LeakyReLU(w, 5)) (a Gaussian prior on w).
+**Precision**: on a GPU the generator's pass runs in bfloat16 (autocast; float32 where the
+GPU lacks bfloat16); the losses, Adam's state and the codes stay float32. On a CPU
+everything is float32.
 
 **Editing.** w+ + s·d on every layer; after layer k the features inside F_k's mask are put
 back to the inverted ones, so a region inverted in F_k only takes the edit through the layers
@@ -238,14 +245,24 @@ def direction_choices(ctx: AppContext, mid: str | None) -> list[str]:
         [f"SeFa {i + 1}" for i in range(DIRECTION_COUNT)]
 
 
-def pick_direction(ctx: AppContext, mid: str, G: StyleGAN2Generator, label: str) -> Direction:
-    """A label of `direction_choices` -> the direction (GANSpace/SeFa computed once per model)."""
+def direction_source(label: str | None) -> str:
+    """"ganspace", "sefa" or "file" for a label of `direction_choices`."""
+    if label and label.startswith("GANSpace "):
+        return "ganspace"
+    return "sefa" if label and label.startswith("SeFa ") else "file"
+
+
+def pick_direction(ctx: AppContext, mid: str, G: StyleGAN2Generator, label: str,
+                   layers: str | None = "all") -> Direction:
+    """A label of `direction_choices` -> the direction (GANSpace/SeFa bases computed once per
+    model; their components put on `layers`, SeFa's factorised from those layers' styles).
+    The authors' files keep their own layers."""
     if not label:
         raise UserError("Pick an edit direction.")
-    if label.startswith(("GANSpace ", "SeFa ")):
+    if direction_source(label) != "file":
         kind, number = label.rsplit(" ", 1)
-        found = (DIRECTIONS.ganspace if kind == "GANSpace" else DIRECTIONS.sefa)(mid, G, count=DIRECTION_COUNT)
-        return found[int(number) - 1]
+        find = DIRECTIONS.ganspace if kind == "GANSpace" else DIRECTIONS.sefa
+        return find(mid, G, count=DIRECTION_COUNT, layers=layers)[int(number) - 1]
     for e in ctx.registry.companions("edit-direction", mid):
         if authors_label(e) == label:
             return file_direction(fetch(e), G.n_latent, e.meta.name, style_dim=G.style_dim)
@@ -431,19 +448,94 @@ def retune_tau(ctx: AppContext, s: Session | None, tau: float) -> tuple:
     return editor, "Layer map: " + shares(counts)
 
 
+class StopSignal:
+    """A session's Stop button, read by its running inversion.
+
+    Gradio's own cancel waits until the job's current step ends (a thread cannot be
+    interrupted, and every step holds the device lock), so Stop is a quick, un-queued event
+    that only raises this flag: the request returns at once and the inversion ends after the
+    step in progress, keeping its last preview. One object per browser session, shared by
+    reference between the Stop and Invert events (a `gr.State` holds it). A Stop pressed while
+    the inversion still waits in the queue stops it as it starts; clicking Invert forgets an
+    older Stop (`arm`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requested = False
+
+    def __deepcopy__(self, memo) -> "StopSignal":
+        return self  # gr.State copies its initial value per session: this one is already fresh
+
+    def arm(self) -> None:
+        with self._lock:
+            self._requested = False
+
+    def request(self) -> None:
+        with self._lock:
+            self._requested = True
+
+    @property
+    def requested(self) -> bool:
+        return self._requested
+
+    def consume(self) -> bool:
+        """Whether Stop was pressed since the last `arm` or `consume` (and forget it)."""
+        with self._lock:
+            was, self._requested = self._requested, False
+            return was
+
+
+def request_stop(stop: StopSignal | None) -> None:
+    """The Stop button: flag the session's inversion; returns at once (no model, no queue)."""
+    if stop is not None:
+        stop.request()
+
+
+def arm_stop(stop: StopSignal | None) -> None:
+    """A click of Invert: a Stop pressed before it no longer counts."""
+    if stop is not None:
+        stop.arm()
+
+
+def belongs_to(s: Session, mid: str | None, what: str = "inversion") -> None:
+    """A `UserError` naming the session's model when another one is picked."""
+    if mid and s.model_id != mid:
+        raise UserError(f"This {what} belongs to model {s.model_id}; switch the model back to "
+                        f"{s.model_id}, or predict and invert the photo again for {mid}.")
+
+
+def stopped(step: int, total: int, kept: Session | None) -> tuple:
+    """The outputs after Stop: nothing changes but the status line, which says which result
+    the session keeps."""
+    return (gr.update(),) * 4 + (stopped_line(step, total, kept),) + (gr.update(),) * 3
+
+
+def stopped_line(step: int, total: int, kept: Session | None) -> str:
+    head = f"**Stopped** at step {step}/{total}"
+    if kept is not None and kept.codes is not None:
+        return f"{head}: the preview of step {kept.codes.steps} and its codes are kept."
+    return f"{head}, before its first preview: the previous inversion (if any) is kept."
+
+
 @gpu_task(duration=INVERT_SECONDS)
 def invert(ctx: AppContext, mid: str | None, s: Session | None, editor: dict | None,
-           n_steps: float, with_baseline: bool, progress=gr.Progress()) -> Iterator[tuple]:
+           n_steps: float, with_baseline: bool, stop: StopSignal | None = None,
+           progress=gr.Progress()) -> Iterator[tuple]:
     """Step 2: Adam on W+ and the masked residuals (beside a W+-only run when asked), yielding
     PREVIEWS previews -> (session, reconstruction, W+ only, target, scores, codes file,
     the reconstruction in the photo, run).
 
-    A generator so that Stop (which cancels the event) acts within one step: between previews
-    it yields "no change"; the last preview's codes stay in the session."""
+    The run works on a copy of the session: the last inversion stays in the session (and
+    editable) until this run's first preview replaces it. A generator that hands control
+    back after every step ("no change" between previews), so a cancelled job stops within a
+    step; `stop` (the Stop button) ends it after the step in progress, keeping the last
+    preview."""
     if s is None or s.layer_map is None:
         raise UserError("Predict the layer map first (step 1).")
-    if s.model_id != mid:
-        raise UserError(f"The layer map was made with {s.model_id}; predict it again for {mid}.")
+    belongs_to(s, mid, "layer map")
+    if stop is not None and stop.consume():  # pressed while the run waited in the queue
+        yield stopped(0, int(n_steps), None)
+        return
     G = generator(ctx, mid)
     crop = s.layer_map[s.frame.top:s.frame.bottom]
     layer_map = pad_to_frame(painted_layer_map(crop, editor), s.frame)
@@ -455,37 +547,52 @@ def invert(ctx: AppContext, mid: str | None, s: Session | None, editor: dict | N
                     get_lpips("vgg", G.device), int(n_steps), s.frame,
                     autocast=optimisation_dtype(G.device))
     every = max(1, run.total // PREVIEWS)
-    s.codes = s.baseline = s.features = None
+    shown: Session | None = None  # this run's last preview (the session holds it)
     target_pic = to_uint8(s.target)[0]
     while not run.done:
+        if stop is not None and stop.consume():
+            yield stopped(run.step_index, run.total, shown)
+            return
         run.step()
         progress(run.step_index / run.total, desc=f"Step {run.step_index}/{run.total}")
         if run.step_index % every == 0 or run.done:
             if run.diverged:
                 raise UserError(f"The inversion diverged at step {run.step_index} (not-a-number "
                                 "codes); the last preview and its codes are kept.")
-            s.codes = run.codes(0)
-            s.baseline = run.codes(1) if with_baseline else None
-            rec, base, line, in_photo = preview(run, s, with_baseline)
-            result = inversion_run(ctx, mid, s, layer_map, {"reconstruction": rec, "w_plus_only": base,
-                                                            "result_in_photo": in_photo},
+            shown = dataclasses.replace(s, codes=run.codes(0), features=None,
+                                        baseline=run.codes(1) if with_baseline else None)
+            rec, base, line, in_photo = preview(run, shown, with_baseline)
+            result = inversion_run(ctx, mid, shown, layer_map, {"reconstruction": rec, "w_plus_only": base,
+                                                                "result_in_photo": in_photo},
                                    {"steps": run.total, "done": run.step_index,
                                     "compare": bool(with_baseline)})
-            yield s, rec, base, target_pic, line, save_codes(s), in_photo, result
+            yield shown, rec, base, target_pic, line, save_codes(shown), in_photo, result
         else:  # hand control back after every step, so Stop acts within one step
             yield (gr.update(),) * 8
 
 
+def strength_for(label: str | None, value: float = 0.0) -> dict:
+    """A direction's strength slider: the authors' files 0..3 (their multipliers), GANSpace
+    ±10 σ, SeFa ±15 (their demos' sliders); the value kept where it still fits."""
+    lo, hi = strength_range(direction_source(label))
+    return gr.update(minimum=lo, maximum=hi, value=min(max(float(value or 0), lo), hi))
+
+
 @gpu_task(duration=60)
 def edit_photo(ctx: AppContext, mid: str | None, s: Session | None, label: str | None,
-               amount: float) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, Run]:
-    """Step 3: the inverted codes moved along a direction (residual regions restored)
-    -> (edited, the same edit on the W+-only codes or None, the edit in the photo, run)."""
+               amount: float, layers: str | None = "all"
+               ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, Run]:
+    """Step 3: the inverted codes moved along a direction (residual regions restored; GANSpace
+    and SeFa on the w+ `layers`, e.g. "0-1", "6-13" or "all") -> (edited, the same edit on the
+    W+-only codes or None, the edit in the photo, run)."""
+    if s is not None and s.codes is not None:
+        belongs_to(s, mid)  # before loading a model that cannot read these codes
     G = generator(ctx, mid)
     codes = codes_for_edit(s, G)
-    if s.model_id != mid:
-        raise UserError(f"These codes were inverted with {s.model_id}; switch back to it to edit.")
-    d = pick_direction(ctx, mid, G, label)
+    d = pick_direction(ctx, mid, G, label, layers)
+    lo, hi = d.strength_range
+    if not lo <= float(amount) <= hi:
+        raise UserError(f"{d.name} takes strengths from {lo:g} to {hi:g}; got {float(amount):g}.")
     full = edit(G, codes, s.features, d.vector, float(amount))
     out = to_uint8(for_loss(full, s.frame))[0]
     in_photo = result_in_photo(s, full)
@@ -503,12 +610,32 @@ def edit_photo(ctx: AppContext, mid: str | None, s: Session | None, label: str |
     return out, base, in_photo, result
 
 
-def model_changed(ctx: AppContext, mid: str | None) -> tuple[str, dict, str]:
-    """A new model: its helpers line, its edit directions and its framing line (no model is
-    loaded)."""
+def model_changed(ctx: AppContext, mid: str | None, s: Session | None = None
+                  ) -> tuple[str, dict, str, dict]:
+    """A new model: its helpers line, its edit directions, its framing line and, when the
+    session's inversion (or layer map) was made with another model, a status line saying
+    which (no model is loaded)."""
     choices = direction_choices(ctx, mid)
+    status = gr.update()
+    if s is not None and mid and s.model_id != mid:
+        what = "inversion" if s.codes is not None else "layer map"
+        status = (f"This {what} belongs to model {s.model_id}: switch back to it to "
+                  f"{'edit' if s.codes is not None else 'invert'}, or predict the layer map again for {mid}.")
     return (describe_helpers(ctx, mid), gr.update(choices=choices, value=choices[0] if choices else None),
-            framing_line(ctx, mid))
+            framing_line(ctx, mid), status)
+
+
+def precision_line(device: torch.device) -> str:
+    """What runs in which precision on this device (shown under the header)."""
+    if device.type != "cuda":
+        return (f"**No GPU here**: everything runs in float32 and the inversion defaults to a short "
+                f"run of {CPU_STEPS} steps (a few seconds per step at 256 px, much more at 1024 px); "
+                f"the paper uses {STEPS}.")
+    dtype = optimisation_dtype(device)
+    if dtype is None:
+        return "**GPU**: this GPU has no bfloat16, so the generator's pass runs in float32."
+    return ("**GPU precision**: the inversion runs the generator's pass in bfloat16 (autocast); the "
+            "losses, Adam's state and the codes stay float32.")
 
 
 def framing_line(ctx: AppContext, mid: str | None) -> str:
@@ -540,9 +667,7 @@ def build_tab(ctx: AppContext) -> None:
                HOW_IT_WORKS)
     licence_line(ctx.registry, TAB, ids + [e.id for e in ctx.registry
                                            if e.arch in ("sam-invertibility", "e4e", "edit-direction")])
-    if not on_gpu:
-        gr.Markdown(f"**No GPU here**: the inversion defaults to a short run of {CPU_STEPS} steps "
-                    f"(a few seconds per step at 256 px, much more at 1024 px); the paper uses {STEPS}.")
+    gr.Markdown(precision_line(ctx.device))
     with gr.Row():
         model_id = gr.Dropdown(ids, value=ids[0] if ids else None, label="Model (StyleGAN2, 256 px or more)", scale=3)
         helper_note = gr.Markdown(describe_helpers(ctx, ids[0]) if ids else "")
@@ -554,7 +679,8 @@ def build_tab(ctx: AppContext) -> None:
     direction = _build_edit(shared, ids[0] if ids else None)
     shared.codes_file.render()
     wiring.download.render()
-    wiring.on(model_id.change, model_changed, model_id, [helper_note, direction, framing_note], record=False)
+    wiring.on(model_id.change, model_changed, [model_id, shared.session],
+              [helper_note, direction, framing_note, shared.metrics], record=False)
 
 
 def _build_layer_map(shared: Shared) -> tuple[gr.ImageEditor, gr.Markdown]:
@@ -622,11 +748,13 @@ def _build_invert(shared: Shared, layer_editor: gr.ImageEditor) -> None:
     shared.metrics.render()
     in_photo = gr.Image(format="png", label="Result in your photo (the reconstruction)", interactive=False)
 
-    running = shared.wiring.on(
-        invert_button.click, invert, [shared.model_id, shared.session, layer_editor, steps, compare],
+    stop_signal = gr.State(StopSignal)  # one per session (a callable initial value)
+    armed = invert_button.click(arm_stop, stop_signal, None, queue=False, api_name=False)
+    shared.wiring.on(
+        armed.then, invert, [shared.model_id, shared.session, layer_editor, steps, compare, stop_signal],
         [shared.session, recon, baseline, target, shared.metrics, shared.codes_file, in_photo],
         api_name="sam_invert")
-    stop.click(None, None, None, cancels=[running], api_name=False)
+    stop.click(request_stop, stop_signal, None, queue=False, api_name="sam_stop")
 
 
 def _build_edit(shared: Shared, first: str | None) -> gr.Dropdown:
@@ -635,16 +763,25 @@ def _build_edit(shared: Shared, first: str | None) -> gr.Dropdown:
     gr.Markdown("### 3 · Edit")
     with gr.Row():
         choices = direction_choices(shared.wiring.ctx, first)
-        direction = gr.Dropdown(choices, value=choices[0] if choices else None, label="Edit direction", scale=3)
-        strength = gr.Slider(-5, 5, value=0, step=0.1, label="Strength", scale=3)
+        label = choices[0] if choices else None
+        lo, hi = strength_range(direction_source(label))
+        direction = gr.Dropdown(choices, value=label, label="Edit direction", scale=3)
+        strength = gr.Slider(lo, hi, value=0, step=0.1, label="Strength", scale=3)
+        layers = gr.Dropdown(LAYER_PRESETS, value="all", allow_custom_value=True, scale=2,
+                             label="Layers (GANSpace, SeFa): w+ indices",
+                             info="SeFa's paper: 0-1 pose, 2-5 shape, 6-13 texture; the authors' files keep theirs")
     with gr.Row():
         edited = gr.Image(format="png", label="Edited (SAM codes)", interactive=False)
         edited_base = gr.Image(format="png", label="Same edit on the W+-only codes", interactive=False)
     in_photo = gr.Image(format="png", label="Result in your photo (the edit)", interactive=False)
 
-    inputs = [shared.model_id, shared.session, direction, strength]
+    inputs = [shared.model_id, shared.session, direction, strength, layers]
     outputs = [edited, edited_base, in_photo]
     shared.wiring.on(strength.change, edit_photo, inputs, outputs, api_name="sam_edit",
                      trigger_mode="always_last", show_progress="minimal")
-    shared.wiring.on(direction.change, edit_photo, inputs, outputs)
+    # a new direction or layer range re-renders quietly (no inversion yet, another model's
+    # inversion: the status line says so); the slider shows the direction's range first
+    ranged = direction.change(strength_for, [direction, strength], strength, queue=False, api_name=False)
+    shared.wiring.on(ranged.then, quietly(edit_photo, len(outputs) + 1), inputs, outputs)
+    shared.wiring.on(layers.change, quietly(edit_photo, len(outputs) + 1), inputs, outputs)
     return direction

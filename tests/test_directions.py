@@ -194,3 +194,13 @@ def test_cache_computes_once(G, monkeypatch):
     cache.clear("tiny")
     assert [k[0] for k in cache.keys()] == ["other-model"]
     assert all(b.vectors.device.type == "cpu" for b in cache._items.values())
+
+
+def test_strength_ranges_per_source(G):
+    """The authors' files sweep 0..3 (their script's multipliers); GANSpace's viewer ±10 σ,
+    SeFa's demo ±15 (unit directions)."""
+    assert D.strength_range("file") == (0.0, 3.0)
+    assert D.strength_range("ganspace") == (-10.0, 10.0) and D.strength_range("sefa") == (-15.0, 15.0)
+    vec = torch.zeros(1, G.n_latent, G.style_dim)
+    assert D.Direction("x", vec, "file", ()).strength_range == (0.0, 3.0)
+    assert D.Direction("x", vec, "sefa", (), max_strength=2.0).strength_range == (-2.0, 2.0)

@@ -2,12 +2,10 @@
 gradio_client (layer map, inversion, edits, errors)."""
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 
 import gradio as gr
-import httpx
 import numpy as np
 import pytest
 import torch
@@ -99,7 +97,9 @@ def test_handlers_predict_invert_and_edit_without_the_app(files, tmp_path):
     previews = list(sam.invert(ctx, "tiny-sam", s, None, 2, True))
     assert len(previews) == 2  # 2 steps: a preview after each
     session, rec, base, target, line, codes, in_photo, run = previews[-1]
-    assert session is s and "step 2/2" in line and "W+ only" in line
+    assert session is not s and session.model_id == "tiny-sam" and s.codes is None  # a new session
+    assert "step 2/2" in line and "W+ only" in line
+    s = session
     assert rec.shape == base.shape == target.shape == (256, 256, 3)
     assert np.load(codes)["mask_F10"].min() == 1
     assert run.recipe["model_id"] == "tiny-sam" and run.recipe["settings"]["done"] == 2
@@ -147,6 +147,111 @@ def test_sample_photo_is_the_seed_protocols_picture_in_the_picture_area(files, t
     assert cut.shape == (192, 256, 3) and np.array_equal(cut, square[32:224])
     assert ctx.registry.content_of(ctx.registry.get("tiny-car")) == (256, 192)
     assert ctx.registry.content_of(ctx.registry.get("tiny-sam")) is None
+
+
+# ---- a new run, Stop, another model (the tab's control flow; the optimisation stubbed) --------
+class StubInversion:
+    """Stands in for `Inversion` (control flow only: no generator pass, no LPIPS): codes whose
+    w+ is the step number, so a session's codes say which step they came from."""
+
+    def __init__(self, G, target, masks, init_w, lpips_model, steps, frame, autocast=None):
+        self.G, self.masks, self.total, self.step_index = G, masks, int(steps), 0
+
+    def step(self) -> None:
+        self.step_index += 1
+
+    done = property(lambda self: self.step_index >= self.total)
+    diverged = False
+
+    def codes(self, sample: int = 0):
+        from demos.sam_inversion import Codes
+
+        return Codes(torch.full((1, self.G.n_latent, self.G.style_dim), float(self.step_index)),
+                     {}, {}, self.step_index)
+
+
+@pytest.fixture
+def stubbed(files, tmp_path, monkeypatch):
+    """(context, a session inverted once (w+ = -1)): the tab's handlers on the stub."""
+    from demos.sam_inversion import Codes, Frame
+
+    monkeypatch.setattr(sam, "Inversion", StubInversion)
+    monkeypatch.setattr(sam, "get_lpips", lambda *a: None)
+    monkeypatch.setattr(sam, "preview", lambda run, s, base: (np.zeros((4, 4, 3), np.uint8), None,
+                                                              f"step {run.step_index}/{run.total}", None))
+    ctx = context(registry(files, tmp_path))
+    s = sam.Session("tiny-sam", torch.zeros(1, 3, 256, 256), Frame(),
+                    layer_map=torch.zeros(256, 256, dtype=torch.long),
+                    codes=Codes(torch.full((1, 14, 32), -1.0), {}, {}, 7))
+    return ctx, s
+
+
+def test_a_new_run_keeps_the_last_inversion_until_its_first_preview(stubbed):
+    ctx, old = stubbed
+    stop = sam.StopSignal()
+    run = sam.invert(ctx, "tiny-sam", old, None, 20, False, stop)  # a preview every 2 steps
+    assert next(run) == (gr.update(),) * 8  # step 1: nothing shown, the session untouched
+    assert old.codes.w_plus.max() == -1 and old.codes.steps == 7
+    first = next(run)[0]  # step 2: the first preview replaces the session
+    assert first is not old and first.codes.steps == 2 and old.codes.steps == 7
+    assert next(run) == (gr.update(),) * 8  # step 3
+    stop.request()  # Stop: the run ends before its next step, the preview of step 2 kept
+    *unchanged, line = next(run)[:5]
+    assert unchanged == [gr.update()] * 4
+    assert line == "**Stopped** at step 3/20: the preview of step 2 and its codes are kept."
+    assert list(run) == [] and first.codes.steps == 2
+
+
+def test_stop_while_queued_and_a_click_of_invert(stubbed):
+    ctx, s = stubbed
+    stop = sam.StopSignal()
+    sam.request_stop(stop)  # pressed while the run waited in the queue: it stops as it starts
+    (out,) = list(sam.invert(ctx, "tiny-sam", s, None, 20, False, stop))
+    assert "Stopped** at step 0/20, before its first preview" in out[4] and out[0] == gr.update()
+    sam.request_stop(stop)
+    sam.arm_stop(stop)  # a later click of Invert forgets it
+    assert list(sam.invert(ctx, "tiny-sam", s, None, 2, False, stop))[-1][0].codes.steps == 2
+    import copy
+
+    assert copy.deepcopy(stop) is stop  # gr.State's per-session copy shares the one signal
+
+
+def test_another_model_names_the_inversions_model(stubbed):
+    ctx, s = stubbed
+    with pytest.raises(gr.Error, match="This inversion belongs to model tiny-sam"):
+        sam.edit_photo(ctx, "tiny-face", s, "GANSpace 1", 1)
+    with pytest.raises(gr.Error, match="This layer map belongs to model tiny-sam"):
+        next(sam.invert(ctx, "tiny-face", s, None, 2, False))
+    *_, status = sam.model_changed(ctx, "tiny-face", s)
+    assert status.startswith("This inversion belongs to model tiny-sam: switch back to it to edit")
+    assert sam.model_changed(ctx, "tiny-sam", s)[-1] == gr.update()
+
+
+def test_edits_take_layer_ranges_and_each_sources_strengths(stubbed):
+    """GANSpace / SeFa on a w+ layer range (the recipe says which); the slider spans each
+    source's range (the authors' files 0..3); a strength outside it is a message."""
+    ctx, s = stubbed
+    _, _, _, run = sam.edit_photo(ctx, "tiny-sam", s, "SeFa 2", -4, "0-1")
+    settings = run.recipe["settings"]
+    assert settings["layers"] == [0, 1] and settings["source"] == "sefa"
+    direction = run.arrays["direction"][0]
+    assert np.abs(direction[2:]).max() == 0 and np.abs(direction[:2]).min() > 0
+    assert run.arrays["direction"].shape == (1, 14, 32)
+    _, _, _, run = sam.edit_photo(ctx, "tiny-sam", s, "GANSpace 1", 2, "6-13")
+    assert run.recipe["settings"]["layers"] == list(range(6, 14))
+    with pytest.raises(gr.Error, match="from 0 to 3; got -1"):
+        sam.edit_photo(ctx, "tiny-sam", s, "bigger (authors)", -1)
+    with pytest.raises(gr.Error, match="Layers must lie in 0..13"):
+        sam.edit_photo(ctx, "tiny-sam", s, "GANSpace 1", 1, "12-20")
+    assert sam.strength_for("bigger (authors)", -2) == gr.update(minimum=0.0, maximum=3.0, value=0.0)
+    assert sam.strength_for("GANSpace 3", 4) == gr.update(minimum=-10.0, maximum=10.0, value=4.0)
+    assert sam.strength_for("SeFa 1", 20)["maximum"] == 15.0
+
+
+def test_the_tab_states_its_precision(monkeypatch):
+    assert "float32" in sam.precision_line(torch.device("cpu")) and "bfloat16" in sam.HOW_IT_WORKS
+    monkeypatch.setattr(sam, "optimisation_dtype", lambda device: torch.bfloat16)
+    assert "generator's pass in bfloat16" in sam.precision_line(torch.device("cuda"))
 
 
 # ---- a person's photo in, the result in the photo out ----------------------------------------
@@ -355,21 +460,25 @@ def test_errors_are_messages(files, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_stop_keeps_the_last_preview(files, tmp_path):
+    """Stop (its own un-queued endpoint) answers at once; the run ends after its step in
+    progress and keeps its last preview's codes."""
     with app_client(registry(files, tmp_path)) as client:
         _, _, editor, _ = predict(client, photo(tmp_path), tau=0.0)
         job = client.submit("tiny-sam", unpainted(tmp_path, editor), 40, False, api_name="/sam_invert")
         deadline = time.time() + 300
 
-        def previews() -> list[str]:
+        def lines() -> list[str]:
             return [o[3] for o in job.outputs() if isinstance(o, (list, tuple)) and isinstance(o[3], str)]
 
-        while not previews() and time.time() < deadline:
+        while not lines() and time.time() < deadline:
             time.sleep(0.5)
-        assert previews(), "no preview arrived"
-        with contextlib.suppress(httpx.TimeoutException):  # the server still stops the run
-            job.cancel()
-        time.sleep(2)
-        assert "/40" in previews()[-1] and "step 40/40" not in previews()[-1]
+        assert lines(), "no preview arrived"
+        start = time.time()
+        client.predict(api_name="/sam_stop")
+        assert time.time() - start < 2  # at once, not after the step in progress
+        job.result(timeout=300)
+        assert lines()[-1].startswith("**Stopped** at step") and "are kept" in lines()[-1]
+        assert "step 40/40" not in lines()[-2]
         edited, *_ = client.predict("tiny-sam", "bigger (authors)", 0, api_name="/sam_edit")
         assert read_png(edited).shape == (256, 256, 3)  # the preview's codes were kept
 
