@@ -1,11 +1,12 @@
-"""Class-agnostic image segments for per-region decisions (SAM's layer choice).
+"""Image segments for per-region decisions (SAM's layer choice).
 
-SAM decides per *semantic segment* which latent space a region is inverted in; the authors
-use a different segmenter per domain (ADE20K PPM for cars, a face parser, detectron2 for
-cats), none of them on the Hugging Face Hub in a form this app can load without more
-ports. A segment only has to group pixels that invert alike, so this module offers a
-small, deterministic, domain-free stand-in: SLIC-style k-means on colour and position
-(Achanta et al. 2012), in plain PyTorch. The user can always paint over the result.
+SAM decides per *semantic segment* which latent space a region is inverted in. The authors
+segment faces with a face parser (BiSeNet, every face part fused into one segment) and cars
+with CSAIL's ADE20K scene parser (a few classes merged); `semantic_segments` turns either
+network's class map into segments with their merges (the networks: core/models/faceparser.py,
+core/models/ade20k.py). For any other picture, `superpixels` is a small, deterministic,
+domain-free stand-in: SLIC-style k-means on colour and position (Achanta et al. 2012), in
+plain PyTorch. The user can always paint over the resulting layer map.
 """
 from __future__ import annotations
 
@@ -13,6 +14,38 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+FACE_PARTS = (1, 2, 3, 4, 5, 7, 8, 10, 11, 12, 13, 14)
+"""CelebAMask-HQ classes SAM's `segmenter_face(fuse_face_regions=True)` sets to 3: skin, brows,
+eyes, ears, nose, mouth, lips and neck become one segment (glasses, earrings, necklace, cloth,
+hair, hat and background stay apart)."""
+ADE20K_MERGES = ((6, 3), (13, 3), (21, 60), (102, 20), (83, 20), (29, 9))
+"""SAM's `segmenter_hrnet` merges (0-based ADE20K classes, applied in this order): road and
+earth into floor, water into river, van and truck into car, field into grass."""
+
+
+def fuse_face_parts(labels: torch.Tensor) -> torch.Tensor:
+    """Face-parser classes -> the same with every face part in class 3 (the authors' fuse)."""
+    out = labels.clone()
+    out[torch.isin(out, torch.tensor(FACE_PARTS, dtype=out.dtype, device=out.device))] = 3
+    return out
+
+
+def merge_ade20k(labels: torch.Tensor) -> torch.Tensor:
+    """ADE20K classes -> the same with the authors' merges applied in their order."""
+    out = labels.clone()
+    for source, target in ADE20K_MERGES:
+        out[out == source] = target
+    return out
+
+
+def semantic_segments(classes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A class map [H, W] (merges applied) -> segments [h, w] at `size`: one segment per class
+    present (the authors' refine() loops over the class values, connected or not), resized
+    with nearest neighbours and numbered 0..n-1."""
+    if tuple(classes.shape) != tuple(size):
+        classes = F.interpolate(classes[None, None].float(), size=size, mode="nearest")[0, 0].long()
+    return relabel(classes.long().cpu())
 
 
 def superpixels(image: torch.Tensor, count: int = 24, compactness: float = 0.5,

@@ -45,6 +45,9 @@ FAMILIES: dict[str, Family] = {
     "regressor": Family("core.models.regressor:load_regressor"),
     "e4e": Family("core.models.e4e:load_e4e"),
     "sam-invertibility": Family("core.models.invertibility:load_invertibility"),
+    "face-parser": Family("core.models.faceparser:load_face_parser"),  # SAM's face segmenter
+    "ade20k-encoder": Family("core.models.ade20k:load_ade20k_encoder"),  # SAM's scene segmenter
+    "ade20k-decoder": Family("core.models.ade20k:load_ade20k_decoder"),
     # Neural Collage authors' SNGAN: the generator, and the networks of its photo editing
     "sngan": Family("core.models.sngan:load_sngan", "size"),
     "sngan-encoder": Family("core.models.sngan:load_sngan_encoder"),
