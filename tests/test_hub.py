@@ -41,7 +41,8 @@ def test_bundled_registry_is_complete():
             assert e.url is not None and e.arch in ("stylemapgan", "regressor", "proggan", "biggan-deep",
                                                   "sam-invertibility", "e4e", "edit-direction", "sngan",
                                                   "sngan-discriminator", "sngan-encoder",
-                                                  "sngan-auxiliary"), e.id
+                                                  "sngan-auxiliary", "face-parser", "ade20k-encoder",
+                                                  "ade20k-decoder"), e.id
             assert e.url.href.startswith("http") and e.url.filename.endswith((".pt", ".pth", ".bin", ".npy", ".npz")), e.id
         else:
             assert e.hub.repo_id and "/" in e.hub.repo_id and e.hub.filename, e.id
