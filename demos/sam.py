@@ -24,12 +24,12 @@ from core.context import AppContext
 from core.directions import DIRECTIONS, Direction, file_direction, strength_range
 from core.errors import UserError
 from core.faces import Aligned, FramedPhoto, align, frame_for_model, framing_sentence
-from core.hub import WeightEntry, fetch
+from core.hub import FACE_FRAMINGS, WeightEntry, fetch
 from core.images import heatmap, masks_by_colour, open_photo, photos_for, pil_to_tensor, to_uint8
 from core.lpips import get_lpips
 from core.models.stylegan2 import StyleGAN2Generator
 from core.recipe import Run
-from core.segments import superpixels
+from core.segments import fuse_face_parts, merge_ade20k, semantic_segments, superpixels
 from core.ui import (TabWiring, faces_gallery, gpu_task, labelled_examples, licence_line,
                      parse_seeds, photo_controls, quietly, record, seed_picker, tab_header,
                      user_errors)
@@ -47,6 +47,7 @@ DIRECTION_COUNT = 8      # GANSpace / SeFa components offered
 LAYER_PRESETS = ["all", "0-1", "2-5", "6-13"]  # SeFa's paper: pose, shape, texture (StyleGAN)
 INVERT_SECONDS = 240     # ZeroGPU budget of one inversion (1001 steps at 1024 px, + W+ run)
 PALETTE = ["#%02x%02x%02x" % SPACE_COLOURS[s] for s in SPACES]
+SEGMENTERS = ("auto", "superpixels", "face parser", "ADE20K")
 
 HOW_IT_WORKS = f"""
 **Spaces.** A photo is inverted into the generator's per-layer latent **W+** *and* into
@@ -78,10 +79,17 @@ centre-cropped; the picture the network sees is shown. Every result is also put 
 your photo at its full resolution (the frame warped back, feathered edges, pixels outside it
 unchanged). A GAN sample is already in the model's frame: it is used as drawn.
 
+**Segments.** As the authors: faces with their face parser (BiSeNet; all face parts, skin
+and neck are one segment), cars with CSAIL's ADE20K scene parser (road and earth merged into
+floor, vans and trucks into cars, ...), run on the framed picture at the model's resolution;
+a segment is a (merged) class. Other models get colour/position superpixels ("Segmenter" picks
+another).
+
 **What differs here** (said so you can compare): fixed noise (the authors redraw noise at each
-step) so results are reproducible; segments are colour/position superpixels, not the authors'
-per-domain semantic segmenters (ADE20K, a face parser, detectron2), and you can paint the
-layer map yourself; without the authors' predictor for a model, the error maps are *measured*
+step) so results are reproducible; cats are segmented with the ADE20K parser, not the
+authors' detectron2 COCO panoptic model (not ported here); segment means are taken at the
+loss frame (256 px wide) rather than at the photo's size; you can paint the layer map
+yourself; without the authors' predictor for a model, the error maps are *measured*
 by short single-space inversions (slower, and short runs overestimate errors: raise τ);
 edits keep the residuals in the pass, so strength 0 is exactly the reconstruction; on a CPU
 the default is a short run ({CPU_STEPS} steps), because one step of the full method takes
@@ -216,6 +224,55 @@ def shares(counts: dict[str, float]) -> str:
     return ", ".join(f"{n} {100 * c:.0f}%" for n, c in counts.items())
 
 
+# ---- segments: the authors' segmenters, superpixels elsewhere -----------------------------
+def default_segmenter(ctx: AppContext, mid: str | None) -> str:
+    """The authors' segmenter for their domains: the face parser for face models, the ADE20K
+    parser for their other models (those with their invertibility predictor: cars, cats);
+    superpixels for every other model."""
+    if not mid:
+        return "superpixels"
+    if ctx.registry.framing_of(ctx.registry.get(mid)) in FACE_FRAMINGS:
+        return "face parser"
+    return "ADE20K" if companion(ctx, mid, "sam-invertibility") else "superpixels"
+
+
+def segmenter_ids(ctx: AppContext, kind: str) -> list[str] | None:
+    """The registry ids a segmenter needs (face parser: one file; ADE20K: encoder, decoder),
+    or None when one is not registered."""
+    archs = {"face parser": ("face-parser",), "ADE20K": ("ade20k-encoder", "ade20k-decoder")}[kind]
+    found = [next((e.id for e in ctx.registry if e.arch == arch), None) for arch in archs]
+    return None if None in found else found
+
+
+def make_segments(ctx: AppContext, s: Session, kind: str, count: int) -> str:
+    """Fill `s.segments` [h, w] (the loss frame's picture area) with `kind`'s segments
+    ("auto": `default_segmenter`) -> how they were made (for the status line). The authors'
+    segmenters see the framed picture at the generator's resolution, as theirs see the
+    photo, and give one segment per (merged) class."""
+    kind = default_segmenter(ctx, s.model_id) if kind in (None, "", "auto") else kind
+    ids = segmenter_ids(ctx, kind) if kind != "superpixels" else None
+    if kind != "superpixels" and ids is None:
+        note = f"{kind} not registered"
+        kind = "superpixels"
+    else:
+        note = ""
+    if kind == "superpixels":
+        s.segments = superpixels(s.target, count)
+        return f"{int(s.segments.max()) + 1} superpixels" + (f" ({note})" if note else "")
+    picture = pil_to_tensor(s.framed.aligned.image.crop(s.framed.aligned.content))
+    size = tuple(s.target.shape[-2:])
+    if kind == "face parser":
+        parser = ctx.model(ids[0], torch.float32)
+        classes = fuse_face_parts(parser.labels(picture.to(ctx.device)))
+    else:
+        from core.models.ade20k import ade20k_probabilities
+
+        encoder, decoder = (ctx.model(i, torch.float32) for i in ids)
+        classes = merge_ade20k(ade20k_probabilities(encoder, decoder, picture.to(ctx.device), size)[0].argmax(0).cpu())
+    s.segments = semantic_segments(classes, size)
+    return f"{int(s.segments.max()) + 1} segments from the {kind} (`{'`, `'.join(ids)}`)"
+
+
 # ---- companions: predictor, encoder, directions -------------------------------------------
 def companion(ctx: AppContext, mid: str, arch: str) -> WeightEntry | None:
     """The registry entry of `arch` made for generator `mid`, if any."""
@@ -227,8 +284,14 @@ def describe_helpers(ctx: AppContext, mid: str | None) -> str:
     if not mid:
         return ""
     pred, enc = companion(ctx, mid, "sam-invertibility"), companion(ctx, mid, "e4e")
+    kind = default_segmenter(ctx, mid)
+    if kind == "superpixels":
+        segments = "superpixels"
+    else:
+        segments = f"the authors' {kind}" if segmenter_ids(ctx, kind) else f"superpixels ({kind} not registered)"
     return (f"Invertibility: {'authors predictor `' + pred.id + '`' if pred else 'no predictor for this model: measured by short single-space runs'}"
-            f" · start: {'e4e encoder `' + enc.id + '`' if enc else 'the mean w (no e4e encoder registered)'}")
+            f" · start: {'e4e encoder `' + enc.id + '`' if enc else 'the mean w (no e4e encoder registered)'}"
+            f" · segments (auto): {segments}")
 
 
 def authors_label(entry: WeightEntry) -> str:
@@ -418,11 +481,12 @@ def show_framing(ctx: AppContext, mid: str | None, picture: str | None, face: fl
 @gpu_task(duration=120)
 def predict_layer_map(ctx: AppContext, mid: str | None, picture, segments: float, tau: float,
                       est_steps: float, face: float | None = 1, plain: bool = False,
-                      sample: GanSample | None = None, progress=gr.Progress()
+                      sample: GanSample | None = None, segmenter: str = "auto", progress=gr.Progress()
                       ) -> tuple[Session, list, np.ndarray, dict, str, dict, list]:
-    """Step 1: the photo framed as the model's training pictures were, its segments, error
-    maps per space and the layer map at τ -> (session, error gallery, segments picture,
-    layer-map editor, status line, network input, faces found)."""
+    """Step 1: the photo framed as the model's training pictures were, its segments (`segmenter`:
+    "auto", "superpixels" (`segments` of them), "face parser" or "ADE20K"), error maps per
+    space and the layer map at τ -> (session, error gallery, segments picture, layer-map
+    editor, status line, network input, faces found)."""
     if picture is None:
         raise UserError("Upload a photo (or use a GAN sample) first.")
     G = generator(ctx, mid)
@@ -430,11 +494,13 @@ def predict_layer_map(ctx: AppContext, mid: str | None, picture, segments: float
     framed, from_sample = frame_input(ctx, mid, picture, G.size, face, plain, sample)
     target, frame = prepare_target(framed.aligned)
     s = Session(mid, target, frame, framed=framed, from_sample=from_sample)
-    s.segments = superpixels(target, int(segments))
+    progress(0.1, desc="Segments")
+    segmented = make_segments(ctx, s, segmenter, int(segments))
     how = error_maps(ctx, mid, G, s, int(est_steps), progress)
     editor, counts = show_map(s, tau)
     gallery = [(heatmap(s.errors[n], vmin=0), f"{n}: mean {float(s.errors[n].mean()):.3f}") for n in SPACES]
-    return (s, gallery, segment_picture(s), editor, f"Error maps {how}. Layer map: {shares(counts)}.",
+    return (s, gallery, segment_picture(s), editor,
+            f"Segments: {segmented}. Error maps {how}. Layer map: {shares(counts)}.",
             network_input(framed, from_sample), faces_gallery(framed))
 
 
@@ -706,7 +772,10 @@ def _build_layer_map(shared: Shared) -> tuple[gr.ImageEditor, gr.Markdown]:
                 segments_pic = gr.Image(format="png", label="Segments", interactive=False, height=320)
     gr.Markdown("### 1 · Layer map")
     with gr.Row():
-        n_segments = gr.Slider(4, 64, value=24, step=1, label="Segments")
+        segmenter = gr.Dropdown(list(SEGMENTERS), value="auto", label="Segmenter",
+                                info="auto: the authors' (face parser for faces, ADE20K for their cars and "
+                                     "cats), superpixels for other models")
+        n_segments = gr.Slider(4, 64, value=24, step=1, label="Segments", info="superpixels only")
         tau = gr.Slider(0.0, 1.0, value=TAU, step=0.025, label="τ (max. predicted error per segment)")
         est_steps = gr.Slider(2, 300, value=ESTIMATE_STEPS[0] if shared.on_gpu else ESTIMATE_STEPS[1], step=1,
                               label="Steps of each single-space run (models without a predictor)")
@@ -719,7 +788,7 @@ def _build_layer_map(shared: Shared) -> tuple[gr.ImageEditor, gr.Markdown]:
                                   brush=gr.Brush(colors=PALETTE, color_mode="fixed"),
                                   layers=False, transforms=())
 
-    inputs = [model_id, photo, n_segments, tau, est_steps, *controls.inputs, sample]
+    inputs = [model_id, photo, n_segments, tau, est_steps, *controls.inputs, sample, segmenter]
     outputs = [shared.session, errors_gallery, segments_pic, layer_editor, shared.metrics, net_input,
                controls.faces]
     wiring.on(predict.click, predict_layer_map, inputs, outputs, api_name="sam_predict", record=False)

@@ -254,6 +254,64 @@ def test_the_tab_states_its_precision(monkeypatch):
     assert "generator's pass in bfloat16" in sam.precision_line(torch.device("cuda"))
 
 
+def test_the_authors_segmenters_make_the_segments(files, tmp_path, monkeypatch):
+    """auto: the face parser for face models (the rule-filled reference parser, loaded from the
+    registry), ADE20K for the authors' other models (networks stubbed here; their outputs are
+    tests/test_ade20k.py's), superpixels elsewhere; classes merged as the authors."""
+    import importlib.util
+    import json
+
+    from helpers import REFERENCE
+    from core.segments import fuse_face_parts, semantic_segments
+
+    spec = importlib.util.spec_from_file_location("fp_ref", REFERENCE / "faceparser" / "make_reference.py")
+    ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref)
+    shapes = json.loads((REFERENCE / "faceparser" / "manifest.json").read_text())
+    torch.save(ref.fill_state(shapes), tmp_path / "79999_iter.pth")
+    car = entry("tiny-car", "stylegan2", files / "sg2-256.pt", SAM_SG2,
+                meta={"content": [256, 192], "framing": "letterbox"})
+    entries = [entry("tiny-sam", "stylegan2", files / "sg2-256.pt", SAM_SG2),
+               entry("tiny-face", "stylegan2", files / "sg2-256.pt", SAM_SG2, meta={"framing": "ffhq"}), car,
+               entry("tiny-car-predictor", "sam-invertibility", tmp_path / "none.pt", {}, generator="tiny-car"),
+               entry("tiny-parser", "face-parser", tmp_path / "79999_iter.pth", {}),
+               entry("tiny-ade-enc", "ade20k-encoder", tmp_path / "none.pth", {}),
+               entry("tiny-ade-dec", "ade20k-decoder", tmp_path / "none.pth", {})]
+    ctx = context(write_registry(tmp_path / "weights.json", entries))
+    assert [sam.default_segmenter(ctx, m) for m in ("tiny-face", "tiny-car", "tiny-sam")] == \
+        ["face parser", "ADE20K", "superpixels"]
+    assert "segments (auto): the authors' face parser" in sam.describe_helpers(ctx, "tiny-face")
+
+    def session(mid: str) -> sam.Session:
+        framed, _ = sam.frame_input(ctx, mid, photo(tmp_path), 256, plain=True)
+        target, frame = sam.prepare_target(framed.aligned)
+        return sam.Session(mid, target, frame, framed=framed)
+
+    from core.models.faceparser import FaceParser
+
+    seen = []  # (the parser's input, its labels)
+    labels = FaceParser.labels
+    monkeypatch.setattr(FaceParser, "labels", lambda self, x: seen.append((x, labels(self, x))) or seen[-1][1])
+    s = session("tiny-face")
+    assert "from the face parser (`tiny-parser`)" in sam.make_segments(ctx, s, "auto", 6)
+    assert torch.equal(seen[0][0], images.pil_to_tensor(s.framed.aligned.image))  # the framed picture
+    assert torch.equal(s.segments, semantic_segments(fuse_face_parts(seen[0][1]), (256, 256)))
+
+    import core.models.ade20k as ade
+
+    def probabilities(encoder, decoder, picture, size):  # road | earth | van, as one-hot
+        assert picture.shape[-2:] == (192, 256) and size == (192, 256)  # the picture area
+        classes = torch.tensor([6, 13, 102]).repeat_interleave(86)[:256].expand(192, 256)
+        return torch.nn.functional.one_hot(classes, 150).permute(2, 0, 1)[None].float()
+
+    monkeypatch.setattr(ade, "ade20k_probabilities", probabilities)
+    monkeypatch.setattr(ctx, "model", lambda mid, dtype=None: None)
+    s = session("tiny-car")
+    assert "2 segments from the ADE20K" in sam.make_segments(ctx, s, "auto", 6)
+    assert s.segments[:, :172].unique().tolist() == [0] and s.segments[:, 172:].unique().tolist() == [1]
+    assert "superpixels" in sam.make_segments(ctx, session("tiny-sam"), "auto", 6)
+
+
 # ---- a person's photo in, the result in the photo out ----------------------------------------
 def astronaut(tmp: Path) -> str:
     """scikit-image's public-domain NASA portrait (512 x 512, one face) as an uploaded PNG."""
