@@ -112,6 +112,7 @@ class Session:
     features: dict[int, torch.Tensor] | None = None
     framed: FramedPhoto | None = None          # the photo, its frame (paste-back); None: tensors only
     from_sample: bool = False                  # the photo is the tab's GAN sample (no alignment)
+    segmenter: str = "superpixels"             # what made `segments` (make_segments)
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,7 @@ def make_segments(ctx: AppContext, s: Session, kind: str, count: int) -> str:
         kind = "superpixels"
     else:
         note = ""
+    s.segmenter = kind
     if kind == "superpixels":
         s.segments = superpixels(s.target, count)
         return f"{int(s.segments.max()) + 1} superpixels" + (f" ({note})" if note else "")
@@ -448,7 +450,8 @@ def inversion_run(ctx: AppContext, mid: str, s: Session, layer_map: torch.Tensor
     return record(ctx, TAB, "invert", {"generator": mid, **helpers},
                   images={"target": to_uint8(s.target)[0], **photo_images(s),
                           **{k: v for k, v in images.items() if v is not None}},
-                  masks=space_masks, arrays=save_arrays(s), settings={**settings, **framing_settings(s)})
+                  masks=space_masks, arrays=save_arrays(s),
+                  settings={**settings, "segmenter": s.segmenter, **framing_settings(s)})
 
 
 # ---- handlers (plain functions of the context and the widgets' values) ---------------------
@@ -731,8 +734,8 @@ def build_tab(ctx: AppContext) -> None:
     tab_header("Invert a photo the GAN cannot draw exactly: regions that W+ reconstructs stay in W+ "
                "(fully editable); the rest get residuals in feature layers. Then edit with sliders.",
                HOW_IT_WORKS)
-    licence_line(ctx.registry, TAB, ids + [e.id for e in ctx.registry
-                                           if e.arch in ("sam-invertibility", "e4e", "edit-direction")])
+    helpers = ("sam-invertibility", "e4e", "edit-direction", "face-parser", "ade20k-encoder", "ade20k-decoder")
+    licence_line(ctx.registry, TAB, ids + [e.id for e in ctx.registry if e.arch in helpers])
     gr.Markdown(precision_line(ctx.device))
     with gr.Row():
         model_id = gr.Dropdown(ids, value=ids[0] if ids else None, label="Model (StyleGAN2, 256 px or more)", scale=3)

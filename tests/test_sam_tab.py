@@ -294,6 +294,7 @@ def test_the_authors_segmenters_make_the_segments(files, tmp_path, monkeypatch):
     monkeypatch.setattr(FaceParser, "labels", lambda self, x: seen.append((x, labels(self, x))) or seen[-1][1])
     s = session("tiny-face")
     assert "from the face parser (`tiny-parser`)" in sam.make_segments(ctx, s, "auto", 6)
+    assert s.segmenter == "face parser"  # the inversion's recipe names it
     assert torch.equal(seen[0][0], images.pil_to_tensor(s.framed.aligned.image))  # the framed picture
     assert torch.equal(s.segments, semantic_segments(fuse_face_parts(seen[0][1]), (256, 256)))
 
@@ -345,7 +346,7 @@ def test_a_face_photo_is_aligned_inverted_and_pasted_back(files, tmp_path):
     assert len(faces) == 1 and faces[0][1] == "face 1 (used)" and seg_pic.shape == (256, 256, 3)
     assert np.allclose(s.target, images.pil_to_tensor(expected.aligned.image), atol=1e-6)
 
-    *_, in_photo, run = list(sam.invert(ctx, "tiny-face", s, None, 1, False))[-1]
+    s, *_, in_photo, run = list(sam.invert(ctx, "tiny-face", s, None, 1, False))[-1]  # the new session
     photo = np.asarray(expected.photo)
     rows, cols = outside_the_frame(expected)
     assert in_photo.shape == photo.shape == (512, 512, 3)
