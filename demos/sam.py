@@ -28,6 +28,7 @@ from core.hub import FACE_FRAMINGS, WeightEntry, fetch
 from core.images import heatmap, masks_by_colour, open_photo, photos_for, pil_to_tensor, to_uint8
 from core.lpips import get_lpips
 from core.models.stylegan2 import StyleGAN2Generator
+from core.photo_code import PhotoCode, photo_code_state
 from core.recipe import Run
 from core.segments import fuse_face_parts, merge_ade20k, semantic_segments, superpixels
 from core.ui import (TabWiring, faces_gallery, gpu_task, labelled_examples, licence_line,
@@ -640,6 +641,16 @@ def invert(ctx: AppContext, mid: str | None, s: Session | None, editor: dict | N
             yield (gr.update(),) * 8
 
 
+def share_code(s: Session | None) -> PhotoCode | dict:
+    """The session's inversion as the app's photo code (core.photo_code): the PandA and
+    Generate tabs edit and show the same inverted photo without inverting it again."""
+    if s is None or s.codes is None:
+        return gr.update()
+    c = s.codes
+    return PhotoCode(s.model_id, c.w_plus, dict(c.deltas), dict(c.masks), "SAM",
+                     None if s.from_sample else s.framed)
+
+
 def strength_for(label: str | None, value: float = 0.0) -> dict:
     """A direction's strength slider: the authors' files 0..3 (their multipliers), GANSpace
     ±10 σ, SeFa ±15 (their demos' sliders); the value kept where it still fits."""
@@ -822,10 +833,12 @@ def _build_invert(shared: Shared, layer_editor: gr.ImageEditor) -> None:
 
     stop_signal = gr.State(StopSignal)  # one per session (a callable initial value)
     armed = invert_button.click(arm_stop, stop_signal, None, queue=False, api_name=False)
-    shared.wiring.on(
+    inverted = shared.wiring.on(
         armed.then, invert, [shared.model_id, shared.session, layer_editor, steps, compare, stop_signal],
         [shared.session, recon, baseline, target, shared.metrics, shared.codes_file, in_photo],
         api_name="sam_invert")
+    inverted.then(share_code, shared.session, photo_code_state(shared.wiring.ctx), queue=False,
+                  api_name=False)
     stop.click(request_stop, stop_signal, None, queue=False, api_name="sam_stop")
 
 

@@ -137,3 +137,19 @@ def test_loading_what_is_not_a_run_or_not_here_says_so(ctx, code, tmp_path):
     with pytest.raises(Exception, match="belongs to model 'stylegan2-elsewhere'"):
         load_run(ctx, str(run.write(tmp_path)), None)
     assert replace(code, framed=None).in_photo(np.zeros((4, 4, 3), np.uint8)) is None
+
+
+def test_sams_inversion_becomes_the_shared_code_and_renders_its_reconstruction(G, code):
+    """What the SAM tab hands over renders exactly SAM's reconstruction, and an identity
+    edit of it (PandA at strength 0) too."""
+    from demos.sam import Session, share_code
+    from demos.sam_inversion import Codes, Frame, render
+
+    codes = Codes(code.w_plus, dict(code.deltas), dict(code.masks), steps=3)
+    session = Session("tiny-sg2", torch.zeros(1, 3, 32, 32), Frame(), codes=codes)
+    shared = share_code(session)
+    assert shared.method == "SAM" and shared.model_id == "tiny-sg2"
+    reconstruction = render(G, codes.w_plus, codes.deltas, codes.masks)
+    assert torch.equal(shared.render(G), reconstruction)
+    assert torch.equal(shared.render_edited(G, 4, lambda x: x), reconstruction)
+    assert share_code(None) == {"__type__": "update"}
