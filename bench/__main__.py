@@ -225,7 +225,7 @@ def sam_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, float
     1001-step schedule on a GPU, and one edit pass. The authors' code takes 6.4 s per step at
     256 px and 23 s at 1024 px on this 2-core CPU (measured for the SAM issue)."""
     from core.lpips import get_lpips
-    from demos import sam_inversion as S
+    from core import inversion as S
 
     os.environ.setdefault("SPATIAL_GAN_LPIPS_RANDOM", "1")  # timing does not depend on weights
     fast = S.optimisation_dtype(device)  # the tab's generator dtype while optimising

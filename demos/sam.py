@@ -1,6 +1,6 @@
 """SAM tab: invert a hard photo into W+ plus masked feature layers, then edit it.
 
-The engine is demos/sam_inversion.py; this module prepares inputs (photo in the generator's
+The engine is core/inversion.py; this module prepares inputs (photo in the generator's
 frame, the layer map from the authors' predictor or from short single-space runs, painted
 overrides), drives the step-wise optimisation with previews and a Stop button, and renders
 edits in one pass on the inverted codes.
@@ -34,7 +34,7 @@ from core.segments import fuse_face_parts, merge_ade20k, semantic_segments, supe
 from core.ui import (TabWiring, faces_gallery, gpu_task, labelled_examples, licence_line,
                      parse_seeds, photo_controls, quietly, record, seed_picker, tab_header,
                      user_errors)
-from demos.sam_inversion import (LOSS_SIZE, SPACE_COLOURS, SPACES, STEPS, TAU, Codes, Frame,
+from core.inversion import (LOSS_SIZE, SPACE_COLOURS, SPACES, STEPS, TAU, Codes, Frame,
                                  Inversion, assign_spaces, edit, estimate_errors, feature_masks,
                                  for_loss, inverted_features, optimisation_dtype, psnr, stack_masks)
 

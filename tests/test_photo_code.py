@@ -143,7 +143,7 @@ def test_sams_inversion_becomes_the_shared_code_and_renders_its_reconstruction(G
     """What the SAM tab hands over renders exactly SAM's reconstruction, and an identity
     edit of it (PandA at strength 0) too."""
     from demos.sam import Session, share_code
-    from demos.sam_inversion import Codes, Frame, render
+    from core.inversion import Codes, Frame, render
 
     codes = Codes(code.w_plus, dict(code.deltas), dict(code.masks), steps=3)
     session = Session("tiny-sg2", torch.zeros(1, 3, 32, 32), Frame(), codes=codes)

@@ -1,4 +1,4 @@
-"""SAM engine (demos/sam_inversion.py): spaces, masks, losses, schedule, optimisation, edits."""
+"""SAM engine (core/inversion.py): spaces, masks, losses, schedule, optimisation, edits."""
 from __future__ import annotations
 
 import math
@@ -12,7 +12,7 @@ from PIL import Image
 from core.lpips import CachedTargetLPIPS, get_lpips
 from core.models.stylegan2 import StyleGAN2Generator
 from core.segments import segment_means, superpixels
-from demos import sam_inversion as S
+from core import inversion as S
 
 SAM_CONFIG = {"size": 256, "style_dim": 32, "n_mlp": 2, "channel_multiplier": 2, "channel_max": 8}
 

@@ -164,7 +164,7 @@ class StubInversion:
     diverged = False
 
     def codes(self, sample: int = 0):
-        from demos.sam_inversion import Codes
+        from core.inversion import Codes
 
         return Codes(torch.full((1, self.G.n_latent, self.G.style_dim), float(self.step_index)),
                      {}, {}, self.step_index)
@@ -173,7 +173,7 @@ class StubInversion:
 @pytest.fixture
 def stubbed(files, tmp_path, monkeypatch):
     """(context, a session inverted once (w+ = -1)): the tab's handlers on the stub."""
-    from demos.sam_inversion import Codes, Frame
+    from core.inversion import Codes, Frame
 
     monkeypatch.setattr(sam, "Inversion", StubInversion)
     monkeypatch.setattr(sam, "get_lpips", lambda *a: None)

@@ -1,4 +1,6 @@
-"""SAM engine: spatially-adaptive multilayer inversion and editing (Parmar et al., CVPR 2022).
+"""Inverting a photo into a StyleGAN2: SAM's spatially-adaptive multilayer inversion and
+editing (Parmar et al., CVPR 2022), and plain W+ inversion as its special case (every mask
+empty), shared by the SAM tab and by any tab that makes a photo code (core.photo_code).
 
 A photo is inverted into W+ *plus* residuals on the features of four layers, F4/F6/F8/F10
 (16, 32, 64, 128 px), each masked to the regions that need it. W+ drives every pixel; the
