@@ -371,6 +371,19 @@ def read_bundle(path: str | Path) -> Bundle:
     return Bundle(pics["images"], pics["masks"], arrays, recipe)
 
 
+def open_run(path: str | Path | None) -> Bundle:
+    """A run a person saved with "Download all" and uploads again, or a readable refusal."""
+    from core.errors import UserError
+
+    if not path:
+        raise UserError("Choose a run (.zip) saved with \"Download all\".")
+    try:
+        return read_bundle(path)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        raise UserError("That file is not a run saved with \"Download all\" (a .zip with a "
+                        "recipe.json).") from None
+
+
 # ---- licences ------------------------------------------------------------------------------
 _NON_COMMERCIAL = re.compile(r"non-?commercial|\bNC\b|-NC\b", re.IGNORECASE)
 _URL = re.compile(r"https?://[^\s)\];,]+")

@@ -6,7 +6,6 @@ its weights into the cache (with the download's progress) before anyone edits.
 from __future__ import annotations
 
 import random
-import zipfile
 
 import gradio as gr
 import numpy as np
@@ -17,7 +16,7 @@ from core.errors import UserError
 from core.images import to_uint8
 from core.models.stylegan2 import StyleGAN2Generator
 from core.photo_code import PhotoCode, code_from_bundle, photo_code_state, run_parts
-from core.recipe import Run, read_bundle
+from core.recipe import Run, open_run
 from core.ui import (MAX_SEED, TabWiring, gpu_task, labelled_examples, licence_line, record,
                      tab_header)
 
@@ -107,13 +106,7 @@ def load_run(ctx: AppContext, file: str | None, code: PhotoCode | None,
     """A saved run (.zip from "Download all") back: a generated picture's model, seed and
     truncation (rendered again, bit for bit), and any photo code it holds into the session
     -> (model, seed, truncation, picture, code, status, in photo, run)."""
-    if not file:
-        raise UserError("Choose a run (.zip) saved with \"Download all\".")
-    try:
-        bundle = read_bundle(file)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-        raise UserError("That file is not a run saved with \"Download all\" (a .zip with a "
-                        "recipe.json).") from None
+    bundle = open_run(file)
     recipe = bundle.recipe
     model_id = (recipe.get("model_id") or "")
     if recipe.get("settings", {}).get("photo_code"):

@@ -28,8 +28,8 @@ from core.hub import FACE_FRAMINGS, WeightEntry, fetch
 from core.images import heatmap, masks_by_colour, open_photo, photos_for, pil_to_tensor, to_uint8
 from core.lpips import get_lpips
 from core.models.stylegan2 import StyleGAN2Generator
-from core.photo_code import PhotoCode, photo_code_state
-from core.recipe import Run
+from core.photo_code import PhotoCode, code_from_bundle, photo_code_state, run_parts
+from core.recipe import Run, open_run
 from core.segments import fuse_face_parts, merge_ade20k, semantic_segments, superpixels
 from core.ui import (TabWiring, faces_gallery, gpu_task, labelled_examples, licence_line,
                      parse_seeds, photo_controls, quietly, record, seed_picker, tab_header,
@@ -383,11 +383,11 @@ def error_maps(ctx: AppContext, mid: str, G: StyleGAN2Generator, s: Session, est
 
 def preview(run: Inversion, s: Session, with_baseline: bool
             ) -> tuple[np.ndarray, np.ndarray | None, str, np.ndarray | None]:
-    """The reconstructions as the losses see them (one render), their scores, and the SAM
-    reconstruction put back into the photo."""
+    """The reconstructions as the losses see them (one batched render), their scores, and
+    the SAM reconstruction as its codes render alone in float32 (what a saved run's codes
+    render again, bit for bit), also put back into the photo."""
     with torch.no_grad():
-        full = run.render()
-        rec = for_loss(full, s.frame)
+        rec = for_loss(run.render(), s.frame)
         target = s.target.to(rec.device).expand_as(rec)
         p = psnr(rec, target).tolist()
         lp = get_lpips("vgg", rec.device)(rec, target).flatten().tolist()
@@ -395,8 +395,15 @@ def preview(run: Inversion, s: Session, with_baseline: bool
     if with_baseline:
         line += f" · **W+ only**: PSNR {p[1]:.2f} dB, LPIPS {lp[1]:.3f}"
     line += f" (at the loss frame, {rec.shape[-1]}x{rec.shape[-2]}; step {run.step_index}/{run.total})"
-    images = to_uint8(rec)
-    return images[0], (images[1] if with_baseline else None), line, result_in_photo(s, full)
+    sam_picture, in_photo = shown_reconstruction(run.G, s)
+    return sam_picture, (to_uint8(rec)[1] if with_baseline else None), line, in_photo
+
+
+def shown_reconstruction(G: StyleGAN2Generator, s: Session) -> tuple[np.ndarray, np.ndarray | None]:
+    """The session's codes rendered alone (batch 1, float32) -> (as the losses see it, in the
+    photo): every path that shows an inversion's result uses this one rendering."""
+    full = share_code(s).render(G)
+    return to_uint8(for_loss(full, s.frame))[0], result_in_photo(s, full)
 
 
 def codes_for_edit(s: Session | None, G: StyleGAN2Generator) -> Codes:
@@ -452,7 +459,8 @@ def inversion_run(ctx: AppContext, mid: str, s: Session, layer_map: torch.Tensor
                   images={"target": to_uint8(s.target)[0], **photo_images(s),
                           **{k: v for k, v in images.items() if v is not None}},
                   masks=space_masks, arrays=save_arrays(s),
-                  settings={**settings, "segmenter": s.segmenter, **framing_settings(s)})
+                  settings={**settings, "segmenter": s.segmenter, **framing_settings(s),
+                            **run_parts(share_code(s))[2]})
 
 
 # ---- handlers (plain functions of the context and the widgets' values) ---------------------
@@ -651,6 +659,28 @@ def share_code(s: Session | None) -> PhotoCode | dict:
                      None if s.from_sample else s.framed)
 
 
+@gpu_task(duration=60)
+def continue_from_code(ctx: AppContext, file: str | None, code: PhotoCode | None,
+                       progress=gr.Progress()) -> tuple:
+    """Edit here a photo code made elsewhere: a saved run (`file`, from "Download all" of
+    any StyleGAN2 tab) or the session's (PandA's quick inversion) -> (model, session, the
+    reconstruction, it in the photo, status line). The codes are not inverted again."""
+    if file:
+        code = code_from_bundle(open_run(file))
+    if code is None:
+        raise UserError("No photo code yet: invert a photo here (step 2) or in PandA, or load a "
+                        "saved run.")
+    progress(0.2, desc=f"Rendering with {code.model_id}")
+    G = generator(ctx, code.model_id)
+    target, frame = (prepare_target(code.framed.aligned) if code.framed is not None
+                     else (for_loss(code.render(G), Frame()), Frame()))
+    s = Session(code.model_id, target, frame,
+                codes=Codes(code.w_plus, dict(code.deltas), dict(code.masks)), framed=code.framed)
+    picture, in_photo = shown_reconstruction(G, s)
+    line = f"Editing the {code.describe()}: pick a direction below (step 3)."
+    return code.model_id, s, picture, in_photo, line
+
+
 def strength_for(label: str | None, value: float = 0.0) -> dict:
     """A direction's strength slider: the authors' files 0..3 (their multipliers), GANSpace
     ±10 σ, SeFa ±15 (their demos' sliders); the value kept where it still fits."""
@@ -837,8 +867,19 @@ def _build_invert(shared: Shared, layer_editor: gr.ImageEditor) -> None:
         armed.then, invert, [shared.model_id, shared.session, layer_editor, steps, compare, stop_signal],
         [shared.session, recon, baseline, target, shared.metrics, shared.codes_file, in_photo],
         api_name="sam_invert")
-    inverted.then(share_code, shared.session, photo_code_state(shared.wiring.ctx), queue=False,
-                  api_name=False)
+    code = photo_code_state(shared.wiring.ctx)
+    inverted.then(share_code, shared.session, code, queue=False, api_name=False)
+    with gr.Accordion("Or continue from a photo code: the session's, or a saved run", open=False):
+        gr.Markdown("A photo inverted in PandA, or a run saved with \"Download all\" (from "
+                    "this tab, PandA or Generate), opens here for editing without inverting it again.")
+        with gr.Row():
+            use_code = gr.Button("Edit the session's photo code")
+            saved = gr.File(label="Load a run (.zip)", file_types=[".zip"], type="filepath")
+    continued = [shared.model_id, shared.session, recon, in_photo, shared.metrics]
+    shared.wiring.on(use_code.click, continue_from_code, [gr.State(None), code], continued,
+                     record=False, api_name="sam_use_code")
+    shared.wiring.on(saved.upload, continue_from_code, [saved, code], continued, record=False,
+                     api_name="sam_load_run")
     stop.click(request_stop, stop_signal, None, queue=False, api_name="sam_stop")
 
 

@@ -107,6 +107,13 @@ def test_handlers_predict_invert_and_edit_without_the_app(files, tmp_path):
                                "result_in_photo"}
     assert in_photo.shape == (240, 300, 3)  # the photo's size
 
+    saved = run.write(tmp_path / "saved")  # "Download all", then "Load a run (.zip)"
+    model, reopened, rec_again, in_photo_again, status = sam.continue_from_code(ctx, str(saved), None)
+    assert model == "tiny-sam" and "photo code of tiny-sam" in status
+    np.testing.assert_array_equal(rec_again, rec)
+    np.testing.assert_array_equal(in_photo_again, in_photo)
+    assert torch.equal(reopened.codes.w_plus, s.codes.w_plus) and reopened.target.shape == s.target.shape
+
     assert sam.direction_choices(ctx, "tiny-sam")[0] == "bigger (authors)"  # meta.name
     edited, edited_base, _, run = sam.edit_photo(ctx, "tiny-sam", s, "bigger (authors)", 0)
     assert np.abs(edited.astype(int) - rec).max() <= 1  # strength 0 == the reconstruction
