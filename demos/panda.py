@@ -1,24 +1,32 @@
 """PandA tab: parts and appearances in a StyleGAN2 layer, and local edits with them.
 
 Engine (no Gradio): `FactorSet` (A, P and the layer they belong to), `part_mask`,
-`edit` (original and edited image from one resumed pass), `saliency`, `part_overlays`, and
-`FactorLibrary` (published factor files from the registry, factors computed here).
-Factorization itself lives in `demos/panda_factors.py`.
+`EditTerm` and `edit` (the authors' sum of [parts, appearance, lambda] terms; original and
+edited image from one resumed pass; optional per-sample part refinement, Eq. 6),
+`refine_parts`, `saliency` (Lanczos-upsampled, then thresholded, as `localize-concepts`),
+`masked_pictures`, `part_overlays`, and `FactorLibrary` (published factor files from the
+registry, factors computed here). Factorization itself lives in `demos/panda_factors.py`.
+
+Samples are the authors' (`np.random.seed(t); randn(1, 512)` is seed t, truncation 1.0 by
+default), so seed t here is sample t in their notebooks.
 
 Handlers (functions of the context and the widgets' values): `show_parts`, `edit_seeds`,
-`apply_preset`, `select_part`, `compute_factors`. UI: `build_tab` lays out the shared
-factor/seed picker, `_build_edit` and `_build_compute`.
+`apply_preset`, `add_edit`, `select_part`, `compute_factors`. UI: `build_tab` lays out the
+shared factor/seed picker, `_build_edit` and `_build_compute`.
 """
 from __future__ import annotations
 
 import random
+import re
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import gradio as gr
 import numpy as np
 import torch
+from PIL import Image
 
 from core.context import AppContext
 from core.errors import UserError
@@ -37,17 +45,30 @@ S = H·W positions). PandA factorises them as Z ≈ A (Aᵀ Z P) Pᵀ: the colum
 non-negative) are **parts**, spatial regions shared by all samples (eyes, mouth, background);
 the columns of **A** (C×C) are **appearances**, directions in channel space (ordered by how much
 of the features they explain). An edit adds λ · a_j ⊗ p to Z, where p is the chosen part(s)
-summed and scaled to [0, 1], then runs the rest of the generator: only that region changes,
-in the way appearance j describes. The saliency map a_jᵀ Z shows where appearance j is active
-(white: above its mean over 500 samples). Paper: [Oldfield et al., ICLR 2023]({PAPER}).
+summed and scaled to [0, 1] (several such terms are summed, as in the authors' code), then runs
+the rest of the generator: only that region changes, in the way appearance j describes. The
+saliency map a_jᵀ Z shows where appearance j is active: upsampled with Lanczos, then white where
+it is above its mean over the authors' samples 0–499; the masked picture whitens those pixels
+(appearance 0 on the published factors: the background). *Refine parts* solves Eq. 6 for each
+shown sample (the authors' `refine`, their demo's lr 1e-5 and 100 steps), for samples whose
+parts sit elsewhere than the average. Seed t is the authors' sample t (`np.random.seed(t)`,
+`randn(1, 512)`) and ψ = 1.0 is their setting, where the annotated edits were tuned.
+Paper: [Oldfield et al., ICLR 2023]({PAPER}).
 
-**Simplifications, stated plainly.** *Compute factors* streams samples once and solves for the
-parts from the S×S Gram matrix with A fixed at the scatter's eigenvectors: with A square this
-is the same objective as the authors' alternating loop, and A barely moves there (see the
-module docs). Both images are rendered from one resumed pass that keeps the low-resolution RGB
-skip, so the "original" is exactly the generator's image (the authors' genforce resume drops
-it). No per-sample part refinement.
+**Where this differs, on purpose.** *Compute factors* runs the authors' Algorithm 1 on all
+samples at once with each step size found by backtracking instead of their fixed learning rate
+(it reaches the same objective in far fewer steps); their stochastic loop with their learning
+rate is the other solver choice. Both images are rendered from one resumed pass that keeps the
+low-resolution RGB skip, so the "original" is exactly the generator's image (the authors'
+genforce resume drops it).
 """
+COMPUTE_TEXT = ("The authors' Algorithm 1: A starts at the singular vectors of the channel scatter "
+                "(`np.linalg.svd`, their signs), P at U(0, 0.01); then projected gradient steps on P "
+                "and plain gradient steps on A. **Full gradient** (default): all samples at once, the "
+                "parts first solved with A held at its start, then their alternating steps with "
+                "backtracking step sizes until the objective stops falling (a deliberate difference: "
+                "their lr needs ~10,000 steps). **Stochastic**: their published loop, one fresh sample "
+                "t per step at a fixed lr (1e-6, 10,000 steps), streamed.")
 
 # Annotated FFHQ-1024 edits from the authors' annotated_directions.py: name -> (parts, appearance, lambda)
 FFHQ_PRESETS: dict[tuple[int, int], dict[str, tuple[list[int], int, float]]] = {
@@ -62,8 +83,9 @@ FFHQ_PRESETS: dict[tuple[int, int], dict[str, tuple[list[int], int, float]]] = {
               "eyes close": ([11], 398, 80), "no eyes": ([11], 0, -200)},
 }
 TAB = "panda"
-REMOVE_OBJECT = ("remove object (background appearance)", 0, -200.0)
-SALIENCY_SAMPLES = 500
+SALIENCY_SAMPLES = 500   # localize-concepts: the mean over samples t = 0..499
+REFINE_LR, REFINE_STEPS = 1e-5, 100   # demo.ipynb: M.refine(Z, image, lr=1e-5, its=100)
+DEFAULT_TRUNCATION = 1.0  # the notebooks' Model(..., trunc_psi=1.0): where the lambdas were tuned
 
 
 def set_label(generator: str, layer: int, rank_c: int | str, rank_s: int | str, origin: str) -> str:
@@ -115,44 +137,131 @@ def _check_appearance(A: torch.Tensor, j: int) -> None:
         raise UserError(f"Appearance {j} is out of range: these factors have appearances 0..{A.shape[1] - 1}.")
 
 
-def seed_w_plus(G: StyleGAN2Generator, seeds: list[int], truncation: float) -> torch.Tensor:
-    """w+ [B, n_latent, D] of the seeds' pictures (the family's own z per seed, truncated)."""
-    return G.w_plus(G.truncated_w(G.sample_latents(seeds), truncation))
+def seed_w_plus(G: StyleGAN2Generator, seeds: Sequence[int], truncation: float) -> torch.Tensor:
+    """w+ [B, n_latent, D] of the authors' samples: seed t is `np.random.seed(t);
+    randn(1, 512)` (their sample t), mapped and truncated."""
+    z = torch.cat([pf.authors_z(t, 1, G.style_dim) for t in seeds]).to(G.device)
+    return G.w_plus(G.truncated_w(z, truncation))
+
+
+@dataclass(frozen=True)
+class EditTerm:
+    """One of the authors' `[part, appearance, lambda]` triples: lambda * a_j (x) p, p the
+    chosen parts summed and min-max scaled."""
+    parts: tuple[int, ...]
+    appearance: int
+    strength: float
+
+
+def edit_delta(A: torch.Tensor, P: torch.Tensor, terms: Sequence[EditTerm], side: int) -> torch.Tensor:
+    """sum_k lambda_k a_k (x) p_k [C, s, s] (the authors' `direc`)."""
+    if not terms:
+        raise UserError("Pick at least one part.")
+    delta = torch.zeros(A.shape[0], side, side, dtype=torch.float32)
+    for term in terms:
+        _check_appearance(A, term.appearance)
+        mask = part_mask(P, list(term.parts), side)
+        delta += term.strength * A[:, term.appearance].float()[:, None, None] * mask.float()[None]
+    return delta
+
+
+def refine_parts(Z: torch.Tensor, A: torch.Tensor, P: torch.Tensor, lr: float | None = REFINE_LR,
+                 steps: int = REFINE_STEPS) -> torch.Tensor:
+    """The authors' `Model.refine` (Eq. 6): from the global parts, projected gradient steps on
+    ||Z_i - A A^T Z_i P~ P~^T||^2 for one sample Z_i [C, S], A fixed -> P~ [S, R_S].
+
+    `lr` is theirs (absolute, demo.ipynb's 1e-5); `lr=None` picks each step by backtracking,
+    which cannot diverge on features of another scale."""
+    Zi, A64, Pr = Z.double()[None], A.double(), P.double()
+    if lr is None:
+        return _refine_backtracking(Zi, A64, Pr, steps)
+    for _ in range(steps):
+        Pr = (Pr - lr * pf.grad_parts(Zi, A64, Pr)).clamp_min(0)
+    return Pr.float()
+
+
+def _refine_backtracking(Zi: torch.Tensor, A: torch.Tensor, P: torch.Tensor, steps: int) -> torch.Tensor:
+    """Backtracking projected gradient on the one-sample objective (A not square)."""
+    trK = float(Zi.square().sum())
+
+    def f(P: torch.Tensor) -> torch.Tensor:
+        return pf.objective(trK, pf._thin(Zi, P), A, P.t() @ P)
+    step, fP = 1.0 / max(float(torch.linalg.matrix_norm(Zi[0], ord=2)) ** 2, 1e-300), f(P)
+    for _ in range(steps):
+        g = pf.grad_parts(Zi, A, P)
+        step *= 2.0
+        for _ in range(40):
+            P_new = (P - step * g).clamp_min(0)
+            f_new = f(P_new)
+            if f_new <= fP - 1e-4 / step * (P_new - P).square().sum():
+                P, fP = P_new, f_new
+                break
+            step *= 0.5
+    return P.float()
+
+
+@dataclass
+class EditResult:
+    original: torch.Tensor  # [B, 3, H, W]
+    edited: torch.Tensor    # [B, 3, H, W]
+    parts: torch.Tensor     # the parts each sample was edited with [B, S, R_S] (refined or global)
+    refined: bool
 
 
 @torch.inference_mode()
-def edit(G: StyleGAN2Generator, w_plus: torch.Tensor, factors: FactorSet, parts: list[int],
-         appearance: int, strength: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(original, edited) [B, 3, S, S] from one batched pass resumed after layer l:
-    Z' = Z + strength * a_appearance (x) part_mask."""
-    _check_appearance(factors.A, appearance)
-    mask = part_mask(factors.P, parts, factors.side)
+def edit(G: StyleGAN2Generator, w_plus: torch.Tensor, factors: FactorSet, terms: Sequence[EditTerm],
+         refine: bool = False, refine_lr: float | None = REFINE_LR, refine_steps: int = REFINE_STEPS) -> EditResult:
+    """Original and edited pictures from one batched pass resumed after layer l:
+    Z' = Z + sum_k lambda_k a_k (x) p_k (the authors' `edit_at_layer`). With `refine`, each
+    sample's parts are first refined for that sample (Eq. 6, their demo's settings)."""
+    edit_delta(factors.A, factors.P, terms, factors.side)  # checks the terms before any model work
     k = panda_layer(factors.layer)
     state = G.synthesis_until(w_plus, k)
     Z = state.features
-    delta = strength * factors.A[:, appearance].to(Z)[None, :, None, None] * mask.to(Z)[None, None]
+    b = Z.shape[0]
+    if refine:
+        flat = Z.float().reshape(b, Z.shape[1], -1).cpu()
+        parts = torch.stack([refine_parts(flat[i], factors.A, factors.P, refine_lr, refine_steps) for i in range(b)])
+    else:
+        parts = factors.P[None].expand(b, -1, -1)
+    delta = torch.stack([edit_delta(factors.A, parts[i], terms, factors.side) for i in range(b)]).to(Z)
     both = SynthesisState(k, torch.cat([Z, Z + delta]), torch.cat([state.skip] * 2))
     out = G.synthesis_from(both, torch.cat([w_plus] * 2)).float()
-    b = w_plus.shape[0]
-    return out[:b], out[b:]
+    return EditResult(out[:b], out[b:], parts.float(), refine)
+
+
+def lanczos(m: torch.Tensor, size: int) -> torch.Tensor:
+    """One map [s, s] -> [size, size] with PIL's Lanczos on a float image (mode F), as the
+    authors' `Image.fromarray(coordinates).resize(..., Image.LANCZOS)`."""
+    img = Image.fromarray(np.ascontiguousarray(m.detach().cpu().float().numpy()), mode="F")
+    return torch.from_numpy(np.asarray(img.resize((size, size), Image.LANCZOS), dtype=np.float32).copy())
 
 
 @torch.inference_mode()
 def saliency(G: StyleGAN2Generator, w_plus: torch.Tensor, factors: FactorSet, appearance: int,
-             threshold: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(a_j^T Z [B, s, s], binary mask of where it exceeds `threshold`, default its own mean)."""
+             threshold: float | None = None, size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a_j^T Z [B, s, s], binary mask [B, size, size]): the map upsampled with Lanczos to the
+    picture size (`size`, default the generator's), then `>= threshold` (default its own mean),
+    as the authors' `localize-concepts` does."""
     _check_appearance(factors.A, appearance)
     Z = pf.layer_features(G, w_plus, factors.layer).float()
     m = torch.einsum("c,bcs->bs", factors.A[:, appearance].to(Z), Z).reshape(-1, factors.side, factors.side)
-    t = m.mean() if threshold is None else threshold
-    return m, (m >= t).float()
+    t = float(m.mean()) if threshold is None else threshold
+    up = torch.stack([lanczos(mi, size or G.size) for mi in m])
+    return m, (up >= t).float()
+
+
+def masked_pictures(images: torch.Tensor, binary: torch.Tensor) -> np.ndarray:
+    """The authors' background masking (`localize-concepts`, negative=True): white where the
+    mask is on, the picture elsewhere -> uint8 [B, H, W, 3]."""
+    pics = to_uint8(images)
+    return np.where(binary.cpu().numpy()[..., None] > 0, np.uint8(255), pics)
 
 
 def saliency_picture(m: torch.Tensor, binary: torch.Tensor, size: int) -> np.ndarray:
-    """Heat map of a_j^T Z beside its thresholded mask, both at image size."""
+    """Heat map of a_j^T Z (Lanczos-upsampled) beside its thresholded mask, at image size."""
     mask = np.repeat((binary.cpu().numpy() * 255).astype(np.uint8)[..., None], 3, -1)
-    mask = np.kron(mask, np.ones((size // mask.shape[0], size // mask.shape[1], 1), np.uint8))
-    return np.concatenate([heatmap(m, size), mask], axis=1)
+    return np.concatenate([heatmap(lanczos(m, size)), mask], axis=1)
 
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
@@ -169,6 +278,7 @@ def part_overlays(image: torch.Tensor, factors: FactorSet) -> list[np.ndarray]:
 
 # ---- factor sources ------------------------------------------------------------------------
 FACTOR_META = ("layer", "factor", "rank")
+FILE_NAME = re.compile(r"U[cs]-name_(?P<name>.+)-layer_(?P<layer>\d+)-rank_(?P<rank>\d+)\.npy")
 
 
 def computed_dir() -> Path:
@@ -199,24 +309,37 @@ class FactorLibrary:
                     sets[label] = (a.generator, a.id, p.id, a.meta.layer)
         return sets
 
-    def computed(self) -> dict[str, Path]:
-        """label -> folder, for factor pairs saved by Compute factors (authors' file names)."""
+    def computed(self) -> dict[str, tuple[Path, Path]]:
+        """label -> (Uc file, Us file) for factor pairs under `computed_dir()/<generator id>/`,
+        named as the authors name them (their own files dropped there are listed too)."""
         out = {}
         root = computed_dir()
         for gen_dir in sorted(root.glob("*")) if root.is_dir() else []:
             if gen_dir.name not in self.registry.ids("stylegan2"):
                 continue
             for us in sorted(gen_dir.glob("Us-name_*-layer_*-rank_*.npy")):
-                layer_text = us.stem.split("-layer_")[1].split("-")[0]
-                if not layer_text.isdigit():
-                    continue  # not a file this app wrote
-                layer = int(layer_text)
-                uc = next(iter(gen_dir.glob(f"Uc-name_*-layer_{layer}-rank_*.npy")), None)
+                found = FILE_NAME.fullmatch(us.name)
+                if not found:
+                    continue  # not a factor file
+                name, layer, rank_s = found["name"], int(found["layer"]), found["rank"]
+                uc = next(iter(sorted(gen_dir.glob(f"Uc-name_{name}-layer_{layer}-rank_*.npy"))), None)
                 if uc is not None:
-                    rank_s = us.stem.rsplit("_", 1)[1]
-                    rank_c = uc.stem.rsplit("_", 1)[1]
-                    out[set_label(gen_dir.name, layer, rank_c, rank_s, "computed")] = us
+                    rank_c = FILE_NAME.fullmatch(uc.name)["rank"]
+                    out.setdefault(set_label(gen_dir.name, layer, rank_c, rank_s, "computed"), (uc, us))
         return out
+
+    def authors_name(self, generator: str) -> str:
+        """The name the authors' files use for a generator (`stylegan2_ffhq1024`): read from
+        its published factor files, else made from the id the genforce way
+        (stylegan2-car-512 -> stylegan2_car512)."""
+        for e in self.registry:
+            if e.arch == "panda-factors" and e.generator == generator:
+                where = e.hub.filename if e.hub else e.url.filename if e.url else str(e.path or "")
+                found = FILE_NAME.fullmatch(where.rsplit("/", 1)[-1])
+                if found:
+                    return found["name"]
+        head, *rest = generator.split("-")
+        return f"{head}_{''.join(rest)}" if rest else head
 
     def forget(self, label: str) -> None:
         """Drop a loaded set (its files were just rewritten)."""
@@ -235,9 +358,8 @@ class FactorLibrary:
             P = pf.load_factor_file(fetch(self.registry.get(p_id)))
             fs = FactorSet(gen, layer, A, P, "published")
         elif label in comp:
-            us = comp[label]
-            layer = int(us.stem.split("-layer_")[1].split("-")[0])
-            uc = next(iter(us.parent.glob(f"Uc-name_*-layer_{layer}-rank_*.npy")))
+            uc, us = comp[label]
+            layer = int(FILE_NAME.fullmatch(us.name)["layer"])
             fs = FactorSet(us.parent.name, layer, pf.load_factor_file(uc), pf.load_factor_file(us), "computed")
         else:
             raise UserError(f"Unknown factor set {label!r}: pick one from the list or compute one.")
@@ -256,7 +378,9 @@ def presets_for(fs: FactorSet) -> dict[str, tuple[list[int], int, float]]:
 
 
 # ---- state the handlers share: one library per app, one mean per loaded model and layer ------
-_means: "weakref.WeakKeyDictionary[StyleGAN2Generator, dict[int, torch.Tensor]]" = weakref.WeakKeyDictionary()
+_means: "weakref.WeakKeyDictionary[StyleGAN2Generator, dict[tuple[int, float], torch.Tensor]]" = weakref.WeakKeyDictionary()
+FEATURE_BUDGET = 4 * 2 ** 30  # bytes of layer features the full-gradient solver may hold
+SOLVERS = {"full gradient (fast, default)": "full", "the authors' stochastic loop": "stochastic"}
 
 
 def library(ctx: AppContext) -> FactorLibrary:
@@ -264,14 +388,16 @@ def library(ctx: AppContext) -> FactorLibrary:
     return ctx.shared((TAB, "library"), lambda: FactorLibrary(ctx))
 
 
-def channel_mean(G: StyleGAN2Generator, layer: int) -> torch.Tensor:
-    """Mean feature of layer l over SALIENCY_SAMPLES samples and positions (CPU) [C]: the
-    saliency threshold of appearance j is a_j . mean. Computed once per loaded model and layer."""
+def channel_mean(G: StyleGAN2Generator, layer: int, truncation: float = DEFAULT_TRUNCATION) -> torch.Tensor:
+    """Mean feature of layer l over the authors' samples t = 0..499 and all positions (CPU)
+    [C], at the pictures' truncation: the saliency threshold of appearance j is a_j . mean
+    (`localize-concepts`). Computed once per loaded model, layer and truncation."""
     per_model = _means.setdefault(G, {})
-    if layer not in per_model:
-        per_model[layer] = pf.collect_stats(G, layer, n_samples=SALIENCY_SAMPLES, batch=25,
-                                            with_gram=False).mean.cpu()
-    return per_model[layer]
+    key = (layer, float(truncation))
+    if key not in per_model:
+        per_model[key] = pf.collect_stats(G, layer, pf.sample_draws(range(SALIENCY_SAMPLES)),
+                                          float(truncation), with_gram=False).mean.cpu()
+    return per_model[key]
 
 
 def factors_and_model(ctx: AppContext, label: str | None) -> tuple[FactorSet, StyleGAN2Generator]:
@@ -291,73 +417,138 @@ def licensed_ids(ctx: AppContext) -> list[str]:
     return [e.id for e in factors] + [e.generator for e in factors if e.generator in known]
 
 
+def parse_parts(text: str | int | float | list | None) -> tuple[int, ...]:
+    """"4" / "1, 8" / [1, 8] -> part indices."""
+    if isinstance(text, (list, tuple)):
+        return tuple(int(p) for p in text)
+    if isinstance(text, (int, float)):
+        return (int(text),)
+    try:
+        return tuple(int(p) for p in str(text or "").replace(";", ",").split(",") if p.strip())
+    except ValueError:
+        raise UserError(f"Parts {text!r}: write part indices separated by commas, e.g. 1, 8.") from None
+
+
+def edit_terms(chosen: list | None, appearance: float | None, strength: float, more=None) -> list[EditTerm]:
+    """The edit above (if parts are picked) plus every row of the edit list: the authors' sum
+    of [part, appearance, lambda] terms."""
+    terms = []
+    if chosen:
+        if appearance is None:
+            raise UserError("Pick an appearance index.")
+        terms.append(EditTerm(tuple(int(p) for p in chosen), int(appearance), float(strength)))
+    rows = more.values.tolist() if hasattr(more, "values") else (more or [])
+    for row in rows:
+        if row is None or all(v in (None, "") for v in row):
+            continue
+        if len(row) != 3 or row[1] in (None, "") or row[2] in (None, ""):
+            raise UserError(f"Edit list row {row!r}: give parts, an appearance and a strength.")
+        terms.append(EditTerm(parse_parts(row[0]), int(float(row[1])), float(row[2])))
+    if not terms or any(not t.parts for t in terms):
+        raise UserError("Pick at least one part.")
+    return terms
+
+
 # ---- handlers (plain functions of the context and the widgets' values) ---------------------
 @gpu_task(duration=60)
-def show_parts(ctx: AppContext, label: str | None, seeds: str, truncation: float,
+def show_parts(ctx: AppContext, label: str | None, seeds: str, truncation: float, refine: bool = False,
                progress=gr.Progress(track_tqdm=True)) -> tuple[list, dict, dict, dict]:
-    """A factor set's parts tinted on the first seed's picture, so a person sees where each
-    part lies -> (gallery, part choices with part 0 picked, preset names, appearance range)."""
+    """A factor set's parts tinted on the first seed's picture (refined for it, Eq. 6, when
+    asked), so a person sees where each part lies -> (gallery, part choices with part 0
+    picked, preset names, appearance range)."""
     fs, G = factors_and_model(ctx, label)
     w = seed_w_plus(G, parse_seeds(seeds)[:1], float(truncation))
     with torch.inference_mode():
-        image = G.synthesis(w).float()[0]
+        state = G.synthesis_until(w, panda_layer(fs.layer))
+        image = G.synthesis_from(state, w).float()[0]
+    shown = fs
+    if refine:
+        Z = state.features.float().reshape(state.features.shape[1], -1).cpu()
+        shown = FactorSet(fs.generator, fs.layer, fs.A, refine_parts(Z, fs.A, fs.P), fs.origin)
     choices = [(f"part {r}", r) for r in range(fs.P.shape[1])]
-    gallery = [(img, f"part {r}") for r, img in enumerate(part_overlays(image, fs))]
-    names = list(presets_for(fs)) + [REMOVE_OBJECT[0]]
-    return (gallery, gr.update(choices=choices, value=[0]), gr.update(choices=names, value=None),
+    gallery = [(img, f"part {r}") for r, img in enumerate(part_overlays(image, shown))]
+    return (gallery, gr.update(choices=choices, value=[0]), gr.update(choices=list(presets_for(fs)), value=None),
             gr.update(maximum=fs.A.shape[1] - 1))
 
 
 @gpu_task(duration=60)
 def edit_seeds(ctx: AppContext, label: str | None, seeds: str, truncation: float,
-               chosen: list | None, appearance: float | None, strength: float
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Run]:
-    """Edit the chosen parts of every seed's picture along one appearance -> (originals,
-    edited, |difference| and saliency rows, run for "Download all")."""
+               chosen: list | None, appearance: float | None, strength: float, more=None,
+               refine: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, Run]:
+    """Edit every seed's picture with the sum of the edit above and the edit list ->
+    (originals, edited, |difference|, saliency rows, masked originals, run for "Download all").
+    Saliency and masking show the first term's appearance."""
     fs, G = factors_and_model(ctx, label)
-    if appearance is None:
-        raise UserError("Pick an appearance index.")
-    j, lam = int(appearance), float(strength)
+    terms = edit_terms(chosen, appearance, strength, more)
     chosen_seeds = parse_seeds(seeds)
-    parts_list = [int(p) for p in chosen or []]
-    w = seed_w_plus(G, chosen_seeds, float(truncation))
-    orig, new = edit(G, w, fs, parts_list, j, lam)
-    threshold = float(fs.A[:, j] @ channel_mean(G, fs.layer))
-    m, binary = saliency(G, w, fs, j, threshold)
+    psi = float(truncation)
+    w = seed_w_plus(G, chosen_seeds, psi)
+    res = edit(G, w, fs, terms, refine=bool(refine))
+    orig, new = res.original, res.edited
+    j = terms[0].appearance
+    threshold = float(fs.A[:, j] @ channel_mean(G, fs.layer, psi))
     size = orig.shape[-1]
+    m, binary = saliency(G, w, fs, j, threshold, size)
     diffs = np.concatenate([heatmap(d, vmin=0) for d in (new - orig).abs().mean(1)], axis=1)
     sal_rows = np.concatenate([saliency_picture(mi, bi, size) for mi, bi in zip(m, binary)], axis=0)
+    masked = masked_pictures(orig, binary)
     published = library(ctx).published().get(label)
     roles = {"generator": fs.generator}
     if published:
         roles.update(appearances=published[1], parts=published[2])
-    mask = part_mask(fs.P, parts_list, fs.side)
     run = record(
         ctx, TAB, "edit", roles,
         images={"original": list(to_uint8(orig)), "edited": list(to_uint8(new)),
-                "difference": diffs, "saliency": sal_rows},
-        masks={"part": mask, "saliency_above_mean": list(binary)},
-        arrays={"w_plus": w, "part_mask": mask, "appearance_vector": fs.A[:, j], "saliency": m},
+                "difference": diffs, "saliency": sal_rows, "masked": list(masked)},
+        masks={"part": part_mask(res.parts[0], list(terms[0].parts), fs.side),
+               "saliency_above_mean": list(binary)},
+        arrays={"w_plus": w, "appearance_vector": fs.A[:, j], "saliency": m,
+                "delta": torch.stack([edit_delta(fs.A, P, terms, fs.side) for P in res.parts]),
+                "parts_used": res.parts},
         seeds=chosen_seeds,
         settings={"factor_set": label, "origin": fs.origin, "layer": fs.layer,
-                  "ranks": [int(fs.A.shape[1]), int(fs.P.shape[1])], "parts": parts_list,
-                  "appearance": j, "strength": lam, "truncation": float(truncation),
-                  "saliency_threshold": threshold, "saliency_samples": SALIENCY_SAMPLES},
-        notes="original_k / edited_k come from seeds[k - 1]; masks/part: the chosen parts "
-              "summed and min-max scaled, at the layer's resolution.")
-    return grid(orig, pad=0), grid(new, pad=0), diffs, sal_rows, run
+                  "ranks": [int(fs.A.shape[1]), int(fs.P.shape[1])],
+                  "edits": [[list(t.parts), t.appearance, t.strength] for t in terms],
+                  "parts": list(terms[0].parts), "appearance": j, "strength": terms[0].strength,
+                  "truncation": psi, "refine_parts": bool(refine),
+                  "refine": {"lr": REFINE_LR, "steps": REFINE_STEPS} if refine else None,
+                  "saliency_threshold": threshold, "saliency_samples": SALIENCY_SAMPLES,
+                  "sampling": "seed t: np.random.seed(t); np.random.randn(1, 512) (the authors' sample t)"},
+        notes="original_k / edited_k / masked_k come from seeds[k - 1]; edits: the authors' "
+              "[parts, appearance, lambda] terms, summed; masks/part: the first term's parts "
+              "(first sample's, refined if asked), min-max scaled, at the layer's resolution; "
+              "saliency_above_mean: Lanczos-upsampled a_j^T Z >= a_j . mean feature; masked: "
+              "white where that mask is on.")
+    return grid(orig, pad=0), grid(new, pad=0), diffs, sal_rows, grid_uint8(masked), run
+
+
+def grid_uint8(pictures: np.ndarray) -> np.ndarray:
+    """uint8 [B, H, W, 3] side by side (no gutters, like the other rows)."""
+    return np.concatenate(list(pictures), axis=1)
 
 
 @user_errors
 def apply_preset(ctx: AppContext, label: str | None, name: str | None) -> tuple:
-    """An annotated edit (or "remove object") -> (parts, appearance, strength); no preset
-    picked leaves them as they are."""
+    """An annotated edit -> (parts, appearance, strength); no preset picked leaves them as
+    they are."""
     if not name:
         return gr.update(), gr.update(), gr.update()
-    if name == REMOVE_OBJECT[0]:
-        return gr.update(), REMOVE_OBJECT[1], REMOVE_OBJECT[2]
-    chosen, j, lam = presets_for(library(ctx).get(label))[name]
+    presets = presets_for(library(ctx).get(label))
+    if name not in presets:
+        raise UserError(f"{name!r} is not an annotated edit of these factors.")
+    chosen, j, lam = presets[name]
     return chosen, j, lam
+
+
+def add_edit(rows, chosen: list | None, appearance: float | None, strength: float) -> list[list]:
+    """Append the edit above to the edit list (so several edits apply at once)."""
+    current = rows.values.tolist() if hasattr(rows, "values") else [list(r) for r in rows or []]
+    current = [r for r in current if r and any(v not in (None, "") for v in r)]
+    if not chosen:
+        raise gr.Error("Pick at least one part.")
+    if appearance is None:
+        raise gr.Error("Pick an appearance index.")
+    return current + [[", ".join(str(int(p)) for p in chosen), int(appearance), float(strength)]]
 
 
 def select_part(current: list | None, evt: gr.SelectData) -> list:
@@ -374,27 +565,53 @@ def random_seed() -> str:
 
 @gpu_task(duration=300)
 def compute_factors(ctx: AppContext, model_id: str | None, layer: float, rank_s: float,
-                    n_samples: float, iters: float, progress=gr.Progress(track_tqdm=True)
-                    ) -> tuple[dict, str]:
-    """Factorize a layer of any registered StyleGAN2 and save the pair in the authors' format
-    -> (factor-set choices with the new set picked, status line)."""
+                    n_samples: float, iters: float, solver: str = "full", steps: float = pf.AUTHORS_STEPS,
+                    lr: float = pf.AUTHORS_LR, progress=gr.Progress(track_tqdm=True)) -> tuple[dict, str]:
+    """Factorize a layer of any registered StyleGAN2 with Algorithm 1 and save the pair in the
+    authors' format and names -> (factor-set choices with the new set picked, status line).
+
+    "full": `pf.fit` on the authors' n_samples HOSVD samples (all held: their full-gradient
+    mode); "stochastic": their loop as published (HOSVD init on n_samples, then `steps`
+    steps of one fresh sample t each, fixed `lr`), streamed."""
     if not model_id:
         raise UserError("Pick a generator.")
+    solver = SOLVERS.get(solver, solver)
+    if solver not in ("full", "stochastic"):
+        raise UserError(f"Unknown solver {solver!r}.")
     G = ctx.model(model_id)
-    k = panda_layer(int(layer))
+    layer, rank_s, n = int(layer), int(rank_s), int(n_samples)
+    k = panda_layer(layer)
     if not 0 <= k < G.num_layers:
         raise UserError(f"{model_id} has layers 1..{G.num_layers}.")
-    s = G.layer_resolution(k)
+    C, s = G.layer_channels(k), G.layer_resolution(k)
     if s * s > 4096:
         raise UserError(f"Layer {layer} is {s}x{s}: the S x S Gram matrix would be too large; "
                         "pick a layer of 64x64 or less.")
-    stats = pf.collect_stats(G, int(layer), n_samples=int(n_samples), batch=10,
-                             progress=lambda d, t: progress(0.8 * d / t, desc=f"Features {d}/{t}"))
-    A, P = pf.factorize(stats, G.layer_channels(k), int(rank_s), iters=int(iters),
-                        progress=lambda d, t: progress(0.8 + 0.2 * d / t, desc=f"Parts {d}/{t}"))
-    uc, us = pf.save_factors(computed_dir() / model_id, model_id, int(layer), A, P)
-    new = set_label(model_id, int(layer), A.shape[1], P.shape[1], "computed")
+    chunk = 50 if G.device.type == "cuda" else 10
+    if solver == "full":
+        need = n * C * s * s * 4
+        if need > FEATURE_BUDGET:
+            raise UserError(f"{n} samples of layer {layer} ({C}x{s}x{s}) take {need / 2 ** 30:.1f} GB: "
+                            f"use at most {FEATURE_BUDGET // (C * s * s * 4)} samples, or the authors' "
+                            "stochastic loop, which streams them.")
+        Z = pf.collect_features(G, layer, n, chunk=chunk,
+                                progress=lambda d, t: progress(0.5 * d / t, desc=f"Features {d}/{t}"))
+        A, P = pf.fit(Z, C, rank_s, max_iters=int(iters),
+                      progress=lambda d, t: progress(0.5 + 0.5 * d / t, desc=f"Algorithm 1, step {d}"))
+        del Z
+    else:
+        stats = pf.collect_stats(G, layer, pf.hosvd_draws(n), chunk=chunk, with_gram=False,
+                                 progress=lambda d, t: progress(0.2 * d / t, desc=f"HOSVD {d}/{t}"))
+        A0, P0 = pf.appearances_from_scatter(stats.scatter, C), pf.init_parts(s * s, rank_s)
+        steps = int(steps)
+        batches = pf.stream_features(G, layer, pf.sample_draws(range(steps)), chunk=chunk)
+        A, P = pf.algorithm1(batches, A0.to(G.device), P0.to(G.device), float(lr), steps=steps,
+                             progress=lambda d, t: progress(0.2 + 0.8 * d / t, desc=f"Algorithm 1, step {d}/{t}"))
+        if not (torch.isfinite(A).all() and torch.isfinite(P).all()):
+            raise UserError(f"The loop diverged at lr {lr:g}: try a smaller learning rate.")
     lib = library(ctx)
+    uc, us = pf.save_factors(computed_dir() / model_id, lib.authors_name(model_id), layer, A, P)
+    new = set_label(model_id, layer, A.shape[1], P.shape[1], "computed")
     lib.forget(new)
     return gr.update(choices=lib.labels(), value=new), f"Saved `{uc.name}` and `{us.name}` in `{uc.parent}`."
 
@@ -406,24 +623,25 @@ class Picker:
     factor_set: gr.Dropdown
     seed: gr.Textbox
     psi: gr.Slider
+    refine: gr.Checkbox
 
 
 def _build_picker(labels: list[str]) -> Picker:
     with gr.Row():
         factor_set = gr.Dropdown(labels, value=labels[0] if labels else None, label="Factors",
                                  scale=3, allow_custom_value=False)
-        seed = gr.Textbox(value="0", label="Seed(s)", placeholder="0 or 1, 5, 7 (a batch)", scale=1)
+        seed = gr.Textbox(value="0", label="Seed(s)", scale=1,
+                          placeholder="0 or 1, 5, 7 (a batch); seed t = the authors' sample t")
         dice = gr.Button("🎲", scale=0)
-        psi = gr.Slider(0.0, 1.0, value=0.7, step=0.05, label="Truncation ψ", scale=2)
+        psi = gr.Slider(0.0, 1.0, value=DEFAULT_TRUNCATION, step=0.05, label="Truncation ψ", scale=2)
+        refine = gr.Checkbox(False, label="Refine parts per sample (Eq. 6)", scale=1)
     dice.click(random_seed, None, seed, queue=False, api_name=False)
-    return Picker(factor_set, seed, psi)
+    return Picker(factor_set, seed, psi, refine)
 
 
 def _example_rows(labels: list[str]) -> tuple[list[list], list[str]]:
-    rows = [[labels[0], "0", 0.7, 0, 50], [labels[0], "1, 2, 3", 0.7, 1, 80],
-            [labels[0], "0", 0.7, REMOVE_OBJECT[1], REMOVE_OBJECT[2]]]
-    names = ["seed 0 · part 0 · appearance 0 · λ +50", "three seeds in one batch · appearance 1 · λ +80",
-             "remove part 0 (background appearance 0, λ −200)"]
+    rows = [[labels[0], "0", 1.0, 0, 50], [labels[0], "1, 2, 3", 1.0, 1, 80]]
+    names = ["seed 0 · part 0 · appearance 0 · λ +50", "three seeds in one batch · appearance 1 · λ +80"]
     if len(labels) > 1:
         rows.append([labels[-1], "42", 0.5, 0, 50])
         names.append("another factor set · seed 42 · ψ 0.5")
@@ -431,31 +649,42 @@ def _example_rows(labels: list[str]) -> tuple[list[list], list[str]]:
 
 
 def _build_edit(wiring: TabWiring, picker: Picker, labels: list[str]) -> None:
-    """Parts gallery, part/appearance/strength/preset, the four result pictures, examples."""
+    """Parts gallery, part/appearance/strength/preset, the edit list, the result pictures, examples."""
     parts_gallery = gr.Gallery(label="Parts (click to select)", columns=8, height=200, format="png")
     with gr.Row():
         parts = gr.Dropdown([], multiselect=True, label="Part(s)", scale=2)
         appearance = gr.Number(value=0, precision=0, minimum=0, label="Appearance", scale=1)
         strength = gr.Slider(-300, 300, value=50, step=1, label="Strength λ", scale=3)
-        preset = gr.Dropdown([], label="Preset", scale=2)
+        preset = gr.Dropdown([], label="Annotated edit (the authors')", scale=2)
+    with gr.Accordion("Several edits at once", open=False):
+        more = gr.Dataframe(value=[], headers=["parts", "appearance", "λ"], datatype=["str", "number", "number"],
+                            type="array", column_count=3, interactive=True,
+                            label="Edit list: each row is added to the edit above (parts as 1, 8)")
+        add = gr.Button("Add the edit above to the list")
     run = gr.Button("Edit", variant="primary")
     with gr.Row():
         original = gr.Image(label="Original", format="png", type="numpy", interactive=False)
         edited = gr.Image(label="Edited", format="png", type="numpy", interactive=False)
         diff = gr.Image(label="|Difference|", format="png", type="numpy", interactive=False)
-        sal = gr.Image(label="Appearance saliency", format="png", type="numpy", interactive=False)
+    with gr.Row():
+        sal = gr.Image(label="Appearance saliency (Lanczos, then ≥ its mean over 500 samples)",
+                       format="png", type="numpy", interactive=False)
+        masked = gr.Image(label="Masked: white where the appearance is salient (appearance 0: background removed)",
+                          format="png", type="numpy", interactive=False)
 
-    show_inputs = [picker.factor_set, picker.seed, picker.psi]
+    show_inputs = [picker.factor_set, picker.seed, picker.psi, picker.refine]
     show_outputs = [parts_gallery, parts, preset, appearance]
-    edit_inputs = show_inputs + [parts, appearance, strength]
-    edit_outputs = [original, edited, diff, sal]
+    edit_inputs = [picker.factor_set, picker.seed, picker.psi, parts, appearance, strength, more, picker.refine]
+    edit_outputs = [original, edited, diff, sal, masked]
     wiring.on(picker.factor_set.change, show_parts, show_inputs, show_outputs,
               api_name="panda_parts", record=False)
     wiring.on(picker.seed.submit, show_parts, show_inputs, show_outputs, record=False)
+    wiring.on(picker.refine.change, show_parts, show_inputs, show_outputs, record=False)
     wiring.on(run.click, edit_seeds, edit_inputs, edit_outputs, api_name="panda_edit")
     wiring.on(strength.release, edit_seeds, edit_inputs, edit_outputs)
     wiring.on(preset.change, apply_preset, [picker.factor_set, preset], [parts, appearance, strength],
               api_name="panda_preset", record=False)
+    add.click(add_edit, [more, parts, appearance, strength], more, api_name="panda_add_edit")
     parts_gallery.select(select_part, parts, parts, api_name=False)
     if labels:
         rows, names = _example_rows(labels)
@@ -472,19 +701,23 @@ def _build_edit(wiring: TabWiring, picker: Picker, labels: list[str]) -> None:
 def _build_compute(wiring: TabWiring, factor_set: gr.Dropdown, open_: bool) -> None:
     """Factorize a layer of any registered StyleGAN2; the new set joins the Factors list."""
     with gr.Accordion("Compute factors", open=open_):
-        gr.Markdown("Stream samples up to layer *l*, accumulate the channel scatter and the S×S "
-                    "Gram matrix, take A from the scatter's eigenvectors and solve for the parts. "
-                    "Saved in the authors' `.npy` format under `" + str(computed_dir()) + "`.")
+        gr.Markdown(COMPUTE_TEXT + f" Saved as the authors' `Uc-name_<model>-layer_<l>-rank_<R>.npy` / "
+                    f"`Us-...` (e.g. `stylegan2_ffhq1024`) under `{computed_dir()}/<generator id>/`; their "
+                    "own files put there are listed too.")
         with gr.Row():
             gen_ids = wiring.ctx.model_ids("stylegan2")
             model = gr.Dropdown(gen_ids, value=gen_ids[0] if gen_ids else None, label="Generator")
             layer = gr.Slider(2, 12, value=5, step=1, label="Layer l")
             rank = gr.Dropdown([4, 8, 16, 32], value=8, label="Parts R_S")
-            samples = gr.Slider(50, 5000, value=1000, step=50, label="Samples")
-            iters = gr.Slider(50, 2000, value=500, step=50, label="Iterations")
+            solver = gr.Radio(list(SOLVERS.items()), value="full", label="Solver")
+        with gr.Row():
+            samples = gr.Slider(50, 5000, value=1000, step=50, label="Samples (full gradient; HOSVD init)")
+            iters = gr.Slider(10, 2000, value=300, step=10, label="Max iterations (full gradient)")
+            steps = gr.Number(value=pf.AUTHORS_STEPS, precision=0, minimum=1, label="Steps (stochastic)")
+            lr = gr.Number(value=pf.AUTHORS_LR, minimum=0, label="lr (stochastic)")
         compute = gr.Button("Compute factors")
         status = gr.Markdown()
-    wiring.on(compute.click, compute_factors, [model, layer, rank, samples, iters],
+    wiring.on(compute.click, compute_factors, [model, layer, rank, samples, iters, solver, steps, lr],
               [factor_set, status], api_name="panda_compute", record=False)
 
 

@@ -1,49 +1,141 @@
-"""PandA factorization (Oldfield et al., ICLR 2023): parts P and appearances A of layer-l features.
+"""PandA factorization (Oldfield et al., ICLR 2023): the authors' Algorithm 1, made fast.
 
-Model: Z_i (C x S, S = H*W) ~ A (A^T Z_i P) P^T with P >= 0; objective
-sum_i ||Z_i - A A^T Z_i P P^T||_F^2 (paper Eq. 3).
+Model: Z_i (C x S, S = H*W) ~ A A^T Z_i P P^T with P >= 0; objective
+L(A, P) = sum_i ||Z_i - A A^T Z_i P P^T||_F^2 (paper Eq. 3).
 
-How this differs from the authors' loop, and why it is the same problem
--------------------------------------------------------------------------
-The authors initialise A with the eigenvectors of the uncentred channel scatter
-(1/N) sum Z_i Z_i^T and P ~ U(0, 0.01), then alternate projected gradient steps on P and
-A over 10,000 stochastic batches of one sample. With R_C = C (all published factors: 512),
-A is square and orthogonal, so A A^T = I and the objective becomes
-    sum_i ||Z_i - Z_i P P^T||^2 = tr K - 2 tr(P^T K P) + tr(P^T K P P^T P),
-with K = sum_i Z_i^T Z_i (S x S): it depends on the data only through K, and the A-gradient
-vanishes at P^T P = I, so A stays close to its initial eigenvectors (the paper reports mean
-|A^T A - I| ~ 8e-4 at 512 channels; tests/test_panda_engine.py runs the authors' loop on
-small data: A drifts by up to ~0.2 there, yet both reach the same objective within 1e-4). So we stream the samples once, accumulating the channel scatter and K
-in float32 (never holding all activations), take A from the scatter's eigenvectors, and run
-full-batch projected gradient descent on P from K with a backtracking step size instead of
-a hand-tuned learning rate. `objective_direct` evaluates the authors' form on raw Z so
-tests can check the two agree. For R_C < C the reduction does not hold: A is then kept
-fixed at the leading eigenvectors (a simplification; the UI says so).
+The authors' algorithm (`Model.HOSVD` + `Model.decompose` in james-oldfield/PandA)
+---------------------------------------------------------------------------------
+* Samples: batch i of the 1000 HOSVD samples is `np.random.seed(i); randn(10, 512)`; step t of
+  the stochastic loop draws `np.random.seed(t); randn(batch_size, 512)`; truncation 1.0.
+* Init: A = left singular vectors of the channel scatter (1/N) sum Z_i Z_i^T from
+  `np.linalg.svd` (their signs), P ~ U(0, 0.01) after `np.random.seed(0)`.
+* Step (Algorithm 1): P <- max(0, P - lr * dL/dP), then A <- A - lr * dL/dA with the new P.
+  The gradients are *summed* over the batch (that is what `lr` multiplies) and A is not
+  constrained: it leaves orthogonality. Stochastic mode (their default: batch 1, lr 1e-6,
+  10,000 steps) draws a fresh batch each step; full-gradient mode reuses one set of samples.
+
+Made fast, same arithmetic
+--------------------------
+Their code forms S x C x C chains per sample. Every sum over samples is a product with the
+thin matrices Z_i P (C x R_S): with L = [Z_1 P, ..., Z_n P] (C x n R_S) and W = P^T P,
+    dL/dP = -4 U1 + 2 (P P^T U2 + U2 W),  U1 = sum Z_i^T B Z_i P,  U2 = sum Z_i^T B^2 Z_i P,
+    dL/dA = -4 Q1 A + 2 (B Q2 A + Q2 B A), Q1 = sum Z_i P P^T Z_i^T,  Q2 = sum Z_i P W P^T Z_i^T,
+with B = A A^T, each evaluated right to left, so one step costs O(n C R_S (S + R_C)) instead
+of O(n S C^2) (`algorithm1_step`; tests check its iterates against a line-by-line
+transcription of theirs). L itself is cheap from the C x C statistics Q1, Q2 and the S x S
+Gram matrix K = sum Z_i^T Z_i (`objective`).
+
+`fit` (what the tab runs): full-gradient Algorithm 1 on the given samples, from the authors'
+init, warm-started with the parts that are optimal for A held at the init (projected gradient
+on K alone, `solve_parts`), then the authors' alternating steps with the step sizes chosen by
+backtracking instead of their hand-tuned lr, until L stops decreasing. It reaches the
+converged Algorithm 1 objective (tests: within 0.5 %); their fixed-lr loop stays available as
+`algorithm1` (both modes).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from core.device import randn
 from core.models.stylegan2 import StyleGAN2Generator, panda_layer
+
+Progress = Callable[[int, int], None]
+Draw = tuple[int, int]
+"""(numpy seed, rows): `np.random.seed(seed); np.random.randn(rows, dim)`, the authors' draw."""
+
+HOSVD_BATCH = 10          # Model.HOSVD(batch_size=10, n_iters=100)
+AUTHORS_LR = 1e-6         # the notebooks' decompose(lr=1e-6, its=10000) (batch 1)
+AUTHORS_STEPS = 10_000
+STEP_CAP = 0.5  # P steps at most STEP_CAP / ||K||: longer first steps let one part take all
+
+
+# ---- the authors' samples -------------------------------------------------------------------
+def authors_z(seed: int, rows: int = 1, dim: int = 512) -> torch.Tensor:
+    """`np.random.seed(seed); torch.Tensor(np.random.randn(rows, dim))` [rows, dim]: sample t
+    of their notebooks is authors_z(t)."""
+    return torch.from_numpy(np.random.RandomState(int(seed)).randn(rows, dim).astype(np.float32))
+
+
+def hosvd_draws(n_samples: int, batch: int = HOSVD_BATCH) -> list[Draw]:
+    """The authors' HOSVD / full-gradient sampling: batch i is seed i (the last may be short)."""
+    return [(i, min(batch, n_samples - i * batch)) for i in range(-(-n_samples // batch))]
+
+
+def sample_draws(seeds: Iterable[int]) -> list[Draw]:
+    """One sample per seed (their stochastic steps, saliency statistics and edited samples)."""
+    return [(int(t), 1) for t in seeds]
+
+
+def layer_features(G: StyleGAN2Generator, w_plus: torch.Tensor, layer: int) -> torch.Tensor:
+    """Features at PandA "layer l" flattened to [B, C, S] (row-major h*W + w, as the authors)."""
+    z = G.synthesis_until(w_plus, panda_layer(layer)).features
+    return z.reshape(z.shape[0], z.shape[1], -1)
+
+
+@torch.inference_mode()
+def stream_features(G: StyleGAN2Generator, layer: int, draws: Sequence[Draw], truncation: float = 1.0,
+                    chunk: int = 50, progress: Progress | None = None) -> Iterator[torch.Tensor]:
+    """Features [rows, C, S] (float32, on the model's device) of each draw in order, computed
+    `chunk` samples per generator pass: the draws never depend on the factors, so a loop can
+    consume them one by one while the generator runs batched."""
+    total, done, i = sum(r for _, r in draws), 0, 0
+    while i < len(draws):
+        j, rows = i, 0
+        while j < len(draws) and (rows == 0 or rows + draws[j][1] <= chunk):
+            rows += draws[j][1]
+            j += 1
+        z = torch.cat([authors_z(s, r, G.style_dim) for s, r in draws[i:j]]).to(G.device)
+        Z = layer_features(G, G.w_plus(G.truncated_w(z, truncation)), layer).float()
+        for piece in Z.split([r for _, r in draws[i:j]]):
+            yield piece
+        done += rows
+        i = j
+        if progress:
+            progress(done, total)
+
+
+def collect_features(G: StyleGAN2Generator, layer: int, n_samples: int, truncation: float = 1.0,
+                     chunk: int = 50, progress: Progress | None = None) -> torch.Tensor:
+    """The authors' HOSVD samples at layer l, all at once [N, C, S] float32."""
+    return torch.cat(list(stream_features(G, layer, hosvd_draws(n_samples), truncation, chunk, progress)))
 
 
 @dataclass
 class FeatureStats:
-    """Streaming statistics of layer-l features over N samples (float32/64 sums)."""
+    """Streaming statistics of layer-l features over N samples."""
     scatter: torch.Tensor  # (1/N) sum Z Z^T, [C, C]
-    gram: torch.Tensor     # sum Z^T Z, [S, S]
+    gram: torch.Tensor     # sum Z^T Z, [S, S] (empty when not asked for)
     mean: torch.Tensor     # mean feature over samples and positions, [C]
     n: int
 
 
+def collect_stats(G: StyleGAN2Generator, layer: int, draws: Sequence[Draw], truncation: float = 1.0,
+                  chunk: int = 50, progress: Progress | None = None, with_gram: bool = True) -> FeatureStats:
+    """Stream the draws through layers 0..l and accumulate the statistics (float64 sums),
+    never holding all the features."""
+    k = panda_layer(layer)
+    C, s = G.layer_channels(k), G.layer_resolution(k)
+    scatter = torch.zeros(C, C, dtype=torch.float64, device=G.device)
+    gram = torch.zeros((s * s, s * s) if with_gram else (0, 0), dtype=torch.float64, device=G.device)
+    total = torch.zeros(C, dtype=torch.float64, device=G.device)
+    n = 0
+    for Z in stream_features(G, layer, draws, truncation, chunk, progress):
+        Zd = Z.double()
+        scatter += torch.einsum("ncs,nds->cd", Zd, Zd)
+        if with_gram:
+            gram += torch.einsum("ncs,nct->st", Zd, Zd)
+        total += Zd.sum((0, 2))
+        n += Z.shape[0]
+    return FeatureStats((scatter / n).float(), gram.float(), (total / (n * s * s)).float(), n)
+
+
+# ---- the authors' file format ---------------------------------------------------------------
 def factor_filenames(model_name: str, layer: int, rank_c: int, rank_s: int) -> tuple[str, str]:
-    """The authors' file names: (appearances Uc, parts Us)."""
+    """The authors' file names (`Model.save`): (appearances Uc, parts Us)."""
     return (f"Uc-name_{model_name}-layer_{layer}-rank_{rank_c}.npy",
             f"Us-name_{model_name}-layer_{layer}-rank_{rank_s}.npy")
 
@@ -62,91 +154,135 @@ def load_factor_file(path: Path) -> torch.Tensor:
     return torch.from_numpy(np.load(path, allow_pickle=False).astype(np.float32))
 
 
-def layer_features(G: StyleGAN2Generator, w_plus: torch.Tensor, layer: int) -> torch.Tensor:
-    """Features at PandA "layer l" flattened to [B, C, S] (row-major h*W + w, as the authors)."""
-    z = G.synthesis_until(w_plus, panda_layer(layer)).features
-    return z.reshape(z.shape[0], z.shape[1], -1)
-
-
-@torch.inference_mode()
-def collect_stats(G: StyleGAN2Generator, layer: int, n_samples: int = 1000, batch: int = 10,
-                  seed: int = 0, truncation: float = 1.0,
-                  progress: Callable[[int, int], None] | None = None,
-                  with_gram: bool = True) -> FeatureStats:
-    """Stream n_samples generated samples through layers 0..l and accumulate the statistics.
-
-    Generation runs in the model's dtype (fp16 on CUDA); sums are float32 (scatter in
-    float64, it is small). Batch b draws its z from seed `seed + b` (many samples per seed:
-    statistics, not one picture per seed): reproducible.
-    """
-    k = panda_layer(layer)
-    C, s = G.layer_channels(k), G.layer_resolution(k)
-    dev = G.device
-    scatter = torch.zeros(C, C, dtype=torch.float64, device=dev)
-    gram = torch.zeros((s * s, s * s) if with_gram else (0, 0), dtype=torch.float32, device=dev)
-    total = torch.zeros(C, dtype=torch.float64, device=dev)
-    done, b = 0, 0
-    while done < n_samples:
-        m = min(batch, n_samples - done)
-        w = G.truncated_w(randn((m, G.style_dim), seed + b, dev), truncation)
-        Z = layer_features(G, G.w_plus(w), layer).float()  # [m, C, S]
-        scatter += torch.einsum("ncs,nds->cd", Z, Z).double()
-        if with_gram:
-            gram += torch.einsum("ncs,nct->st", Z, Z)
-        total += Z.sum((0, 2)).double()
-        done += m
-        b += 1
-        if progress:
-            progress(done, n_samples)
-    return FeatureStats((scatter / done).float(), gram, (total / (done * s * s)).float(), done)
-
-
+# ---- init -----------------------------------------------------------------------------------
 def appearances_from_scatter(scatter: torch.Tensor, rank_c: int) -> torch.Tensor:
-    """Leading eigenvectors of the (symmetric) scatter, descending, sign fixed so that each
-    column's largest-magnitude entry is positive (deterministic across runs and devices)."""
-    evals, evecs = torch.linalg.eigh(scatter.double())
-    A = evecs.flip(-1)[:, :rank_c]
-    idx = A.abs().argmax(0)
-    A = A * torch.sign(A[idx, torch.arange(A.shape[1])])[None]
-    return A.float()
+    """The authors' A init: leading left singular vectors of the scatter from `np.linalg.svd`,
+    with its signs, so annotated (appearance, lambda) pairs act the same on computed factors.
+    (float64 here, float32 there: the same signs, checked in the tests.)"""
+    U = np.linalg.svd(scatter.detach().double().cpu().numpy())[0]
+    return torch.from_numpy(np.ascontiguousarray(U[:, :rank_c], dtype=np.float32))
 
 
-def init_parts(S: int, rank_s: int, seed: int = 0) -> torch.Tensor:
-    """P ~ U(0, 0.01), as the authors initialise it."""
-    return torch.rand(S, rank_s, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 0.01
+def init_parts(S: int, rank_s: int) -> torch.Tensor:
+    """The authors' P init: `np.random.seed(0); np.random.uniform(0, 0.01, [S, R_S])` (float64)."""
+    return torch.from_numpy(np.random.RandomState(0).uniform(0, 0.01, size=[S, rank_s]))
+
+
+# ---- Algorithm 1: the summed gradients through thin products --------------------------------
+def _flat(Z: torch.Tensor) -> torch.Tensor:
+    return Z.reshape(-1, Z.shape[-1])  # [n C, S]
+
+
+def _thin(Z: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    """L = [Z_1 P, ..., Z_n P] as [C, n R] (Z [n, C, S], P [S, R])."""
+    n, C, _ = Z.shape
+    return (_flat(Z) @ P.to(Z)).reshape(n, C, -1).permute(1, 0, 2).reshape(C, -1).to(P)
+
+
+def _unthin(M: torch.Tensor, n: int) -> torch.Tensor:
+    """Inverse layout of `_thin`: [C, n R] -> [n C, R]."""
+    C = M.shape[0]
+    return M.reshape(C, n, -1).permute(1, 0, 2).reshape(n * C, -1)
+
+
+def _times_blocks(L: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """[Z_1 P W, ..., Z_n P W] from L (W [R, R] applied to every block)."""
+    C, R = L.shape[0], W.shape[0]
+    return (L.reshape(C, -1, R) @ W).reshape(C, -1)
+
+
+def grad_parts(Z: torch.Tensor, A: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    """dL/dP summed over the samples (the authors' `Us_g`) [S, R_S]."""
+    L = _thin(Z, P)                          # Z_i P
+    BL = A @ (A.t() @ L)                     # B Z_i P
+    B2L = A @ (A.t() @ BL)                   # B^2 Z_i P
+    return _grad_parts_from(Z, P, BL, B2L)
+
+
+def _grad_parts_from(Z: torch.Tensor, P: torch.Tensor, BL: torch.Tensor, B2L: torch.Tensor) -> torch.Tensor:
+    """-4 U1 + 2 (P P^T U2 + U2 P^T P) from B Z_i P and B^2 Z_i P ([C, n R] each): one pass over Z."""
+    n, C, R = Z.shape[0], BL.shape[0], P.shape[1]
+    both = torch.cat([BL.reshape(C, n, R), B2L.reshape(C, n, R)], 2).reshape(C, -1)
+    U = (_flat(Z).t() @ _unthin(both, n).to(Z)).to(P)   # [S, 2R]: sum Z_i^T [B, B^2] Z_i P
+    U1, U2 = U[:, :R], U[:, R:]
+    return -4 * U1 + 2 * (P @ (P.t() @ U2) + U2 @ (P.t() @ P))
+
+
+def _grad_appearances_thin(L: torch.Tensor, A: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """dL/dA from L = [Z_i P] and W = P^T P: -4 Q1 A + 2 (B Q2 A + Q2 B A), kept thin."""
+    V = L.t() @ A                            # [n R, R_C]: (Z_i P)^T A
+    LW = _times_blocks(L, W)                 # Z_i P W
+    Q1A = L @ V
+    Q2A = LW @ V
+    BQ2A = A @ (A.t() @ Q2A)
+    Q2BA = LW @ ((V @ A.t()) @ A)
+    return -4 * Q1A + 2 * (BQ2A + Q2BA)
+
+
+def grad_appearances(Z: torch.Tensor, A: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    """dL/dA summed over the samples (the authors' `Uc_g`) [C, R_C]."""
+    return _grad_appearances_thin(_thin(Z, P), A, P.t() @ P)
+
+
+def algorithm1_step(Z: torch.Tensor, A: torch.Tensor, P: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the authors' loop on the batch Z: P first (projected), then A with the new P."""
+    P = (P - lr * grad_parts(Z, A, P)).clamp_min(0)
+    A = A - lr * grad_appearances(Z, A, P)
+    return A, P
+
+
+def algorithm1(batches: Iterable[torch.Tensor], A: torch.Tensor, P: torch.Tensor, lr: float = AUTHORS_LR,
+               progress: Progress | None = None, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The authors' loop, one step per batch: stochastic mode is a stream of fresh batches
+    (`stream_features` of `sample_draws(range(its))` for batch 1), full-gradient mode the same
+    tensor `its` times. float64 factors; the features stay in their dtype."""
+    A, P = A.double(), P.double()
+    for t, Z in enumerate(batches):
+        A, P = algorithm1_step(Z.to(A.device), A, P, lr)
+        if progress and (t + 1) % 100 == 0:
+            progress(t + 1, steps or t + 1)
+    return A, P
+
+
+# ---- the objective ----------------------------------------------------------------------------
+def objective_direct(Z: torch.Tensor, A: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    """The paper's Eq. 3 on raw features Z [N, C, S] (for checks; forms every reconstruction)."""
+    rec = A @ (A.t() @ Z @ P) @ P.t()
+    return (Z - rec).square().sum()
+
+
+def objective(trK: float, L: torch.Tensor, A: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """L(A, P) = tr K - 2 sum ||A^T Z_i P||^2 + sum tr(A^T A Y_i W Y_i^T), Y_i = A^T Z_i P,
+    from L = [Z_i P] and W = P^T P (no reconstruction formed)."""
+    Y = A.t() @ L
+    AtAY = A.t() @ (A @ Y) if Y.shape[1] < A.shape[1] else (A.t() @ A) @ Y
+    return trK - 2 * Y.square().sum() + (AtAY * _times_blocks(Y, W)).sum()
 
 
 def objective_from_gram(K: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
-    """sum_i ||Z_i - Z_i P P^T||^2 written with K = sum Z_i^T Z_i only."""
+    """L with A A^T = I (A square orthogonal): tr K - 2 tr(P^T K P) + tr(P^T K P P^T P)."""
     KP = K @ P
     PtKP = P.t() @ KP
     return torch.trace(K) - 2 * torch.trace(PtKP) + torch.sum(PtKP * (P.t() @ P))
 
 
-def objective_direct(Z: torch.Tensor, A: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
-    """The paper's Eq. 3 on raw features Z [N, C, S] (for checks; holds all of Z)."""
-    rec = A @ (A.t() @ Z @ P) @ P.t()
-    return (Z - rec).square().sum()
+# ---- the fast solvers ---------------------------------------------------------------------------
+def solve_parts(K: torch.Tensor, rank_s: int, iters: int = 500, P0: torch.Tensor | None = None,
+                progress: Progress | None = None) -> torch.Tensor:
+    """Projected gradient on P >= 0 with A A^T = I, from K alone (the warm start of `fit`).
 
-
-def solve_parts(K: torch.Tensor, rank_s: int, iters: int = 500, seed: int = 0,
-                P0: torch.Tensor | None = None,
-                progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
-    """Projected gradient descent on P >= 0 for tr K - 2 tr(P^T K P) + tr(P^T K P P^T P).
-
-    Gradient: -4 K P + 2 K P (P^T P) + 2 P (P^T K P). Step size by backtracking (Armijo)
-    from the previous step, so no per-layer learning rate is needed. float64 throughout:
-    K is at most 4096^2.
+    Gradient -4 K P + 2 K P (P^T P) + 2 P (P^T K P); step by backtracking (Armijo) from the
+    previous step, never above STEP_CAP / ||K|| (the scale of a safe fixed lr: from the
+    authors' tiny init, unbounded steps reach other, worse optima). float64: K is at most 4096^2.
     """
     K = K.double()
-    P = (init_parts(K.shape[0], rank_s, seed) if P0 is None else P0.double()).to(K.device)
-    step = 1.0 / max(float(torch.linalg.matrix_norm(K, ord=2)), 1e-12)
+    P = (init_parts(K.shape[0], rank_s) if P0 is None else P0.double()).to(K.device)
+    step = cap = STEP_CAP / max(float(torch.linalg.matrix_norm(K, ord=2)), 1e-12)
     f = objective_from_gram(K, P)
     for t in range(iters):
         KP = K @ P
-        PtP = P.t() @ P
-        grad = -4 * KP + 2 * KP @ PtP + 2 * P @ (P.t() @ KP)
-        step *= 2.0
+        grad = -4 * KP + 2 * KP @ (P.t() @ P) + 2 * P @ (P.t() @ KP)
+        step = min(2.0 * step, cap)
         while True:
             P_new = (P - step * grad).clamp_min_(0)
             f_new = objective_from_gram(K, P_new)
@@ -159,9 +295,113 @@ def solve_parts(K: torch.Tensor, rank_s: int, iters: int = 500, seed: int = 0,
     return P.float()
 
 
-def factorize(stats: FeatureStats, rank_c: int, rank_s: int, iters: int = 500, seed: int = 0,
-              progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(A [C, R_C], P [S, R_S]) from streamed statistics."""
-    A = appearances_from_scatter(stats.scatter, rank_c)
-    P = solve_parts(stats.gram, rank_s, iters=iters, seed=seed, progress=progress)
-    return A, P
+def _appearance_terms(Q1: torch.Tensor, Q2: torch.Tensor, A: torch.Tensor, trK: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L, dL/dA) at A for a fixed P through Q1 = sum Z_i P P^T Z_i^T and
+    Q2 = sum Z_i P W P^T Z_i^T (C x C): a few C x C x R_C products, whatever N is."""
+    Q1A, Q2A, AtA = Q1 @ A, Q2 @ A, A.t() @ A
+    AtQ2A = A.t() @ Q2A
+    f = trK - 2 * (A * Q1A).sum() + (AtA * AtQ2A).sum()
+    return f, -4 * Q1A + 2 * (A @ AtQ2A + Q2A @ AtA)
+
+
+def _jump_appearances(Q1: torch.Tensor, Q2: torch.Tensor, A: torch.Tensor, trK: float,
+                      f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The A step's destination for this P in one move, kept when it lowers L.
+
+    L depends on A only through B = A A^T and is quadratic in B: its minimiser (with a small
+    proximal term, for directions Q2 does not see) solves B Q2 + Q2 B + mu B = 2 Q1 + mu B0,
+    diagonal in Q2's eigenbasis. A moves as A <- M A with M = B*^(1/2) B0^(-1/2), so
+    A A^T = B* and A changes by a left factor, as in Algorithm 1's A <- (I - lr H) A; the
+    gradient steps alone crawl along the badly scaled directions of Q2."""
+    q, V = torch.linalg.eigh(Q2)
+    B0 = A @ A.t()
+    mu = 1e-3 * float(q.max().clamp_min(1e-300))
+    rhs = V.t() @ (2 * Q1 + mu * B0) @ V
+    Bs = V @ (rhs / (q[:, None] + q[None, :] + mu)) @ V.t()
+    Bs = (Bs + Bs.t()) / 2
+    e, U = torch.linalg.eigh(Bs)
+    e0, U0 = torch.linalg.eigh(B0)
+    if e0.min() <= 1e-12 * e0.max():
+        return A, f
+    root = U @ (e.clamp_min(0).sqrt()[:, None] * U.t())
+    inv_root0 = U0 @ (e0.rsqrt()[:, None] * U0.t())
+    A_new = root @ (inv_root0 @ A)
+    f_new, _ = _appearance_terms(Q1, Q2, A_new, trK)
+    return (A_new, f_new) if f_new < f else (A, f)
+
+
+def fit(Z: torch.Tensor, rank_c: int, rank_s: int, max_iters: int = 300, tol: float = 1e-6,
+        warm_iters: int = 300, progress: Progress | None = None,
+        history: list[float] | None = None, jump: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Algorithm 1 (full gradient) on the features Z [N, C, S] -> (A [C, R_C], P [S, R_S]) float32.
+
+    The authors' init (SVD of the scatter, P ~ U(0, 0.01)), the parts first solved with A held
+    there (Gram matrix only: `solve_parts`), then their alternating steps on all samples, each
+    step size found by backtracking (Armijo), until an iteration lowers L by less than `tol`
+    (relative) or `max_iters`. Products with Z-sized operands run in Z's dtype (float32 on a
+    GPU), the factors and every sum in float64.
+    """
+    N, C, S = Z.shape
+    if not (1 <= rank_c <= C and 1 <= rank_s <= S):
+        raise ValueError(f"ranks must be 1..{C} (appearances) and 1..{S} (parts)")
+    f64, hd = torch.float64, Z.dtype
+    chunks = Z.split(max(1, 2 ** 26 // (C * S)))  # bounded temporaries
+    scatter = sum(torch.einsum("ncs,nds->cd", z, z).to(f64) for z in chunks) / N
+    K = sum((_flat(z).t() @ _flat(z)).to(f64) for z in chunks)
+    A = appearances_from_scatter(scatter, rank_c).to(Z.device, f64)
+    KA = K
+    if rank_c < C:  # A A^T is a projection, not I: warm-start on sum (A^T Z)^T (A^T Z)
+        KA = sum((lambda Y: torch.einsum("nrs,nrt->st", Y, Y))((A.t().to(hd) @ z).to(f64)) for z in chunks)
+    P = solve_parts(KA, rank_s, iters=warm_iters).to(Z.device, f64)
+    trK = float(torch.trace(K))
+
+    def value(A: torch.Tensor, P: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """L(A, P) and the thin products it shares with the gradients."""
+        L = _thin(Z, P.to(hd))                                  # [C, N R] in hd
+        Y = A.t().to(hd) @ L
+        AtAY = (A.t() @ A).to(hd) @ Y
+        f = trK - 2 * Y.square().sum(dtype=f64) + (AtAY * _times_blocks(Y, P.t().to(hd) @ P.to(hd))).sum(dtype=f64)
+        return f, L, Y, AtAY
+
+    f, L, Y, AtAY = value(A, P)
+    eta_p = cap_p = STEP_CAP / max(float(torch.linalg.matrix_norm(K, ord=2)), 1e-300)
+    eta_a = None
+    for it in range(max_iters):
+        f_start = f
+        # P step: projected gradient, backtracking from twice the last step
+        Ah = A.to(hd)
+        g = _grad_parts_from(Z, P, Ah @ Y, Ah @ AtAY)
+        eta_p = min(2.0 * eta_p, cap_p)
+        for _ in range(40):
+            P_new = (P - eta_p * g).clamp_min(0)
+            f_new, L_new, *_ = value(A, P_new)
+            if f_new <= f - 1e-4 / eta_p * (P_new - P).square().sum():
+                P, f, L = P_new, f_new, L_new
+                break
+            eta_p *= 0.5
+        # A step with the new P: plain gradient, from C x C statistics of this P
+        Q1 = (L @ L.t()).to(f64)
+        Q2 = (_times_blocks(L, (P.t() @ P).to(hd)) @ L.t()).to(f64)
+        f, g = _appearance_terms(Q1, Q2, A, trK)
+        if eta_a is None:
+            eta_a = 1.0 / max(float(torch.linalg.matrix_norm(Q1, ord=2)), 1e-300)
+        eta_a *= 2.0
+        gg = g.square().sum()
+        for _ in range(40):
+            A_new = A - eta_a * g
+            f_new, _ = _appearance_terms(Q1, Q2, A_new, trK)
+            if f_new <= f - 1e-4 * eta_a * gg:
+                A, f = A_new, f_new
+                break
+            eta_a *= 0.5
+        if jump and rank_c == C:
+            A, f = _jump_appearances(Q1, Q2, A, trK, f)
+        Y = A.t().to(hd) @ L
+        AtAY = (A.t() @ A).to(hd) @ Y
+        if progress:
+            progress(it + 1, max_iters)
+        if history is not None:
+            history.append(float(f))
+        if f_start - f <= tol * abs(f_start):
+            break
+    return A.float(), P.float()

@@ -22,6 +22,7 @@ from demos import panda
 from demos.panda_factors import appearances_from_scatter
 
 LABEL = "tiny-sg2 · layer 5 · ranks [16, 4] (published)"
+NO_ROWS = {"headers": ["parts", "appearance", "λ"], "data": []}
 
 
 def _npy(a: np.ndarray) -> bytes:
@@ -76,51 +77,46 @@ def _png(path: str) -> np.ndarray:
 
 
 def test_parts_then_edit_end_to_end(client, tiny_sg2_file, factors):
-    gallery, parts, preset, appearance = client.predict(LABEL, "3", 0.7, api_name="/panda_parts")
+    gallery, parts, preset, appearance = client.predict(LABEL, "3", 0.7, False, api_name="/panda_parts")
     assert len(gallery) == 4  # one overlay per part
-    orig, edited, diff, sal = client.predict(LABEL, "3", 0.7, [1], 2, 80, api_name="/panda_edit")
+    orig, edited, diff, sal, masked = client.predict(LABEL, "3", 0.7, [1], 2, 80, NO_ROWS, False,
+                                                     api_name="/panda_edit")
     orig, edited = _png(orig), _png(edited)
     # same numbers as the engine on the same checkpoint
     G = load_stylegan2(tiny_sg2_file, size=32, style_dim=32, n_mlp=2, channel_max=16)
     A, P = factors
     fs = panda.FactorSet("tiny-sg2", 5, torch.from_numpy(A), torch.from_numpy(P))
     w = panda.seed_w_plus(G, [3], 0.7)
-    o, e = panda.edit(G, w, fs, [1], 2, 80.0)
-    assert np.array_equal(orig, to_uint8(o)[0]) and np.array_equal(edited, to_uint8(e)[0])
+    res = panda.edit(G, w, fs, [panda.EditTerm((1,), 2, 80.0)])
+    assert np.array_equal(orig, to_uint8(res.original)[0]) and np.array_equal(edited, to_uint8(res.edited)[0])
     assert not np.array_equal(orig, edited)
     assert _png(sal).shape == (32, 64, 3)  # heat map beside the thresholded mask
-    # strength 0: nothing changes
-    o0, e0, _, _ = client.predict(LABEL, "3", 0.7, [1], 2, 0, api_name="/panda_edit")
-    assert np.array_equal(_png(o0), _png(e0))
-    # a batch of seeds: one row, the first equal to the single-seed result
-    ob, eb, db, sb = client.predict(LABEL, "3, 4", 0.7, [1], 2, 80, api_name="/panda_edit")
-    ob, eb = _png(ob), _png(eb)
-    assert ob.shape == (32, 64, 3) and np.array_equal(ob[:, :32], orig)
-    assert np.array_equal(eb[:, :32], edited) and _png(sb).shape == (64, 64, 3)
+    assert _png(masked).shape == (32, 32, 3)
+    # two edits at once (the edit list), with per-sample refinement: another picture
+    rows = {"headers": ["parts", "appearance", "λ"], "data": [["0, 3", 5, -40]]}
+    _, e2, *_ = client.predict(LABEL, "3", 0.7, [1], 2, 80, rows, True, api_name="/panda_edit")
+    assert not np.array_equal(_png(e2), edited)
 
 
 def test_bad_inputs_are_messages(client):
-    client.predict(LABEL, "3", 0.7, api_name="/panda_parts")
+    client.predict(LABEL, "3", 0.7, False, api_name="/panda_parts")
     with pytest.raises(AppError, match="Pick at least one part"):
-        client.predict(LABEL, "3", 0.7, [], 2, 50, api_name="/panda_edit")
-    with pytest.raises(AppError, match="not a seed"):
-        client.predict(LABEL, "3, x", 0.7, [1], 2, 50, api_name="/panda_edit")
+        client.predict(LABEL, "3", 0.7, [], 2, 50, NO_ROWS, False, api_name="/panda_edit")
     with pytest.raises(AppError, match="out of range|greater than maximum"):
-        client.predict(LABEL, "3", 0.7, [1], 99, 50, api_name="/panda_edit")
+        client.predict(LABEL, "3", 0.7, [1], 99, 50, NO_ROWS, False, api_name="/panda_edit")
 
 
 def test_compute_factors_saves_the_authors_format_and_offers_them(client, tmp_path):
-    update, status = client.predict("tiny-sg2", 3, 4, 50, 50, api_name="/panda_compute")
+    update, status = client.predict("tiny-sg2", 3, 4, 50, 20, "full", 10, 1e-6, api_name="/panda_compute")
     saved = sorted(p.name for p in (tmp_path / "cache" / "panda" / "tiny-sg2").iterdir())
-    assert saved == ["Uc-name_tiny-sg2-layer_3-rank_16.npy", "Us-name_tiny-sg2-layer_3-rank_4.npy"]
+    # the name the generator's published files use ("tiny", as stylegan2_ffhq1024 for FFHQ)
+    assert saved == ["Uc-name_tiny-layer_3-rank_16.npy", "Us-name_tiny-layer_3-rank_4.npy"]
     assert "Saved" in status
     label = "tiny-sg2 · layer 3 · ranks [16, 4] (computed)"
-    gallery, *_ = client.predict(label, "1", 0.7, api_name="/panda_parts")
+    gallery, *_ = client.predict(label, "1", 0.7, False, api_name="/panda_parts")
     assert len(gallery) == 4
-    orig, edited, _, _ = client.predict(label, "1", 0.7, [0, 1], 0, 50, api_name="/panda_edit")
+    orig, edited, *_ = client.predict(label, "1", 0.7, [0, 1], 0, 50, NO_ROWS, False, api_name="/panda_edit")
     assert not np.array_equal(_png(orig), _png(edited))
-    with pytest.raises(AppError, match="64x64 or less|layers"):
-        client.predict("tiny-sg2", 12, 4, 50, 50, api_name="/panda_compute")
 
 
 def test_download_all_after_an_edit(client):
@@ -128,8 +124,8 @@ def test_download_all_after_an_edit(client):
     vector, and a recipe with the generator, the factor files and the seed."""
     from core.recipe import read_bundle
 
-    client.predict(LABEL, "3", 0.7, api_name="/panda_parts")
-    orig, edited, _, _ = client.predict(LABEL, "3", 0.7, [1], 2, 80, api_name="/panda_edit")
+    client.predict(LABEL, "3", 0.7, False, api_name="/panda_parts")
+    orig, edited, *_ = client.predict(LABEL, "3", 0.7, [1], 2, 80, NO_ROWS, False, api_name="/panda_edit")
     bundle = read_bundle(client.predict(api_name="/panda_download"))
     assert np.array_equal(bundle.images["edited_01"], _png(edited))
     assert np.array_equal(bundle.images["original_01"], _png(orig))
@@ -138,56 +134,91 @@ def test_download_all_after_an_edit(client):
     assert r["model_id"] == "tiny-sg2" and r["seed"] == 3 and r["seeds"] == [3]
     assert r["models"]["parts"]["hub"]["repo_type"] == "space"
     assert r["settings"]["parts"] == [1] and r["settings"]["appearance"] == 2 and r["settings"]["strength"] == 80
+    assert r["settings"]["edits"] == [[[1], 2, 80.0]] and "masked_01" in bundle.images
 
 
 # ---- the handlers as plain functions (no app) ------------------------------------------------
 def test_show_parts_and_edit_seeds_called_directly(ctx, factors):
     """The handlers are functions of (ctx, values): the same pictures as the engine, and a
     run for "Download all" naming the generator and both factor files."""
-    gallery, parts, preset, appearance = panda.show_parts(ctx, LABEL, "3", 0.7)
+    gallery, parts, preset, appearance = panda.show_parts(ctx, LABEL, "3", 1.0)
     assert len(gallery) == 4 and [name for _, name in gallery] == [f"part {r}" for r in range(4)]
     assert parts["value"] == [0] and parts["choices"] == [(f"part {r}", r) for r in range(4)]
-    assert preset["choices"] == [panda.REMOVE_OBJECT[0]] and appearance["maximum"] == 15
-    orig, edited, diff, sal, run = panda.edit_seeds(ctx, LABEL, "3, 4", 0.7, [1], 2, 80)
+    assert preset["choices"] == [] and appearance["maximum"] == 15  # no annotated edits here
+    refined, *_ = panda.show_parts(ctx, LABEL, "3", 1.0, True)
+    assert len(refined) == 4
+    orig, edited, diff, sal, masked, run = panda.edit_seeds(ctx, LABEL, "3, 4", 1.0, [1], 2, 80)
     G = ctx.model("tiny-sg2")
     A, P = factors
     fs = panda.FactorSet("tiny-sg2", 5, torch.from_numpy(A), torch.from_numpy(P))
-    o, e = panda.edit(G, panda.seed_w_plus(G, [3, 4], 0.7), fs, [1], 2, 80.0)
-    assert orig.shape == edited.shape == (32, 64, 3) and sal.shape == (64, 64, 3)
-    assert np.array_equal(orig[:, :32], to_uint8(o)[0]) and np.array_equal(edited[:, 32:], to_uint8(e)[1])
-    # seed_w_plus is the generator's own sampler: the originals are its rendered pictures
-    # (up to float rounding: the edit renders a batch of four)
-    torch.testing.assert_close(o.clamp(-1, 1), G.render(G.sample_latents([3, 4]), 0.7), rtol=0, atol=1e-4)
+    res = panda.edit(G, panda.seed_w_plus(G, [3, 4], 1.0), fs, [panda.EditTerm((1,), 2, 80.0)])
+    assert orig.shape == edited.shape == masked.shape == (32, 64, 3) and sal.shape == (64, 64, 3)
+    assert np.array_equal(orig[:, :32], to_uint8(res.original)[0]) and np.array_equal(edited[:, 32:], to_uint8(res.edited)[1])
+    # seed t is the authors' sample t: np.random.seed(t); randn(1, 512) (here 32-d)
+    np.random.seed(3)
+    z3 = torch.Tensor(np.random.randn(1, 32))
+    torch.testing.assert_close(res.original[:1].clamp(-1, 1), G.render(z3, 1.0), rtol=0, atol=1e-4)
     r = run.recipe
     assert r["tab"] == "panda" and r["seeds"] == [3, 4] and r["settings"]["factor_set"] == LABEL
-    assert set(r["models"]) == {"generator", "appearances", "parts"}
-    assert run.masks["part"].shape == (16, 16)
+    assert set(r["models"]) == {"generator", "appearances", "parts"} and r["settings"]["truncation"] == 1.0
+    assert run.masks["part"].shape == (16, 16) and run.masks["saliency_above_mean"][0].shape == (32, 32)
+    # the saliency threshold: a_j . the mean feature of samples 0..499 at this truncation
+    mean = panda.channel_mean(G, 5, 1.0)
+    assert r["settings"]["saliency_threshold"] == pytest.approx(float(fs.A[:, 2] @ mean), rel=1e-6)
+    # several edits at once: the edit list's rows are summed with the edit above
+    rows = [["0, 3", 5, -40.0], ["", None, None]]
+    *_, run2 = panda.edit_seeds(ctx, LABEL, "3", 1.0, [1], 2, 80, rows, False)
+    assert run2.recipe["settings"]["edits"] == [[[1], 2, 80.0], [[0, 3], 5, -40.0]]
+    *_, run3 = panda.edit_seeds(ctx, LABEL, "3", 1.0, [], 2, 80, rows[:1], True)  # only the list, refined
+    assert run3.recipe["settings"]["edits"] == [[[0, 3], 5, -40.0]] and run3.recipe["settings"]["refine_parts"]
+    assert panda.add_edit(rows[:1], [2, 1], 4, 30) == [["0, 3", 5, -40.0], ["2, 1", 4, 30.0]]
 
 
 def test_handler_mistakes_are_readable_messages(ctx):
     with pytest.raises(gr.Error, match="Pick at least one part"):
-        panda.edit_seeds(ctx, LABEL, "3", 0.7, [], 2, 50)
+        panda.edit_seeds(ctx, LABEL, "3", 1.0, [], 2, 50)
     with pytest.raises(gr.Error, match="Pick an appearance index"):
-        panda.edit_seeds(ctx, LABEL, "3", 0.7, [1], None, 50)
+        panda.edit_seeds(ctx, LABEL, "3", 1.0, [1], None, 50)
     with pytest.raises(gr.Error, match="out of range"):
-        panda.edit_seeds(ctx, LABEL, "3", 0.7, [1], 99, 50)
+        panda.edit_seeds(ctx, LABEL, "3", 1.0, [1], 99, 50)
+    with pytest.raises(gr.Error, match="comma"):
+        panda.edit_seeds(ctx, LABEL, "3", 1.0, [1], 2, 50, [["x", 1, 2]])
     with pytest.raises(gr.Error, match="not a seed"):
-        panda.show_parts(ctx, LABEL, "3, x", 0.7)
+        panda.show_parts(ctx, LABEL, "3, x", 1.0)
     with pytest.raises(gr.Error, match="No factors yet"):
-        panda.show_parts(ctx, None, "3", 0.7)
+        panda.show_parts(ctx, None, "3", 1.0)
     with pytest.raises(gr.Error, match="Unknown factor set"):
-        panda.show_parts(ctx, "tiny-sg2 · layer 9 · ranks [16, 4] (published)", "3", 0.7)
+        panda.show_parts(ctx, "tiny-sg2 · layer 9 · ranks [16, 4] (published)", "3", 1.0)
     with pytest.raises(gr.Error, match="Pick a generator"):
         panda.compute_factors(ctx, None, 5, 4, 50, 50)
     with pytest.raises(gr.Error, match=r"tiny-sg2 has layers 1\.\.7"):
         panda.compute_factors(ctx, "tiny-sg2", 12, 4, 50, 50)
+    with pytest.raises(gr.Error, match="stochastic loop, which streams"):
+        panda.compute_factors(ctx, "tiny-sg2", 7, 4, 10 ** 6, 50)
+
+
+def test_compute_with_the_authors_stochastic_loop(ctx, tmp_path):
+    """Their loop as published (HOSVD init, one fresh sample t per step, fixed lr), streamed."""
+    update, status = panda.compute_factors(ctx, "tiny-sg2", 3, 4, 20, 10, "the authors' stochastic loop", 30, 1e-4)
+    assert "Saved" in status and update["value"] == "tiny-sg2 · layer 3 · ranks [16, 4] (computed)"
+    fs = panda.library(ctx).get(update["value"])
+    from demos import panda_factors as pf
+    G = ctx.model("tiny-sg2")
+    stats = pf.collect_stats(G, 3, pf.hosvd_draws(20), with_gram=False)
+    A0, P0 = pf.appearances_from_scatter(stats.scatter, 16), pf.init_parts(64, 4)
+    A, P = pf.algorithm1((pf.layer_features(G, panda.seed_w_plus(G, [t], 1.0), 3).float() for t in range(30)),
+                         A0, P0, 1e-4)
+    torch.testing.assert_close(fs.A, A.float(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fs.P, P.float(), rtol=1e-4, atol=1e-5)
+    with pytest.raises(gr.Error, match="diverged"):
+        panda.compute_factors(ctx, "tiny-sg2", 3, 4, 20, 10, "stochastic", 30, 1e3)
 
 
 def test_presets_and_part_clicks_called_directly(ctx):
     unchanged = panda.apply_preset(ctx, LABEL, None)
     assert len(unchanged) == 3 and all(u == gr.update() for u in unchanged)
-    keep, j, lam = panda.apply_preset(ctx, LABEL, panda.REMOVE_OBJECT[0])
-    assert keep == gr.update() and (j, lam) == (0, -200.0)
+    with pytest.raises(gr.Error, match="not an annotated edit"):  # "remove object" only where annotated
+        panda.apply_preset(ctx, LABEL, "remove object (background appearance)")
     assert panda.select_part([0], SimpleNamespace(index=2)) == [0, 2]
     assert panda.select_part([0, 2], SimpleNamespace(index=2)) == [0, 2]
     assert panda.select_part(None, SimpleNamespace(index=1)) == [1]
