@@ -170,13 +170,16 @@ def refine_parts(Z: torch.Tensor, A: torch.Tensor, P: torch.Tensor, lr: float | 
     """The authors' `Model.refine` (Eq. 6): from the global parts, projected gradient steps on
     ||Z_i - A A^T Z_i P~ P~^T||^2 for one sample Z_i [C, S], A fixed -> P~ [S, R_S].
 
-    `lr` is theirs (absolute, demo.ipynb's 1e-5); `lr=None` picks each step by backtracking,
-    which cannot diverge on features of another scale."""
+    `lr` is theirs (absolute, demo.ipynb's 1e-5); where it diverges (features of another
+    scale) or `lr=None`, each step is picked by backtracking instead."""
     Zi, A64, Pr = Z.double()[None], A.double(), P.double()
     if lr is None:
         return _refine_backtracking(Zi, A64, Pr, steps)
     for _ in range(steps):
         Pr = (Pr - lr * pf.grad_parts(Zi, A64, Pr)).clamp_min(0)
+    f = lambda Q: pf.objective_direct(Zi, A64, Q)  # noqa: E731
+    if not (torch.isfinite(Pr).all() and f(Pr) <= f(P.double())):
+        return _refine_backtracking(Zi, A64, P.double(), steps)  # their lr diverged at this scale
     return Pr.float()
 
 
