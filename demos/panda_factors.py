@@ -28,7 +28,9 @@ Gram matrix K = sum Z_i^T Z_i (`objective`).
 `fit` (what the tab runs): full-gradient Algorithm 1 on the given samples, from the authors'
 init, warm-started with the parts that are optimal for A held at the init (projected gradient
 on K alone, `solve_parts`), then the authors' alternating steps with the step sizes chosen by
-backtracking instead of their hand-tuned lr, until L stops decreasing. It reaches the
+backtracking instead of their hand-tuned lr, each A step followed by a move of A A^T to its
+optimum for the current P (`_jump_appearances`, A <- M A like their update; kept only when
+it lowers L), until L stops decreasing. It reaches the
 converged Algorithm 1 objective (tests: within 0.5 %); their fixed-lr loop stays available as
 `algorithm1` (both modes).
 """
