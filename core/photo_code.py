@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from core.device import placement
 from core.errors import UserError
 
 METHODS = ("e4e", "W+ optimisation", "SAM")
@@ -53,15 +54,21 @@ class PhotoCode:
                             f"{model_id!r}: switch back to {self.model_id!r}, or invert the "
                             f"photo again for {model_id!r}.")
 
-    def residuals(self, device: torch.device, first: int = 0, last: int = 10 ** 6) -> dict:
-        """The residuals of layers first..last as `synthesis` takes them: {k: (dF_k, m_k)}."""
-        return {k: (d.to(device), self.masks[k].to(device))
+    def residuals(self, G, first: int = 0, last: int = 10 ** 6) -> dict:
+        """The residuals of layers first..last as G's `synthesis` takes them: {k: (dF_k, m_k)}
+        on G's device and in its dtype."""
+        device, dtype = placement(G)
+        return {k: (d.to(device, dtype), self.masks[k].to(device, dtype))
                 for k, d in self.deltas.items() if first <= k <= last}
+
+    def _w(self, G, w_plus: torch.Tensor | None = None) -> torch.Tensor:
+        device, dtype = placement(G)
+        return (self.w_plus if w_plus is None else w_plus).to(device, dtype)
 
     @torch.no_grad()
     def render(self, G) -> torch.Tensor:
         """The reconstruction g(W+) with every residual in place -> [1, 3, H, W]."""
-        return G.synthesis(self.w_plus.to(G.device), deltas=self.residuals(G.device))
+        return G.synthesis(self._w(G), deltas=self.residuals(G))
 
     @torch.no_grad()
     def render_edited(self, G, layer: int, edit: Callable[[torch.Tensor], torch.Tensor],
@@ -69,10 +76,10 @@ class PhotoCode:
         """The pass with the features after `layer` (residuals up to it included) replaced by
         `edit(features)`, then the rest of the pass with the later residuals: an edit that
         returns its input renders exactly `render`. `w_plus`: another W+ (a direction's)."""
-        w = (self.w_plus if w_plus is None else w_plus).to(G.device)
-        state = G.synthesis_until(w, layer, deltas=self.residuals(G.device, last=layer))
+        w = self._w(G, w_plus)
+        state = G.synthesis_until(w, layer, deltas=self.residuals(G, last=layer))
         state = state.with_features(edit(state.features))
-        return G.synthesis_from(state, w, deltas=self.residuals(G.device, first=layer + 1))
+        return G.synthesis_from(state, w, deltas=self.residuals(G, first=layer + 1))
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Named arrays for `latents.npz` (SAM's keys: 'W+', 'F4', 'mask_F4', ...)."""

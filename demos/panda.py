@@ -33,6 +33,7 @@ from core.errors import UserError
 from core.hub import app_cache_dir, fetch
 from core.images import grid, heatmap, overlay, to_uint8
 from core.models.stylegan2 import StyleGAN2Generator, SynthesisState, panda_layer
+from core.photo_code import PhotoCode, photo_code_state, run_parts
 from core.recipe import Run
 from core.ui import (MAX_SEED, TabWiring, gpu_task, labelled_examples, licence_line, parse_seeds,
                      record, tab_header, user_errors)
@@ -233,6 +234,18 @@ def edit(G: StyleGAN2Generator, w_plus: torch.Tensor, factors: FactorSet, terms:
     both = SynthesisState(k, torch.cat([Z, Z + delta]), torch.cat([state.skip] * 2))
     out = G.synthesis_from(both, torch.cat([w_plus] * 2)).float()
     return EditResult(out[:b], out[b:], parts.float(), refine)
+
+
+@torch.inference_mode()
+def edit_code(G: StyleGAN2Generator, code: PhotoCode, factors: FactorSet, terms: Sequence[EditTerm]
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A person's photo code (core.photo_code) and its edit: Z' = Z + sum_k lambda_k a_k (x) p_k
+    on the features of the code's own pass at layer l (its residuals up to l included, the
+    later ones after), so strength 0 renders exactly the reconstruction -> ([1, 3, H, W] x 2)."""
+    delta = edit_delta(factors.A, factors.P, terms, factors.side)
+    k = panda_layer(factors.layer)
+    edited = code.render_edited(G, k, lambda Z: Z + delta.to(Z))
+    return code.render(G).float(), edited.float()
 
 
 def lanczos(m: torch.Tensor, size: int) -> torch.Tensor:
@@ -527,6 +540,37 @@ def edit_seeds(ctx: AppContext, label: str | None, seeds: str, truncation: float
     return grid(orig, pad=0), grid(new, pad=0), diffs, sal_rows, grid_uint8(masked), run
 
 
+NO_PHOTO_CODE = ("No photo code yet: invert your photo in the SAM tab (it hands the result "
+                 "to this tab), or load a saved run there.")
+
+
+@gpu_task(duration=60)
+def edit_photo_code(ctx: AppContext, label: str | None, code: PhotoCode | None, chosen: list | None,
+                    appearance: float | None, strength: float, more=None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, Run]:
+    """The session's photo code (an inverted photo) edited with parts and appearances ->
+    (reconstruction, edited, |difference|, the edit in the photo, run)."""
+    if code is None:
+        raise UserError(NO_PHOTO_CODE)
+    fs, G = factors_and_model(ctx, label)
+    code.check_model(fs.generator)
+    terms = edit_terms(chosen, appearance, strength, more)
+    orig, new = edit_code(G, code, fs, terms)
+    original, edited = to_uint8(orig)[0], to_uint8(new)[0]
+    diff = heatmap((new - orig).abs().mean(1)[0], vmin=0)
+    in_photo = code.in_photo(edited)
+    images, arrays, settings = run_parts(code)
+    run = record(ctx, TAB, "edit photo code", {"generator": fs.generator},
+                 images={"original": original, "edited": edited, "difference": diff,
+                         "edited_in_photo": in_photo, **images},
+                 arrays={**arrays, "delta": edit_delta(fs.A, fs.P, terms, fs.side)},
+                 settings={**settings, "factor_set": label, "layer": fs.layer,
+                           "edits": [[list(t.parts), t.appearance, t.strength] for t in terms]},
+                 notes="original: the photo code's reconstruction (W+ and its residuals); edited: "
+                       "the same pass with the parts/appearances edit at the factors' layer.")
+    return original, edited, diff, in_photo, run
+
+
 def grid_uint8(pictures: np.ndarray) -> np.ndarray:
     """uint8 [B, H, W, 3] side by side (no gutters, like the other rows)."""
     return np.concatenate(list(pictures), axis=1)
@@ -686,6 +730,21 @@ def _build_edit(wiring: TabWiring, picker: Picker, labels: list[str]) -> None:
     wiring.on(picker.seed.submit, show_parts, show_inputs, show_outputs, record=False)
     wiring.on(picker.refine.change, show_parts, show_inputs, show_outputs, record=False)
     wiring.on(run.click, edit_seeds, edit_inputs, edit_outputs, api_name="panda_edit")
+    code = photo_code_state(wiring.ctx)
+    with gr.Accordion("Edit your photo (the photo code inverted in the SAM tab)", open=False):
+        gr.Markdown("Invert your photo once in the SAM tab (same model as these factors): the parts "
+                    "and appearances above then act on the features of your photo's own pass, "
+                    "SAM's feature residuals included, so λ = 0 is exactly the reconstruction. "
+                    "The result goes back into your photo at full resolution.")
+        edit_mine = gr.Button("Edit my photo", variant="primary")
+        with gr.Row():
+            code_original = gr.Image(label="Your photo's reconstruction", format="png", interactive=False)
+            code_edited = gr.Image(label="Your photo edited", format="png", interactive=False)
+            code_diff = gr.Image(label="|Difference| (your photo)", format="png", interactive=False)
+        code_in_photo = gr.Image(label="The edit in your photo", format="png", interactive=False)
+    wiring.on(edit_mine.click, edit_photo_code,
+              [picker.factor_set, code, parts, appearance, strength, more],
+              [code_original, code_edited, code_diff, code_in_photo], api_name="panda_edit_photo")
     wiring.on(strength.release, edit_seeds, edit_inputs, edit_outputs)
     wiring.on(preset.change, apply_preset, [picker.factor_set, preset], [parts, appearance, strength],
               api_name="panda_preset", record=False)

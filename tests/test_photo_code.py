@@ -42,7 +42,7 @@ def test_residuals_are_in_the_features_an_edit_sees(G, code):
         return x
 
     code.render_edited(G, 4, look)
-    plain = G.synthesis_until(code.w_plus, 4, deltas=code.residuals(G.device, last=3)).features
+    plain = G.synthesis_until(code.w_plus, 4, deltas=code.residuals(G, last=3)).features
     assert torch.allclose(seen["x"] - plain, code.deltas[4] * code.masks[4], atol=1e-5)
 
 
@@ -61,7 +61,7 @@ def test_an_edit_changes_features_only_where_it_acts(G, code):
         return after["x"]
 
     code.render_edited(G, 4, capture)
-    before = G.synthesis_until(code.w_plus, 4, deltas=code.residuals(G.device, last=4)).features
+    before = G.synthesis_until(code.w_plus, 4, deltas=code.residuals(G, last=4)).features
     changed = (after["x"] - before).abs().sum(1, keepdim=True) > 0
     assert changed.any() and not (changed & (part == 0)).any()
 
@@ -153,3 +153,62 @@ def test_sams_inversion_becomes_the_shared_code_and_renders_its_reconstruction(G
     assert torch.equal(shared.render(G), reconstruction)
     assert torch.equal(shared.render_edited(G, 4, lambda x: x), reconstruction)
     assert share_code(None) == {"__type__": "update"}
+
+
+# ---- PandA on a photo code ----------------------------------------------------------------------
+def _factors(G, layer: int):
+    """Random factors of the shape PandA's layer `layer` has on the tiny StyleGAN2."""
+    from core.models.stylegan2 import panda_layer
+    from demos.panda import FactorSet
+
+    k = panda_layer(layer)
+    gen = torch.Generator().manual_seed(2)
+    C, s = G.layer_channels(k), G.layer_resolution(k)
+    P = torch.rand(s * s, 3, generator=gen)
+    P[:, 0] = 0
+    P[: s, 0] = 1  # part 0: the first row of cells
+    return FactorSet("tiny-sg2", layer, torch.linalg.qr(torch.randn(C, 4, generator=gen))[0], P)
+
+
+def test_panda_strength_zero_on_a_photo_code_is_the_sam_reconstruction(G, code):
+    from core.inversion import render
+    from demos.panda import EditTerm, edit_code
+
+    fs = _factors(G, 5)  # layer 5 = rosinality layer 4, where the code has a residual
+    original, edited = edit_code(G, code, fs, [EditTerm((0,), 1, 0.0)])
+    sam = render(G, code.w_plus, code.deltas, code.masks)
+    assert torch.equal(original, sam) and torch.equal(edited, sam)
+
+
+def test_panda_on_a_photo_code_edits_only_where_the_part_is(G, code, ctx, monkeypatch):
+    """Through the tab's handler: at the layer the change is the part's rows only (the residuals
+    present); the picture changes; the edit goes back into the photo; another model is named."""
+    from dataclasses import replace
+
+    from core.models.stylegan2 import panda_layer
+    from demos import panda
+
+    fs = _factors(G, 5)
+    k = panda_layer(5)
+    seen = []
+    original_render = PhotoCode.render_edited
+
+    def spy(self, G_, layer, edit, w_plus=None):
+        def wrapped(Z):
+            out = edit(Z)
+            seen.append((out - Z).abs().sum(1)[0])
+            return out
+        return original_render(self, G_, layer, wrapped, w_plus)
+
+    monkeypatch.setattr(PhotoCode, "render_edited", spy)
+    monkeypatch.setattr(panda, "factors_and_model", lambda ctx, label: (fs, G))
+    photo_code = _photo_code(ctx, code)
+    rec, edited, diff, in_photo, run = panda.edit_photo_code(ctx, "tiny", photo_code, ["0"], 1, 40.0)
+    changed = seen[0] > 0
+    assert changed[0].all() and not changed[1:].any() and k == 4
+    assert np.abs(edited.astype(int) - rec).max() > 0 and in_photo.shape == (90, 120, 3)
+    assert "W+" in run.arrays and run.recipe["settings"]["photo_code"]["model"] == "tiny-sg2"
+    with pytest.raises(Exception, match="belongs to model 'other-model'"):
+        panda.edit_photo_code(ctx, "tiny", replace(photo_code, model_id="other-model"), ["0"], 1, 40.0)
+    with pytest.raises(Exception, match="No photo code yet"):
+        panda.edit_photo_code(ctx, "tiny", None, ["0"], 1, 40.0)
