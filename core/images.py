@@ -5,10 +5,11 @@ Engine convention: images are float tensors [B, 3, H, W] in [-1, 1]; masks are
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -84,19 +85,9 @@ def open_photo(file: ImageLike) -> Image.Image:
     if isinstance(file, dict) and "path" in file:  # a Gradio FileData value
         file = file["path"]
     if isinstance(file, (str, bytes)) or hasattr(file, "__fspath__") or hasattr(file, "read"):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(file) as opened:  # reads the header only
-                    _check_pixels(opened.size)
-                    opened.load()
-                    img = _upright(opened)
-        except UserError:
-            raise
-        except Image.DecompressionBombError:
-            raise _too_big(None) from None
-        except (OSError, ValueError, SyntaxError, EOFError):
-            raise UserError(NOT_A_PICTURE) from None
+        with _opened(file) as opened:
+            opened.load()
+            img = _upright(opened)
     elif isinstance(file, Image.Image):
         _check_pixels(file.size)
         img = _upright(file)
@@ -110,24 +101,32 @@ def check_upload(path: str) -> str:
     if not), at most MAX_PHOTO_PIXELS (read from the header, so a 17 KB file that would decode
     into gigabytes never does), and 8 bits per channel: a 16-bit or float picture is rewritten
     beside it as an 8-bit PNG (Gradio's own conversion clips it to white). -> the path to use."""
+    with _opened(path) as opened:
+        if opened.mode not in HIGH_BIT_MODES:
+            return path
+        opened.load()
+        eight_bit = to_pil(opened)
+    out = f"{path}.8bit.png"
+    eight_bit.save(out)
+    return out
+
+
+@contextlib.contextmanager
+def _opened(file) -> Iterator[Image.Image]:
+    """A picture file opened (its header only, so far) with its pixel count checked; every way
+    of not being a readable picture, here or in the caller's block, becomes a UserError."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:  # the header only
+            with Image.open(file) as opened:
                 _check_pixels(opened.size)
-                if opened.mode not in HIGH_BIT_MODES:
-                    return path
-                opened.load()
-                eight_bit = to_pil(opened)
+                yield opened
     except UserError:
         raise
     except Image.DecompressionBombError:
         raise _too_big(None) from None
     except (OSError, ValueError, SyntaxError, EOFError):
         raise UserError(NOT_A_PICTURE) from None
-    out = f"{path}.8bit.png"
-    eight_bit.save(out)
-    return out
 
 
 def _upright(img: Image.Image) -> Image.Image:

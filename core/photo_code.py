@@ -13,7 +13,7 @@ layer, so the features a later edit sees already hold it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -21,8 +21,6 @@ import torch
 
 from core.device import placement
 from core.errors import UserError
-
-METHODS = ("e4e", "W+ optimisation", "SAM")
 
 
 @dataclass
@@ -34,12 +32,10 @@ class PhotoCode:
     w_plus: torch.Tensor
     deltas: dict[int, torch.Tensor] = field(default_factory=dict)
     masks: dict[int, torch.Tensor] = field(default_factory=dict)
-    method: str = "W+ optimisation"
+    method: str = "SAM"  # what made it, for the recipe and the status line
     framed: object | None = None
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}")
         if set(self.deltas) != set(self.masks):
             raise ValueError("every residual needs its mask")
 
@@ -110,9 +106,6 @@ class PhotoCode:
         if self.framed is None:
             return None
         return np.asarray(self.framed.paste(picture))
-
-    def without_photo(self) -> "PhotoCode":
-        return replace(self, framed=None)
 
 
 # ---- a code in a saved run ("Download all") and back ------------------------------------------

@@ -41,7 +41,7 @@ from core.lpips import lpips_distance
 from core.models.stylemapgan import Box, StyleMapGAN
 from core.recipe import Run
 from core.svm import LinearSVM, fit_linear_svm
-from core.ui import (GPU_LANE, MAX_SEED, TabWiring, faces_gallery, gpu_task,
+from core.ui import (GPU_LANE, MAX_SEED, PhotoControls, TabWiring, faces_gallery, gpu_task,
                      labelled_examples, licence_line, parse_seeds, photo_controls, quietly, record,
                      seed_picker, shift_range, shift_sliders, tab_header, user_errors)
 
@@ -973,6 +973,12 @@ class Shared:
         """A seed box and button under `target` that fill it with a sample."""
         return seed_picker(self.wiring, target, sample_picture, [self.model_id, self.psi], default)
 
+    def photo_column(self, label: str, seed: int) -> tuple[gr.Image, PhotoControls]:
+        """A photo upload with its seed row (a sample instead) and its face controls."""
+        photo = photo_input(label)
+        self.seed_row(photo, seed)
+        return photo, photo_controls()
+
     def photo_examples(self, target: gr.components.Component, label: str) -> gr.Examples | None:
         """The example photos as examples of one photo input (None when none is installed)."""
         if not self.photos:
@@ -1089,9 +1095,7 @@ def _build_transplant(shared: Shared) -> None:
     span = registered_size(wiring.ctx, shared.first)
     with gr.Row():
         with gr.Column():
-            original = photo_input("Original")
-            shared.seed_row(original, 1)
-            controls = photo_controls()
+            original, controls = shared.photo_column("Original", 1)
         refs, dxs, dys = [], [], []
         for i in range(MAX_REFERENCES):
             with gr.Column():
@@ -1142,13 +1146,9 @@ def _build_grid_transplant(shared: Shared) -> list:
                 "pixel shifts, every resized stylemap (w+), interpolation frames.")
     with gr.Row():
         with gr.Column():
-            original = photo_input("Original")
-            shared.seed_row(original, 1)
-            controls = photo_controls()
+            original, controls = shared.photo_column("Original", 1)
         with gr.Column():
-            reference = photo_input("Reference")
-            shared.seed_row(reference, 2)
-            ref_controls = photo_controls()
+            reference, ref_controls = shared.photo_column("Reference", 2)
     sliders = []
     for k in range(GRID_BOXES):
         (ty, tx), (fy, fx), h, w = AFHQ_EXAMPLE_BOXES[k]
@@ -1177,9 +1177,7 @@ def _build_reconstruction(shared: Shared) -> None:
     wiring, model_id = shared.wiring, shared.model_id
     with gr.Row():
         with gr.Column():
-            image = photo_input("Photo")
-            shared.seed_row(image, 3)
-            controls = photo_controls()
+            image, controls = shared.photo_column("Photo", 3)
             run = gr.Button("Reconstruct", variant="primary")
         net_input = gr.Image(label="Network input", format="png", interactive=False)
         result = gr.Image(label="Reconstruction", format="png", interactive=False)
@@ -1202,13 +1200,9 @@ def _build_style_mixing(shared: Shared) -> list:
     coarse_label, fine_label = mix_labels(grid_of(wiring.ctx, shared.first))
     with gr.Row():
         with gr.Column():
-            a = photo_input("A")
-            shared.seed_row(a, 4)
-            controls_a = photo_controls()
+            a, controls_a = shared.photo_column("A", 4)
         with gr.Column():
-            b = photo_input("B")
-            shared.seed_row(b, 5)
-            controls_b = photo_controls()
+            b, controls_b = shared.photo_column("B", 5)
     run = gr.Button("Mix", variant="primary")
     with gr.Row():
         coarse = gr.Image(label=coarse_label, format="png", interactive=False)
@@ -1242,13 +1236,9 @@ def _build_interpolation(shared: Shared) -> None:
                 "per pair; here the whole path is shown as frames.")
     with gr.Row():
         with gr.Column():
-            a = photo_input("A (t = 0)")
-            shared.seed_row(a, 6)
-            controls_a = photo_controls()
+            a, controls_a = shared.photo_column("A (t = 0)", 6)
         with gr.Column():
-            b = photo_input("B (t = 1)")
-            shared.seed_row(b, 7)
-            controls_b = photo_controls()
+            b, controls_b = shared.photo_column("B (t = 1)", 7)
     with gr.Row():
         steps = gr.Slider(2, 16, value=8, step=1, label="Frames")
         run = gr.Button("Interpolate", variant="primary")
