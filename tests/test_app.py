@@ -148,8 +148,9 @@ def test_readme_front_matter_is_a_space_config():
                 (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("gradio"))
     assert meta["sdk_version"] in SpecifierSet(spec)
     registry = json.loads((ROOT / "weights.json").read_text())
-    hub_models = {e["hub"]["repo_id"] for e in registry
-                  if "hub" in e and e["hub"].get("repo_type", "model") == "model"}
+    sources = registry + [m for e in registry for m in e.get("mirrors", [])]
+    hub_models = {s["hub"]["repo_id"] for s in sources
+                  if "hub" in s and s["hub"].get("repo_type", "model") == "model"}
     assert set(meta["models"]) == hub_models
 
 
