@@ -52,5 +52,5 @@ class AppContext:
 
         return self.cache.get((model_id, str(self.device), dtype), load)
 
-    def model_ids(self, arch: str) -> list[str]:
+    def model_ids(self, arch: str | tuple[str, ...]) -> list[str]:
         return self.registry.ids(arch)

@@ -279,8 +279,10 @@ class Registry:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def ids(self, arch: str | None = None) -> list[str]:
-        return [e.id for e in self if arch is None or e.arch == arch]
+    def ids(self, arch: str | tuple[str, ...] | None = None) -> list[str]:
+        """Entry ids in registry order: all, one arch's, or those of any of several archs."""
+        archs = (arch,) if isinstance(arch, str) else arch
+        return [e.id for e in self if archs is None or e.arch in archs]
 
     def companions(self, arch: str, generator_id: str) -> list[WeightEntry]:
         """Entries of `arch` made for one generator (their `generator` field): its encoders,

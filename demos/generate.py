@@ -14,6 +14,7 @@ import torch
 from core.context import AppContext
 from core.errors import UserError
 from core.images import to_uint8
+from core.models import STYLEGAN2_ARCHS
 from core.models.stylegan2 import StyleGAN2Generator
 from core.photo_code import PhotoCode, code_from_bundle, photo_code_state, run_parts
 from core.recipe import Run, open_run
@@ -111,7 +112,7 @@ def load_run(ctx: AppContext, file: str | None, code: PhotoCode | None,
     model_id = (recipe.get("model_id") or "")
     if recipe.get("settings", {}).get("photo_code"):
         code = code_from_bundle(bundle)
-        if code.model_id not in ctx.model_ids("stylegan2"):
+        if code.model_id not in ctx.model_ids(STYLEGAN2_ARCHS):
             raise UserError(f"This run's photo code belongs to model {code.model_id!r}, which is "
                             f"not registered here.")
         picture, in_photo, run = _render_code(ctx, code, progress)
@@ -127,7 +128,7 @@ def load_run(ctx: AppContext, file: str | None, code: PhotoCode | None,
 
 # ---- UI ------------------------------------------------------------------------------------
 def build_tab(ctx: AppContext) -> None:
-    ids = ctx.model_ids("stylegan2")
+    ids = ctx.model_ids(STYLEGAN2_ARCHS)
     wiring = TabWiring(ctx, TAB)
     tab_header("Sample a pretrained StyleGAN2. Same seed, same image. The first use of a "
                "model downloads its weights (100-150 MB) from the Hugging Face Hub.",

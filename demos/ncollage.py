@@ -50,6 +50,7 @@ from core.faces import FramedPhoto, frame_for_model
 from core.images import (editor_image_and_mask, editor_is_empty, hex_rgb, mask_from_editor,
                          masks_by_colour, photos_for, pil_to_tensor, to_uint8)
 from core.lpips import lpips_distance
+from core.models import STYLEGAN2_ARCHS
 from core.poisson import poisson_blend
 from core.recipe import Run
 from core.ui import (GPU_LANE, MAX_SEED, TabWiring, gpu_task, labelled_examples, licence_line,
@@ -1073,7 +1074,7 @@ class LabelInputs:
 def build_tab(ctx: AppContext) -> None:
     biggan_ids = ctx.model_ids("biggan-deep")
     ids = biggan_ids + ctx.model_ids("sngan") + \
-        [i for i in ctx.model_ids("stylegan2") if TAB in ctx.registry.get(i).used_by]
+        [i for i in ctx.model_ids(STYLEGAN2_ARCHS) if TAB in ctx.registry.get(i).used_by]
     wiring = TabWiring(ctx, TAB)
     tab_header("Paint class labels onto a picture of the authors' SNGAN or of BigGAN (a dog's "
                "head becomes a cat's), or transplant the *features* of another picture into a "

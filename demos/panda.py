@@ -32,6 +32,7 @@ from core.context import AppContext
 from core.errors import UserError
 from core.hub import app_cache_dir, fetch
 from core.images import grid, heatmap, overlay, to_uint8
+from core.models import STYLEGAN2_ARCHS
 from core.models.stylegan2 import StyleGAN2Generator, SynthesisState, panda_layer
 from core.photo_code import PhotoCode, photo_code_state, run_parts
 from core.recipe import Run
@@ -333,7 +334,7 @@ class FactorLibrary:
         out = {}
         root = computed_dir()
         for gen_dir in sorted(root.glob("*")) if root.is_dir() else []:
-            if gen_dir.name not in self.registry.ids("stylegan2"):
+            if gen_dir.name not in self.registry.ids(STYLEGAN2_ARCHS):
                 continue
             for us in sorted(gen_dir.glob("Us-name_*-layer_*-rank_*.npy")):
                 found = FILE_NAME.fullmatch(us.name)
@@ -769,7 +770,7 @@ def _build_compute(wiring: TabWiring, factor_set: gr.Dropdown, open_: bool) -> N
                     f"`Us-...` (e.g. `stylegan2_ffhq1024`) under `{computed_dir()}/<generator id>/`; their "
                     "own files put there are listed too.")
         with gr.Row():
-            gen_ids = wiring.ctx.model_ids("stylegan2")
+            gen_ids = wiring.ctx.model_ids(STYLEGAN2_ARCHS)
             model = gr.Dropdown(gen_ids, value=gen_ids[0] if gen_ids else None, label="Generator")
             layer = gr.Slider(2, 12, value=5, step=1, label="Layer l")
             rank = gr.Dropdown([4, 8, 16, 32], value=8, label="Parts R_S")

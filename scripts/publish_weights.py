@@ -28,6 +28,7 @@ from core.models import load_model
 # states) is training state that the app never reads.
 KEEP: dict[str, tuple[str, ...]] = {"stylemapgan": ("g_ema", "e_ema", "train_args"),
                                     "stylegan2": ("g_ema", "latent_avg"),
+                                    "stylegan2-genforce": ("generator_smooth",),  # what PandA loads
                                     "regressor": ("state_dict",), "proggan": ("state_dict",),
                                     "biggan-deep": ("state_dict",)}
 # Published as a bare state dict: the copy wraps it as {"state_dict": ...} (both loaders read it).
@@ -40,6 +41,7 @@ CARD_LICENSE: dict[str, str] = {
     "biggan-deep": "license: apache-2.0",
     "stylegan2": "license: other\nlicense_name: nvidia-source-code-license-nc\n"
                  "license_link: https://nvlabs.github.io/stylegan2/license.html"}
+CARD_LICENSE["stylegan2-genforce"] = CARD_LICENSE["stylegan2"]
 CARD, CONFIG = "README.md", "config.json"
 
 

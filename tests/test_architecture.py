@@ -61,6 +61,8 @@ def test_building_the_app_loads_no_heavy_library():
 TINY_FILES = {  # the reference tiny checkpoints, loaded through the registry's loaders
     "stylegan2": ("stylegan2/tiny.pt", {"size": 32, "style_dim": 32, "n_mlp": 2,
                                         "channel_multiplier": 2, "channel_max": 16}),
+    "stylegan2-genforce": ("genforce/tiny.pth", {"size": 32, "w_space_dim": 16, "mapping_layers": 3,
+                                                 "fmaps_max": 8}),
     "stylemapgan": ("stylemapgan/tiny.pt", {}),
     "proggan": ("proggan/tiny.pth", {}),
     "biggan-deep": ("biggan/tiny-pytorch_model.bin", None),  # config: tiny-config.json

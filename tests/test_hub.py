@@ -42,7 +42,7 @@ def test_bundled_registry_is_complete():
                                                   "sam-invertibility", "e4e", "edit-direction", "sngan",
                                                   "sngan-discriminator", "sngan-encoder",
                                                   "sngan-auxiliary", "face-parser", "ade20k-encoder",
-                                                  "ade20k-decoder"), e.id
+                                                  "ade20k-decoder", "stylegan2-genforce"), e.id
             assert e.url.href.startswith("http") and e.url.filename.endswith((".pt", ".pth", ".bin", ".npy", ".npz")), e.id
         else:
             assert e.hub.repo_id and "/" in e.hub.repo_id and e.hub.filename, e.id
@@ -60,7 +60,7 @@ def test_bundled_registry_is_loadable_and_paired():
     BigGAN-deep configs are the published config.json files."""
     import inspect
 
-    from core.models import DATA_ARCHS, FAMILIES
+    from core.models import DATA_ARCHS, FAMILIES, STYLEGAN2_ARCHS
     from core.models.biggan import PUBLISHED_CONFIGS
 
     reg = hub.load_registry(BUNDLED)
@@ -71,10 +71,10 @@ def test_bundled_registry_is_loadable_and_paired():
             if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
                 assert set(e.config) <= set(params), (e.id, set(e.config) - set(params))
         if e.arch in ("sam-invertibility", "e4e", "edit-direction", "panda-factors"):
-            assert reg.generator_of(e).arch == "stylegan2", e.id
+            assert reg.generator_of(e).arch in STYLEGAN2_ARCHS, e.id
         if e.arch == "regressor":
             assert reg.generator_of(e).arch in ("stylegan2", "proggan"), e.id
-        if e.arch in ("stylegan2", "stylemapgan", "proggan", "biggan-deep", "sngan"):
+        if e.arch in ("stylegan2", "stylegan2-genforce", "stylemapgan", "proggan", "biggan-deep", "sngan"):
             assert e.image_size() in (128, 256, 512, 1024), e.id
         else:
             assert e.image_size() is None, e.id

@@ -39,6 +39,7 @@ class Family:
 
 FAMILIES: dict[str, Family] = {
     "stylegan2": Family("core.models.stylegan2:load_stylegan2", "size"),
+    "stylegan2-genforce": Family("core.models.genforce:load_genforce_stylegan2", "size"),  # PandA's port
     "stylemapgan": Family("core.models.stylemapgan:load_stylemapgan_model", "size"),
     "proggan": Family("core.models.proggan:load_proggan", "resolution"),
     "biggan-deep": Family("core.models.biggan:build_biggan_from_config", "output_dim"),
@@ -54,6 +55,9 @@ FAMILIES: dict[str, Family] = {
     "sngan-discriminator": Family("core.models.sngan:load_sngan_discriminator"),
     "sngan-auxiliary": Family("core.models.sngan:load_sngan_auxiliary"),
 }
+STYLEGAN2_ARCHS = ("stylegan2", "stylegan2-genforce")
+"""Archs whose models are a `core.models.stylegan2.StyleGAN2Generator` (any file layout): the
+StyleGAN2 tabs list them all (`ctx.model_ids(STYLEGAN2_ARCHS)`)."""
 DATA_ARCHS = ("panda-factors", "edit-direction")  # registered files that are arrays, not models
 
 
