@@ -27,6 +27,7 @@ from core.faces import Aligned, FramedPhoto, align, frame_for_model, framing_sen
 from core.hub import FACE_FRAMINGS, WeightEntry, fetch
 from core.images import heatmap, masks_by_colour, open_photo, photos_for, pil_to_tensor, to_uint8
 from core.lpips import get_lpips
+from core.models import STYLEGAN2_ARCHS
 from core.models.stylegan2 import StyleGAN2Generator
 from core.photo_code import PhotoCode, code_from_bundle, photo_code_state, run_parts
 from core.recipe import Run, open_run
@@ -768,7 +769,7 @@ class Shared:
 
 
 def build_tab(ctx: AppContext) -> None:
-    ids = [i for i in ctx.model_ids("stylegan2")  # a size not in the config: `generator` checks
+    ids = [i for i in ctx.model_ids(STYLEGAN2_ARCHS)  # a size not in the config: `generator` checks
            if (ctx.registry.get(i).image_size() or MIN_SIZE) >= MIN_SIZE]
     wiring = TabWiring(ctx, TAB)
     on_gpu = ctx.device.type == "cuda"
