@@ -156,3 +156,25 @@ def test_factors_computed_for_a_genforce_generator_are_listed(tmp_path, monkeypa
                               [tiny_entry("tiny-genforce", REF / "tiny.pth")])
     lib = panda.FactorLibrary(AppContext(load_registry(registry), torch.device("cpu")))
     assert list(lib.computed()) == ["tiny-genforce · layer 4 · ranks [8, 2] (computed)"]
+
+
+def test_same_network_compares_two_layouts_of_one_generator(G, tmp_path, capsys):
+    """`python -m scripts.same_network A B`: the genforce file and a rosinality copy of the
+    same weights are the same network; a rosinality file of other weights is not."""
+    from scripts.same_network import main
+
+    rosinality = {"size": 32, "style_dim": 16, "n_mlp": 3, "channel_multiplier": 2, "channel_max": 8}
+    torch.save({"g_ema": G.state_dict(), "latent_avg": G.w_avg.clone()}, tmp_path / "copy.pt")
+    torch.manual_seed(5)
+    torch.save({"g_ema": StyleGAN2Generator(32, 16, 3, 2, 8).state_dict()}, tmp_path / "other.pt")
+    entries = [tiny_entry("port", REF / "tiny.pth")] + [
+        {"id": name, "arch": "stylegan2", "config": rosinality, "path": str(tmp_path / f"{name}.pt"),
+         "sha256": None, "license": "test only", "source": "tests", "used_by": ["generate"]}
+        for name in ("copy", "other")]
+    registry = write_registry(tmp_path / "weights.json", entries)
+    assert main(["port", "copy", "--registry", str(registry), "--seeds", "0,7"]) == 0
+    assert "largest |difference| 0 " in capsys.readouterr().out
+    assert main(["port", "other", "--registry", str(registry)]) == 1
+    assert "different networks" in capsys.readouterr().out
+    assert main(["port", "missing", "--registry", str(registry)]) == 2
+    assert "missing" in capsys.readouterr().err
