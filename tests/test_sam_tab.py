@@ -86,7 +86,7 @@ def context(registry_file: Path) -> AppContext:
 # ---- handlers called directly (no app) -------------------------------------------------------
 def test_handlers_predict_invert_and_edit_without_the_app(files, tmp_path):
     ctx = context(registry(files, tmp_path))
-    s, gallery, seg_pic, editor, info, _, faces = sam.predict_layer_map(ctx, "tiny-sam", photo(tmp_path), 6, 0.0, 2)
+    s, gallery, seg_pic, editor, info, _, faces = sam.predict_layer_map(ctx, "tiny-sam", photo(tmp_path), 6, 0.0, 1)
     assert faces == [] and s.framed.aligned.recipe == "center"
     assert len(gallery) == 5 and seg_pic.shape == editor["background"].shape == (256, 256, 3)
     assert "single-space" in info and "F10 100%" in info
@@ -382,7 +382,7 @@ def test_a_photo_without_a_face_needs_plain_framing(files, tmp_path):
     with pytest.raises(gr.Error, match="Plain framing"):
         sam.show_framing(ctx, "tiny-face", path, 1, False)
     with pytest.raises(gr.Error, match="Plain framing"):
-        sam.predict_layer_map(ctx, "tiny-face", path, 6, 0.0, 2)
+        sam.predict_layer_map(ctx, "tiny-face", path, 6, 0.0, 1)
     net, faces = sam.show_framing(ctx, "tiny-face", path, 1, True)
     assert faces == [] and net["label"] == "Network input: centre crop"
     assert np.array_equal(net["value"], np.asarray(align(open_photo(path), None, "center", 256).image))
@@ -464,8 +464,8 @@ def test_layer_map_inversion_and_edits(files, tmp_path):
 
         _, info3 = client.predict(0.0, api_name="/sam_tau")  # tau 0: nothing passes -> F10
         assert "F10 100%" in info3
-        rec, base, target, scores, codes, _ = client.predict("tiny-sam", unpainted(tmp_path, editor), 3, True, api_name="/sam_invert")
-        assert "SAM" in scores and "W+ only" in scores and "step 3/3" in scores
+        rec, base, target, scores, codes, _ = client.predict("tiny-sam", unpainted(tmp_path, editor), 2, True, api_name="/sam_invert")
+        assert "SAM" in scores and "W+ only" in scores and "step 2/2" in scores
         assert read_png(rec).shape == read_png(base).shape == read_png(target).shape == (256, 256, 3)
         arrays = np.load(codes)
         assert {"W+", "F4", "F6", "F8", "F10", "mask_F10", "baseline_W+"} <= set(arrays.files)
@@ -476,7 +476,7 @@ def test_layer_map_inversion_and_edits(files, tmp_path):
 
         bundle = read_bundle(client.predict(api_name="/sam_download"))
         assert np.array_equal(bundle.images["reconstruction"], read_png(rec))
-        assert bundle.recipe["model_id"] == "tiny-sam" and bundle.recipe["settings"]["done"] == 3
+        assert bundle.recipe["model_id"] == "tiny-sam" and bundle.recipe["settings"]["done"] == 2
         assert bundle.masks["F10"].min() == 255 and np.array_equal(bundle.arrays["W+"], arrays["W+"])
         edited, edited_base, _ = client.predict("tiny-sam", "bigger (authors)", 0, api_name="/sam_edit")
         diff = np.abs(read_png(edited).astype(int) - read_png(rec))
