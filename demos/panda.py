@@ -57,22 +57,21 @@ parts sit elsewhere than the average. Seed t is the authors' sample t (`np.rando
 `randn(1, 512)`) and ψ = 1.0 is their setting, where the annotated edits were tuned.
 Paper: [Oldfield et al., ICLR 2023]({PAPER}).
 
-**Where this differs, on purpose.** *Compute factors* runs the authors' Algorithm 1 on all
-samples at once with each step size found by backtracking, plus a move of A Aᵀ to its best
-value for the current parts, instead of their fixed learning rate (it reaches their converged
-objective in tens of steps instead of ~10,000); their stochastic loop with their learning
-rate is the other solver choice. Both images are rendered from one resumed pass that keeps the
-low-resolution RGB skip, so the "original" is exactly the generator's image (the authors'
-genforce resume drops it).
+**Where this differs, on purpose.** *Compute factors* minimises the authors' Algorithm 1
+objective on all samples at once by L-BFGS-B on the parts, with A Aᵀ solved exactly for them,
+instead of their fixed-learning-rate steps (same objective and start; it reaches their
+converged value in tens of iterations instead of ~10,000 steps); their stochastic loop with
+their learning rate is the other solver choice. Both images are rendered from one resumed
+pass that keeps the low-resolution RGB skip, so the "original" is exactly the generator's image
+(the authors' genforce resume drops it).
 """
-COMPUTE_TEXT = ("The authors' Algorithm 1: A starts at the singular vectors of the channel scatter "
-                "(`np.linalg.svd`, their signs), P at U(0, 0.01); then projected gradient steps on P "
-                "and plain gradient steps on A. **Full gradient** (default): all samples at once, the "
-                "parts first solved with A held at its start, then their alternating steps with "
-                "backtracking step sizes and a move of A Aᵀ to its best value for the current parts, "
-                "until the objective stops falling (a deliberate difference: "
-                "their lr needs ~10,000 steps). **Stochastic**: their published loop, one fresh sample "
-                "t per step at a fixed lr (1e-6, 10,000 steps), streamed.")
+COMPUTE_TEXT = ("The authors' Algorithm 1 objective: A starts at the singular vectors of the channel "
+                "scatter (`np.linalg.svd`, their signs), P at U(0, 0.01). **Full gradient** (default): "
+                "all samples at once; the parts first solved with A held at its start, then L-BFGS-B on "
+                "the parts (P ≥ 0) with A Aᵀ solved exactly for each, until the objective stops falling; "
+                "A is scaled to the balance their loop keeps (a deliberate difference: their fixed-lr "
+                "steps need ~10,000 iterations to the same objective). **Stochastic**: their published "
+                "loop, one fresh sample t per step at a fixed lr (1e-6, 10,000 steps), streamed.")
 
 # Annotated FFHQ-1024 edits from the authors' annotated_directions.py: name -> (parts, appearance, lambda)
 FFHQ_PRESETS: dict[tuple[int, int], dict[str, tuple[list[int], int, float]]] = {
@@ -777,7 +776,7 @@ def _build_compute(wiring: TabWiring, factor_set: gr.Dropdown, open_: bool) -> N
             solver = gr.Radio(list(SOLVERS.items()), value="full", label="Solver")
         with gr.Row():
             samples = gr.Slider(50, 5000, value=1000, step=50, label="Samples (full gradient; HOSVD init)")
-            iters = gr.Slider(10, 2000, value=300, step=10, label="Max iterations (full gradient)")
+            iters = gr.Slider(10, 2000, value=500, step=10, label="Max iterations (full gradient)")
             steps = gr.Number(value=pf.AUTHORS_STEPS, precision=0, minimum=1, label="Steps (stochastic)")
             lr = gr.Number(value=pf.AUTHORS_LR, minimum=0, label="lr (stochastic)")
         compute = gr.Button("Compute factors")
