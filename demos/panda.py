@@ -646,7 +646,7 @@ def compute_factors(ctx: AppContext, model_id: str | None, layer: float, rank_s:
         Z = pf.collect_features(G, layer, n, chunk=chunk,
                                 progress=lambda d, t: progress(0.5 * d / t, desc=f"Features {d}/{t}"))
         A, P = pf.fit(Z, C, rank_s, max_iters=int(iters),
-                      progress=lambda d, t: progress(0.5 + 0.5 * d / t, desc=f"Algorithm 1, step {d}"))
+                      progress=lambda d, t: progress(0.5 + 0.5 * d / t, desc=f"L-BFGS-B on the parts, iteration {d}"))
         del Z
     else:
         stats = pf.collect_stats(G, layer, pf.hosvd_draws(n), chunk=chunk, with_gram=False,
