@@ -712,14 +712,14 @@ def _build_edit(wiring: TabWiring, picker: Picker, labels: list[str]) -> None:
         add = gr.Button("Add the edit above to the list")
     run = gr.Button("Edit", variant="primary")
     with gr.Row():
-        original = gr.Image(label="Original", format="png", type="numpy", interactive=False)
-        edited = gr.Image(label="Edited", format="png", type="numpy", interactive=False)
-        diff = gr.Image(label="|Difference|", format="png", type="numpy", interactive=False)
+        original = gr.Image(label="Original", format="png", type="numpy", interactive=False, height=320)
+        edited = gr.Image(label="Edited", format="png", type="numpy", interactive=False, height=320)
+        diff = gr.Image(label="|Difference|", format="png", type="numpy", interactive=False, height=320)
     with gr.Row():
         sal = gr.Image(label="Appearance saliency (Lanczos, then ≥ its mean over 500 samples)",
-                       format="png", type="numpy", interactive=False)
+                       format="png", type="numpy", interactive=False, height=320)
         masked = gr.Image(label="Masked: white where the appearance is salient (appearance 0: background removed)",
-                          format="png", type="numpy", interactive=False)
+                          format="png", type="numpy", interactive=False, height=320)
 
     show_inputs = [picker.factor_set, picker.seed, picker.psi, picker.refine]
     show_outputs = [parts_gallery, parts, preset, appearance]
@@ -738,10 +738,10 @@ def _build_edit(wiring: TabWiring, picker: Picker, labels: list[str]) -> None:
                     "The result goes back into your photo at full resolution.")
         edit_mine = gr.Button("Edit my photo", variant="primary")
         with gr.Row():
-            code_original = gr.Image(label="Your photo's reconstruction", format="png", interactive=False)
-            code_edited = gr.Image(label="Your photo edited", format="png", interactive=False)
-            code_diff = gr.Image(label="|Difference| (your photo)", format="png", interactive=False)
-        code_in_photo = gr.Image(label="The edit in your photo", format="png", interactive=False)
+            code_original = gr.Image(label="Your photo's reconstruction", format="png", interactive=False, height=320)
+            code_edited = gr.Image(label="Your photo edited", format="png", interactive=False, height=320)
+            code_diff = gr.Image(label="|Difference| (your photo)", format="png", interactive=False, height=320)
+        code_in_photo = gr.Image(label="The edit in your photo", format="png", interactive=False, height=480)
     wiring.on(edit_mine.click, edit_photo_code,
               [picker.factor_set, code, parts, appearance, strength, more],
               [code_original, code_edited, code_diff, code_in_photo], api_name="panda_edit_photo")
