@@ -586,7 +586,7 @@ def belongs_to(s: Session, mid: str | None, what: str = "inversion") -> None:
 def stopped(step: int, total: int, kept: Session | None) -> tuple:
     """The outputs after Stop: nothing changes but the status line, which says which result
     the session keeps."""
-    return (gr.update(),) * 4 + (stopped_line(step, total, kept),) + (gr.update(),) * 3
+    return (gr.update(),) * 4 + (stopped_line(step, total, kept),) + (gr.update(),) * 4
 
 
 def stopped_line(step: int, total: int, kept: Session | None) -> str:
@@ -602,7 +602,9 @@ def invert(ctx: AppContext, mid: str | None, s: Session | None, editor: dict | N
            progress=gr.Progress()) -> Iterator[tuple]:
     """Step 2: Adam on W+ and the masked residuals (beside a W+-only run when asked), yielding
     PREVIEWS previews -> (session, reconstruction, W+ only, target, scores, codes file,
-    the reconstruction in the photo, run).
+    the reconstruction in the photo, the session's photo code, run). The photo code goes out
+    with each preview, in the same event, so API clients get it too (a `.then` runs only in
+    the browser).
 
     The run works on a copy of the session: the last inversion stays in the session (and
     editable) until this run's first preview replaces it. A generator that hands control
@@ -645,9 +647,9 @@ def invert(ctx: AppContext, mid: str | None, s: Session | None, editor: dict | N
                                                                 "result_in_photo": in_photo},
                                    {"steps": run.total, "done": run.step_index,
                                     "compare": bool(with_baseline)})
-            yield shown, rec, base, target_pic, line, save_codes(shown), in_photo, result
+            yield shown, rec, base, target_pic, line, save_codes(shown), in_photo, share_code(shown), result
         else:  # hand control back after every step, so Stop acts within one step
-            yield (gr.update(),) * 8
+            yield (gr.update(),) * 9
 
 
 def share_code(s: Session | None) -> PhotoCode | dict:
@@ -864,12 +866,11 @@ def _build_invert(shared: Shared, layer_editor: gr.ImageEditor) -> None:
 
     stop_signal = gr.State(StopSignal)  # one per session (a callable initial value)
     armed = invert_button.click(arm_stop, stop_signal, None, queue=False, api_name=False)
-    inverted = shared.wiring.on(
-        armed.then, invert, [shared.model_id, shared.session, layer_editor, steps, compare, stop_signal],
-        [shared.session, recon, baseline, target, shared.metrics, shared.codes_file, in_photo],
-        api_name="sam_invert")
     code = photo_code_state(shared.wiring.ctx)
-    inverted.then(share_code, shared.session, code, queue=False, api_name=False)
+    shared.wiring.on(
+        armed.then, invert, [shared.model_id, shared.session, layer_editor, steps, compare, stop_signal],
+        [shared.session, recon, baseline, target, shared.metrics, shared.codes_file, in_photo, code],
+        api_name="sam_invert")
     with gr.Accordion("Or continue from a photo code: the session's, or a saved run", open=False):
         gr.Markdown("A photo inverted in PandA, or a run saved with \"Download all\" (from "
                     "this tab, PandA or Generate), opens here for editing without inverting it again.")

@@ -96,7 +96,7 @@ def test_handlers_predict_invert_and_edit_without_the_app(files, tmp_path):
 
     previews = list(sam.invert(ctx, "tiny-sam", s, None, 2, True))
     assert len(previews) == 2  # 2 steps: a preview after each
-    session, rec, base, target, line, codes, in_photo, run = previews[-1]
+    session, rec, base, target, line, codes, in_photo, code, run = previews[-1]
     assert session is not s and session.model_id == "tiny-sam" and s.codes is None  # a new session
     assert "step 2/2" in line and "W+ only" in line
     s = session
@@ -106,6 +106,7 @@ def test_handlers_predict_invert_and_edit_without_the_app(files, tmp_path):
     assert set(run.images) == {"target", "reconstruction", "w_plus_only", "photo", "network_input",
                                "result_in_photo"}
     assert in_photo.shape == (240, 300, 3)  # the photo's size
+    assert code.model_id == "tiny-sam" and torch.equal(code.w_plus, s.codes.w_plus)  # the session's photo code
 
     saved = run.write(tmp_path / "saved")  # "Download all", then "Load a run (.zip)"
     model, reopened, rec_again, in_photo_again, status = sam.continue_from_code(ctx, str(saved), None)
@@ -197,11 +198,11 @@ def test_a_new_run_keeps_the_last_inversion_until_its_first_preview(stubbed):
     ctx, old = stubbed
     stop = sam.StopSignal()
     run = sam.invert(ctx, "tiny-sam", old, None, 20, False, stop)  # a preview every 2 steps
-    assert next(run) == (gr.update(),) * 8  # step 1: nothing shown, the session untouched
+    assert next(run) == (gr.update(),) * 9  # step 1: nothing shown, the session untouched
     assert old.codes.w_plus.max() == -1 and old.codes.steps == 7
     first = next(run)[0]  # step 2: the first preview replaces the session
     assert first is not old and first.codes.steps == 2 and old.codes.steps == 7
-    assert next(run) == (gr.update(),) * 8  # step 3
+    assert next(run) == (gr.update(),) * 9  # step 3
     stop.request()  # Stop: the run ends before its next step, the preview of step 2 kept
     *unchanged, line = next(run)[:5]
     assert unchanged == [gr.update()] * 4
@@ -353,7 +354,7 @@ def test_a_face_photo_is_aligned_inverted_and_pasted_back(files, tmp_path):
     assert len(faces) == 1 and faces[0][1] == "face 1 (used)" and seg_pic.shape == (256, 256, 3)
     assert np.allclose(s.target, images.pil_to_tensor(expected.aligned.image), atol=1e-6)
 
-    s, *_, in_photo, run = list(sam.invert(ctx, "tiny-face", s, None, 1, False))[-1]  # the new session
+    s, *_, in_photo, _, run = list(sam.invert(ctx, "tiny-face", s, None, 1, False))[-1]  # the new session
     photo = np.asarray(expected.photo)
     rows, cols = outside_the_frame(expected)
     assert in_photo.shape == photo.shape == (512, 512, 3)
@@ -421,7 +422,7 @@ def test_a_gan_sample_is_used_as_drawn(files, tmp_path):
     s, *_, net, faces = sam.predict_layer_map(ctx, "tiny-car", path, 6, 0.0, 1, 1, False, sample)
     assert s.from_sample and faces == [] and "GAN sample" in net["label"]
     assert np.array_equal(net["value"][32:224], picture) and net["value"][:32].max() == 0
-    *_, in_photo, run = list(sam.invert(ctx, "tiny-car", s, None, 1, False))[-1]
+    *_, in_photo, _, run = list(sam.invert(ctx, "tiny-car", s, None, 1, False))[-1]
     assert in_photo.shape == (192, 256, 3) and run.recipe["settings"]["framing"] == "gan sample"
     assert np.array_equal(run.images["photo"], picture)
     framed, from_sample = sam.frame_input(ctx, "tiny-car", path, 256)  # no sample noted: framed
