@@ -39,10 +39,12 @@ def features(n: int, device: torch.device) -> torch.Tensor:
     return pf.collect_features(G, LAYER, n, chunk=10)
 
 
-def converged_algorithm1(Z: torch.Tensor, steps: int, every: int = 500, rtol: float = 1e-7) -> tuple[float, list]:
+def converged_algorithm1(Z: torch.Tensor, steps: int, every: int = 500, rtol: float = 1e-7
+                         ) -> tuple[float, list, torch.Tensor]:
     """Their update at a fixed step, from their init, until L changes by less than rtol over
-    `every` steps. The step starts at 0.3 / ||K||; a window in which L rose is taken back and
-    run again at half the step (so the limit is the fixed-step loop's, not an oscillation)."""
+    `every` steps -> (last L, (step, L, lr) per window, last parts). The step starts at
+    0.3 / ||K||; a window in which L rose is taken back and run again at half the step (so the
+    limit is the fixed-step loop's, not an oscillation)."""
     Zd = Z.double()
     K = sum(z.t() @ z for z in Zd)
     A = pf.appearances_from_scatter(torch.einsum("ncs,nds->cd", Zd, Zd) / len(Zd), RANK_C).to(Zd)
@@ -69,16 +71,8 @@ def converged_algorithm1(Z: torch.Tensor, steps: int, every: int = 500, rtol: fl
 
 
 def polished(Z: torch.Tensor, P: torch.Tensor) -> float:
-    """L at the stationary point L-BFGS-B reaches from these parts (A eliminated, as in `fit`)."""
-    trK = float(Z.double().square().sum())
-    S, R = P.shape
-
-    def reduced(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f, g, _ = pf._reduced(Z, x.view(S, R), trK)
-        return f, g
-
-    x = pf._lbfgsb(reduced, P.reshape(-1).double(), S * R, 2000, 1e-12, None, None)
-    return float(pf._reduced(Z, x.view(S, R), trK)[0])
+    """L at the stationary point `fit`'s solver reaches from these parts."""
+    return float(pf.descend_parts(Z, P.double(), float(Z.double().square().sum()), 2000, 1e-12)[2])
 
 
 def main(argv: list[str] | None = None) -> int:

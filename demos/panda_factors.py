@@ -299,7 +299,7 @@ def solve_parts(K: torch.Tensor, rank_s: int, iters: int = 500, P0: torch.Tensor
 
 
 def optimal_appearances(L: torch.Tensor, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The best A A^T for fixed parts (A square) -> (B, tr(B Q1), the drop in L it buys).
+    """The best A A^T for fixed parts (A square) -> (B, tr(B Q1): the drop in L it buys).
 
     L(A, P) = tr K - 2 tr(B Q1) + tr(B Q2 B) with B = A A^T, Q1 = sum Z_i P P^T Z_i^T and
     Q2 = sum Z_i P W P^T Z_i^T (from L = [Z_i P], W = P^T P, in float64): quadratic in B, its
@@ -324,6 +324,22 @@ def _reduced(Z: torch.Tensor, P: torch.Tensor, trK: float) -> tuple[torch.Tensor
     BL = B @ L
     g = _grad_parts_from(Z, P, BL.to(Z.dtype), (B @ BL).to(Z.dtype)).double()
     return trK - gain, g, B
+
+
+def descend_parts(Z: torch.Tensor, P: torch.Tensor, trK: float, max_iters: int, tol: float,
+                  progress: Progress | None = None, history: list[float] | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """L-BFGS-B on the parts with A A^T at its optimum for each (`_reduced`), from P
+    -> (parts, that B, L there): `fit`'s solver for R_C = C."""
+    S, R = P.shape
+
+    def reduced(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f, g, _ = _reduced(Z, x.view(S, R), trK)
+        return f, g
+
+    P = _lbfgsb(reduced, P.reshape(-1), S * R, max_iters, tol, progress, history).view(S, R)
+    f, _, B = _reduced(Z, P, trK)
+    return P, B, f
 
 
 def _joint(Z: torch.Tensor, A: torch.Tensor, P: torch.Tensor, trK: float) -> tuple[torch.Tensor, ...]:
@@ -407,12 +423,8 @@ def fit(Z: torch.Tensor, rank_c: int, rank_s: int, max_iters: int = 500, tol: fl
     balance = float(A0.square().sum() - init_parts(S, rank_s).square().sum())
 
     if rank_c == C:
-        def reduced(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            f, g, _ = _reduced(Z, x.view(S, rank_s), trK)
-            return f, g
-
-        P = _lbfgsb(reduced, P.reshape(-1), S * rank_s, max_iters, tol, progress, history).view(S, rank_s)
-        e, U = torch.linalg.eigh(_reduced(Z, P, trK)[2])
+        P, B, _ = descend_parts(Z, P, trK, max_iters, tol, progress, history)
+        e, U = torch.linalg.eigh(B)
         A = U @ (e.clamp_min(0).sqrt()[:, None] * U.t()) @ A0
     else:
         def joint(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

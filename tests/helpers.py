@@ -45,6 +45,48 @@ def seed_hub_cache(cache: Path, repo_id: str, files: dict[str, bytes], commit: s
     return root
 
 
+NO_EDIT_ROWS = {"headers": ["parts", "appearance", "λ"], "data": []}
+"""PandA's edit list with no rows, as gradio_client sends an empty gr.Dataframe."""
+
+
+def npy_bytes(array) -> bytes:
+    """A float32 .npy file's bytes (what `Model.save` writes), for a Hub cache or a file."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array, np.float32))
+    return buf.getvalue()
+
+
+def quadrant_parts(side: int):
+    """PandA parts [side^2, 4] float32: 1 inside each quadrant of a side x side layer, 0 outside."""
+    import numpy as np
+
+    P = np.zeros((side * side, 4), np.float32)
+    grid = np.arange(side * side).reshape(side, side)
+    h = side // 2
+    for r, (y, x) in enumerate([(0, 0), (0, h), (h, 0), (h, h)]):
+        P[grid[y:y + h, x:x + h].reshape(-1), r] = 1.0
+    return P
+
+
+def published_panda_factors(hub_cache: Path, generator: str, layer: int, A, P) -> list[dict]:
+    """A and P in an offline copy of the authors' Hub Space ("someone/PandA", their file names
+    for the model name "tiny") -> the two registry entries that pair them with `generator`."""
+    from demos.panda_factors import factor_filenames
+
+    names = factor_filenames("tiny", layer, A.shape[1], P.shape[1])
+    seed_hub_cache(hub_cache, "someone/PandA", {f"checkpoints/{n}": npy_bytes(a) for n, a in zip(names, (A, P))},
+                   repo_type="space")
+    return [{"id": f"tiny-panda-{kind}", "arch": "panda-factors", "config": {}, "generator": generator,
+             "meta": {"layer": layer, "factor": kind, "rank": a.shape[1]},
+             "hub": {"repo_id": "someone/PandA", "repo_type": "space", "filename": f"checkpoints/{n}"},
+             "license": "test"}
+            for kind, n, a in zip(("appearances", "parts"), names, (A, P))]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

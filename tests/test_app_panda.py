@@ -2,7 +2,6 @@
 computed factors, edits and error paths; and its handlers called directly (no app)."""
 from __future__ import annotations
 
-import io
 from types import SimpleNamespace
 
 import gradio as gr
@@ -12,7 +11,7 @@ import torch
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from helpers import app_client, seed_hub_cache, tiny_sg2_entry, write_registry
+from helpers import NO_EDIT_ROWS, app_client, published_panda_factors, quadrant_parts, tiny_sg2_entry, write_registry
 
 from core.context import AppContext
 from core.hub import load_registry
@@ -22,42 +21,20 @@ from demos import panda
 from demos.panda_factors import appearances_from_scatter
 
 LABEL = "tiny-sg2 · layer 5 · ranks [16, 4] (published)"
-NO_ROWS = {"headers": ["parts", "appearance", "λ"], "data": []}
-
-
-def _npy(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, a.astype(np.float32))
-    return buf.getvalue()
 
 
 @pytest.fixture()
 def factors():
     g = torch.Generator().manual_seed(0)
     m = torch.randn(16, 16, generator=g)
-    A = appearances_from_scatter(m @ m.t(), 16)
-    P = torch.zeros(256, 4)
-    grid = torch.arange(256).view(16, 16)
-    for r, (y, x) in enumerate([(0, 0), (0, 8), (8, 0), (8, 8)]):
-        P[grid[y:y + 8, x:x + 8].reshape(-1), r] = 1.0
-    return A.numpy(), P.numpy()
+    return appearances_from_scatter(m @ m.t(), 16).numpy(), quadrant_parts(16)
 
 
 @pytest.fixture()
 def registry(tmp_path, tiny_sg2_file, hub_cache, factors, monkeypatch):
     """The tiny StyleGAN2 and its published layer-5 factors (offline Hub cache)."""
     monkeypatch.setenv("SPATIAL_GAN_CACHE", str(tmp_path / "cache"))
-    A, P = factors
-    seed_hub_cache(hub_cache, "someone/PandA", {
-        "checkpoints/Uc-name_tiny-layer_5-rank_16.npy": _npy(A),
-        "checkpoints/Us-name_tiny-layer_5-rank_4.npy": _npy(P)}, repo_type="space")
-    entries = [tiny_sg2_entry("tiny-sg2", tiny_sg2_file)]
-    for kind, prefix, rank in (("appearances", "Uc", 16), ("parts", "Us", 4)):
-        entries.append({"id": f"tiny-panda-{kind}", "arch": "panda-factors", "config": {},
-                        "generator": "tiny-sg2", "meta": {"layer": 5, "factor": kind, "rank": rank},
-                        "hub": {"repo_id": "someone/PandA", "repo_type": "space",
-                                "filename": f"checkpoints/{prefix}-name_tiny-layer_5-rank_{rank}.npy"},
-                        "license": "test"})
+    entries = [tiny_sg2_entry("tiny-sg2", tiny_sg2_file), *published_panda_factors(hub_cache, "tiny-sg2", 5, *factors)]
     return write_registry(tmp_path / "weights.json", entries)
 
 
@@ -79,7 +56,7 @@ def _png(path: str) -> np.ndarray:
 def test_parts_then_edit_end_to_end(client, tiny_sg2_file, factors):
     gallery, parts, preset, appearance = client.predict(LABEL, "3", 0.7, False, api_name="/panda_parts")
     assert len(gallery) == 4  # one overlay per part
-    orig, edited, diff, sal, masked = client.predict(LABEL, "3", 0.7, [1], 2, 80, NO_ROWS, False,
+    orig, edited, diff, sal, masked = client.predict(LABEL, "3", 0.7, [1], 2, 80, NO_EDIT_ROWS, False,
                                                      api_name="/panda_edit")
     orig, edited = _png(orig), _png(edited)
     # same numbers as the engine on the same checkpoint
@@ -101,9 +78,9 @@ def test_parts_then_edit_end_to_end(client, tiny_sg2_file, factors):
 def test_bad_inputs_are_messages(client):
     client.predict(LABEL, "3", 0.7, False, api_name="/panda_parts")
     with pytest.raises(AppError, match="Pick at least one part"):
-        client.predict(LABEL, "3", 0.7, [], 2, 50, NO_ROWS, False, api_name="/panda_edit")
+        client.predict(LABEL, "3", 0.7, [], 2, 50, NO_EDIT_ROWS, False, api_name="/panda_edit")
     with pytest.raises(AppError, match="out of range|greater than maximum"):
-        client.predict(LABEL, "3", 0.7, [1], 99, 50, NO_ROWS, False, api_name="/panda_edit")
+        client.predict(LABEL, "3", 0.7, [1], 99, 50, NO_EDIT_ROWS, False, api_name="/panda_edit")
 
 
 def test_compute_factors_saves_the_authors_format_and_offers_them(client, tmp_path):
@@ -115,7 +92,7 @@ def test_compute_factors_saves_the_authors_format_and_offers_them(client, tmp_pa
     label = "tiny-sg2 · layer 3 · ranks [16, 4] (computed)"
     gallery, *_ = client.predict(label, "1", 0.7, False, api_name="/panda_parts")
     assert len(gallery) == 4
-    orig, edited, *_ = client.predict(label, "1", 0.7, [0, 1], 0, 50, NO_ROWS, False, api_name="/panda_edit")
+    orig, edited, *_ = client.predict(label, "1", 0.7, [0, 1], 0, 50, NO_EDIT_ROWS, False, api_name="/panda_edit")
     assert not np.array_equal(_png(orig), _png(edited))
 
 
@@ -125,7 +102,7 @@ def test_download_all_after_an_edit(client):
     from core.recipe import read_bundle
 
     client.predict(LABEL, "3", 0.7, False, api_name="/panda_parts")
-    orig, edited, *_ = client.predict(LABEL, "3", 0.7, [1], 2, 80, NO_ROWS, False, api_name="/panda_edit")
+    orig, edited, *_ = client.predict(LABEL, "3", 0.7, [1], 2, 80, NO_EDIT_ROWS, False, api_name="/panda_edit")
     bundle = read_bundle(client.predict(api_name="/panda_download"))
     assert np.array_equal(bundle.images["edited_01"], _png(edited))
     assert np.array_equal(bundle.images["original_01"], _png(orig))

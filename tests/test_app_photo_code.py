@@ -2,25 +2,17 @@
 the SAM tab, then PandA edits that photo code and Generate shows it, without inverting again."""
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 import torch
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
-from helpers import app_client, editor_value, png_file, read_png, seed_hub_cache, write_registry
+from helpers import (NO_EDIT_ROWS, app_client, editor_value, png_file, published_panda_factors, quadrant_parts,
+                     read_png, write_registry)
 from core.models.stylegan2 import StyleGAN2Generator, panda_layer
 
 SAM_SG2 = {"size": 256, "style_dim": 32, "n_mlp": 2, "channel_multiplier": 2, "channel_max": 8}
-NO_ROWS = {"headers": ["parts", "appearance", "λ"], "data": []}
-
-
-def _npy(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, a.astype(np.float32))
-    return buf.getvalue()
 
 
 @pytest.fixture()
@@ -34,23 +26,9 @@ def registry(tmp_path, hub_cache, monkeypatch):
     k = panda_layer(5)
     C, s = G.layer_channels(k), G.layer_resolution(k)
     A = torch.linalg.qr(torch.randn(C, C, generator=torch.Generator().manual_seed(0)))[0].numpy()
-    P = np.zeros((s * s, 4), np.float32)
-    grid = np.arange(s * s).reshape(s, s)
-    h = s // 2
-    for r, (y, x) in enumerate([(0, 0), (0, h), (h, 0), (h, h)]):
-        P[grid[y:y + h, x:x + h].reshape(-1), r] = 1.0
-    seed_hub_cache(hub_cache, "someone/PandA", {
-        f"checkpoints/Uc-name_tiny-layer_5-rank_{C}.npy": _npy(A),
-        "checkpoints/Us-name_tiny-layer_5-rank_4.npy": _npy(P)}, repo_type="space")
     entries = [{"id": "tiny-sam", "arch": "stylegan2", "config": SAM_SG2, "path": str(tmp_path / "sg2.pt"),
-                "sha256": None, "license": "test only", "source": "tests",
-                "used_by": ["sam", "panda", "generate"]}]
-    for kind, prefix, rank in (("appearances", "Uc", C), ("parts", "Us", 4)):
-        entries.append({"id": f"tiny-panda-{kind}", "arch": "panda-factors", "config": {},
-                        "generator": "tiny-sam", "meta": {"layer": 5, "factor": kind, "rank": rank},
-                        "hub": {"repo_id": "someone/PandA", "repo_type": "space",
-                                "filename": f"checkpoints/{prefix}-name_tiny-layer_5-rank_{rank}.npy"},
-                        "license": "test"})
+                "sha256": None, "license": "test only", "source": "tests", "used_by": ["sam", "panda", "generate"]},
+               *published_panda_factors(hub_cache, "tiny-sam", 5, A, quadrant_parts(s))]
     return write_registry(tmp_path / "weights.json", entries), f"tiny-sam · layer 5 · ranks [{C}, 4] (published)"
 
 
@@ -64,7 +42,7 @@ def test_a_photo_inverted_in_sam_is_edited_in_panda_and_shown_in_generate(regist
     with app_client(weights) as client:
         client.predict(label, "0", 1.0, False, api_name="/panda_parts")  # the factors' parts, as on page load
         with pytest.raises(AppError, match="No photo code yet"):
-            client.predict(label, [0], 1, 40.0, NO_ROWS, api_name="/panda_edit_photo")
+            client.predict(label, [0], 1, 40.0, NO_EDIT_ROWS, api_name="/panda_edit_photo")
         _, _, editor, _ = client.predict("tiny-sam", handle_file(photo), 6, 1.0, 2, api_name="/sam_predict")[:4]
         unpainted = editor_value(tmp_path, "map", read_png(editor["background"]))
         rec, *_ = client.predict("tiny-sam", unpainted, 1, False, api_name="/sam_invert")
@@ -72,9 +50,9 @@ def test_a_photo_inverted_in_sam_is_edited_in_panda_and_shown_in_generate(regist
 
         # PandA on the session's code: strength 0 is SAM's reconstruction, an edit changes it
         # only in the part's quadrant, and the edit lands in the photo at its own size
-        original, edited, _, in_photo = client.predict(label, [0], 1, 0.0, NO_ROWS, api_name="/panda_edit_photo")
+        original, edited, _, in_photo = client.predict(label, [0], 1, 0.0, NO_EDIT_ROWS, api_name="/panda_edit_photo")
         assert np.array_equal(read_png(original), sam_rec) and np.array_equal(read_png(edited), sam_rec)
-        original, edited, _, in_photo = client.predict(label, [0], 1, 60.0, NO_ROWS, api_name="/panda_edit_photo")
+        original, edited, _, in_photo = client.predict(label, [0], 1, 60.0, NO_EDIT_ROWS, api_name="/panda_edit_photo")
         change = np.abs(read_png(edited).astype(int) - sam_rec).sum(2)
         assert change.max() > 0
         assert change[:96, :96].mean() > 4 * change[160:, 160:].mean()  # part 0: the top-left quadrant

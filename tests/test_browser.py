@@ -30,7 +30,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import REFERENCE, SG2_REF, app_client, tiny_sg2_entry, write_registry
+from helpers import REFERENCE, SG2_REF, app_client, quadrant_parts, tiny_sg2_entry, write_registry
 
 ARTIFACTS = Path(os.environ.get("SPATIAL_GAN_BROWSER_ARTIFACTS",
                                 Path(__file__).parent / "artifacts" / "browser"))
@@ -283,10 +283,7 @@ def _registry(folder: Path) -> Path:
     g = torch.Generator().manual_seed(0)
     m = torch.randn(16, 16, generator=g)
     appearances = appearances_from_scatter(m @ m.t(), 16).numpy().astype(np.float32)
-    parts = np.zeros((256, 4), np.float32)  # four 8x8 quadrants of the 16x16 layer
-    grid = np.arange(256).reshape(16, 16)
-    for r, (y, x) in enumerate([(0, 0), (0, 8), (8, 0), (8, 8)]):
-        parts[grid[y:y + 8, x:x + 8].reshape(-1), r] = 1.0
+    parts = quadrant_parts(16)  # four 8x8 quadrants of the 16x16 layer
     np.save(folder / "Uc-name_tiny-layer_5-rank_16.npy", appearances)
     np.save(folder / "Us-name_tiny-layer_5-rank_4.npy", parts)
 

@@ -4,14 +4,13 @@ format, edits, part masks, saliency, the factor library (offline Hub cache + com
 folder) and the annotated FFHQ presets. No Gradio, no network."""
 from __future__ import annotations
 
-import io
 import itertools
 
 import numpy as np
 import pytest
 import torch
 
-from helpers import ROOT, SG2_REF, TINY_SG2_CONFIG, seed_hub_cache, tiny_sg2_entry, write_registry
+from helpers import ROOT, SG2_REF, TINY_SG2_CONFIG, npy_bytes, seed_hub_cache, tiny_sg2_entry, write_registry
 from core.context import AppContext
 from core.errors import UserError
 from core.hub import load_registry
@@ -635,12 +634,6 @@ def test_check_against_rejects_factors_of_another_layer_or_model(G):
 
 
 # ---- 11. the factor library ----------------------------------------------------------------
-def _npy(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.asarray(a, np.float32))
-    return buf.getvalue()
-
-
 def _factor_entry(entry_id: str, layer: int, kind: str, rank: int, filename: str) -> dict:
     return {"id": entry_id, "arch": "panda-factors", "config": {}, "generator": "tiny-sg2",
             "meta": {"layer": layer, "factor": kind, "rank": rank},
@@ -655,10 +648,10 @@ def test_factor_library_published_and_computed(tmp_path, tiny_sg2_file, hub_cach
     P5 = quadrant_parts(16).numpy()
     A7 = pf.appearances_from_scatter(random_psd(16, 1).float(), 16).numpy()
     P7 = (torch.rand(1024, 2, generator=g) - 0.5).numpy()  # negative: not parts
-    files = {"checkpoints/Uc-name_tiny-layer_5-rank_16.npy": _npy(A5),
-             "checkpoints/Us-name_tiny-layer_5-rank_4.npy": _npy(P5),
-             "checkpoints/Uc-name_tiny-layer_7-rank_16.npy": _npy(A7),
-             "checkpoints/Us-name_tiny-layer_7-rank_2.npy": _npy(P7)}
+    files = {"checkpoints/Uc-name_tiny-layer_5-rank_16.npy": npy_bytes(A5),
+             "checkpoints/Us-name_tiny-layer_5-rank_4.npy": npy_bytes(P5),
+             "checkpoints/Uc-name_tiny-layer_7-rank_16.npy": npy_bytes(A7),
+             "checkpoints/Us-name_tiny-layer_7-rank_2.npy": npy_bytes(P7)}
     seed_hub_cache(hub_cache, "someone/PandA", files, repo_type="space")
     entries = [tiny_sg2_entry("tiny-sg2", tiny_sg2_file),
                _factor_entry("tiny-l5-a", 5, "appearances", 16, "checkpoints/Uc-name_tiny-layer_5-rank_16.npy"),
