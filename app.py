@@ -11,12 +11,18 @@ import logging
 import os
 import sys
 
+try:  # ZeroGPU: `spaces` must be imported before anything initialises CUDA
+    import spaces  # noqa: F401
+except ImportError:
+    pass
+
 import gradio as gr
 import torch
 
 from core.context import AppContext
 from core.device import default_device, set_default_device
 from core.errors import HOSTED_ENV, UserError
+from core.gpu import enable_zero_gpu, register
 from core.hub import cached_path, load_registry
 from core.ui import expire_states, guard_inputs
 from demos import TABS
@@ -50,6 +56,8 @@ def build_app(weights: str | None = None, device: str | None = None) -> gr.Block
             for tab in TABS:
                 with gr.Tab(tab.title, id=tab.id):
                     tab.load().build_tab(ctx)
+    register(ctx)  # reachable from ZeroGPU workers forked later
+    enable_zero_gpu()  # on a ZeroGPU Space: every model handler becomes a spaces.GPU function
     guard_inputs(demo)
     expire_states(demo, STATE_TTL)
     # demo.queue(max_size=...) without rebuilding the FastAPI app a third time (0.3 s of start-up):

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import gc
 import os
-import threading
 from collections import OrderedDict
 from typing import Callable, Hashable, TypeVar
 
 import torch
+
+from core.jobs import ForkSafeRLock
 
 T = TypeVar("T")
 
@@ -21,7 +22,7 @@ class ModelCache:
     def __init__(self, max_items: int | None = None):
         self.max_items = max_items or int(os.environ.get("SPATIAL_GAN_MAX_MODELS", "3"))
         self._items: OrderedDict[Hashable, object] = OrderedDict()
-        self._lock = threading.RLock()
+        self._lock = ForkSafeRLock()  # a ZeroGPU worker may be forked while a model loads
 
     def get(self, key: Hashable, load: Callable[[], T]) -> T:
         """The cached value for `key`, calling `load()` (once) when it is missing."""

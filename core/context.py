@@ -1,7 +1,6 @@
 """What every tab receives: the registry, the device and the shared model cache."""
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, TypeVar
 
@@ -11,7 +10,8 @@ from torch import nn
 from core.cache import ModelCache
 from core.device import inference_dtype
 from core.hub import Registry, fetch
-from core.models import load_model
+from core.jobs import ForkSafeRLock
+from core.models import FAMILIES, load_model
 from core.precision import note_reduced
 
 T = TypeVar("T")
@@ -23,7 +23,7 @@ class AppContext:
     device: torch.device
     cache: ModelCache = field(default_factory=ModelCache)
     _shared: dict[Hashable, Any] = field(default_factory=dict, repr=False)
-    _shared_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _shared_lock: ForkSafeRLock = field(default_factory=ForkSafeRLock, repr=False)
     float32_only: set[str] = field(default_factory=set)  # overflowed in half precision once
 
     def shared(self, key: Hashable, make: Callable[[], T]) -> T:
@@ -39,7 +39,9 @@ class AppContext:
 
         `dtype` defaults to the device's inference dtype (bfloat16 or fp16 on CUDA) unless
         the model once overflowed in it (`core.precision`); optimisers ask for float32.
-        Weights are fetched through the registry (Hub cache or local path).
+        Weights are fetched through the registry (Hub cache or local path); a ZeroGPU
+        worker never downloads: its handler's `models` were prepared before the GPU call
+        (`core.gpu`), and a worker forked earlier reads them from the local cache.
         """
         entry = self.registry.get(model_id)
         dtype = dtype or (torch.float32 if model_id in self.float32_only else inference_dtype(self.device))
@@ -51,6 +53,15 @@ class AppContext:
             return load_model(entry.arch, path, entry.config).to(self.device, dtype)
 
         return self.cache.get((model_id, str(self.device), dtype), load)
+
+    def prepare(self, model_id: str, dtype: torch.dtype | None = None) -> None:
+        """Ready a call's file before it computes (`core.gpu`): a model loaded into the cache
+        (as `model`), any other file (directions, factors) downloaded."""
+        entry = self.registry.get(model_id)
+        if entry.arch in FAMILIES:
+            self.model(model_id, dtype)
+        else:
+            fetch(entry)
 
     def model_ids(self, arch: str | tuple[str, ...]) -> list[str]:
         return self.registry.ids(arch)

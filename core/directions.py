@@ -24,7 +24,6 @@ The bases are computed once per model by `DirectionCache` and kept on the CPU.
 """
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 
 from core.errors import UserError
+from core.jobs import ForkSafeRLock
 
 LayerSpec = Union[None, int, str, Iterable[int]]
 """Which w+ layers: None or "all" (every layer), an index, "6-13" / "0-1,4" (inclusive, as
@@ -301,7 +301,7 @@ class DirectionCache:
     def __init__(self, max_items: int = 32):
         self.max_items = max_items
         self._items: OrderedDict[Hashable, Basis] = OrderedDict()
-        self._lock = threading.RLock()
+        self._lock = ForkSafeRLock()  # a ZeroGPU worker may be forked while a basis is computed
         self.computed = 0  # how many bases were computed (not served from the cache)
 
     def _get(self, key: Hashable, compute) -> Basis:

@@ -30,6 +30,7 @@ from urllib.parse import unquote, urlsplit
 
 from core import download
 from core.errors import UserError, shown_path
+from core.runtime import in_worker
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights.json"
 WEIGHTS_ENV = "SPATIAL_GAN_WEIGHTS"
@@ -526,7 +527,10 @@ def _accept(entry: WeightEntry, part: Path, final: Path) -> None:
 def fetch(entry: WeightEntry, force: bool = False, tqdm_class=None) -> Path:
     """Local path of the entry's file, downloading into the Hub or app cache if needed: from
     its source, else from each of its mirrors in turn. A file the registry gives no sha256
-    for has its sha256 remembered on first download, and a change later is warned about."""
+    for has its sha256 remembered on first download, and a change later is warned about. A
+    ZeroGPU worker never downloads (its call's files were fetched before it, `core.gpu`)."""
+    if in_worker():
+        return local_weights(entry)
     try:
         path = _fetch_from(entry, force, tqdm_class)
     except UserError as first:
@@ -562,6 +566,15 @@ def _fetch_from(entry: WeightEntry, force: bool, tqdm_class) -> Path:
         raise _hub_failure(entry, e) from e
     verify(entry, local)
     return local
+
+
+def local_weights(entry: WeightEntry) -> Path:
+    """The entry's file, already here: where downloading is not allowed (a ZeroGPU worker)."""
+    found = cached_path(entry)
+    if found is None:
+        raise UserError(f"The weights of model {entry.id!r} were not downloaded before the GPU "
+                        f"call; press the button again.")
+    return found
 
 
 def cached_path(entry: WeightEntry) -> Path | None:

@@ -2,25 +2,94 @@
 
 Gradio frees a cancelled or disconnected job's queue slot at once, but a thread cannot be
 killed: the computation would run on beside the next person's job (two jobs on one GPU is how
-a classroom runs out of memory). So every model handler runs under one process-wide lock, and
-its progress reports double as cancellation points: once Gradio has dropped the job (Stop,
-`job.cancel()`, a closed tab), the next report raises `Cancelled`, so the job stops within
-one step and frees the lock for the next.
+a classroom runs out of memory). So a model job's progress reports double as cancellation
+points: once Gradio has dropped the job (Stop, `job.cancel()`, a closed tab), the next report
+raises `Cancelled`, so the job stops within one step.
+
+The job may compute in another process (ZeroGPU forks a worker per call and copies Gradio's
+queue into it), so the state a report reads is a `Call`: a flag file that the main process
+raises (`watching` polls Gradio's queue) and any process can read. On a dedicated GPU or a CPU
+every model job also runs under one process-wide lock (`lane`).
 """
 from __future__ import annotations
 
-import functools
-import inspect
+import contextlib
+import os
+import tempfile
 import threading
-from typing import Callable
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
 
 import gradio as gr
 
-DEVICE_LOCK = threading.RLock()  # re-entrant: a handler may call another handler
+POLL_S = 0.1  # how often the main process looks whether a running job's event is still alive
+
+
+class ForkSafeRLock:
+    """A re-entrant lock that a forked child gets back unlocked: ZeroGPU forks its worker
+    while other threads of the server may hold a lock (a model loading), and the child, which
+    has none of those threads, would wait for it forever."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._renew)
+
+    def _renew(self) -> None:
+        self._lock = threading.RLock()
+
+    def __enter__(self) -> bool:
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc) -> None:
+        self._lock.__exit__(*exc)
+
+
+DEVICE_LOCK = ForkSafeRLock()  # re-entrant: a handler may call another handler
 
 
 class Cancelled(Exception):
     """The person stopped the job or left; nobody will see its result."""
+
+
+def _flag_dir() -> Path:
+    folder = Path(tempfile.gettempdir()) / "spatial-gan-studio-flags"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A yes/no that every process of the app can read and raise: a file's existence (a forked
+    worker shares the file system, not the memory). Picklable: it is only a path."""
+    path: str = field(default_factory=lambda: str(_flag_dir() / uuid.uuid4().hex))
+
+    def raise_(self) -> None:
+        Path(self.path).touch()
+
+    def lower(self) -> bool:
+        """Lower the flag; whether it was up."""
+        try:
+            os.unlink(self.path)
+            return True
+        except FileNotFoundError:
+            return False
+
+    @property
+    def up(self) -> bool:
+        return os.path.exists(self.path)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One model job's cancellation, raised in the main process and read where it computes."""
+    cancel: Flag = field(default_factory=Flag)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel.up
 
 
 def _current_event():
@@ -37,18 +106,54 @@ def _is_live(queue, event_id: str) -> bool:
                for job in list(queue.active_jobs) if job for event in job)
 
 
-class CheckedProgress(gr.Progress):
-    """gr.Progress that raises `Cancelled` once its job has been dropped. A job that was never
-    on the queue (a test, a script, an un-queued event) is never cancelled."""
+@contextlib.contextmanager
+def watching() -> Iterator[Call]:
+    """A `Call` for the Gradio job this thread works for, cancelled as soon as Gradio drops
+    the job (already dropped: cancelled at once, so queued work that was cancelled never
+    runs). Outside a queued job (a test, a script) it is never cancelled."""
+    call = Call()
+    event = _current_event()
+    done = threading.Event()
 
-    def __init__(self, track_tqdm: bool = False):
+    def watch() -> None:
+        while not done.wait(POLL_S):
+            if not _is_live(*event):
+                call.cancel.raise_()
+                return
+
+    if event is not None:
+        if _is_live(*event):
+            threading.Thread(target=watch, daemon=True, name="job-watch").start()
+        else:
+            call.cancel.raise_()
+    try:
+        yield call
+    finally:
+        done.set()
+        call.cancel.lower()
+
+
+@contextlib.contextmanager
+def lane(exclusive: bool) -> Iterator[None]:
+    """One model job at a time on this process's device when `exclusive` (a dedicated GPU, a
+    CPU); ZeroGPU gives every call a GPU of its own."""
+    if not exclusive:
+        yield
+        return
+    with DEVICE_LOCK:
+        yield
+
+
+class CheckedProgress(gr.Progress):
+    """gr.Progress that raises `Cancelled` once its call has been cancelled."""
+
+    def __init__(self, track_tqdm: bool = False, call: Call | None = None):
         super().__init__(track_tqdm=False)  # tqdm is already patched by Gradio if asked
         self.track_tqdm = track_tqdm
-        event = _current_event()
-        self._event = event if event and _is_live(*event) else None
+        self._call = call
 
     def check(self) -> None:
-        if self._event and not _is_live(*self._event):
+        if self._call is not None and self._call.cancelled:
             raise Cancelled()
 
     def __call__(self, *args, **kwargs):
@@ -68,34 +173,9 @@ class CheckedProgress(gr.Progress):
         return super().update(*args, **kwargs)
 
 
-def _checked(values: tuple, named: dict) -> tuple[tuple, dict]:
+def checked(values: tuple, named: dict, call: Call) -> tuple[tuple, dict]:
     """The call's gr.Progress (Gradio hands every call the same default object) replaced
-    by a fresh `CheckedProgress` of its own."""
+    by a fresh `CheckedProgress` of its own that reads `call`."""
     def swap(v):
-        return CheckedProgress(v.track_tqdm) if isinstance(v, gr.Progress) else v
+        return CheckedProgress(v.track_tqdm, call) if isinstance(v, gr.Progress) else v
     return tuple(swap(v) for v in values), {k: swap(v) for k, v in named.items()}
-
-
-def exclusive(fn: Callable) -> Callable:
-    """`fn` run under `DEVICE_LOCK` with a cancellable progress; a generator holds the lock
-    for each step only (between steps the queue may cancel it)."""
-    if inspect.isgeneratorfunction(fn):
-        @functools.wraps(fn)
-        def steps(*args, **kwargs):
-            args, kwargs = _checked(args, kwargs)
-            iterator = fn(*args, **kwargs)
-            while True:
-                with DEVICE_LOCK:
-                    try:
-                        item = next(iterator)
-                    except StopIteration as end:
-                        return end.value
-                yield item
-        return steps
-
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        args, kwargs = _checked(args, kwargs)
-        with DEVICE_LOCK:
-            return fn(*args, **kwargs)
-    return run

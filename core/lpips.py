@@ -9,17 +9,16 @@ get a randomly initialised backbone instead, which needs no download.
 from __future__ import annotations
 
 import os
-import threading
-
 import torch
 
 from core.errors import UserError
+from core.jobs import ForkSafeRLock
 
 RANDOM_BACKBONE_ENV = "SPATIAL_GAN_LPIPS_RANDOM"
 BACKBONE_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth"}
 
 _models: dict[tuple[str, str, bool], torch.nn.Module] = {}
-_lock = threading.Lock()
+_lock = ForkSafeRLock()  # a ZeroGPU worker may be forked while a backbone loads
 
 
 def random_backbone() -> bool:

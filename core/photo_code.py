@@ -139,6 +139,21 @@ def code_from_bundle(bundle) -> PhotoCode:
     return PhotoCode.from_arrays(about["model"], bundle.arrays, about.get("method", "SAM"), framed)
 
 
+def saved_model(file: str | None) -> str | None:
+    """The model a saved run (.zip) renders with: its photo code's, else the run's; None for
+    no file or one that is not a run (its handler then says why)."""
+    from core.recipe import open_run
+
+    if not file:
+        return None
+    try:
+        recipe = open_run(file).recipe
+    except UserError:
+        return None
+    about = (recipe.get("settings") or {}).get("photo_code") if isinstance(recipe, dict) else None
+    return (about or {}).get("model") or recipe.get("model_id")
+
+
 def photo_code_state(ctx):
     """The session's photo code: one gr.State shared by every tab that makes or uses one
     (made by whichever tab is built first, inside the app being built)."""

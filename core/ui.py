@@ -23,127 +23,13 @@ import torch
 from PIL import Image
 
 from core.errors import UserError
-from core.jobs import Cancelled, exclusive
+from core.gpu import translate
+from core.runtime import lanes
 
 log = logging.getLogger("spatial_gan_studio")
 
-OOM_MESSAGE = ("The GPU ran out of memory. Try a smaller batch or resolution, close other "
-               "GPU programs, or restart the app to free memory.")
 
-
-STOPPED = "Stopped: the job was cancelled before it finished."
-
-
-def _translate(e: BaseException) -> gr.Error:
-    if isinstance(e, gr.Error):
-        return e
-    if isinstance(e, Cancelled):
-        log.info("a cancelled job stopped at its next step")
-        return gr.Error(STOPPED)
-    if isinstance(e, UserError):
-        return gr.Error(str(e))
-    if isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in str(e).lower():
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        return gr.Error(OOM_MESSAGE)
-    log.exception("unexpected error in a handler")
-    return gr.Error(f"Something went wrong ({type(e).__name__}: {e}). The details are in "
-                    f"the server log; your inputs and earlier results are unchanged.")
-
-
-def user_errors(fn: Callable) -> Callable:
-    """Wrap a Gradio handler so UserError, out-of-memory and unexpected exceptions reach
-    the page as readable `gr.Error` messages instead of tracebacks. Keeps the signature
-    (gr.Progress defaults included) and works for generator handlers."""
-    if inspect.isgeneratorfunction(fn):
-        @functools.wraps(fn)
-        def gen_wrapper(*args, **kwargs):
-            try:
-                yield from fn(*args, **kwargs)
-            except Exception as e:
-                raise _translate(e) from e
-        return gen_wrapper
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as e:
-            raise _translate(e) from e
-    return wrapper
-
-
-try:  # ZeroGPU on Hugging Face Spaces; a no-op decorator everywhere else
-    import spaces  # type: ignore
-
-    def gpu(duration: int = 60) -> Callable[[Callable], Callable]:
-        return spaces.GPU(duration=duration)
-except ImportError:
-    def gpu(duration: int = 60) -> Callable[[Callable], Callable]:
-        return lambda fn: fn
-
-GPU_LANE = "gpu"  # every model-using event shares this concurrency id: one GPU job at a time
-
-
-def gpu_task(duration: int = 60) -> Callable[[Callable], Callable]:
-    """The decorator of every handler that runs a model: `user_errors` inside ZeroGPU's
-    `spaces.GPU(duration)` (seconds a call may hold the GPU), one job on the device at a time
-    and stopped at its next progress report once cancelled (`core.jobs.exclusive`);
-    `TabWiring.on` queues it on the GPU lane."""
-    def decorate(fn: Callable) -> Callable:
-        wrapped = gpu(duration)(user_errors(exclusive(float32_on_overflow(fn))))
-        wrapped.gpu_task = True
-        return wrapped
-    return decorate
-
-
-HALF_OVERFLOW = ("This model's pictures overflowed in half precision partway through; it now runs "
-                 "in float32: press the button again.")
-
-
-def float32_on_overflow(fn: Callable) -> Callable:
-    """`fn(ctx, ...)` run again, once, with float32 models if a picture overflowed in half
-    precision (see core.precision); the models stay float32 for the rest of the app's life.
-    A generator re-runs only if it overflows before its first result."""
-    from core import precision
-
-    def mark(ctx, failed: precision.ReducedPrecisionFailed) -> None:
-        log.warning("%s overflowed in half precision: re-running in float32", sorted(failed.model_ids))
-        ctx.float32_only.update(failed.model_ids)
-
-    if inspect.isgeneratorfunction(fn):
-        @functools.wraps(fn)
-        def steps(ctx, *args, **kwargs):
-            precision.start_call()
-            try:
-                first = True
-                try:
-                    for item in fn(ctx, *args, **kwargs):
-                        first = False
-                        yield item
-                except precision.ReducedPrecisionFailed as failed:
-                    mark(ctx, failed)
-                    if not first:
-                        raise gr.Error(HALF_OVERFLOW) from None
-                    precision.end_call()
-                    yield from fn(ctx, *args, **kwargs)
-            finally:
-                precision.end_call()
-        return steps
-
-    @functools.wraps(fn)
-    def run(ctx, *args, **kwargs):
-        precision.start_call()
-        try:
-            try:
-                return fn(ctx, *args, **kwargs)
-            except precision.ReducedPrecisionFailed as failed:
-                mark(ctx, failed)
-                precision.end_call()
-                return fn(ctx, *args, **kwargs)
-        finally:
-            precision.end_call()
-    return run
+GPU_LANE = "gpu"  # every model-using event shares this concurrency id (`core.gpu.lanes` at once)
 
 
 def bind(handler: Callable, ctx) -> Callable:
@@ -294,7 +180,7 @@ class DownloadAll:
             recipe = fill_local_hashes(run.recipe, self.ctx.registry)
             return str(write_bundle(run.images, run.masks, run.arrays, recipe))
         except Exception as e:
-            raise _translate(e) from e
+            raise translate(e) from e
 
 
 class TabWiring:
@@ -315,6 +201,8 @@ class TabWiring:
             outputs.append(self.download.state)
         if getattr(handler, "gpu_task", False):
             kwargs.setdefault("concurrency_id", GPU_LANE)
+        if kwargs.get("concurrency_id") == GPU_LANE:
+            kwargs.setdefault("concurrency_limit", lanes())
         fn = pictures_as_files(bind(handler, self.ctx), outputs)
         return event(fn, inputs, outputs, api_name=api_name, **kwargs)
 

@@ -46,9 +46,10 @@ from core.images import (ExamplePhoto, editor_holds, editor_image_and_mask, edit
 from core.lpips import lpips_distance
 from core.models.generator import Generator
 from core.recipe import Run
-from core.ui import (GPU_LANE, MAX_SEED, TabWiring, faces_gallery, gpu_task, labelled_examples,
-                     licence_line, photo_controls, quietly, record, seed_picker, shift_range,
-                     shift_sliders, tab_header, user_errors)
+from core.gpu import gpu_task, user_errors
+from core.ui import (GPU_LANE, MAX_SEED, TabWiring, faces_gallery, labelled_examples, licence_line,
+                     photo_controls, quietly, record, seed_picker, shift_range, shift_sliders,
+                     tab_header)
 
 if TYPE_CHECKING:  # model code is imported when a model is loaded, not at start-up
     from core.models.proggan import ProGANGenerator

@@ -16,10 +16,11 @@ from core.errors import UserError
 from core.images import to_uint8
 from core.models import STYLEGAN2_ARCHS
 from core.models.stylegan2 import StyleGAN2Generator
-from core.photo_code import PhotoCode, code_from_bundle, photo_code_state, run_parts
+from core.photo_code import (PhotoCode, code_from_bundle, photo_code_state, run_parts,
+                             saved_model)
 from core.recipe import Run, open_run
-from core.ui import (MAX_SEED, TabWiring, gpu_task, labelled_examples, licence_line, record,
-                     tab_header)
+from core.gpu import gpu_task
+from core.ui import MAX_SEED, TabWiring, labelled_examples, licence_line, record, tab_header
 
 HOW_IT_WORKS = """
 A seed fixes a 512-d Gaussian vector **z**; the mapping network turns it into a style vector
@@ -45,7 +46,25 @@ def generate_with_latents(G: StyleGAN2Generator, seeds: list[int], truncation: f
 
 
 # ---- handlers (plain functions of the context and the widgets' values) ---------------------
-@gpu_task(duration=60)
+def picked(ctx: AppContext, model_id: str | None, *_, **__) -> list[str]:
+    """What a call with this model needs before it computes (`core.gpu`): the model."""
+    if not model_id:
+        raise UserError("Pick a model first.")
+    return [model_id]
+
+
+def code_model(ctx: AppContext, code: PhotoCode | None, *_, **__) -> list[str]:
+    """The model a photo code belongs to."""
+    return [code.model_id] if code is not None else []
+
+
+def run_model(ctx: AppContext, file: str | None, code: PhotoCode | None, *_, **__) -> list[str]:
+    """The model a saved run renders with."""
+    model_id = saved_model(file)
+    return [model_id] if model_id in ctx.model_ids(STYLEGAN2_ARCHS) else []
+
+
+@gpu_task(duration=60, needs=picked)
 def generate_image(ctx: AppContext, model_id: str | None, seed: float | None, truncation: float,
                    progress=gr.Progress(track_tqdm=True)) -> tuple[np.ndarray, Run]:
     """One picture from a seed -> (picture, run for "Download all")."""
@@ -81,7 +100,7 @@ def code_status(code: PhotoCode | None) -> str:
     return f"Session: {code.describe()}." if code else NO_CODE
 
 
-@gpu_task(duration=60)
+@gpu_task(duration=60, needs=code_model)
 def show_code(ctx: AppContext, code: PhotoCode | None, progress=gr.Progress()
               ) -> tuple[np.ndarray, np.ndarray | None, Run]:
     """The session's photo code rendered by its own model -> (picture, in the photo, run)."""
@@ -101,7 +120,7 @@ def _render_code(ctx: AppContext, code: PhotoCode | None, progress) -> tuple:
     return picture, in_photo, run
 
 
-@gpu_task(duration=60)
+@gpu_task(duration=60, needs=run_model)
 def load_run(ctx: AppContext, file: str | None, code: PhotoCode | None,
              progress=gr.Progress()) -> tuple:
     """A saved run (.zip from "Download all") back: a generated picture's model, seed and

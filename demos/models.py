@@ -9,7 +9,7 @@ import gradio as gr
 from core.context import AppContext
 from core.errors import UserError, shown_path
 from core.hub import fetch, human_size, status_rows
-from core.ui import user_errors
+from core.gpu import user_errors
 
 TAB = "models"
 LANDMARK_LICENCE = ("dlib's 68-point face landmark model (Davis King; CC0 as packaged), trained "

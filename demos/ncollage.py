@@ -53,8 +53,9 @@ from core.lpips import lpips_distance
 from core.models import STYLEGAN2_ARCHS
 from core.poisson import poisson_blend
 from core.recipe import Run
-from core.ui import (GPU_LANE, MAX_SEED, TabWiring, gpu_task, labelled_examples, licence_line,
-                     quietly, record, shift_range, shift_sliders, tab_header, user_errors)
+from core.gpu import gpu_task, user_errors
+from core.ui import (GPU_LANE, MAX_SEED, TabWiring, labelled_examples, licence_line, quietly,
+                     record, shift_range, shift_sliders, tab_header)
 
 if TYPE_CHECKING:  # model code is imported when a model is loaded, not at start-up
     from core.models.biggan import BigGANDeep

@@ -36,8 +36,9 @@ from core.models import STYLEGAN2_ARCHS
 from core.models.stylegan2 import StyleGAN2Generator, SynthesisState, panda_layer
 from core.photo_code import PhotoCode, photo_code_state, run_parts
 from core.recipe import Run
-from core.ui import (MAX_SEED, TabWiring, gpu_task, labelled_examples, licence_line, parse_seeds,
-                     record, tab_header, user_errors)
+from core.gpu import gpu_task, user_errors
+from core.ui import (MAX_SEED, TabWiring, labelled_examples, licence_line, parse_seeds, record,
+                     tab_header)
 from demos import panda_factors as pf
 
 PAPER = "https://arxiv.org/abs/2206.00048"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -26,15 +25,16 @@ from core.errors import UserError
 from core.faces import Aligned, FramedPhoto, align, frame_for_model, framing_sentence
 from core.hub import FACE_FRAMINGS, WeightEntry, fetch
 from core.images import heatmap, masks_by_colour, open_photo, photos_for, pil_to_tensor, to_uint8
+from core.jobs import Flag
 from core.lpips import get_lpips
 from core.models import STYLEGAN2_ARCHS
 from core.models.stylegan2 import StyleGAN2Generator
 from core.photo_code import PhotoCode, code_from_bundle, photo_code_state, run_parts
 from core.recipe import Run, open_run
 from core.segments import fuse_face_parts, merge_ade20k, semantic_segments, superpixels
-from core.ui import (TabWiring, faces_gallery, gpu_task, labelled_examples, licence_line,
-                     parse_seeds, photo_controls, quietly, record, seed_picker, tab_header,
-                     user_errors)
+from core.gpu import gpu_task, user_errors
+from core.ui import (TabWiring, faces_gallery, labelled_examples, licence_line, parse_seeds,
+                     photo_controls, quietly, record, seed_picker, tab_header)
 from core.inversion import (LOSS_SIZE, SPACE_COLOURS, SPACES, STEPS, TAU, Codes, Frame,
                                  Inversion, assign_spaces, edit, estimate_errors, feature_masks,
                                  for_loss, inverted_features, optimisation_dtype, psnr, stack_masks)
@@ -533,35 +533,23 @@ class StopSignal:
     Gradio's own cancel waits until the job's current step ends (a thread cannot be
     interrupted, and every step holds the device lock), so Stop is a quick, un-queued event
     that only raises this flag: the request returns at once and the inversion ends after the
-    step in progress, keeping its last preview. One object per browser session, shared by
-    reference between the Stop and Invert events (a `gr.State` holds it). A Stop pressed while
-    the inversion still waits in the queue stops it as it starts; clicking Invert forgets an
-    older Stop (`arm`)."""
+    step in progress, keeping its last preview. One per browser session (a `gr.State` makes
+    it), shared by the Stop and Invert events; a `core.jobs.Flag`, so an inversion computing
+    in a ZeroGPU worker reads it too. A Stop pressed while the inversion still waits in the
+    queue stops it as it starts; clicking Invert forgets an older Stop (`arm`)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._requested = False
-
-    def __deepcopy__(self, memo) -> "StopSignal":
-        return self  # gr.State copies its initial value per session: this one is already fresh
+        self.flag = Flag()
 
     def arm(self) -> None:
-        with self._lock:
-            self._requested = False
+        self.flag.lower()
 
     def request(self) -> None:
-        with self._lock:
-            self._requested = True
-
-    @property
-    def requested(self) -> bool:
-        return self._requested
+        self.flag.raise_()
 
     def consume(self) -> bool:
         """Whether Stop was pressed since the last `arm` or `consume` (and forget it)."""
-        with self._lock:
-            was, self._requested = self._requested, False
-            return was
+        return self.flag.lower()
 
 
 def request_stop(stop: StopSignal | None) -> None:

@@ -41,9 +41,10 @@ from core.lpips import lpips_distance
 from core.models.stylemapgan import Box, StyleMapGAN
 from core.recipe import Run
 from core.svm import LinearSVM, fit_linear_svm
-from core.ui import (GPU_LANE, MAX_SEED, PhotoControls, TabWiring, faces_gallery, gpu_task,
+from core.gpu import gpu_task, user_errors
+from core.ui import (GPU_LANE, MAX_SEED, PhotoControls, TabWiring, faces_gallery,
                      labelled_examples, licence_line, parse_seeds, photo_controls, quietly, record,
-                     seed_picker, shift_range, shift_sliders, tab_header, user_errors)
+                     seed_picker, shift_range, shift_sliders, tab_header)
 
 PAPER = "https://arxiv.org/abs/2104.14754"
 HOW_IT_WORKS = f"""

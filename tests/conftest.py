@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import SG2_REF, load_reference, tiny_sg2_entry, write_registry  # noqa: E402
 
 huggingface_hub.constants.HF_HUB_OFFLINE = True
+pytest_plugins = ["zerogpu"]  # the `zerogpu` fixture: the real spaces wrapper, scheduler stubbed
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 

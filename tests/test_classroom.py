@@ -22,7 +22,8 @@ from helpers import free_port, tiny_sg2_entry, write_registry
 import app as app_module
 from core.images import NOT_A_PICTURE, to_uint8
 from core.models.stylegan2 import load_stylegan2
-from core.ui import STOPPED, TabWiring, gpu_task, guard_inputs, user_errors
+from core.gpu import STOPPED, gpu_task, user_errors
+from core.ui import TabWiring, guard_inputs
 from demos.generate import generate_with_latents
 
 

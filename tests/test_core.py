@@ -15,7 +15,7 @@ from core.cache import ModelCache
 from core.context import AppContext
 from core.errors import UserError
 from core.hub import Registry, _parse_entry, main as hub_main
-from core.ui import OOM_MESSAGE, user_errors
+from core.gpu import OOM_MESSAGE, user_errors
 
 
 # ---- device --------------------------------------------------------------------------------
