@@ -118,6 +118,7 @@ LBFGS_STEPS = 3000  # their default num_steps (the paper's Table 4 "Enc+LBFGS"):
 LBFGS_CPU_STEPS = 5  # the short run offered on a CPU (about 15 s per iteration at 256 px)
 LAMBDA_LPIPS = 0.5  # lambda_l: (1 - 0.5) * masked L1 + 0.5 * masked LPIPS-VGG
 LAMBDA_ENCODER = 0.25  # lambda_f: MSE between E(G(w), mask) and E(target, mask)
+LBFGS_GPU_SECONDS = 0.1  # estimated GPU time of one iteration at 256 px (ZeroGPU's duration)
 LBFGS_HISTORY = 10  # their FullBatchLBFGS defaults: lr 1, history 10, Wolfe line search
 # fine-tuning the regressor on one photo, the authors' notebooks/finetune_and_edit.ipynb
 FINETUNE_STEPS = 30
@@ -504,6 +505,32 @@ def load_pair(ctx: AppContext, model_id: str | None,
     return E, G
 
 
+def pair_ids(ctx: AppContext, model_id: str | None, *_, **__) -> list[str]:
+    """What a call on this domain needs before it computes (`core.gpu`): the regressor and
+    the generator it was trained for."""
+    if not model_id:
+        raise UserError("Pick a domain first.")
+    return [model_id, ctx.registry.generator_of(ctx.registry.get(model_id)).id]
+
+
+def pair_ids_float32(ctx: AppContext, model_id: str | None, *_, **__) -> list:
+    """The pair, and in float32 too (optimisers: fine-tuning)."""
+    ids = pair_ids(ctx, model_id)
+    return ids + [(i, torch.float32) for i in ids]
+
+
+def compose_needs(ctx: AppContext, model_id: str | None, base_value, refine_on: bool, *_, **__) -> list:
+    """The pair, and in float32 when Enc+LBFGS refines."""
+    return pair_ids_float32(ctx, model_id) if refine_on else pair_ids(ctx, model_id)
+
+
+def refine_seconds(ctx: AppContext, model_id: str | None, base_value, refine_on: bool,
+                   steps: float, *_, **__) -> float:
+    """GPU time for a compose: Enc+LBFGS iterations cost one to a few passes of E, G and LPIPS."""
+    size = frame_size(ctx, model_id)
+    return 30 + (float(steps) * LBFGS_GPU_SECONDS * (size / 256) ** 2 if refine_on else 0)
+
+
 def roles(ctx: AppContext, model_id: str) -> dict[str, str | None]:
     """The recipe's models: the regressor and its generator."""
     return {"regressor": model_id, "generator": ctx.registry.get(model_id).generator}
@@ -640,7 +667,7 @@ def painted_value(picture: np.ndarray, region: np.ndarray | None) -> dict:
 ComposeOutputs = tuple[np.ndarray, np.ndarray, np.ndarray, str, Run]
 
 
-@gpu_task(duration=60)
+@gpu_task(duration=60, needs=pair_ids)
 def sample_picture(ctx: AppContext, model_id: str | None, seed: float | None,
                    progress=gr.Progress(track_tqdm=True)) -> np.ndarray:
     """A sample of the domain's generator, as the regressor was trained on (every editor's
@@ -744,7 +771,7 @@ def _compose(ctx: AppContext, model_id: str | None, base_value: dict | None, ref
     return shown, mask_picture(union), result_u8, info, run
 
 
-@gpu_task(duration=300)  # Enc+LBFGS: 3000 iterations take minutes even on a GPU
+@gpu_task(duration=refine_seconds, needs=compose_needs)
 def compose_collage(ctx: AppContext, model_id: str | None, base_value: dict | None,
                     refine_on: bool, steps: float, *parts_and_shifts: Any,
                     progress=gr.Progress(track_tqdm=True)) -> ComposeOutputs:
@@ -769,7 +796,7 @@ def live_compose(ctx: AppContext, live_on: bool, model_id: str | None, base_valu
     return _quiet_compose(ctx, model_id, base_value, False, steps, *rest)
 
 
-@gpu_task(duration=60)
+@gpu_task(duration=60, needs=pair_ids)
 def compose_example(ctx: AppContext, model_id: str | None, seed_base: float | None,
                     seed_part: float | None, dx: float, dy: float,
                     progress=gr.Progress(track_tqdm=True)) -> tuple:
@@ -783,7 +810,7 @@ def compose_example(ctx: AppContext, model_id: str | None, seed_base: float | No
     return (base_value, part_value) + _compose(ctx, model_id, base_value, False, 30, rest, progress)
 
 
-@gpu_task(duration=120)
+@gpu_task(duration=120, needs=pair_ids_float32)
 def finetune_regressor(ctx: AppContext, model_id: str | None, base_value: dict | None,
                        steps: float, progress=gr.Progress(track_tqdm=True)
                        ) -> tuple[np.ndarray, np.ndarray, str, TunedRegressor, Run]:
@@ -825,7 +852,7 @@ def forget_finetuning() -> tuple[None, str]:
     return None, "Compose uses the shared regressor."
 
 
-@gpu_task(duration=60)
+@gpu_task(duration=60, needs=pair_ids)
 def compare_blends(ctx: AppContext, model_id: str | None, base_value: dict | None,
                    part_value: dict | None, alpha: float, progress=gr.Progress(track_tqdm=True)
                    ) -> tuple[list, list, Run]:
@@ -887,7 +914,7 @@ def _inpaint(ctx: AppContext, model_id: str | None, value: dict | None, n: float
     return shown, gallery, run
 
 
-@gpu_task(duration=60)
+@gpu_task(duration=60, needs=pair_ids)
 def inpaint(ctx: AppContext, model_id: str | None, value: dict | None, n: float,
             seed: float | None, framed_photo: FramedPhoto | None = None,
             progress=gr.Progress(track_tqdm=True)) -> tuple[np.ndarray, list, Run]:
@@ -896,7 +923,7 @@ def inpaint(ctx: AppContext, model_id: str | None, value: dict | None, n: float,
     return _inpaint(ctx, model_id, value, n, seed, False, framed_photo)
 
 
-@gpu_task(duration=60)
+@gpu_task(duration=60, needs=pair_ids)
 def inpaint_random_hints(ctx: AppContext, model_id: str | None, value: dict | None, n: float,
                          seed: float | None, framed_photo: FramedPhoto | None = None,
                          progress=gr.Progress(track_tqdm=True)) -> tuple[np.ndarray, list, Run]:
@@ -925,7 +952,7 @@ def table1_line(model_id: str, choice: str = PART_CHOICES[0]) -> str:
             f"here the part is {segmentation_sentence(choice)}.")
 
 
-@gpu_task(duration=120)
+@gpu_task(duration=120, needs=pair_ids)
 def compute_variation_map(ctx: AppContext, model_id: str | None, value: dict | None, n: float,
                           seed: float | None, repeats: float = 1, choice: str = PART_CHOICES[0],
                           progress=gr.Progress(track_tqdm=True)) -> tuple[np.ndarray, str, Run]:

@@ -49,11 +49,11 @@ from core.errors import UserError
 from core.faces import FramedPhoto, frame_for_model
 from core.images import (editor_image_and_mask, editor_is_empty, hex_rgb, mask_from_editor,
                          masks_by_colour, photos_for, pil_to_tensor, to_uint8)
-from core.lpips import lpips_distance
+from core.lpips import get_lpips, lpips_distance
 from core.models import STYLEGAN2_ARCHS
 from core.poisson import poisson_blend
-from core.recipe import Run
 from core.gpu import gpu_task, user_errors
+from core.recipe import Run
 from core.ui import (GPU_LANE, MAX_SEED, TabWiring, labelled_examples, licence_line, quietly,
                      record, shift_range, shift_sliders, tab_header)
 
@@ -109,6 +109,7 @@ DEFAULT_CLASS = 207  # golden retriever
 PIXEL_WEIGHT = 0.2  # optimization.py: lmd_pixel
 LR_Z, LR_ZETA = 0.075, 0.015  # optimization.py: Adam alpha on z (noaux) / zeta (aux)
 AUTHORS_STEPS = 200  # optimization.py: --iter_opt default
+PROJECTION_GPU_SECONDS = 0.05  # estimated GPU time of one fitting step at 128 px (ZeroGPU's duration)
 BLEND_FRAMES = 16  # the authors' feature-blending demo renders 16 interpolation frames
 
 
@@ -677,6 +678,31 @@ def load(ctx: AppContext, model_id: str | None, dtype: torch.dtype | None = None
     return ctx.model(model_id, dtype)
 
 
+def picked(ctx: AppContext, model_id: str | None, *_, **__) -> list[str]:
+    """What a call needs before it computes (`core.gpu`): the generator."""
+    if not model_id:
+        raise UserError("Pick a model first.")
+    return [model_id]
+
+
+def projection_needs(ctx: AppContext, model_id: str | None, image, class_text, steps, truncation,
+                     use_aux: bool = True, *_, **__) -> list:
+    """A photo's fit: the generator in float32 and, for SNGAN, its encoder, discriminator and
+    (if used) auxiliary network; BigGAN-deep's LPIPS projection warms the backbone."""
+    picked(ctx, model_id)
+    helpers = ["sngan-encoder", "sngan-discriminator"] + (["sngan-auxiliary"] if use_aux else [])
+    ids = [model_id] + [companion(ctx, arch, model_id) for arch in helpers]
+    if ctx.registry.get(model_id).arch != "sngan":
+        get_lpips("vgg", ctx.device)
+    return [(i, torch.float32) for i in ids if i]
+
+
+def projection_seconds(ctx: AppContext, model_id: str | None, image, class_text, steps: float,
+                       *_, **__) -> float:
+    """GPU time of a photo's fit: its steps at the model's size."""
+    return 20 + float(steps) * PROJECTION_GPU_SECONDS * (frame_size(ctx, model_id) / 128) ** 2
+
+
 def frame_size(ctx: AppContext, model_id: str | None) -> int:
     """The model's picture size from its registry entry (nothing loaded), for the shift
     sliders; DEFAULT_FRAME while none is picked or the entry does not say."""
@@ -734,7 +760,7 @@ def current(ctx: AppContext, state: State | None, model_id: str | None
     return load(ctx, model_id), state["picture"], state["truncation"]
 
 
-@gpu_task(duration=60)
+@gpu_task(duration=60, needs=picked)
 def render_base(ctx: AppContext, model_id: str | None, class_text: str | None, seed: float | None,
                 truncation: float, progress=gr.Progress(track_tqdm=True)) -> tuple:
     """The base picture from a seed (and class) -> (base state, picture, the same picture
@@ -747,7 +773,7 @@ def render_base(ctx: AppContext, model_id: str | None, class_text: str | None, s
     return (state, image, image, *weight_sliders(G), run)
 
 
-@gpu_task(duration=60)
+@gpu_task(duration=60, needs=picked)
 def render_reference(ctx: AppContext, model_id: str | None, class_text: str | None,
                      seed: float | None, truncation: float,
                      progress=gr.Progress(track_tqdm=True)) -> tuple[State, np.ndarray]:
@@ -817,7 +843,7 @@ def _labels(ctx: AppContext, model_id: str | None, state: State | None, editor: 
     return before_u8, after_u8, class_map, edit, gallery, run
 
 
-@gpu_task(duration=60)
+@gpu_task(duration=60, needs=picked)
 def apply_labels(ctx: AppContext, model_id: str | None, state: State | None, editor: dict | None,
                  layers: str, soft: float, *classes_and_strengths: str | float
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict, Run]:
@@ -827,7 +853,7 @@ def apply_labels(ctx: AppContext, model_id: str | None, state: State | None, edi
     return _labels(ctx, model_id, state, editor, layers, soft, classes_and_strengths, sweep=False)
 
 
-@gpu_task(duration=60)
+@gpu_task(duration=60, needs=picked)
 def sweep_labels(ctx: AppContext, model_id: str | None, state: State | None, editor: dict | None,
                  layers: str, soft: float, *classes_and_strengths: str | float) -> tuple:
     """`apply_labels` at growing intensities (Fig. 9) -> the same outputs plus a gallery
@@ -851,7 +877,7 @@ def live_labels(ctx: AppContext, live: bool, model_id: str | None, state: State 
 N_LABEL_INPUTS = 3 + 2 * len(PALETTE)  # editor, layers, soft, classes, intensities
 
 
-@gpu_task(duration=120)
+@gpu_task(duration=120, needs=picked)
 def blend_features(ctx: AppContext, model_id: str | None, state: State | None, frames: float,
                    base_class_refs: bool, with_labels: bool, *values: Any) -> tuple:
     """Transplant the references' features into the base picture (Eq. 3, the authors' demo)
@@ -935,7 +961,7 @@ def companion(ctx: AppContext, arch: str, generator_id: str) -> str | None:
     return found[0].id if found else None
 
 
-@gpu_task(duration=300)
+@gpu_task(duration=projection_seconds, needs=projection_needs)
 def project_photo(ctx: AppContext, model_id: str | None, image: str | np.ndarray | None,
                   class_text: str | None, steps: float, truncation: float, use_aux: bool = True,
                   progress=gr.Progress()) -> tuple:

@@ -398,6 +398,7 @@ def presets_for(fs: FactorSet) -> dict[str, tuple[list[int], int, float]]:
 
 # ---- state the handlers share: one library per app, one mean per loaded model and layer ------
 _means: "weakref.WeakKeyDictionary[StyleGAN2Generator, dict[tuple[int, float], torch.Tensor]]" = weakref.WeakKeyDictionary()
+SAMPLE_GPU_SECONDS = 0.05  # estimated GPU time per sample (features and fit) for ZeroGPU's duration
 FEATURE_BUDGET = 4 * 2 ** 30  # bytes of layer features the full-gradient solver may hold
 SOLVERS = {"full gradient (fast, default)": "full", "the authors' stochastic loop": "stochastic"}
 
@@ -427,6 +428,29 @@ def factors_and_model(ctx: AppContext, label: str | None) -> tuple[FactorSet, St
     G = ctx.model(fs.generator)
     fs.check_against(G)
     return fs, G
+
+
+def factor_needs(ctx: AppContext, label: str | None, *_, **__) -> list[str]:
+    """What a call needs before it computes (`core.gpu`): the factor set, read into the app's
+    library here (a worker forked later holds it), and its generator."""
+    if not label:
+        raise UserError("No factors yet: pick a factor set or compute one below.")
+    return [library(ctx).get(label).generator]
+
+
+def compute_needs(ctx: AppContext, model_id: str | None, *_, **__) -> list[str]:
+    """Computing factors: the generator."""
+    if not model_id:
+        raise UserError("Pick a generator.")
+    return [model_id]
+
+
+def compute_seconds(ctx: AppContext, model_id: str | None, layer, rank_s, n_samples: float,
+                    iters=None, solver: str = "full", steps: float = pf.AUTHORS_STEPS, *_, **__) -> float:
+    """GPU time of computing factors: the samples' features and the fit, or the stochastic
+    loop's steps (one generated sample each)."""
+    loop = float(steps) if SOLVERS.get(solver, solver) == "stochastic" else 0
+    return 30 + (float(n_samples) + loop) * SAMPLE_GPU_SECONDS
 
 
 def licensed_ids(ctx: AppContext) -> list[str]:
@@ -469,7 +493,7 @@ def edit_terms(chosen: list | None, appearance: float | None, strength: float, m
 
 
 # ---- handlers (plain functions of the context and the widgets' values) ---------------------
-@gpu_task(duration=60)
+@gpu_task(duration=60, needs=factor_needs)
 def show_parts(ctx: AppContext, label: str | None, seeds: str, truncation: float, refine: bool = False,
                progress=gr.Progress(track_tqdm=True)) -> tuple[list, dict, dict, dict]:
     """A factor set's parts tinted on the first seed's picture (refined for it, Eq. 6, when
@@ -490,7 +514,7 @@ def show_parts(ctx: AppContext, label: str | None, seeds: str, truncation: float
             gr.update(maximum=fs.A.shape[1] - 1))
 
 
-@gpu_task(duration=60)
+@gpu_task(duration=60, needs=factor_needs)
 def edit_seeds(ctx: AppContext, label: str | None, seeds: str, truncation: float,
                chosen: list | None, appearance: float | None, strength: float, more=None,
                refine: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, Run]:
@@ -545,7 +569,7 @@ NO_PHOTO_CODE = ("No photo code yet: invert your photo in the SAM tab (it hands 
                  "to this tab), or load a saved run there.")
 
 
-@gpu_task(duration=60)
+@gpu_task(duration=60, needs=factor_needs)
 def edit_photo_code(ctx: AppContext, label: str | None, code: PhotoCode | None, chosen: list | None,
                     appearance: float | None, strength: float, more=None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, Run]:
@@ -613,7 +637,7 @@ def random_seed() -> str:
     return str(random.randint(0, MAX_SEED))
 
 
-@gpu_task(duration=300)
+@gpu_task(duration=compute_seconds, needs=compute_needs)
 def compute_factors(ctx: AppContext, model_id: str | None, layer: float, rank_s: float,
                     n_samples: float, iters: float, solver: str = "full", steps: float = pf.AUTHORS_STEPS,
                     lr: float = pf.AUTHORS_LR, progress=gr.Progress(track_tqdm=True)) -> tuple[dict, str]:

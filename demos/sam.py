@@ -29,7 +29,7 @@ from core.jobs import Flag
 from core.lpips import get_lpips
 from core.models import STYLEGAN2_ARCHS
 from core.models.stylegan2 import StyleGAN2Generator
-from core.photo_code import PhotoCode, code_from_bundle, photo_code_state, run_parts
+from core.photo_code import PhotoCode, code_from_bundle, photo_code_state, run_parts, saved_model
 from core.recipe import Run, open_run
 from core.segments import fuse_face_parts, merge_ade20k, semantic_segments, superpixels
 from core.gpu import gpu_task, user_errors
@@ -47,7 +47,7 @@ ESTIMATE_STEPS = (100, 15)  # single-space runs of the fallback layer map (GPU, 
 PREVIEWS = 10            # previews per inversion
 DIRECTION_COUNT = 8      # GANSpace / SeFa components offered
 LAYER_PRESETS = ["all", "0-1", "2-5", "6-13"]  # SeFa's paper: pose, shape, texture (StyleGAN)
-INVERT_SECONDS = 240     # ZeroGPU budget of one inversion (1001 steps at 1024 px, + W+ run)
+STEP_GPU_SECONDS = 0.12  # estimated GPU time of one inversion step at 1024 px (ZeroGPU's duration)
 PALETTE = ["#%02x%02x%02x" % SPACE_COLOURS[s] for s in SPACES]
 SEGMENTERS = ("auto", "superpixels", "face parser", "ADE20K")
 
@@ -336,6 +336,59 @@ def pick_direction(ctx: AppContext, mid: str, G: StyleGAN2Generator, label: str,
     raise UserError(f"Unknown edit direction {label!r} for {mid}.")
 
 
+# ---- what a call needs before it computes (core.gpu) -------------------------------------------
+def generator_needs(ctx: AppContext, mid: str | None, *_, **__) -> list:
+    """The float32 generator."""
+    if not mid:
+        raise UserError("Pick a model first.")
+    return [(mid, torch.float32)]
+
+
+def start_needs(ctx: AppContext, mid: str) -> list:
+    """An inversion's start (e4e where registered) and its LPIPS backbone."""
+    get_lpips("vgg", ctx.device)
+    enc = companion(ctx, mid, "e4e")
+    return [(enc.id, torch.float32)] if enc else []
+
+
+def prediction_needs(ctx: AppContext, mid: str | None, picture, segments, tau, est_steps,
+                     face=1, plain=False, sample=None, segmenter: str = "auto", *_, **__) -> list:
+    """Step 1: the generator, the predictor (else the single-space runs' start), the segmenter."""
+    needs = generator_needs(ctx, mid)
+    pred = companion(ctx, mid, "sam-invertibility")
+    needs += [(pred.id, torch.float32)] if pred else start_needs(ctx, mid)
+    kind = default_segmenter(ctx, mid) if segmenter in (None, "", "auto") else segmenter
+    if kind != "superpixels":
+        needs += [(i, torch.float32) for i in segmenter_ids(ctx, kind) or []]
+    return needs
+
+
+def inversion_needs(ctx: AppContext, mid: str | None, *_, **__) -> list:
+    """Step 2: the generator and the start."""
+    return generator_needs(ctx, mid) + start_needs(ctx, mid)
+
+
+def inversion_seconds(ctx: AppContext, mid: str | None, s, editor, n_steps: float,
+                      with_baseline: bool, *_, **__) -> float:
+    """GPU time of an inversion: its steps (twice with the W+-only run) at the model's size."""
+    size = (ctx.registry.get(mid).image_size() if mid else None) or 1024
+    per_step = STEP_GPU_SECONDS * max(0.25, (size / 1024) ** 2)
+    return 20 + float(n_steps) * per_step * (2 if with_baseline else 1)
+
+
+def code_needs(ctx: AppContext, file: str | None, code: PhotoCode | None, *_, **__) -> list:
+    """A saved run's or the session's photo code: its generator."""
+    mid = saved_model(file) if file else (code.model_id if code is not None else None)
+    return [(mid, torch.float32)] if mid in ctx.model_ids(STYLEGAN2_ARCHS) else []
+
+
+def edit_needs(ctx: AppContext, mid: str | None, s, label: str | None, *_, **__) -> list:
+    """Step 3: the generator and the authors' direction file picked."""
+    files = [e.id for e in ctx.registry.companions("edit-direction", mid or "")
+             if authors_label(e) == label]
+    return generator_needs(ctx, mid) + files
+
+
 # ---- models --------------------------------------------------------------------------------
 def generator(ctx: AppContext, mid: str | None) -> StyleGAN2Generator:
     """The float32 generator (optimisation needs it), refused below SAM's minimum size."""
@@ -465,7 +518,7 @@ def inversion_run(ctx: AppContext, mid: str, s: Session, layer_map: torch.Tensor
 
 
 # ---- handlers (plain functions of the context and the widgets' values) ---------------------
-@gpu_task(duration=60)
+@gpu_task(duration=60, needs=generator_needs)
 def sample_photo(ctx: AppContext, mid: str | None, seed: float | None) -> tuple[np.ndarray, GanSample]:
     """A GAN sample as the photo (ψ 0.7), cut to the picture area: a photo the model can draw
     -> (the picture, the session's note that a photo with these pixels needs no framing)."""
@@ -491,7 +544,7 @@ def show_framing(ctx: AppContext, mid: str | None, picture: str | None, face: fl
     return network_input(framed, from_sample), faces_gallery(framed)
 
 
-@gpu_task(duration=120)
+@gpu_task(duration=120, needs=prediction_needs)
 def predict_layer_map(ctx: AppContext, mid: str | None, picture, segments: float, tau: float,
                       est_steps: float, face: float | None = 1, plain: bool = False,
                       sample: GanSample | None = None, segmenter: str = "auto", progress=gr.Progress()
@@ -584,7 +637,7 @@ def stopped_line(step: int, total: int, kept: Session | None) -> str:
     return f"{head}, before its first preview: the previous inversion (if any) is kept."
 
 
-@gpu_task(duration=INVERT_SECONDS)
+@gpu_task(duration=inversion_seconds, needs=inversion_needs)
 def invert(ctx: AppContext, mid: str | None, s: Session | None, editor: dict | None,
            n_steps: float, with_baseline: bool, stop: StopSignal | None = None,
            progress=gr.Progress()) -> Iterator[tuple]:
@@ -650,7 +703,7 @@ def share_code(s: Session | None) -> PhotoCode | dict:
                      None if s.from_sample else s.framed)
 
 
-@gpu_task(duration=60)
+@gpu_task(duration=60, needs=code_needs)
 def continue_from_code(ctx: AppContext, file: str | None, code: PhotoCode | None,
                        progress=gr.Progress()) -> tuple:
     """Edit here a photo code made elsewhere: a saved run (`file`, from "Download all" of
@@ -679,7 +732,7 @@ def strength_for(label: str | None, value: float = 0.0) -> dict:
     return gr.update(minimum=lo, maximum=hi, value=min(max(float(value or 0), lo), hi))
 
 
-@gpu_task(duration=60)
+@gpu_task(duration=60, needs=edit_needs)
 def edit_photo(ctx: AppContext, mid: str | None, s: Session | None, label: str | None,
                amount: float, layers: str | None = "all"
                ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, Run]:

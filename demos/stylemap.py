@@ -371,6 +371,13 @@ def registered_size(ctx: AppContext, model_id: str | None) -> int:
     return size or UNREGISTERED_SIZE
 
 
+def picked(ctx: AppContext, model_id: str | None, *_, **__) -> list[str]:
+    """What a call needs before it computes (`core.gpu`): the StyleMapGAN model."""
+    if not model_id:
+        raise UserError("Pick a StyleMapGAN model first.")
+    return [model_id]
+
+
 def model_for(ctx: AppContext, model_id: str | None) -> StyleMapGAN:
     """The generator + encoder pair of `model_id`, loaded once per device."""
     if not model_id:
@@ -525,7 +532,7 @@ def shift_ranges(ctx: AppContext, model_id: str | None) -> list:
     return shift_range(registered_size(ctx, model_id), 2 * MAX_REFERENCES)
 
 
-@gpu_task(duration=60)
+@gpu_task(duration=60, needs=picked)
 def sample_picture(ctx: AppContext, model_id: str | None, truncation: float, seed: float | None,
                    progress=gr.Progress(track_tqdm=True)) -> np.ndarray:
     """A picture from a seed (the seed row under every input), so no upload is needed."""
@@ -569,7 +576,7 @@ def _edit(ctx: AppContext, model_id: str | None, editor: dict | None, reference,
             faces_gallery(ref_framed), notes, run)
 
 
-@gpu_task(duration=60)
+@gpu_task(duration=60, needs=picked)
 def run_local_edit(ctx: AppContext, model_id: str | None, editor: dict | None, reference,
                    space: str, framed: FramedPhoto | None = None, ref_face: float | None = 1,
                    ref_plain: bool = False, progress=gr.Progress(track_tqdm=True)) -> tuple:
@@ -595,7 +602,7 @@ def live_local_edit(ctx: AppContext, live: bool, model_id: str | None, editor: d
     return quiet_local_edit(ctx, model_id, editor, reference, space, framed, ref_face, ref_plain)
 
 
-@gpu_task(duration=60)
+@gpu_task(duration=60, needs=picked)
 def run_edit_example(ctx: AppContext, model_id: str | None, truncation: float,
                      seed_original: float | None, seed_reference: float | None, region: str,
                      space: str, progress=gr.Progress(track_tqdm=True)) -> tuple:
@@ -618,7 +625,7 @@ def landed_region(model: StyleMapGAN, masks: torch.Tensor, shifts: Sequence[tupl
     return landed.any(0).float().cpu().numpy()
 
 
-@gpu_task(duration=90)
+@gpu_task(duration=90, needs=picked)
 def run_transplant(ctx: AppContext, model_id: str | None, original, steps: float,
                    *refs_and_shifts, progress=gr.Progress(track_tqdm=True)) -> tuple:
     """The authors' demo. `original`: a photo file (or a picture), framed as the model's
@@ -684,7 +691,7 @@ def pick_frame_in_photo(frames: list, t: float, framed: FramedPhoto | None = Non
     return frame, framed.paste(frame, landed)
 
 
-@gpu_task(duration=60)
+@gpu_task(duration=60, needs=picked)
 def run_reconstruction(ctx: AppContext, model_id: str | None, picture, face: float | None = 1,
                        plain: bool = False, progress=gr.Progress(track_tqdm=True)) -> tuple:
     """Encode and decode a photo -> (network input, reconstruction, metrics text, the
@@ -715,7 +722,7 @@ def run_reconstruction(ctx: AppContext, model_id: str | None, picture, face: flo
             (framing_note(framed, model.size),), run)
 
 
-@gpu_task(duration=60)
+@gpu_task(duration=60, needs=picked)
 def run_style_mix(ctx: AppContext, model_id: str | None, a, b, face_a: float | None = 1,
                   plain_a: bool = False, face_b: float | None = 1, plain_b: bool = False) -> tuple:
     """Photos A and B, each framed for the model -> (coarse mix, fine mix, A's and B's
@@ -745,7 +752,7 @@ def run_style_mix(ctx: AppContext, model_id: str | None, a, b, face_a: float | N
             faces_gallery(framed_b), notes, in_photo, run)
 
 
-@gpu_task(duration=90)
+@gpu_task(duration=90, needs=picked)
 def run_interpolation(ctx: AppContext, model_id: str | None, a, b, steps: float,
                       face_a: float | None = 1, plain_a: bool = False, face_b: float | None = 1,
                       plain_b: bool = False, progress=gr.Progress(track_tqdm=True)) -> tuple:
@@ -792,7 +799,7 @@ def collect_boxes(values: Sequence) -> list[Box]:
     return boxes
 
 
-@gpu_task(duration=60)
+@gpu_task(duration=60, needs=picked)
 def run_grid_transplant(ctx: AppContext, model_id: str | None, original, reference,
                         *boxes_and_controls, progress=gr.Progress(track_tqdm=True)) -> tuple:
     """generate.py's transplantation. `boxes_and_controls`: GRID_BOXES x BOX_FIELDS cell
@@ -855,7 +862,7 @@ def labelled_set(ctx: AppContext, model_id: str, model: StyleMapGAN, files, seed
     return torch.cat([p.to(torch.float32).cpu() for p in pictures]), sources
 
 
-@gpu_task(duration=120)
+@gpu_task(duration=120, needs=picked)
 def run_fit_direction(ctx: AppContext, model_id: str | None, with_files, with_seeds: str | None,
                       without_files, without_seeds: str | None, truncation: float = 0.7,
                       plain: bool = False, progress=gr.Progress(track_tqdm=True)) -> tuple:
@@ -884,7 +891,7 @@ def run_fit_direction(ctx: AppContext, model_id: str | None, with_files, with_se
     return f"**Direction ready.** {direction.summary()}", kept, gallery, run
 
 
-@gpu_task(duration=90)
+@gpu_task(duration=90, needs=picked)
 def run_semantic_edit(ctx: AppContext, model_id: str | None, kept: dict | None, editor: dict | None,
                       strength: float, steps: float, framed: FramedPhoto | None = None,
                       progress=gr.Progress(track_tqdm=True)) -> tuple:
@@ -930,7 +937,7 @@ def run_semantic_edit(ctx: AppContext, model_id: str | None, kept: dict | None, 
             to_uint8(image)[0], cells_pic, in_photo, run)
 
 
-@gpu_task(duration=60)
+@gpu_task(duration=60, needs=picked)
 def run_random(ctx: AppContext, model_id: str | None, seeds: str, truncation: float,
                progress=gr.Progress(track_tqdm=True)) -> tuple[list, Run]:
     """"1, 5, 7" -> (gallery of captioned samples, run)."""
