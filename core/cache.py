@@ -37,6 +37,10 @@ class ModelCache:
                 self._free()
             return value
 
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._items
+
     def keys(self) -> list[Hashable]:
         with self._lock:
             return list(self._items)

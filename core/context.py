@@ -48,11 +48,13 @@ class AppContext:
         if dtype in (torch.float16, torch.bfloat16):
             note_reduced(model_id)
 
-        def load() -> nn.Module:
-            path = fetch(entry)
-            return load_model(entry.arch, path, entry.config).to(self.device, dtype)
+        key = (model_id, str(self.device), dtype)
+        path = None if key in self.cache else fetch(entry)  # a download never holds the cache's lock
 
-        return self.cache.get((model_id, str(self.device), dtype), load)
+        def load() -> nn.Module:
+            return load_model(entry.arch, path or fetch(entry), entry.config).to(self.device, dtype)
+
+        return self.cache.get(key, load)
 
     def prepare(self, model_id: str, dtype: torch.dtype | None = None) -> None:
         """Ready a call's file before it computes (`core.gpu`): a model loaded into the cache

@@ -9,6 +9,8 @@ Standard library only.
 from __future__ import annotations
 
 import re
+import socket
+import time
 import urllib.error
 import urllib.request
 from html.parser import HTMLParser
@@ -17,8 +19,34 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 TIMEOUT_S = 60
+PROBE_TIMEOUT_S = 3  # one quick connection attempt says whether a host can be reached at all
+PROBE_TTL_S = 30  # and its answer holds this long: every uncached model fails at once offline
 DRIVE_HOSTS = {"drive.google.com", "docs.google.com", "drive.usercontent.google.com"}
 MAX_CONFIRMATIONS = 3
+
+
+_probes: dict[str, tuple[float, str | None]] = {}
+
+
+def unreachable(href: str) -> str | None:
+    """Why the server of `href` cannot be reached (a TCP connection does not open), or None
+    when it can; asked again after PROBE_TTL_S. Without a network a download then fails in
+    seconds with a sentence, instead of retrying for half a minute while a person waits."""
+    parts = urlsplit(href)
+    host, port = parts.hostname, parts.port or (80 if parts.scheme == "http" else 443)
+    if not host:
+        return None
+    now, where = time.monotonic(), f"{host}:{port}"
+    seen = _probes.get(where)
+    if seen is not None and now - seen[0] < PROBE_TTL_S:
+        return seen[1]
+    try:
+        socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
+        why = None
+    except OSError as e:
+        why = f"{where} cannot be reached: {getattr(e, 'strerror', None) or e}"
+    _probes[where] = (now, why)
+    return why
 
 
 def is_drive(href: str) -> bool:

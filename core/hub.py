@@ -484,6 +484,10 @@ def _fetch_url(entry: WeightEntry, force: bool, tqdm_class=None) -> Path:
                         f"offline mode is on (HF_HUB_OFFLINE or {OFFLINE_ENV}=1). On a machine "
                         f"with internet access run `{PREFETCH_HINT.format(id=entry.id)}` to "
                         f"cache them in {final.parent}.")
+    if why := download.unreachable(entry.url.href):
+        raise UserError(f"The weights of model {entry.id!r} ({entry.url.href}) are not cached "
+                        f"and {why} (no network?). On a machine with internet access run `{PREFETCH_HINT.format(id=entry.id)}` "
+                        f"to cache them in {shown_path(final.parent)}.")
     part = final.with_name(final.name + ".part")
     final.parent.mkdir(parents=True, exist_ok=True)
     if force:
@@ -557,10 +561,12 @@ def _fetch_from(entry: WeightEntry, force: bool, tqdm_class) -> Path:
             raise UserError(f"The weights file of model {entry.id!r} is missing: {shown_path(entry.path)}")
         verify(entry, entry.path)
         return entry.path
-    from huggingface_hub import errors
+    from huggingface_hub import constants, errors
 
+    online = download.unreachable(constants.ENDPOINT) is None  # one quick probe
     try:
-        local = Path(_hub_download(entry.hub, force_download=force, tqdm_class=tqdm_class))
+        local = Path(_hub_download(entry.hub, force_download=force and online, tqdm_class=tqdm_class,
+                                   local_files_only=not online))
     except (errors.HfHubHTTPError, errors.LocalEntryNotFoundError, errors.EntryNotFoundError,
             errors.OfflineModeIsEnabled, OSError) as e:
         raise _hub_failure(entry, e) from e
