@@ -43,6 +43,7 @@ from core.errors import UserError
 from core.faces import FramedPhoto, frame_for_model, framing_sentence
 from core.images import (ExamplePhoto, editor_holds, editor_image_and_mask, editor_is_empty,
                          heatmap, mask_picture, photos_for, to_uint8)
+from core.lbfgs import FullBatchLBFGS
 from core.lpips import lpips_distance
 from core.models.generator import Generator
 from core.recipe import Run
@@ -73,9 +74,10 @@ the GAN finds plausible. That makes collages easy:
   extra completions come from sparse **hints**: a few random blobs of other generated pictures
   placed inside the hole (our choice; the paper shows one completion per mask).
 * **Refine** (optional, off by default): the paper's "Enc+LBFGS", as the authors' code runs
-  it: L-BFGS on E's code with their loss, (1 - 0.5) masked L1 + 0.5 masked LPIPS on the known
-  pixels + 0.25 MSE(E(G(w), mask), E(collage, mask)) (the encoder-consistency term), 3000
-  iterations by default on a GPU (minutes), a short run on a CPU.
+  it: their L-BFGS (`FullBatchLBFGS`) on E's code with their loss, (1 - 0.5) masked L1 + 0.5
+  masked LPIPS on the known pixels + 0.25 MSE(E(G(w), mask), E(collage, mask)) (the
+  encoder-consistency term), 3000 iterations by default on a GPU (minutes), a short run on a
+  CPU.
 * **Fine-tune the regressor on the base** (for a real photo): the authors' 30 Adam steps (lr
   5e-5) on a copy of E so that it reconstructs that photo better; Compose then uses the copy,
   in your session only. Their identity term for faces is left out (no face-identity network).
@@ -99,11 +101,12 @@ compositionality in GANs*, ICLR 2021]({PAPER}). StyleGAN2 domains regress W+ (on
 vector per layer); ProGAN domains (churches, living rooms, CelebA-HQ faces) regress the
 Gaussian z itself, as in the paper.
 """
-REFINE_NOTE = ("Enc+LBFGS follows the authors' `invert_lbfgs` (loss, weights, iteration count) "
-               "with PyTorch's L-BFGS (history 10, strong-Wolfe line search) where theirs is "
-               "`FullBatchLBFGS` (weak-Wolfe, at most 10 trials); the count shown is L-BFGS "
-               "iterations. The former Adam refinement is gone: it was not clearly better for "
-               "interactive use, and interactive composing needs no refinement at all.")
+REFINE_NOTE = ("Enc+LBFGS follows the authors' `invert_lbfgs`: their loss and weights, their "
+               "`FullBatchLBFGS` (first step lr 1 along the negative gradient, history 10, "
+               "weak-Wolfe line search of at most 10 trials), every iteration run, "
+               "from E's code of the collage. The former Adam refinement is gone: it was not "
+               "clearly better for interactive use, and interactive composing needs no "
+               "refinement at all.")
 TAB = "collage"
 # the generators a regressor predicts for: both render its latent (W+, or ProGAN's z) with .synthesis
 Paired = Union["StyleGAN2Generator", "ProGANGenerator"]
@@ -119,7 +122,11 @@ LBFGS_CPU_STEPS = 5  # the short run offered on a CPU (about 15 s per iteration 
 LAMBDA_LPIPS = 0.5  # lambda_l: (1 - 0.5) * masked L1 + 0.5 * masked LPIPS-VGG
 LAMBDA_ENCODER = 0.25  # lambda_f: MSE between E(G(w), mask) and E(target, mask)
 LBFGS_GPU_SECONDS = 0.1  # estimated GPU time of one iteration at 256 px (ZeroGPU's duration)
-LBFGS_HISTORY = 10  # their FullBatchLBFGS defaults: lr 1, history 10, Wolfe line search
+# their FullBatchLBFGS (core.lbfgs) at its defaults, lr 1 and history 10, with invert_lbfgs's
+# max_ls 10: at most 10 line-search trials are tested, then the step gives up (t = 0)
+LBFGS_LR = 1.0
+LBFGS_HISTORY = 10
+LBFGS_MAX_LS = 10
 # fine-tuning the regressor on one photo, the authors' notebooks/finetune_and_edit.ipynb
 FINETUNE_STEPS = 30
 FINETUNE_LR = 5e-5
@@ -269,42 +276,37 @@ class Refinement:
     latent: torch.Tensor  # the refined W+ (or ProGAN z)
     losses: list[float]  # the objective before (index 0) and after each LBFGS iteration
     iterations: int
-    evaluations: int  # forward + backward passes, line searches included
+    evaluations: int  # evaluations of the loss (forward passes), line searches included
 
 
 def refine(E: torch.nn.Module, G: Paired, collage: torch.Tensor, mask: torch.Tensor,
            steps: int, progress: Callable[[int, int], None] | None = None) -> Refinement:
-    """Enc+LBFGS: start from E's code (W+, or ProGAN's z) and run `steps` full-batch L-BFGS
-    iterations on `refine_loss` (torch.optim.LBFGS: lr 1, history 10, strong-Wolfe line search;
-    the authors' FullBatchLBFGS uses a weak-Wolfe one with at most 10 trials, same
-    iteration count). Stops early only once converged (no change left to make). G and E must
-    be float32 (gradients)."""
+    """Enc+LBFGS as the authors' `invert_lbfgs` runs it: start from E's code of the whole
+    target with the mask (their `nets.encode(target, mask)`: E([x, m]), unknown pixels not
+    zeroed; the same code is the consistency term's target) and take exactly `steps`
+    iterations of their `FullBatchLBFGS` (core.lbfgs: lr 1, history 10, weak-Wolfe line search
+    of at most 10 trials) on `refine_loss`. `progress(k, steps)` after iteration k.
+    G and E must be float32 (gradients)."""
     target, m = collage.detach().clone(), mask.detach().clone()
     with torch.no_grad():  # not inference mode: both take part in the graph below
-        w0 = E(target, m)
         target_code = E(target, m, hide_unknown=False)
-    w = w0.clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([w], lr=1, history_size=LBFGS_HISTORY, max_iter=max(1, steps),
-                            max_eval=max(1, steps) * 30, line_search_fn="strong_wolfe")
-    best: dict[int, float] = {}
+    w = target_code.clone().requires_grad_(True)
+    opt = FullBatchLBFGS([w], lr=LBFGS_LR, history_size=LBFGS_HISTORY, max_ls=LBFGS_MAX_LS)
 
     def closure() -> torch.Tensor:
-        opt.zero_grad(set_to_none=True)
-        loss = refine_loss(E, G, w, target, m, target_code)
-        loss.backward()
-        it = opt.state[w].get("n_iter", 0)  # evaluations of iteration k's line search: k
-        best[it] = min(best.get(it, float("inf")), loss.item())
-        if progress and it:
-            progress(it, steps)
-        return loss
+        return refine_loss(E, G, w, target, m, target_code)
 
-    if steps > 0:
-        opt.step(closure)
-    state = opt.state[w]
+    loss = opt.evaluate(closure)
+    losses, evaluations = [loss.item()], 1
+    for k in range(1, steps + 1):
+        done = opt.step(closure, loss)
+        loss, evaluations = done.loss, evaluations + done.evaluations
+        losses.append(loss.item())
+        if progress:
+            progress(k, steps)
     with torch.inference_mode():
         raw = G.synthesis(w.detach()).float()
-    return Refinement(raw.clamp(-1, 1), raw, w.detach(), [best[k] for k in sorted(best)],
-                      int(state.get("n_iter", 0)), int(state.get("func_evals", 0)))
+    return Refinement(raw.clamp(-1, 1), raw, w.detach(), losses, opt.iterations, evaluations)
 
 
 def finetune(E: torch.nn.Module, G: Paired, image: torch.Tensor, steps: int = FINETUNE_STEPS,
