@@ -230,16 +230,53 @@ def ncollage_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, 
         del G
 
 
-def sam_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, float, float, float]]:
+def sam_precision_runs(G: StyleGAN2Generator, target: torch.Tensor, masks: dict, lpips_model,
+                       steps: int, reduced: torch.dtype | None, device: torch.device
+                       ) -> Iterator[tuple[str, str, float, float, float, dict]]:
+    """The same inversion (same generator, target, masks and start) for `steps` steps of the
+    paper's schedule in float32 (the authors' precision, the tab's default) and, when
+    `reduced` is a dtype, under its autocast (the tab's "Reduced precision" option): each
+    timed, with its loss after the last step and the loss of its final codes rendered in
+    float32, both also as a ratio to the float32 run's."""
+    from core import inversion as S
+
+    base: dict[str, float] = {}
+    for autocast in dict.fromkeys((None, reduced)):
+        reset_peak(device)
+        run = S.Inversion(G, target, masks, G.w_plus(G.mean_w()), lpips_model, steps=steps,
+                          autocast=autocast)
+
+        def full_run() -> None:
+            while not run.done:
+                run.step()
+        med, lo = timed(full_run, device, 1, warmup=0)
+        with torch.no_grad():  # the final codes as the tab shows them: rendered in float32
+            run.autocast = None
+            rendered = float(sum(run.losses(run.render()).values())[0])
+            run.autocast = autocast
+        extra = {"steps": steps, "loss": round(run.history[-1][0], 5),
+                 "loss_float32_render": round(rendered, 5)}
+        if autocast is None:
+            base = dict(extra)
+        else:
+            extra["loss_vs_float32"] = round(extra["loss"] / base["loss"], 4)
+            extra["loss_float32_render_vs_float32"] = round(rendered / base["loss_float32_render"], 4)
+        yield (f"sam-{G.size} inversion, {steps} steps (loss)", str(autocast or torch.float32).replace("torch.", ""),
+               med, lo, peak_memory_mb(device), extra)
+
+
+def sam_cases(device: torch.device, runs: int) -> Iterator[tuple]:
     """One SAM optimiser step (W+ and four masked residuals, every loss term, LPIPS-VGG at
-    256 px; float32, and on a GPU also the tab's bfloat16 generator pass), the paper's whole
-    1001-step schedule on a GPU, and one edit pass. The authors' code takes 6.4 s per step at
-    256 px and 23 s at 1024 px on this 2-core CPU (measured for the SAM issue)."""
+    256 px; float32 as the authors and the tab's default, and on a GPU also the tab's
+    "Reduced precision" bfloat16 generator pass), on a GPU the paper's whole 1001-step
+    schedule in both, with the loss after the last step compared to float32's (skipped on a
+    CPU), and one edit pass. The authors' code takes 6.4 s per step at 256 px and 23 s at
+    1024 px on this 2-core CPU (measured for the SAM issue)."""
     from core.lpips import get_lpips
     from core import inversion as S
 
     os.environ.setdefault("SPATIAL_GAN_LPIPS_RANDOM", "1")  # timing does not depend on weights
-    fast = S.optimisation_dtype(device)  # the tab's generator dtype while optimising
+    reduced = S.optimisation_dtype(device, reduced=True)  # the tab's option; None on a CPU
     for size in (256, 1024):
         reset_peak(device)
         G = StyleGAN2Generator(size).to(device).eval().requires_grad_(False)
@@ -250,19 +287,14 @@ def sam_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, float
         def inversion(steps: int, autocast: torch.dtype | None) -> S.Inversion:
             return S.Inversion(G, target, masks, G.w_plus(G.mean_w()), get_lpips("vgg", device),
                                steps=steps, autocast=autocast)
-        for autocast in dict.fromkeys((None, fast)):
+        for autocast in dict.fromkeys((None, reduced)):
             run = inversion(10 ** 6, autocast)
             med, lo = timed(run.step, device, max(1, runs // 2))
             dtype = str(autocast or torch.float32).replace("torch.", "")
             yield f"sam-{size} inversion step (all terms)", dtype, med, lo, peak_memory_mb(device)
-        if device.type == "cuda":  # what a user waits for: the paper's schedule, as the tab runs it
-            def full_run() -> None:
-                run = inversion(S.STEPS, fast)
-                while not run.done:
-                    run.step()
-            med, lo = timed(full_run, device, 1, warmup=0)
-            yield (f"sam-{size} full inversion ({S.STEPS} steps)", str(fast or torch.float32).replace("torch.", ""),
-                   med, lo, peak_memory_mb(device))
+        if device.type == "cuda":  # what a user waits for, and what reduced precision costs in loss
+            yield from sam_precision_runs(G, target, masks, get_lpips("vgg", device), S.STEPS,
+                                          reduced, device)
         codes = run.codes()
         _, feats = S.inverted_features(G, codes)
         d = torch.randn(1, G.n_latent, 512)
@@ -343,10 +375,13 @@ def main(argv: list[str] | None = None) -> int:
           + (f" {'official ms':>12s} {'speed-up':>8s}" if official else ""))
     rows: list[Row] = []
     for key in args.only.split(","):
-        for name, dtype, med, lo, mem in CASES[key](device, runs):
+        for name, dtype, med, lo, mem, *extra in CASES[key](device, runs):
             row = {"case": name, "device": device.type, "dtype": dtype, "median_ms": round(med, 2),
                    "min_ms": round(lo, 2), "peak_mb": None if mem != mem else round(mem, 1)}
             line = f"{name:44s} {dtype:8s} {med:10.1f} {lo:9.1f} {mem:8.0f}"
+            for more in extra:  # e.g. a loss after N steps (sam_precision_runs)
+                row.update(more)
+                line += "  " + ", ".join(f"{k} {v}" for k, v in more.items())
             ref = official.get((name, device.type))
             if ref:
                 row.update(official_ms=ref, speedup=round(ref / med, 2))

@@ -181,13 +181,18 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 # ---- the optimisation ----------------------------------------------------------------------
-def optimisation_dtype(device: torch.device) -> torch.dtype | None:
-    """The generator's autocast dtype while optimising: bfloat16 on a CUDA GPU that has it
-    (NVIDIA's own projector runs its generator's top layers in half precision; bfloat16 keeps
-    float32's range, so no loss scaling), none (float32) elsewhere. Losses, Adam's state and
-    the codes stay float32."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
+REDUCED_DTYPE = torch.bfloat16  # the labelled option: float32's range, so no loss scaling
+
+
+def optimisation_dtype(device: torch.device, reduced: bool = False) -> torch.dtype | None:
+    """The generator's autocast dtype while optimising: None (float32) by default, as the
+    authors ran it (their NVIDIA generator loads the TF pickles through `legacy.py`'s
+    `convert_tf_generator`, which gives `num_fp16_res = 0` and no conv clamp: no layer in half
+    precision). `reduced` (the tab's labelled option) asks for bfloat16 autocast, granted
+    only on a CUDA GPU that has bfloat16; the CPU stays float32 regardless. Losses, Adam's
+    state and the codes are float32 either way."""
+    if reduced and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return REDUCED_DTYPE
     return None
 
 

@@ -100,3 +100,47 @@ def fit_linear_svm(positive: np.ndarray, negative: np.ndarray, C: float = 1.0,
         lb = yg[(upper & (y > 0)) | (lower & (y < 0))].max(initial=-np.inf)
         rho = float((ub + lb) / 2)
     return LinearSVM(w / norm, w, -rho, int((a > 1e-12).sum()), it)
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """How a linear SVM does on examples it was not fitted on (`cross_validate`)."""
+    accuracy: float  # share of the held-out examples put on their own side
+    correct: int
+    tested: int  # every example, each held out once
+    folds: int
+
+
+def cross_validate(positive: np.ndarray, negative: np.ndarray, folds: int = 10, C: float = 1.0,
+                   seed: int = 0) -> HeldOut | None:
+    """Stratified k-fold cross-validation of `fit_linear_svm`: each side is shuffled (seeded)
+    and dealt into k = min(folds, its size, the other side's size) folds; each fold is held
+    out once while the SVM is fitted on the rest. With 10 folds each fit holds out 10 % of
+    each side, as StyleMapGAN's semantic_manipulation.py does once (`testset_ratio = 0.1`);
+    here every example is held out once, which a few dozen examples need. A training set's
+    own accuracy says nothing when there are fewer examples than dimensions (any labels can be
+    separated then); this is the number to read. None: fewer than 2 examples on a side (no
+    fold can be held out), or a fold whose training examples cannot be told apart."""
+    pos = np.asarray(positive, np.float64).reshape(len(positive), -1)
+    neg = np.asarray(negative, np.float64).reshape(len(negative), -1)
+    k = min(int(folds), len(pos), len(neg))
+    if k < 2:
+        return None
+    rng = np.random.RandomState(seed)
+
+    def deal(n: int) -> np.ndarray:
+        fold = np.empty(n, int)
+        fold[rng.permutation(n)] = np.arange(n) % k
+        return fold
+
+    fold_pos, fold_neg = deal(len(pos)), deal(len(neg))
+    correct = tested = 0
+    for f in range(k):
+        try:
+            svm = fit_linear_svm(pos[fold_pos != f], neg[fold_neg != f], C)
+        except UserError:
+            return None
+        right = np.concatenate([svm.decision(pos[fold_pos == f]) > 0,
+                                svm.decision(neg[fold_neg == f]) <= 0])
+        correct, tested = correct + int(right.sum()), tested + len(right)
+    return HeldOut(correct / tested, correct, tested, k)

@@ -89,7 +89,9 @@ rendered with, or are rendered with the base's class (as the authors' demo does)
 **Real photos (Eq. 4).** SNGAN: the authors' encoder gives z from the photo and its class;
 then, as their optimization.py, Adam (lr 0.075 on z, or 0.015 on the auxiliary network's zeta)
 minimises −cos(D(G(z)), D(photo)) + 0.2 · MSE, D being the discriminator's last features, for
-their 200 steps (fewer on a CPU). BigGAN-deep has no released encoder or discriminator: z is
+their 200 steps (the default on a GPU; 50 on a CPU, where each step takes seconds). The
+latent kept is the one their script saves: with the auxiliary network the B(zeta) of the last
+forward pass (the picture the last loss was measured on). BigGAN-deep has no released encoder or discriminator: z is
 fitted with LPIPS + 0.2 · MSE (Adam 0.075, class fixed, z kept within the sampler's range at
 the chosen truncation). The photo is centre-cropped as the training pictures were; the edit
 is Poisson-blended in that frame and put back into your photo at full resolution inside a
@@ -109,6 +111,7 @@ DEFAULT_CLASS = 207  # golden retriever
 PIXEL_WEIGHT = 0.2  # optimization.py: lmd_pixel
 LR_Z, LR_ZETA = 0.075, 0.015  # optimization.py: Adam alpha on z (noaux) / zeta (aux)
 AUTHORS_STEPS = 200  # optimization.py: --iter_opt default
+CPU_STEPS = 50       # the photo fit's default on a CPU (a step takes ~0.5-2 s there)
 PROJECTION_GPU_SECONDS = 0.05  # estimated GPU time of one fitting step at 128 px (ZeroGPU's duration)
 BLEND_FRAMES = 16  # the authors' feature-blending demo renders 16 interpolation frames
 
@@ -581,7 +584,12 @@ def fit_sngan(G: "SNGANGenerator", D: torch.nn.Module, E: torch.nn.Module, aux: 
     size, class); with the auxiliary network zeta = A(z) is optimised (Adam 0.015) and
     z' = B(zeta), else z itself (Adam 0.075); the class stays fixed. `gt` is the photo at the
     generator's size, both in the authors' pixel / 128 - 1 scale -> (picture, its image,
-    losses [steps, 2]: cosine term, pixel term)."""
+    losses [steps, 2]: cosine term, pixel term).
+
+    The latent returned is the one optimization.py saves (opt_final.npy, opt-z.npy): with the
+    auxiliary network the z' = B(zeta) of the last forward pass, before that step's update
+    (`recon, _, _, z = gen.forward(zeta=..., return_zs=True)`), so its picture is the last
+    loss's reconstruction; without it z after the last update (`z = target.W`)."""
     device, _ = placement(G)
     c = torch.tensor([class_index], device=device)
     gt = gt.to(device)
@@ -592,16 +600,18 @@ def fit_sngan(G: "SNGANGenerator", D: torch.nn.Module, E: torch.nn.Module, aux: 
     param = start.clone().requires_grad_(True)
     opt = ChainerAdam(param, LR_ZETA if aux is not None else LR_Z)
     losses = []
+    saved = z0  # optimization.py's z before the loop: the encoder's
     for step in range(int(steps)):
         z = aux.B(param) if aux is not None else param
         cos, pixel = eq4_terms(D, G(z, c), gt_features, gt)
         (cos + pixel).backward()
         opt.step()
+        saved = z.detach() if aux is not None else param.detach()  # B(zeta) before the update
         losses.append((cos.item(), pixel.item()))
         if progress:
             progress(step + 1, int(steps), losses[-1][0] + losses[-1][1])
     with torch.inference_mode():
-        z = (aux.B(param) if aux is not None else param).detach()
+        z = saved.clone()
         picture = Picture(z.float().cpu(), one_hot(class_index, G.num_classes), 1.0)
         return picture, G(z, c).float().clamp(-1, 1), np.asarray(losses, np.float32).reshape(-1, 2)
 
@@ -1267,6 +1277,14 @@ def _photo_examples(ctx: AppContext, model_id: str | None, names: list[str]
     return rows, labels
 
 
+def photo_steps(device: torch.device) -> dict:
+    """The photo fit's step slider: the authors' 200 on a GPU, CPU_STEPS on a CPU (labelled)."""
+    if device.type == "cuda":
+        return {"value": AUTHORS_STEPS, "label": f"Steps (the authors' {AUTHORS_STEPS})"}
+    return {"value": CPU_STEPS, "label": f"Steps ({CPU_STEPS} on this CPU, ~0.5-2 s each; "
+                                         f"the authors use {AUTHORS_STEPS})"}
+
+
 def _build_real_photo(wiring: TabWiring, base: Base, names: list[str], editor: gr.ImageEditor,
                       last_edit: gr.State) -> None:
     """Fit a photo (it becomes the base picture), then paste the last edit back into the
@@ -1281,8 +1299,7 @@ def _build_real_photo(wiring: TabWiring, base: Base, names: list[str], editor: g
             photo = gr.Image(label="Photo", type="filepath", image_mode=None, format="png")
             cls = gr.Dropdown(names, value=names[DEFAULT_CLASS], filterable=True,
                               allow_custom_value=True, label="What is in it (class)")
-            steps = gr.Slider(5, 400, value=50, step=5,
-                              label=f"Steps (the authors: {AUTHORS_STEPS}; CPU: ~0.5-2 s each)")
+            steps = gr.Slider(5, 400, step=5, **photo_steps(wiring.ctx.device))
             use_aux = gr.Checkbox(value=True, label="SNGAN: optimise through the auxiliary "
                                   "network (their --mode aux), when registered")
             project_btn = gr.Button("Fit the photo", variant="primary")

@@ -50,6 +50,7 @@ LAYER_PRESETS = ["all", "0-1", "2-5", "6-13"]  # SeFa's paper: pose, shape, text
 STEP_GPU_SECONDS = 0.12  # estimated GPU time of one inversion step at 1024 px (ZeroGPU's duration)
 PALETTE = ["#%02x%02x%02x" % SPACE_COLOURS[s] for s in SPACES]
 SEGMENTERS = ("auto", "superpixels", "face parser", "ADE20K")
+REDUCED_LABEL = "Reduced precision (bfloat16 autocast; faster on a GPU, not the authors' float32)"
 
 HOW_IT_WORKS = f"""
 **Spaces.** A photo is inverted into the generator's per-layer latent **W+** *and* into
@@ -67,9 +68,10 @@ filter (soft edges).
 **Optimisation.** Adam (lr 0.05, NVIDIA's warm-up and cosine ramp, 1001 steps) on
 w+ and the residuals, with loss = MSE + LPIPS(VGG) at 256 px + 5·Σ mean(dF²)
 + 0.001·Σₙ‖wₙ − w₀‖ + 10⁻⁸·Mahalanobis(LeakyReLU(w, 5)) (a Gaussian prior on w).
-**Precision**: on a GPU the generator's pass runs in bfloat16 (autocast; float32 where the
-GPU lacks bfloat16); the losses, Adam's state and the codes stay float32. On a CPU
-everything is float32.
+**Precision**: float32, as the authors (their generator loads NVIDIA's TF pickles with no
+layer in half precision). On a GPU, *Reduced precision* runs the generator's pass under
+bfloat16 autocast instead (faster; the losses, Adam's state and the codes stay float32);
+the run's settings record which. On a CPU everything is float32.
 
 **Editing.** w+ + s·d on every layer; after layer k the features inside F_k's mask are put
 back to the inverted ones, so a region inverted in F_k only takes the edit through the layers
@@ -640,12 +642,15 @@ def stopped_line(step: int, total: int, kept: Session | None) -> str:
 @gpu_task(duration=inversion_seconds, needs=inversion_needs)
 def invert(ctx: AppContext, mid: str | None, s: Session | None, editor: dict | None,
            n_steps: float, with_baseline: bool, stop: StopSignal | None = None,
-           progress=gr.Progress()) -> Iterator[tuple]:
+           progress=gr.Progress(), reduced_precision: bool = False) -> Iterator[tuple]:
     """Step 2: Adam on W+ and the masked residuals (beside a W+-only run when asked), yielding
     PREVIEWS previews -> (session, reconstruction, W+ only, target, scores, codes file,
     the reconstruction in the photo, the session's photo code, run). The photo code goes out
     with each preview, in the same event, so API clients get it too (a `.then` runs only in
     the browser).
+
+    float32 as the authors; `reduced_precision` (GPU only) runs the generator's pass under
+    bfloat16 autocast, and the run's settings say which ran.
 
     The run works on a copy of the session: the last inversion stays in the session (and
     editable) until this run's first preview replaces it. A generator that hands control
@@ -665,9 +670,9 @@ def invert(ctx: AppContext, mid: str | None, s: Session | None, editor: dict | N
     batch = [masks] + ([{k: torch.zeros_like(m) for k, m in masks.items()}] if with_baseline else [])
     progress(0.0, desc="Starting point")
     w0 = initial_w(ctx, mid, G, s.target)
+    autocast = optimisation_dtype(G.device, bool(reduced_precision))  # None: float32 (the authors')
     run = Inversion(G, s.target, stack_masks(batch), w0.expand(len(batch), -1, -1),
-                    get_lpips("vgg", G.device), int(n_steps), s.frame,
-                    autocast=optimisation_dtype(G.device))
+                    get_lpips("vgg", G.device), int(n_steps), s.frame, autocast=autocast)
     every = max(1, run.total // PREVIEWS)
     shown: Session | None = None  # this run's last preview (the session holds it)
     target_pic = to_uint8(s.target)[0]
@@ -687,7 +692,8 @@ def invert(ctx: AppContext, mid: str | None, s: Session | None, editor: dict | N
             result = inversion_run(ctx, mid, shown, layer_map, {"reconstruction": rec, "w_plus_only": base,
                                                                 "result_in_photo": in_photo},
                                    {"steps": run.total, "done": run.step_index,
-                                    "compare": bool(with_baseline)})
+                                    "compare": bool(with_baseline),
+                                    "precision": precision_name(autocast)})
             yield shown, rec, base, target_pic, line, save_codes(shown), in_photo, share_code(shown), result
         else:  # hand control back after every step, so Stop acts within one step
             yield (gr.update(),) * 9
@@ -779,17 +785,23 @@ def model_changed(ctx: AppContext, mid: str | None, s: Session | None = None
             framing_line(ctx, mid), status)
 
 
+def precision_name(autocast: torch.dtype | None) -> str:
+    """How an inversion's generator pass ran, as its run's settings record it."""
+    return "float32" if autocast is None else f"{str(autocast).replace('torch.', '')} autocast"
+
+
 def precision_line(device: torch.device) -> str:
     """What runs in which precision on this device (shown under the header)."""
     if device.type != "cuda":
         return (f"**No GPU here**: everything runs in float32 and the inversion defaults to a short "
                 f"run of {CPU_STEPS} steps (a few seconds per step at 256 px, much more at 1024 px); "
                 f"the paper uses {STEPS}.")
-    dtype = optimisation_dtype(device)
-    if dtype is None:
-        return "**GPU**: this GPU has no bfloat16, so the generator's pass runs in float32."
-    return ("**GPU precision**: the inversion runs the generator's pass in bfloat16 (autocast); the "
-            "losses, Adam's state and the codes stay float32.")
+    if optimisation_dtype(device, reduced=True) is None:
+        return ("**GPU precision**: float32, as the authors (this GPU has no bfloat16, so "
+                "*Reduced precision* changes nothing).")
+    return ("**GPU precision**: float32, as the authors. *Reduced precision* (step 2) runs the "
+            "generator's pass in bfloat16 autocast instead: faster, not the authors' numbers; "
+            "the losses, Adam's state and the codes stay float32.")
 
 
 def framing_line(ctx: AppContext, mid: str | None) -> str:
@@ -896,6 +908,7 @@ def _build_invert(shared: Shared, layer_editor: gr.ImageEditor) -> None:
     with gr.Row():
         steps = gr.Slider(1, 2000, value=STEPS if shared.on_gpu else CPU_STEPS, step=1, label="Adam steps")
         compare = gr.Checkbox(value=True, label="Also invert into W+ only (for comparison)")
+        reduced = gr.Checkbox(value=False, visible=shared.on_gpu, label=REDUCED_LABEL)
         invert_button = gr.Button("Invert", variant="primary")
         stop = gr.Button("Stop", variant="stop")
     with gr.Row():
@@ -909,7 +922,8 @@ def _build_invert(shared: Shared, layer_editor: gr.ImageEditor) -> None:
     armed = invert_button.click(arm_stop, stop_signal, None, queue=False, api_name=False)
     code = photo_code_state(shared.wiring.ctx)
     shared.wiring.on(
-        armed.then, invert, [shared.model_id, shared.session, layer_editor, steps, compare, stop_signal],
+        armed.then, invert, [shared.model_id, shared.session, layer_editor, steps, compare, stop_signal,
+                             reduced],
         [shared.session, recon, baseline, target, shared.metrics, shared.codes_file, in_photo, code],
         api_name="sam_invert")
     with gr.Accordion("Or continue from a photo code: the session's, or a saved run", open=False):

@@ -82,6 +82,35 @@ def test_bundled_registry_is_loadable_and_paired():
         assert reg.get(model_id).config == PUBLISHED_CONFIGS[model_id], model_id
 
 
+def test_https_sources_come_before_plain_http_mirrors(monkeypatch):
+    """A file served over https is fetched over https first; a plain-http copy is only a
+    fallback mirror. ProGAN: GAN Dissection's https host, then the http one their code names."""
+    reg = hub.load_registry(BUNDLED)
+    for e in reg:
+        if e.url is not None and e.url.href.startswith("http://"):
+            assert not any(m.href.startswith("https://") for m in e.mirrors
+                           if isinstance(m, hub.UrlSource)), e.id
+    progans = [reg.get(i) for i in reg.ids("proggan")]
+    assert len(progans) == 3
+    for e in progans:
+        assert e.url.href == f"https://dissect.csail.mit.edu/models/{e.url.filename}", e.id
+        (http,) = e.alternatives()
+        assert http.url.href == f"http://gandissect.csail.mit.edu/models/{e.url.filename}", e.id
+        assert hub.url_cache_path(http) == hub.url_cache_path(e)  # one cached file either way
+    tried = []  # the order fetch tries them in: https, and http only when https fails
+
+    def fetch_from(entry, force, tqdm_class):
+        tried.append(entry.url.href)
+        if entry.url.href.startswith("https://"):
+            raise UserError("unreachable")
+        return Path("/nowhere/file.pth")
+
+    monkeypatch.setattr(hub, "_fetch_from", fetch_from)
+    monkeypatch.setattr(hub, "_remember_checksum", lambda entry, path: None)
+    assert hub.fetch(progans[0]) == Path("/nowhere/file.pth")
+    assert [href.split(":")[0] for href in tried] == ["https", "http"]
+
+
 def test_bundled_stylegan2_configs():
     reg = hub.load_registry(BUNDLED)
     sg2 = [reg.get(i) for i in reg.ids("stylegan2")]

@@ -252,16 +252,33 @@ def sngan_parts():
 @pytest.mark.parametrize("mode", ["noaux", "aux"])
 def test_eq4_editing_follows_the_authors_optimisation(S, sngan_parts, sn_io, mode):
     """optimization.py run in Chainer (3 steps from the encoder's z, on zeta with the
-    auxiliary network): the same loss terms at every step and the same latent after."""
+    auxiliary network): the same loss terms at every step, and the latent it saves after its
+    loop (opt_*_saved_z): with the auxiliary network the B(zeta) of its last forward pass,
+    before the last update (`recon, _, _, z = gen.forward(zeta=..., return_zs=True)`), so the
+    picture is the one the last loss was measured on; without it z after the update."""
     aux = sngan_parts["A"] if mode == "aux" else None
-    pic, image, losses = ncollage.fit_sngan(S, sngan_parts["D"], sngan_parts["E"], aux,
-                                            T(sn_io["enc_input"]), T(sn_io["gt"]),
+    D, gt = sngan_parts["D"], T(sn_io["gt"])
+    pic, image, losses = ncollage.fit_sngan(S, D, sngan_parts["E"], aux,
+                                            T(sn_io["enc_input"]), gt,
                                             int(sn_io["enc_class"][0]), steps=3)
     assert np.abs(losses - sn_io[f"opt_{mode}_losses"]).max() < 1e-5
-    latent = T(sn_io[f"opt_{mode}_latent"])
-    expected = sngan_parts["A"].B(latent) if aux is not None else latent
-    assert torch.allclose(pic.latent, expected, atol=1e-5)
+    assert torch.allclose(pic.latent, T(sn_io[f"opt_{mode}_saved_z"]), atol=1e-5)
+    param = T(sn_io[f"opt_{mode}_latent"])  # the optimised parameter after the last update
+    if aux is not None:  # B(zeta) after the last update is another latent: not what they save
+        with torch.no_grad():
+            assert (pic.latent - aux.B(param)).abs().max() > 1e-4
+            c = torch.tensor([int(sn_io["enc_class"][0])])
+            last = ncollage.eq4_terms(D, S(pic.latent, c), D.feature_vector(gt), gt)
+        assert np.allclose([t.item() for t in last], sn_io["opt_aux_losses"][-1], atol=1e-5)
+    else:
+        assert torch.allclose(pic.latent, param, atol=1e-5)
     assert torch.equal(pic.classes, ncollage.one_hot(int(sn_io["enc_class"][0]), 3))
+
+
+def test_photo_fit_defaults_to_the_authors_200_steps_on_a_gpu():
+    gpu, cpu = ncollage.photo_steps(torch.device("cuda")), ncollage.photo_steps(torch.device("cpu"))
+    assert gpu["value"] == ncollage.AUTHORS_STEPS == 200 and "200" in gpu["label"]
+    assert cpu["value"] == 50 and "the authors use 200" in cpu["label"] and "CPU" in cpu["label"]
 
 
 def test_eq4_terms_are_the_authors_objective(S, sngan_parts, sn_io):

@@ -164,6 +164,8 @@ class StubInversion:
 
     def __init__(self, G, target, masks, init_w, lpips_model, steps, frame, autocast=None):
         self.G, self.masks, self.total, self.step_index = G, masks, int(steps), 0
+        self.autocast = autocast
+        StubInversion.last = self
 
     def step(self) -> None:
         self.step_index += 1
@@ -258,8 +260,43 @@ def test_edits_take_layer_ranges_and_each_sources_strengths(stubbed):
 
 def test_the_tab_states_its_precision(monkeypatch):
     assert "float32" in sam.precision_line(torch.device("cpu")) and "bfloat16" in sam.HOW_IT_WORKS
-    monkeypatch.setattr(sam, "optimisation_dtype", lambda device: torch.bfloat16)
-    assert "generator's pass in bfloat16" in sam.precision_line(torch.device("cuda"))
+    assert "**Precision**: float32, as the authors" in sam.HOW_IT_WORKS
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    line = sam.precision_line(torch.device("cuda"))
+    assert line.startswith("**GPU precision**: float32, as the authors") and "bfloat16 autocast" in line
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert "changes nothing" in sam.precision_line(torch.device("cuda"))
+
+
+def test_the_inversion_is_float32_unless_reduced_precision_is_asked_on_a_gpu(stubbed, monkeypatch):
+    """The authors run float32 (legacy.py converts their TF pickles with num_fp16_res = 0,
+    no conv clamp): no autocast by default, on a GPU too; the labelled option asks for
+    bfloat16 autocast, which only a CUDA GPU with bfloat16 grants; the run records which."""
+    from core.inversion import optimisation_dtype
+
+    ctx, s = stubbed
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert optimisation_dtype(cuda) is None and optimisation_dtype(cpu) is None
+    assert optimisation_dtype(cuda, reduced=True) == torch.bfloat16
+    assert optimisation_dtype(cpu, reduced=True) is None  # the CPU: float32 regardless
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert optimisation_dtype(cuda, reduced=True) is None
+
+    def settings(**option) -> dict:
+        *_, run = list(sam.invert(ctx, "tiny-sam", s, None, 1, False, **option))[-1]
+        return run.recipe["settings"]
+
+    assert settings()["precision"] == "float32" and StubInversion.last.autocast is None
+    assert settings(reduced_precision=True)["precision"] == "float32"  # this machine: a CPU
+    assert StubInversion.last.autocast is None
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    asked = []  # the tab's generator as if on a GPU: the option reaches the dtype's choice
+    monkeypatch.setattr(sam, "optimisation_dtype",
+                        lambda device, reduced=False: asked.append(reduced) or optimisation_dtype(cuda, reduced))
+    assert settings()["precision"] == "float32" and StubInversion.last.autocast is None
+    assert settings(reduced_precision=True)["precision"] == "bfloat16 autocast"
+    assert StubInversion.last.autocast == torch.bfloat16 and asked == [False, True]
 
 
 def test_the_authors_segmenters_make_the_segments(files, tmp_path, monkeypatch):

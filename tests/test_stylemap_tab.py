@@ -302,6 +302,35 @@ def test_grid_transplant_copies_cells_in_w_and_pastes_where_boxes_land(ctx, mode
         stylemap.run_grid_transplant(ctx, "tiny-smg", pictures["plain"], pictures["gray"], *[0] * 12)
 
 
+def test_held_out_accuracy_is_near_chance_for_random_labels():
+    """Fewer examples than dimensions: any labels are separable, so the accuracy on the fitted
+    examples is 100 % and says nothing. The reported accuracy is held out (cross-validation,
+    each example classified by an SVM fitted without it): near chance for random labels,
+    near 100 % for a planted attribute."""
+    from core.svm import cross_validate
+
+    gen = torch.Generator().manual_seed(0)
+    accuracies = []
+    for _ in range(5):  # 32 + 32 random stylemaps of 8 x 4 x 4 = 128 numbers, random labels
+        codes = torch.randn(64, 8, 4, 4, generator=gen)
+        found = stylemap.direction_from_codes(codes[:32], codes[32:])
+        assert found.train_accuracy == 1 and found.held_out.folds == 10 and found.held_out.tested == 64
+        accuracies.append(found.held_out.accuracy)
+    assert max(accuracies) < 0.75 and 0.35 < sum(accuracies) / len(accuracies) < 0.65
+    summary = found.summary()
+    assert f"held-out accuracy {found.held_out.accuracy:.0%}" in summary and "10-fold" in summary
+    assert "says nothing" in summary and "10,000 labelled CelebA-HQ stylemaps" in summary
+    assert "10 % of each side held out" in summary
+    planted = torch.randn(1, 8, 4, 4, generator=gen)
+    planted = 8 * planted / planted.norm()
+    codes = torch.randn(40, 8, 4, 4, generator=gen)
+    assert stylemap.direction_from_codes(codes[:20] + planted, codes[20:]).held_out.accuracy >= 0.9
+    few = stylemap.direction_from_codes(codes[:2] + planted, codes[2:5])  # 2 folds: 1 + 1 or 2 held out
+    assert few.held_out.folds == 2 and few.held_out.tested == 5
+    assert cross_validate(codes[:1].numpy(), codes[1:4].numpy()) is None  # nothing to hold out
+    assert "not measurable" in stylemap.Direction(found.vector, found.svm, (1, 3), 1.0).summary()
+
+
 def test_svm_direction_separates_a_planted_attribute(ctx, model, tmp_path):
     """Stylemaps: a direction planted in noise is found (and points its way). Pictures: the
     "with" set has a bright band, uploaded as photos; "without" are samples by seed; the
@@ -324,6 +353,9 @@ def test_svm_direction_separates_a_planted_attribute(ctx, model, tmp_path):
     summary, kept, gallery, run = stylemap.run_fit_direction(
         ctx, "tiny-smg", files, None, None, "27, 28, 29, 30", 1.0, True)
     assert "4 stylemaps with and 4 without" in summary and len(gallery) == 8
+    settings = run.recipe["settings"]
+    assert "held-out accuracy" in summary and settings["held_out"]["folds"] == 4
+    assert settings["held_out_accuracy"] == settings["held_out"]["correct"] / 8
     assert kept["model"] == "tiny-smg" and run.arrays["direction"].shape == (1, 8, 4, 4)
     v = torch.from_numpy(kept["vector"]).flatten()
     held_with = stylemap.encode(model, banded[4:7]).flatten(1) @ v

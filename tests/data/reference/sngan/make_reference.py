@@ -26,6 +26,9 @@ Writes next to this file:
 - tiny-gen.npz, tiny-dis.npz, tiny-enc.npz, tiny-aux.npz: the weights.
 - tiny-io.npz: inputs and outputs (names below). Inputs that are pictures or maps are stored
   as float16 after rounding, and used as float32 on both sides, to keep the file small.
+  opt_{noaux,aux}_saved_z (the latent optimization.py saves) were added to the committed file
+  by add_saved_z.py, from the committed weights and inputs (this script, run again, draws
+  other random weights: its RandomState stream no longer reproduces the committed files).
 """
 from __future__ import annotations
 
@@ -204,16 +207,20 @@ def main() -> None:
 
     # 7. optimization.py, transcribed: 3 steps in each mode from the encoder's z
     for mode in ("noaux", "aux"):
-        losses, z0 = optimise(gen if mode == "noaux" else aux, dis, enc, gt, x_enc, io["enc_class"],
-                              aux_mode=mode == "aux", steps=3)
+        losses, z0, saved = optimise(gen if mode == "noaux" else aux, dis, enc, gt, x_enc,
+                                     io["enc_class"], aux_mode=mode == "aux", steps=3)
         io[f"opt_{mode}_losses"] = losses  # [steps, 2]: cosine term, 0.2 x pixel term
-        io[f"opt_{mode}_latent"] = z0
+        io[f"opt_{mode}_latent"] = z0  # the optimised parameter after the last update (z / zeta)
+        io[f"opt_{mode}_saved_z"] = saved  # the z optimization.py saves (opt_final.npy, opt-z.npy)
     np.savez_compressed(os.path.join(OUT, "tiny-io.npz"), **io)
     print({k: v.shape for k, v in io.items()})
 
 
 def optimise(gen, dis, enc, gt, x, c, aux_mode: bool, steps: int):
-    """The body of optimization.py (lmd_pixel 0.2, Adam 0.075 on z / 0.015 on zeta)."""
+    """The body of optimization.py (lmd_pixel 0.2, Adam 0.075 on z / 0.015 on zeta) ->
+    (losses, the parameter after the last update, the z it saves: with the auxiliary network
+    the z' = B(zeta) its last forward returned (`recon, _, _, z = gen.forward(zeta=...,
+    return_zs=True)`, before that step's update), else `z = target.W` after the update)."""
     def reconstruction_loss(recon, target):
         with chainer.using_config("train", False):
             v1 = dis.feature_vector(recon)
@@ -238,15 +245,17 @@ def optimise(gen, dis, enc, gt, x, c, aux_mode: bool, steps: int):
         w = target.W
         with chainer.using_config("train", False):
             if aux_mode:
-                recon, _, _, _ = gen.forward(zeta=w, y=c, return_zs=True)
+                recon, _, _, z = gen.forward(zeta=w, y=c, return_zs=True)
             else:
                 recon = gen(z=w, y=c)
         l1 = reconstruction_loss(recon, gt)
         l2 = 0.2 * F.mean_squared_error(recon, gt)
         (l1 + l2).backward()
         optimizer.update()
+        if not aux_mode:
+            z = target.W
         losses.append([float(l1.array), float(l2.array)])
-    return np.array(losses, np.float32), target.W.array.copy()
+    return np.array(losses, np.float32), target.W.array.copy(), z.array.copy()
 
 
 if __name__ == "__main__":
