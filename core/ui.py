@@ -241,7 +241,8 @@ def pictures_as_files(fn: Callable, outputs: list) -> Callable:
         if len(outputs) == 1:
             return convert(result, outputs[0])
         if isinstance(result, (tuple, list)) and len(result) == len(outputs):
-            return type(result)(convert(v, c) for v, c in zip(result, outputs))
+            converted = [convert(v, c) for v, c in zip(result, outputs)]
+            return result._make(converted) if hasattr(result, "_make") else type(result)(converted)
         return result
 
     if inspect.isgeneratorfunction(inspect.unwrap(fn)):

@@ -152,6 +152,9 @@ def test_readme_front_matter_is_a_space_config():
     hub_models = {s["hub"]["repo_id"] for s in sources
                   if "hub" in s and s["hub"].get("repo_type", "model") == "model"}
     assert set(meta["models"]) == hub_models
+    first = next(e for e in registry if "generate" in e.get("used_by", []))  # Generate's default
+    hub = first["hub"]
+    assert meta["preload_from_hub"] == [f"{hub['repo_id']} {hub['filename']} {hub['revision']}"]
 
 
 def test_download_all_packs_the_last_generation(running_app):
