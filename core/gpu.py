@@ -7,8 +7,10 @@ handler runs in three phases:
 
 - *prepare*, in the main process, holding no lock and no GPU time: the models the call needs
   (`needs`) are downloaded and loaded into the shared cache, so no visitor's GPU seconds pay
-  for a download, a worker forked afterwards inherits the models, and a second call loads
-  nothing again;
+  for a download and a worker forked afterwards inherits the models (ZeroGPU moves them to
+  its GPU). `spaces` reuses a handler's idle worker: one forked before a model was first
+  prepared reads that model once from the local file and keeps it while it lives, so a
+  second call loads nothing either way;
 - *compute*, the GPU function: the handler itself, with picklable values only (the app
   context is found in module state made before any fork, `register`, never sent); progress
   reports travel back through the `spaces` queue, cancellation through a `core.jobs.Call`, and

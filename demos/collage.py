@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence, Union
 
 import gradio as gr
 import numpy as np
@@ -666,9 +666,6 @@ def painted_value(picture: np.ndarray, region: np.ndarray | None) -> dict:
 
 
 # ---- handlers (plain functions of the context and the widgets' values) ---------------------
-ComposeOutputs = tuple[np.ndarray, np.ndarray, np.ndarray, str, Run]
-
-
 @gpu_task(duration=60, needs=pair_ids)
 def sample_picture(ctx: AppContext, model_id: str | None, seed: float | None,
                    progress=gr.Progress(track_tqdm=True)) -> np.ndarray:
@@ -678,23 +675,32 @@ def sample_picture(ctx: AppContext, model_id: str | None, seed: float | None,
     return to_uint8(sample_images(G, [int(seed or 0)]))[0]
 
 
+class PhotoOutputs(NamedTuple):
+    """To the editor, "Network input", the faces gallery and the kept-photo state."""
+    editor: dict
+    network_input: dict
+    faces: list
+    framed_photo: FramedPhoto
+
+
 @user_errors
 def use_photo(ctx: AppContext, model_id: str | None, photo: str | None, face: float | None = 1,
-              plain: bool = False) -> tuple[dict, dict, list, FramedPhoto]:
+              plain: bool = False) -> PhotoOutputs:
     """Your photo into an editor: framed for the domain -> (editor value holding the network
     input, the network input labelled with what it is, the faces found, the FramedPhoto kept
     for pasting results back). Uses no model (face detection runs on the CPU)."""
     framed_photo = frame_for_domain(ctx, model_id, photo, face, plain)
     picture = np.asarray(framed_photo.aligned.image.convert("RGB"))
-    return (painted_value(picture, None), gr.update(value=picture, label=framed_photo.note()),
-            faces_gallery(framed_photo), framed_photo)
+    return PhotoOutputs(painted_value(picture, None),
+                        gr.update(value=picture, label=framed_photo.note()),
+                        faces_gallery(framed_photo), framed_photo)
 
 
 def reframe_photo(ctx: AppContext, model_id: str | None, photo: str | None, face: float | None,
-                  plain: bool) -> tuple | list:
+                  plain: bool) -> PhotoOutputs:
     """Another face or plain framing picked: frame the photo again (nothing to do without one)."""
     if not photo:
-        return [gr.update()] * 4
+        return PhotoOutputs(*[gr.update()] * len(PhotoOutputs._fields))
     return use_photo(ctx, model_id, photo, face, plain)
 
 
@@ -708,6 +714,15 @@ def regressor_for(ctx: AppContext, model_id: str, E: torch.nn.Module,
     """The regressor a person's run uses: their fine-tuned copy when they made one for this
     domain, else the shared E."""
     return tuned.build(E) if tuned is not None and tuned.model_id == model_id else E
+
+
+class ComposeOutputs(NamedTuple):
+    """To Collage, Known pixels, Result, the info line and the Download-all run."""
+    collage: np.ndarray
+    mask: np.ndarray
+    result: np.ndarray
+    info: str
+    run: Run
 
 
 def _compose(ctx: AppContext, model_id: str | None, base_value: dict | None, refine_on: bool,
@@ -770,7 +785,7 @@ def _compose(ctx: AppContext, model_id: str | None, base_value: dict | None, ref
               "on G's unclamped output."
               + (" result_in_photo: the result pasted back into photo (the base's source) "
                  "where its frame lies, feathered at the edge." if photo else ""))
-    return shown, mask_picture(union), result_u8, info, run
+    return ComposeOutputs(shown, mask_picture(union), result_u8, info, run)
 
 
 @gpu_task(duration=refine_seconds, needs=compose_needs)
@@ -785,23 +800,34 @@ def compose_collage(ctx: AppContext, model_id: str | None, base_value: dict | No
     return _compose(ctx, model_id, base_value, refine_on, steps, parts_and_shifts, progress)
 
 
-_quiet_compose = quietly(compose_collage, 5)  # 4 pictures/text + the Download-all run
+_quiet_compose = quietly(compose_collage, len(ComposeOutputs._fields))
 
 
 def live_compose(ctx: AppContext, live_on: bool, model_id: str | None, base_value: dict | None,
-                 refine_on: bool, steps: float, *rest: Any) -> ComposeOutputs | list:
+                 refine_on: bool, steps: float, *rest: Any) -> ComposeOutputs:
     """Every stroke or shift re-runs one regressor + generator pass (never the slow
     refinement); silent until there is something to compose."""
     editors = (base_value,) + tuple(rest[:MAX_PARTS])
     if not live_on or refine_on or all(editor_is_empty(ed) for ed in editors):
-        return [gr.update()] * 5
-    return _quiet_compose(ctx, model_id, base_value, False, steps, *rest)
+        return ComposeOutputs(*[gr.update()] * len(ComposeOutputs._fields))
+    return ComposeOutputs._make(_quiet_compose(ctx, model_id, base_value, False, steps, *rest))
+
+
+class ComposeExampleOutputs(NamedTuple):
+    """To the base editor, part 1's editor, then Compose's outputs (ComposeOutputs)."""
+    base: dict
+    part: dict
+    collage: np.ndarray
+    mask: np.ndarray
+    result: np.ndarray
+    info: str
+    run: Run
 
 
 @gpu_task(duration=60, needs=pair_ids)
 def compose_example(ctx: AppContext, model_id: str | None, seed_base: float | None,
                     seed_part: float | None, dx: float, dy: float,
-                    progress=gr.Progress(track_tqdm=True)) -> tuple:
+                    progress=gr.Progress(track_tqdm=True)) -> ComposeExampleOutputs:
     """The examples: sample two pictures, paint the centre of the second, compose ->
     (base editor, part 1 editor, then compose_collage's outputs)."""
     _, G = load_pair(ctx, model_id)
@@ -809,13 +835,23 @@ def compose_example(ctx: AppContext, model_id: str | None, seed_base: float | No
     base_value = painted_value(pictures[0], None)
     part_value = painted_value(pictures[1], centre_square(pictures.shape[1]))
     rest = (part_value, None, None, dx, 0, 0, dy, 0, 0)
-    return (base_value, part_value) + _compose(ctx, model_id, base_value, False, 30, rest, progress)
+    return ComposeExampleOutputs(base_value, part_value,
+                                 *_compose(ctx, model_id, base_value, False, 30, rest, progress))
+
+
+class FinetuneOutputs(NamedTuple):
+    """To Before, After, the info line, the TunedRegressor state and the Download-all run."""
+    before: np.ndarray
+    after: np.ndarray
+    info: str
+    tuned: TunedRegressor
+    run: Run
 
 
 @gpu_task(duration=120, needs=pair_ids_float32)
 def finetune_regressor(ctx: AppContext, model_id: str | None, base_value: dict | None,
                        steps: float, progress=gr.Progress(track_tqdm=True)
-                       ) -> tuple[np.ndarray, np.ndarray, str, TunedRegressor, Run]:
+                       ) -> FinetuneOutputs:
     """Fine-tune a copy of the domain's regressor on the base picture (all of it, paint
     ignored) -> (reconstruction before, after, summary line, the session's TunedRegressor,
     run). Compose then uses the copy for this domain; the shared model is untouched."""
@@ -846,18 +882,31 @@ def finetune_regressor(ctx: AppContext, model_id: str | None, base_value: dict |
                            "loss": "MSE + LPIPS-VGG at 256 px (no identity term)",
                            "mse": mse, "lpips": err},
                  notes="before/after: G(E(picture)) with the shared and the fine-tuned regressor.")
-    return pictures[0], pictures[1], info, kept, run
+    return FinetuneOutputs(pictures[0], pictures[1], info, kept, run)
 
 
-def forget_finetuning() -> tuple[None, str]:
+class ForgetOutputs(NamedTuple):
+    """To the TunedRegressor state and the fine-tuning info line."""
+    tuned: None
+    info: str
+
+
+def forget_finetuning() -> ForgetOutputs:
     """Back to the shared regressor."""
-    return None, "Compose uses the shared regressor."
+    return ForgetOutputs(None, "Compose uses the shared regressor.")
+
+
+class CompareOutputs(NamedTuple):
+    """To the Inputs gallery, the results gallery and the Download-all run."""
+    inputs: list
+    results: list
+    run: Run
 
 
 @gpu_task(duration=60, needs=pair_ids)
 def compare_blends(ctx: AppContext, model_id: str | None, base_value: dict | None,
                    part_value: dict | None, alpha: float, progress=gr.Progress(track_tqdm=True)
-                   ) -> tuple[list, list, Run]:
+                   ) -> CompareOutputs:
     """The teaching view: the base x1 and the painted part of x2 composed three ways
     (pixel blending, latent blending, regression) -> (inputs gallery, results gallery, run)."""
     E, G = load_pair(ctx, model_id)
@@ -878,12 +927,19 @@ def compare_blends(ctx: AppContext, model_id: str | None, base_value: dict | Non
                  masks={"part": part}, settings={"alpha": alpha},
                  notes="x1: the base, x2: the part's picture; every encoding uses the full mask "
                        "(the paper's Sec. 4.3, Eqs. 6-8).")
-    return inputs, results, run
+    return CompareOutputs(inputs, results, run)
+
+
+class InpaintOutputs(NamedTuple):
+    """To "What E sees", the Completions gallery and the Download-all run."""
+    masked: np.ndarray
+    gallery: list
+    run: Run
 
 
 def _inpaint(ctx: AppContext, model_id: str | None, value: dict | None, n: float,
              seed: float | None, random_mask: bool, framed_photo: FramedPhoto | None = None
-             ) -> tuple[np.ndarray, list, Run]:
+             ) -> InpaintOutputs:
     E, G = load_pair(ctx, model_id)
     photo = photo_in_use(framed_photo, value)
     size = G.size
@@ -913,13 +969,13 @@ def _inpaint(ctx: AppContext, model_id: str | None, value: dict | None, n: float
               "generated picture seed + k - 1 (masks/hints_*: known pixels + hints)."
               + (" result_in_photo: completion_01 pasted back into photo, only where pixels "
                  "were unknown (feathered)." if photo else ""))
-    return shown, gallery, run
+    return InpaintOutputs(shown, gallery, run)
 
 
 @gpu_task(duration=60, needs=pair_ids)
 def inpaint(ctx: AppContext, model_id: str | None, value: dict | None, n: float,
             seed: float | None, framed_photo: FramedPhoto | None = None,
-            progress=gr.Progress(track_tqdm=True)) -> tuple[np.ndarray, list, Run]:
+            progress=gr.Progress(track_tqdm=True)) -> InpaintOutputs:
     """Inpaint the painted region -> (what E sees, gallery of n completions, run; with the
     kept photo still in the editor, the run also holds completion 1 pasted back into it)."""
     return _inpaint(ctx, model_id, value, n, seed, False, framed_photo)
@@ -928,7 +984,7 @@ def inpaint(ctx: AppContext, model_id: str | None, value: dict | None, n: float,
 @gpu_task(duration=60, needs=pair_ids)
 def inpaint_random_hints(ctx: AppContext, model_id: str | None, value: dict | None, n: float,
                          seed: float | None, framed_photo: FramedPhoto | None = None,
-                         progress=gr.Progress(track_tqdm=True)) -> tuple[np.ndarray, list, Run]:
+                         progress=gr.Progress(track_tqdm=True)) -> InpaintOutputs:
     """Complete the picture from one of the authors' training masks (drawn from the seed)
     instead of the paint: what E was trained to do."""
     return _inpaint(ctx, model_id, value, n, seed, True, framed_photo)
@@ -954,10 +1010,17 @@ def table1_line(model_id: str, choice: str = PART_CHOICES[0]) -> str:
             f"here the part is {segmentation_sentence(choice)}.")
 
 
+class VariationOutputs(NamedTuple):
+    """To the σ map, the s_c info line and the Download-all run."""
+    sigma_map: np.ndarray
+    info: str
+    run: Run
+
+
 @gpu_task(duration=120, needs=pair_ids)
 def compute_variation_map(ctx: AppContext, model_id: str | None, value: dict | None, n: float,
                           seed: float | None, repeats: float = 1, choice: str = PART_CHOICES[0],
-                          progress=gr.Progress(track_tqdm=True)) -> tuple[np.ndarray, str, Run]:
+                          progress=gr.Progress(track_tqdm=True)) -> VariationOutputs:
     """The paper's independence measure on one part (painted, or a face part from landmarks
     of each repeat's face), repeated -> (mean σ heat map, s_c line with Table 1's row for this
     model, run)."""
@@ -992,7 +1055,7 @@ def compute_variation_map(ctx: AppContext, model_id: str | None, value: dict | N
         notes=f"Repeat 1 is the picture; repeat r > 1 is generated picture seed + {repeats}*N + r - 1. "
               "Repeat r replaces the part with generated pictures seed + (r-1)*N ... (N of them). "
               "sigma: per-pixel standard deviation, averaged over RGB and repeats.")
-    return picture_map, info, run
+    return VariationOutputs(picture_map, info, run)
 
 
 # ---- UI ------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ its weights into the cache (with the download's progress) before anyone edits.
 from __future__ import annotations
 
 import random
+from typing import NamedTuple
 
 import gradio as gr
 import numpy as np
@@ -64,15 +65,21 @@ def run_model(ctx: AppContext, file: str | None, code: PhotoCode | None, *_, **_
     return [model_id] if model_id in ctx.model_ids(STYLEGAN2_ARCHS) else []
 
 
+class GenerateOutputs(NamedTuple):
+    """To Result and the Download-all run."""
+    image: np.ndarray
+    run: Run
+
+
 @gpu_task(duration=60, needs=picked)
 def generate_image(ctx: AppContext, model_id: str | None, seed: float | None, truncation: float,
-                   progress=gr.Progress(track_tqdm=True)) -> tuple[np.ndarray, Run]:
+                   progress=gr.Progress(track_tqdm=True)) -> GenerateOutputs:
     """One picture from a seed -> (picture, run for "Download all")."""
     return _generate(ctx, model_id, seed, truncation, progress)
 
 
 def _generate(ctx: AppContext, model_id: str | None, seed: float | None, truncation: float,
-              progress) -> tuple[np.ndarray, Run]:
+              progress) -> GenerateOutputs:
     if not model_id:
         raise UserError("Pick a model first.")
     if seed is None or not 0 <= int(seed) <= MAX_SEED:
@@ -85,7 +92,7 @@ def _generate(ctx: AppContext, model_id: str | None, seed: float | None, truncat
     run = record(ctx, TAB, "generate", {"generator": model_id}, images={"result": result},
                  arrays={"z": z, "w": w}, seeds=[int(seed)],
                  settings={"truncation": float(truncation)})
-    return result, run
+    return GenerateOutputs(result, run)
 
 
 def random_seed() -> int:
@@ -100,14 +107,21 @@ def code_status(code: PhotoCode | None) -> str:
     return f"Session: {code.describe()}." if code else NO_CODE
 
 
+class ShowCodeOutputs(NamedTuple):
+    """To Result, "Result in your photo" and the Download-all run."""
+    image: np.ndarray
+    in_photo: np.ndarray | None
+    run: Run
+
+
 @gpu_task(duration=60, needs=code_model)
 def show_code(ctx: AppContext, code: PhotoCode | None, progress=gr.Progress()
-              ) -> tuple[np.ndarray, np.ndarray | None, Run]:
+              ) -> ShowCodeOutputs:
     """The session's photo code rendered by its own model -> (picture, in the photo, run)."""
     return _render_code(ctx, code, progress)
 
 
-def _render_code(ctx: AppContext, code: PhotoCode | None, progress) -> tuple:
+def _render_code(ctx: AppContext, code: PhotoCode | None, progress) -> ShowCodeOutputs:
     if code is None:
         raise UserError(NO_CODE)
     progress(0.2, desc=f"Rendering with {code.model_id}")
@@ -117,12 +131,25 @@ def _render_code(ctx: AppContext, code: PhotoCode | None, progress) -> tuple:
     run = record(ctx, TAB, "photo code", {"generator": code.model_id},
                  images={"result": picture, "result_in_photo": in_photo, **images},
                  arrays=arrays, settings=settings)
-    return picture, in_photo, run
+    return ShowCodeOutputs(picture, in_photo, run)
+
+
+class LoadRunOutputs(NamedTuple):
+    """To Model, Seed, Truncation ψ, Result, the photo-code state, its status line,
+    "Result in your photo" and the Download-all run."""
+    model: str | dict
+    seed: int | dict
+    truncation: float | dict
+    image: np.ndarray
+    code: PhotoCode | None
+    status: str
+    in_photo: np.ndarray | None
+    run: Run
 
 
 @gpu_task(duration=60, needs=run_model)
 def load_run(ctx: AppContext, file: str | None, code: PhotoCode | None,
-             progress=gr.Progress()) -> tuple:
+             progress=gr.Progress()) -> LoadRunOutputs:
     """A saved run (.zip from "Download all") back: a generated picture's model, seed and
     truncation (rendered again, bit for bit), and any photo code it holds into the session
     -> (model, seed, truncation, picture, code, status, in photo, run)."""
@@ -134,15 +161,16 @@ def load_run(ctx: AppContext, file: str | None, code: PhotoCode | None,
         if code.model_id not in ctx.model_ids(STYLEGAN2_ARCHS):
             raise UserError(f"This run's photo code belongs to model {code.model_id!r}, which is "
                             f"not registered here.")
-        picture, in_photo, run = _render_code(ctx, code, progress)
-        return (code.model_id, gr.update(), gr.update(), picture, code, code_status(code),
-                in_photo, run)
+        shown = _render_code(ctx, code, progress)
+        return LoadRunOutputs(code.model_id, gr.update(), gr.update(), shown.image, code,
+                              code_status(code), shown.in_photo, shown.run)
     if recipe.get("tab") != TAB or not recipe.get("seeds"):
         raise UserError(f"This run was saved by the {recipe.get('tab', '?')!r} tab: load it "
                         f"there, or load a Generate run or one that holds a photo code.")
     seed, truncation = recipe["seeds"][0], recipe["settings"]["truncation"]
-    picture, run = _generate(ctx, model_id, seed, truncation, progress)
-    return model_id, seed, truncation, picture, code, code_status(code), None, run
+    generated = _generate(ctx, model_id, seed, truncation, progress)
+    return LoadRunOutputs(model_id, seed, truncation, generated.image, code, code_status(code),
+                          None, generated.run)
 
 
 # ---- UI ------------------------------------------------------------------------------------

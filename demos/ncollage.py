@@ -24,8 +24,10 @@ Engine (no Gradio):
 
 Handlers (`render_base`, `render_reference`, `apply_labels`, `sweep_labels`, `live_labels`,
 `blend_features`, `project_photo`, `paste_mask`, `paste_edit`, `shift_ranges`) are
-module-level functions of the app context and the widgets' values; `build_tab` lays out the
-base picture, then one builder per sub-tab (label collage, feature blend, real photo).
+module-level functions of the app context and the widgets' values; those with several outputs
+return a NamedTuple of them in the wiring's order (`BaseOutputs`, `LabelOutputs`, ...).
+`build_tab` lays out the base picture, then one builder per sub-tab (label collage, feature
+blend, real photo).
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 import gradio as gr
 import numpy as np
@@ -673,7 +675,6 @@ def weights_picture(weights: torch.Tensor, size: int, colours: Sequence[str]) ->
 TAB = "ncollage"
 DEFAULT_FRAME = 256  # the shift sliders' span while no model is picked
 SWEEP = (0.25, 0.5, 0.75, 1.0)  # the intensity sweep's frames (Fig. 9)
-N_LABEL_OUTPUTS = 5  # before, after, class map, the edit for pasting, the run
 # The base picture's state: {"model", "picture": Picture, "truncation", "photo": the network
 # input of the projected photo [1, 3, S, S] or None, "framed": its FramedPhoto (photos only),
 # "seed" (None for a photo), "class" (the ImageNet class; None for StyleGAN2)}; a
@@ -719,9 +720,14 @@ def frame_size(ctx: AppContext, model_id: str | None) -> int:
     return (ctx.registry.get(model_id).image_size() if model_id else None) or DEFAULT_FRAME
 
 
-def shift_ranges(ctx: AppContext, model_id: str | None) -> list:
+ShiftOutputs = NamedTuple("ShiftOutputs", [*[(f"dx_{r + 1}", dict) for r in range(MAX_REFS)],
+                                           *[(f"dy_{r + 1}", dict) for r in range(MAX_REFS)]])
+ShiftOutputs.__doc__ = "`shift_ranges`' outputs: the references' right shifts, then their down shifts."
+
+
+def shift_ranges(ctx: AppContext, model_id: str | None) -> ShiftOutputs:
     """The references' shift sliders follow the picked model's frame."""
-    return shift_range(frame_size(ctx, model_id), 2 * MAX_REFS)
+    return ShiftOutputs(*shift_range(frame_size(ctx, model_id), len(ShiftOutputs._fields)))
 
 
 def weight_sliders(G: torch.nn.Module) -> list[dict]:
@@ -770,9 +776,16 @@ def current(ctx: AppContext, state: State | None, model_id: str | None
     return load(ctx, model_id), state["picture"], state["truncation"]
 
 
+BaseOutputs = NamedTuple("BaseOutputs", [
+    ("state", State), ("image", np.ndarray), ("editor", np.ndarray),
+    *[(f"weight_{i}", dict) for i in range(MAX_POINTS)], ("run", Run)])
+BaseOutputs.__doc__ = ("`render_base`'s outputs: base state, base picture, label editor, the "
+                       "MAX_POINTS per-layer weight sliders, run.")
+
+
 @gpu_task(duration=60, needs=picked)
 def render_base(ctx: AppContext, model_id: str | None, class_text: str | None, seed: float | None,
-                truncation: float, progress=gr.Progress(track_tqdm=True)) -> tuple:
+                truncation: float, progress=gr.Progress(track_tqdm=True)) -> BaseOutputs:
     """The base picture from a seed (and class) -> (base state, picture, the same picture
     for the label editor, MAX_POINTS per-layer weight sliders, run)."""
     G, pic, image = seeded(ctx, model_id, class_text, seed, truncation)
@@ -780,18 +793,25 @@ def render_base(ctx: AppContext, model_id: str | None, class_text: str | None, s
              "seed": int(seed or 0), "class": parse_class(class_text) if is_conditional(G) else None}
     run = record(ctx, TAB, "render", {"generator": model_id}, images={"result": image},
                  arrays=latents(pic), seeds=[int(seed or 0)], settings=base_settings(state))
-    return (state, image, image, *weight_sliders(G), run)
+    return BaseOutputs(state, image, image, *weight_sliders(G), run)
+
+
+class ReferenceOutputs(NamedTuple):
+    """`render_reference`'s outputs: the reference's state, its editor."""
+    state: State
+    editor: np.ndarray
 
 
 @gpu_task(duration=60, needs=picked)
 def render_reference(ctx: AppContext, model_id: str | None, class_text: str | None,
                      seed: float | None, truncation: float,
-                     progress=gr.Progress(track_tqdm=True)) -> tuple[State, np.ndarray]:
+                     progress=gr.Progress(track_tqdm=True)) -> ReferenceOutputs:
     """A reference picture for the feature blend -> (its state, its picture for painting).
     It keeps the truncation it is rendered with."""
     G, pic, image = seeded(ctx, model_id, class_text, seed, truncation)
-    return {"model": model_id, "picture": pic, "seed": int(seed or 0),
-            "class": parse_class(class_text) if is_conditional(G) else None}, image
+    state = {"model": model_id, "picture": pic, "seed": int(seed or 0),
+             "class": parse_class(class_text) if is_conditional(G) else None}
+    return ReferenceOutputs(state, image)
 
 
 def read_labels(G: torch.nn.Module, editor: dict | None, layers: str, soft: float,
@@ -814,8 +834,28 @@ def edit_of(image: torch.Tensor, changed: torch.Tensor, what: str) -> dict:
     return {"image": image.cpu(), "region": (changed > 0.1).float().cpu(), "what": what}
 
 
+class LabelOutputs(NamedTuple):
+    """`apply_labels`' (and `live_labels`') outputs: before, after, class map, last edit, run."""
+    before: np.ndarray
+    after: np.ndarray
+    class_map: np.ndarray
+    edit: dict
+    run: Run
+
+
+class SweepOutputs(NamedTuple):
+    """`sweep_labels`' outputs: before, after, class map, last edit, intensity gallery, run."""
+    before: np.ndarray
+    after: np.ndarray
+    class_map: np.ndarray
+    edit: dict
+    gallery: list
+    run: Run
+
+
 def _labels(ctx: AppContext, model_id: str | None, state: State | None, editor: dict | None,
-            layers: str, soft: float, classes_and_strengths: Sequence, sweep: bool) -> tuple:
+            layers: str, soft: float, classes_and_strengths: Sequence, sweep: bool
+            ) -> LabelOutputs | SweepOutputs:
     """The label collage (both buttons) -> (before, after, class map, edit, run[, frames])."""
     G, pic, trunc = current(ctx, state, model_id)
     if not is_conditional(G):
@@ -847,16 +887,16 @@ def _labels(ctx: AppContext, model_id: str | None, state: State | None, editor: 
               "[base, region 1, ...] at the picture's size (resized by the model to every "
               "batch norm); classes: ImageNet indices (model_classes: the model's own).")
     if not sweep:
-        return before_u8, after_u8, class_map, edit, run
+        return LabelOutputs(before_u8, after_u8, class_map, edit, run)
     shown = to_uint8(torch.cat([before, edits]))
     gallery = [(img, f"intensity {t:g}") for img, t in zip(shown, (0.0, *frames))]
-    return before_u8, after_u8, class_map, edit, gallery, run
+    return SweepOutputs(before_u8, after_u8, class_map, edit, gallery, run)
 
 
 @gpu_task(duration=60, needs=picked)
 def apply_labels(ctx: AppContext, model_id: str | None, state: State | None, editor: dict | None,
                  layers: str, soft: float, *classes_and_strengths: str | float
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict, Run]:
+                 ) -> LabelOutputs:
     """Paint classes onto the base picture (sCBN) -> (before, after, class map, the edit
     kept for "paste back", run). `classes_and_strengths`: one class per palette colour (12),
     then one intensity per palette colour."""
@@ -865,31 +905,43 @@ def apply_labels(ctx: AppContext, model_id: str | None, state: State | None, edi
 
 @gpu_task(duration=60, needs=picked)
 def sweep_labels(ctx: AppContext, model_id: str | None, state: State | None, editor: dict | None,
-                 layers: str, soft: float, *classes_and_strengths: str | float) -> tuple:
+                 layers: str, soft: float, *classes_and_strengths: str | float) -> SweepOutputs:
     """`apply_labels` at growing intensities (Fig. 9) -> the same outputs plus a gallery
     (intensity 0, 0.25, ..., 1), then the run."""
     return _labels(ctx, model_id, state, editor, layers, soft, classes_and_strengths, sweep=True)
 
 
-_quiet_labels = quietly(apply_labels, N_LABEL_OUTPUTS)
+_quiet_labels = quietly(apply_labels, len(LabelOutputs._fields))
 
 
 def live_labels(ctx: AppContext, live: bool, model_id: str | None, state: State | None,
                 editor: dict | None, layers: str, soft: float, *classes_and_strengths: str | float
-                ) -> list | tuple:
+                ) -> LabelOutputs | list[dict]:
     """`apply_labels` on every stroke while "Update while painting" is on; an incomplete
-    input (nothing painted yet) leaves the outputs as they are instead of an error."""
+    input (nothing painted yet) leaves the outputs as they are instead of an error (a list of
+    "no change" updates, as `quietly` answers, one per `LabelOutputs` field)."""
     if not live:
-        return [gr.update()] * N_LABEL_OUTPUTS
+        return [gr.update()] * len(LabelOutputs._fields)
     return _quiet_labels(ctx, model_id, state, editor, layers, soft, *classes_and_strengths)
 
 
 N_LABEL_INPUTS = 3 + 2 * len(PALETTE)  # editor, layers, soft, classes, intensities
 
 
+class BlendOutputs(NamedTuple):
+    """`blend_features`' outputs: before, after, blend map, frames, shift note, last edit, run."""
+    before: np.ndarray
+    after: np.ndarray
+    blend_map: np.ndarray
+    gallery: list
+    shift_note: str
+    edit: dict
+    run: Run
+
+
 @gpu_task(duration=120, needs=picked)
 def blend_features(ctx: AppContext, model_id: str | None, state: State | None, frames: float,
-                   base_class_refs: bool, with_labels: bool, *values: Any) -> tuple:
+                   base_class_refs: bool, with_labels: bool, *values: Any) -> BlendOutputs:
     """Transplant the references' features into the base picture (Eq. 3, the authors' demo)
     -> (before, after, blend map, frames gallery, the shift each layer gets, the edit kept
     for "paste back", run). `values`: the label collage's inputs (editor, layers, soft, 12
@@ -963,7 +1015,7 @@ def blend_features(ctx: AppContext, model_id: str | None, state: State | None, f
         notes="seeds: base, then the references used; masks/reference_k: the region taken "
               "from reference k (before its shift); frames: the blending weights at "
               "1/F, 2/F, ..., 1 of each layer's weight.")
-    return before_u8, after_u8, blend_map, gallery, shift_note, edit, run
+    return BlendOutputs(before_u8, after_u8, blend_map, gallery, shift_note, edit, run)
 
 
 def companion(ctx: AppContext, arch: str, generator_id: str) -> str | None:
@@ -971,10 +1023,21 @@ def companion(ctx: AppContext, arch: str, generator_id: str) -> str | None:
     return found[0].id if found else None
 
 
+class ProjectionOutputs(NamedTuple):
+    """`project_photo`'s outputs: base state, fit, base picture, editor, info, network input, run."""
+    state: State
+    projection: np.ndarray
+    image: np.ndarray
+    editor: np.ndarray
+    info: str
+    network: dict
+    run: Run
+
+
 @gpu_task(duration=projection_seconds, needs=projection_needs)
 def project_photo(ctx: AppContext, model_id: str | None, image: str | np.ndarray | None,
                   class_text: str | None, steps: float, truncation: float, use_aux: bool = True,
-                  progress=gr.Progress()) -> tuple:
+                  progress=gr.Progress()) -> ProjectionOutputs:
     """Fit the model to a photo; the fit becomes the base picture -> (base state, fit, base
     picture, label editor, loss summary, the network input labelled with what it is, run).
     SNGAN: the paper's Eq. 4 (encoder start, discriminator features); BigGAN-deep: LPIPS
@@ -1029,7 +1092,8 @@ def project_photo(ctx: AppContext, model_id: str | None, image: str | np.ndarray
                   "pixel_weight": PIXEL_WEIGHT, **framed.describe()},
         notes=f"{framed.note()}: the fit matches it; images/photo is the upload, upright. "
               + ("z starts from the encoder." if is_sngan(G) else "seed 0 draws the starting z."))
-    return state, shown, shown, shown, info, gr.update(value=network_input, label=framed.note()), run
+    return ProjectionOutputs(state, shown, shown, shown, info,
+                             gr.update(value=network_input, label=framed.note()), run)
 
 
 def paste_mask(state: State | None, edit: dict | None) -> dict | None:
@@ -1046,9 +1110,16 @@ def paste_mask(state: State | None, edit: dict | None) -> dict | None:
     return {"background": rgba, "layers": [layer], "composite": composite}
 
 
+class PasteOutputs(NamedTuple):
+    """`paste_edit`'s outputs: photo frame with the edit, result in your photo, run."""
+    pasted: np.ndarray
+    in_photo: np.ndarray
+    run: Run
+
+
 @user_errors
 def paste_edit(ctx: AppContext, state: State | None, edit: dict | None, mask: dict | None = None
-               ) -> tuple[np.ndarray, np.ndarray, Run]:
+               ) -> PasteOutputs:
     """Put the last edit (label collage or feature blend) back into the photo (no model
     runs): Poisson-blend it into the network input inside the mask (painted in the mask
     editor; default the edited region), then that frame into the uploaded photo at full
@@ -1078,7 +1149,7 @@ def paste_edit(ctx: AppContext, state: State | None, edit: dict | None, mask: di
         notes="The edit Poisson-blended into the network input inside masks/region (pasted, "
               "at the model's size), then pasted back into the photo at full resolution "
               "inside that region (result_in_photo).")
-    return result, in_photo, run
+    return PasteOutputs(result, in_photo, run)
 
 
 # ---- UI ------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import functools
 import os
 import random
 from dataclasses import asdict, dataclass
-from typing import Literal, Sequence
+from typing import Any, Literal, NamedTuple, Sequence
 
 import gradio as gr
 import numpy as np
@@ -395,6 +395,15 @@ def picked(ctx: AppContext, model_id: str | None, *_, **__) -> list[str]:
     return [model_id]
 
 
+def direction_of(ctx: AppContext, model_id: str | None, kept: dict | None, *_, **__) -> list[str]:
+    """A semantic edit needs a direction fitted on this model (checked before it is loaded)."""
+    if not kept:
+        raise UserError("Fit a direction first (two sets of pictures, with and without the attribute).")
+    if kept.get("model") != model_id:
+        raise UserError(f"This direction was fitted on {kept.get('model')}: fit it again for {model_id}.")
+    return picked(ctx, model_id)
+
+
 def model_for(ctx: AppContext, model_id: str | None) -> StyleMapGAN:
     """The generator + encoder pair of `model_id`, loaded once per device."""
     if not model_id:
@@ -499,14 +508,24 @@ def mix_labels(grid: int | None) -> tuple[str, str]:
             f"Fine: B's two {g} stylemaps on A's finer ones")
 
 
-def model_labels(ctx: AppContext, model_id: str | None) -> tuple:
+GRID_BOXES = 2  # generate.py's AFHQ example uses two
+BOX_FIELDS = ("to_row", "to_col", "from_row", "from_col", "height", "width")
+
+ModelLabelOutputs = NamedTuple("ModelLabelOutputs", [
+    ("space", Any), ("cells", Any),
+    *[(f"box{k + 1}_{field}", Any) for k in range(GRID_BOXES) for field in BOX_FIELDS],
+    ("coarse", Any), ("fine", Any)])
+ModelLabelOutputs.__doc__ = """`model_labels` -> space, cells, box1_to_row ... box2_width sliders, coarse, fine."""
+
+
+def model_labels(ctx: AppContext, model_id: str | None) -> ModelLabelOutputs:
     """A model change: every label that names the stylemap grid (w/w+ choice, mask picture,
     style-mixing results) and the grid transplant's cell sliders (0 .. S)."""
     g = grid_of(ctx, model_id)
     coarse, fine = mix_labels(g)
     cells = [gr.update(maximum=g or 32)] * (GRID_BOXES * len(BOX_FIELDS))
-    return (gr.update(choices=space_choices(g)), gr.update(label=cells_label(g)),
-            *cells, gr.update(label=coarse), gr.update(label=fine))
+    return ModelLabelOutputs(gr.update(choices=space_choices(g)), gr.update(label=cells_label(g)),
+                             *cells, gr.update(label=coarse), gr.update(label=fine))
 
 
 # The paper's reconstruction numbers (MSE on [-1, 1] pixels, LPIPS-VGG, 500 test pictures) and
@@ -529,9 +548,18 @@ def paper_reconstruction(model_id: str | None, model: StyleMapGAN) -> str:
             "checkpoints and the FFHQ 32×32 one, not for this checkpoint")
 
 
+class FrameOutputs(NamedTuple):
+    """`frame_original` -> original editor, network input, faces gallery, framed state, notes state."""
+    editor: dict
+    net_input: np.ndarray
+    faces: list
+    framed: FramedPhoto
+    notes: tuple[str]
+
+
 @user_errors
 def frame_original(ctx: AppContext, model_id: str | None, photo: str | None, face: float | None = 1,
-                   plain: bool = False) -> tuple[dict, np.ndarray, list, FramedPhoto, tuple[str]]:
+                   plain: bool = False) -> FrameOutputs:
     """"Frame it": your photo -> (the original editor holding the network input, so you paint
     on exactly what the network sees; that picture; the faces found; the framed photo kept
     for pasting the result back; the framing note, the picture's label)."""
@@ -541,12 +569,19 @@ def frame_original(ctx: AppContext, model_id: str | None, photo: str | None, fac
     framed = frame_picture(ctx, model_id, photo, size, face, plain)
     picture = np.asarray(framed.aligned.image)
     editor = {"background": picture, "layers": [], "composite": picture}
-    return editor, picture, faces_gallery(framed), framed, (framing_note(framed, size),)
+    return FrameOutputs(editor, picture, faces_gallery(framed), framed, (framing_note(framed, size),))
 
 
-def shift_ranges(ctx: AppContext, model_id: str | None) -> list:
+ShiftRangeOutputs = NamedTuple("ShiftRangeOutputs", [
+    *[(f"dx{k + 1}", Any) for k in range(MAX_REFERENCES)],
+    *[(f"dy{k + 1}", Any) for k in range(MAX_REFERENCES)]])
+ShiftRangeOutputs.__doc__ = """`shift_ranges` -> the references' dx sliders, then their dy sliders."""
+
+
+def shift_ranges(ctx: AppContext, model_id: str | None) -> ShiftRangeOutputs:
     """A model change: every reference's shift sliders span the new model's square."""
-    return shift_range(registered_size(ctx, model_id), 2 * MAX_REFERENCES)
+    return ShiftRangeOutputs(*shift_range(registered_size(ctx, model_id),
+                                          len(ShiftRangeOutputs._fields)))
 
 
 @gpu_task(duration=60, needs=picked)
@@ -558,9 +593,21 @@ def sample_picture(ctx: AppContext, model_id: str | None, truncation: float, see
     return to_uint8(sample(model, parse_seeds(seed, max_count=1), float(truncation)))[0]
 
 
+class LocalEditOutputs(NamedTuple):
+    """`run_local_edit` -> net input, cells, result, in photo, reference's net input, its faces, notes, run."""
+    net_input: np.ndarray
+    cells: np.ndarray
+    result: np.ndarray
+    in_photo: np.ndarray | None
+    ref_input: np.ndarray
+    ref_faces: list
+    notes: tuple[str, str]
+    run: Run
+
+
 def _edit(ctx: AppContext, model_id: str | None, editor: dict | None, reference, space: str,
           framed: FramedPhoto | None = None, ref_face: float | None = 1, ref_plain: bool = False,
-          seeds: Sequence[int] = (), region: str | None = None) -> tuple:
+          seeds: Sequence[int] = (), region: str | None = None) -> LocalEditOutputs:
     """A local edit -> (network input, cells, result, result in your photo, the reference's
     network input, the reference's faces, framing notes, run); `framed`: the photo "Frame it" put in the
     editor; `seeds` and `region` only for the seed examples, so the recipe says how their
@@ -589,14 +636,15 @@ def _edit(ctx: AppContext, model_id: str | None, editor: dict | None, reference,
               "where you painted." + (f" Original: {framed.note()}." if framed else "")
               + f" Reference: {framing_note(ref_framed, size)}.")
     notes = (framing_note(framed, size), "Reference: " + framing_note(ref_framed, size))
-    return (shown, edit.mask_picture(size), result, in_photo, ref_shown,
-            faces_gallery(ref_framed), notes, run)
+    return LocalEditOutputs(shown, edit.mask_picture(size), result, in_photo, ref_shown,
+                            faces_gallery(ref_framed), notes, run)
 
 
 @gpu_task(duration=60, needs=picked)
 def run_local_edit(ctx: AppContext, model_id: str | None, editor: dict | None, reference,
                    space: str, framed: FramedPhoto | None = None, ref_face: float | None = 1,
-                   ref_plain: bool = False, progress=gr.Progress(track_tqdm=True)) -> tuple:
+                   ref_plain: bool = False, progress=gr.Progress(track_tqdm=True)
+                   ) -> LocalEditOutputs:
     """The painted region of the original from the reference -> (network input, stylemap
     cells taken, edited picture, the edit pasted into your photo where you painted (None
     unless the editor holds your framed photo), the reference's network input, the faces
@@ -605,32 +653,46 @@ def run_local_edit(ctx: AppContext, model_id: str | None, editor: dict | None, r
     return _edit(ctx, model_id, editor, reference, space, framed, ref_face, ref_plain)
 
 
-LOCAL_EDIT_OUTPUTS = 8  # network input, cells, result, result in photo, reference input, its
-# faces, the framing notes (their labels), run
-quiet_local_edit = quietly(run_local_edit, LOCAL_EDIT_OUTPUTS)
+LOCAL_EDIT_OUTPUTS = len(LocalEditOutputs._fields)  # the local edit's outputs, run included
+quiet_local_edit = quietly(run_local_edit, len(LocalEditOutputs._fields))
 
 
 def live_local_edit(ctx: AppContext, live: bool, model_id: str | None, editor: dict | None,
                     reference, space: str, framed: FramedPhoto | None = None,
-                    ref_face: float | None = 1, ref_plain: bool = False) -> tuple | list:
-    """Re-run while painting (when `live`): silent until there is something to edit."""
+                    ref_face: float | None = 1, ref_plain: bool = False) -> LocalEditOutputs | list:
+    """Re-run while painting (when `live`): silent until there is something to edit ("no
+    change" is a list of updates, as `quietly` answers while the input is incomplete)."""
     if not live:
-        return [gr.update()] * LOCAL_EDIT_OUTPUTS
+        return [gr.update()] * len(LocalEditOutputs._fields)
     return quiet_local_edit(ctx, model_id, editor, reference, space, framed, ref_face, ref_plain)
+
+
+class EditExampleOutputs(NamedTuple):
+    """`run_edit_example` -> original editor, reference, then `LocalEditOutputs`' widgets."""
+    editor: dict
+    reference: np.ndarray
+    net_input: np.ndarray
+    cells: np.ndarray
+    result: np.ndarray
+    in_photo: np.ndarray | None
+    ref_input: np.ndarray
+    ref_faces: list
+    notes: tuple[str, str]
+    run: Run
 
 
 @gpu_task(duration=60, needs=picked)
 def run_edit_example(ctx: AppContext, model_id: str | None, truncation: float,
                      seed_original: float | None, seed_reference: float | None, region: str,
-                     space: str, progress=gr.Progress(track_tqdm=True)) -> tuple:
+                     space: str, progress=gr.Progress(track_tqdm=True)) -> EditExampleOutputs:
     """A seed example: sample two pictures, paint `region` on the first, edit -> (original
     editor, reference, then `run_local_edit`'s outputs)."""
     model = model_for(ctx, model_id)
     seeds = [int(seed_original or 0), int(seed_reference or 0)]
     pictures = to_uint8(sample(model, seeds, float(truncation)))
     editor = painted_editor(pictures[0], example_region(pictures.shape[1], region))
-    return (editor, pictures[1]) + _edit(ctx, model_id, editor, pictures[1], space, seeds=seeds,
-                                         region=region)
+    return EditExampleOutputs(editor, pictures[1], *_edit(ctx, model_id, editor, pictures[1], space,
+                                                          seeds=seeds, region=region))
 
 
 def landed_region(model: StyleMapGAN, masks: torch.Tensor, shifts: Sequence[tuple[int, int]]
@@ -642,9 +704,26 @@ def landed_region(model: StyleMapGAN, masks: torch.Tensor, shifts: Sequence[tupl
     return landed.any(0).float().cpu().numpy()
 
 
+class TransplantOutputs(NamedTuple):
+    """`run_transplant` -> landing, result, strip, frames, t, in photo, net input, faces, framed, landed,
+    notes, run."""
+    landing: np.ndarray
+    result: np.ndarray
+    strip: list
+    frames: list
+    t: Any
+    in_photo: np.ndarray
+    net_input: np.ndarray
+    faces: list
+    framed: FramedPhoto
+    landed: np.ndarray
+    notes: tuple[str]
+    run: Run
+
+
 @gpu_task(duration=90, needs=picked)
 def run_transplant(ctx: AppContext, model_id: str | None, original, steps: float,
-                   *refs_and_shifts, progress=gr.Progress(track_tqdm=True)) -> tuple:
+                   *refs_and_shifts, progress=gr.Progress(track_tqdm=True)) -> TransplantOutputs:
     """The authors' demo. `original`: a photo file (or a picture), framed as the model's
     training pictures were. `refs_and_shifts`: the MAX_REFERENCES reference editors, then
     their dx, then their dy, then (optional) the original's face number and plain framing ->
@@ -679,9 +758,9 @@ def run_transplant(ctx: AppContext, model_id: str | None, original, steps: float
               "(before its shift); masks/landed: where the references land in the frame. "
               f"Original: {note}. result_in_photo: the last frame pasted into the photo where "
               "the references land.")
-    return (landing, frames[-1], strip, list(frames),
-            gr.update(maximum=len(frames) - 1, value=len(frames) - 1), in_photo, shown,
-            faces_gallery(framed), framed, landed, (note,), run)
+    return TransplantOutputs(landing, frames[-1], strip, list(frames),
+                             gr.update(maximum=len(frames) - 1, value=len(frames) - 1), in_photo,
+                             shown, faces_gallery(framed), framed, landed, (note,), run)
 
 
 def _face_and_plain(extra: Sequence) -> tuple:
@@ -698,19 +777,37 @@ def pick_frame(frames: list, t: float):
     return frames[min(int(t), len(frames) - 1)]
 
 
+class FrameAtTOutputs(NamedTuple):
+    """`pick_frame_in_photo` -> result at t, result in photo."""
+    result: Any
+    in_photo: Any
+
+
 def pick_frame_in_photo(frames: list, t: float, framed: FramedPhoto | None = None,
-                        landed: np.ndarray | None = None) -> tuple:
+                        landed: np.ndarray | None = None) -> FrameAtTOutputs:
     """The t slider: (the frame at t, that frame pasted into your photo where the references
     land), from what the transplant left (no model)."""
     frame = pick_frame(frames, t)
     if not frames or framed is None or landed is None:
-        return frame, gr.update()
-    return frame, framed.paste(frame, landed)
+        return FrameAtTOutputs(frame, gr.update())
+    return FrameAtTOutputs(frame, framed.paste(frame, landed))
+
+
+class ReconstructionOutputs(NamedTuple):
+    """`run_reconstruction` -> network input, reconstruction, metrics, in photo, faces, notes, run."""
+    net_input: np.ndarray
+    result: np.ndarray
+    metrics: str
+    in_photo: np.ndarray
+    faces: list
+    notes: tuple[str]
+    run: Run
 
 
 @gpu_task(duration=60, needs=picked)
 def run_reconstruction(ctx: AppContext, model_id: str | None, picture, face: float | None = 1,
-                       plain: bool = False, progress=gr.Progress(track_tqdm=True)) -> tuple:
+                       plain: bool = False, progress=gr.Progress(track_tqdm=True)
+                       ) -> ReconstructionOutputs:
     """Encode and decode a photo -> (network input, reconstruction, metrics text, the
     reconstruction pasted into your photo, the faces found, the framing note, run): how
     faithfully the encoder inverts it."""
@@ -735,13 +832,27 @@ def run_reconstruction(ctx: AppContext, model_id: str | None, picture, face: flo
                  settings={"mse": rec.mse, "lpips_vgg": rec.lpips},
                  notes=f"{framing_note(framed, model.size)}. result_in_photo: the reconstruction "
                        "pasted back into the photo.")
-    return (shown, result, text, in_photo, faces_gallery(framed),
-            (framing_note(framed, model.size),), run)
+    return ReconstructionOutputs(shown, result, text, in_photo, faces_gallery(framed),
+                                 (framing_note(framed, model.size),), run)
+
+
+class StyleMixOutputs(NamedTuple):
+    """`run_style_mix` -> coarse, fine, A's and B's network inputs, their faces, notes, in photo (A), run."""
+    coarse: np.ndarray
+    fine: np.ndarray
+    input_a: np.ndarray
+    input_b: np.ndarray
+    faces_a: list
+    faces_b: list
+    notes: tuple[str, str]
+    in_photo: np.ndarray
+    run: Run
 
 
 @gpu_task(duration=60, needs=picked)
 def run_style_mix(ctx: AppContext, model_id: str | None, a, b, face_a: float | None = 1,
-                  plain_a: bool = False, face_b: float | None = 1, plain_b: bool = False) -> tuple:
+                  plain_a: bool = False, face_b: float | None = 1, plain_b: bool = False
+                  ) -> StyleMixOutputs:
     """Photos A and B, each framed for the model -> (coarse mix, fine mix, A's and B's
     network inputs, the faces found in A and in B, their framing notes, the coarse mix (A's
     structure) pasted whole into A's photo, run)."""
@@ -765,14 +876,29 @@ def run_style_mix(ctx: AppContext, model_id: str | None, a, b, face_a: float | N
                        "mix (A's structure) pasted into photo A.")
     size = model.size
     notes = ("A: " + framing_note(framed_a, size), "B: " + framing_note(framed_b, size))
-    return (mixed[0], mixed[1], to_uint8(first)[0], to_uint8(second)[0], faces_gallery(framed_a),
-            faces_gallery(framed_b), notes, in_photo, run)
+    return StyleMixOutputs(mixed[0], mixed[1], to_uint8(first)[0], to_uint8(second)[0],
+                           faces_gallery(framed_a), faces_gallery(framed_b), notes, in_photo, run)
+
+
+class InterpolationOutputs(NamedTuple):
+    """`run_interpolation` -> result, strip, frames, t, A's and B's net inputs, their faces, notes, run."""
+    result: np.ndarray
+    strip: list
+    frames: list
+    t: Any
+    input_a: np.ndarray
+    input_b: np.ndarray
+    faces_a: list
+    faces_b: list
+    notes: tuple[str, str]
+    run: Run
 
 
 @gpu_task(duration=90, needs=picked)
 def run_interpolation(ctx: AppContext, model_id: str | None, a, b, steps: float,
                       face_a: float | None = 1, plain_a: bool = False, face_b: float | None = 1,
-                      plain_b: bool = False, progress=gr.Progress(track_tqdm=True)) -> tuple:
+                      plain_b: bool = False, progress=gr.Progress(track_tqdm=True)
+                      ) -> InterpolationOutputs:
     """Photos A and B, each framed for the model -> (the last frame, strip, frames, t slider
     update, A's and B's network inputs, the faces found in A and B, their framing notes, run):
     their stylemaps mixed in w, t = 0 (A's reconstruction) ... 1 (B's)."""
@@ -794,13 +920,12 @@ def run_interpolation(ctx: AppContext, model_id: str | None, a, b, steps: float,
                  notes="frame_01 is t = 0 (A's reconstruction), the last frame t = 1 (B's); "
                        "frame k mixes the stylemaps in w: (1 - t) * A + t * B. stylemaps: [A, B]. "
                        + " ".join(notes))
-    return (frames[-1], strip, list(frames), gr.update(maximum=len(frames) - 1, value=len(frames) - 1),
-            to_uint8(first)[0], to_uint8(second)[0], faces_gallery(framed_a), faces_gallery(framed_b),
-            notes, run)
+    return InterpolationOutputs(frames[-1], strip, list(frames),
+                                gr.update(maximum=len(frames) - 1, value=len(frames) - 1),
+                                to_uint8(first)[0], to_uint8(second)[0], faces_gallery(framed_a),
+                                faces_gallery(framed_b), notes, run)
 
 
-GRID_BOXES = 2  # generate.py's AFHQ example uses two
-BOX_FIELDS = ("to_row", "to_col", "from_row", "from_col", "height", "width")
 AFHQ_EXAMPLE_BOXES = (((4, 2), (3, 2), 2, 4), ((0, 1), (0, 1), 3, 2))  # generate.py, 8 x 8
 
 
@@ -816,9 +941,22 @@ def collect_boxes(values: Sequence) -> list[Box]:
     return boxes
 
 
+class GridTransplantOutputs(NamedTuple):
+    """`run_grid_transplant` -> where to, where from, result, in photo, faces, ref faces, notes, run."""
+    where_to: np.ndarray
+    where_from: np.ndarray
+    result: np.ndarray
+    in_photo: np.ndarray
+    faces: list
+    ref_faces: list
+    notes: tuple[str, str]
+    run: Run
+
+
 @gpu_task(duration=60, needs=picked)
 def run_grid_transplant(ctx: AppContext, model_id: str | None, original, reference,
-                        *boxes_and_controls, progress=gr.Progress(track_tqdm=True)) -> tuple:
+                        *boxes_and_controls, progress=gr.Progress(track_tqdm=True)
+                        ) -> GridTransplantOutputs:
     """generate.py's transplantation. `boxes_and_controls`: GRID_BOXES x BOX_FIELDS cell
     values, then (optional) the original's and the reference's face number and plain
     framing -> (original with the landing boxes, reference with the boxes taken, result, the
@@ -848,8 +986,9 @@ def run_grid_transplant(ctx: AppContext, model_id: str | None, original, referen
                  notes="boxes: [[to_row, to_col], [from_row, from_col], height, width] in stylemap "
                        "cells (generate.py's transplantation coordinates), applied in order in w. "
                        + " ".join(notes))
-    return (boxes_picture(orig, grid, boxes, "to"), boxes_picture(ref, grid, boxes, "from"), result,
-            in_photo, faces_gallery(framed), faces_gallery(ref_framed), notes, run)
+    return GridTransplantOutputs(boxes_picture(orig, grid, boxes, "to"),
+                                 boxes_picture(ref, grid, boxes, "from"), result, in_photo,
+                                 faces_gallery(framed), faces_gallery(ref_framed), notes, run)
 
 
 MAX_SET = 32  # pictures per labelled set
@@ -879,10 +1018,19 @@ def labelled_set(ctx: AppContext, model_id: str, model: StyleMapGAN, files, seed
     return torch.cat([p.to(torch.float32).cpu() for p in pictures]), sources
 
 
+class FitDirectionOutputs(NamedTuple):
+    """`run_fit_direction` -> summary, kept direction state, the two sets' gallery, run."""
+    summary: str
+    kept: dict
+    sets: list
+    run: Run
+
+
 @gpu_task(duration=120, needs=picked)
 def run_fit_direction(ctx: AppContext, model_id: str | None, with_files, with_seeds: str | None,
                       without_files, without_seeds: str | None, truncation: float = 0.7,
-                      plain: bool = False, progress=gr.Progress(track_tqdm=True)) -> tuple:
+                      plain: bool = False, progress=gr.Progress(track_tqdm=True)
+                      ) -> FitDirectionOutputs:
     """Two labelled sets (uploads and/or seeds) -> (summary, the direction kept for editing,
     gallery of both sets as the network sees them, run)."""
     model = model_for(ctx, model_id)
@@ -907,21 +1055,28 @@ def run_fit_direction(ctx: AppContext, model_id: str | None, with_files, with_se
                            "train_accuracy": direction.train_accuracy,
                            "support_vectors": direction.svm.support},
                  notes="direction: the unit normal of the SVM's boundary, pointing towards 'with'.")
-    return f"**Direction ready.** {direction.summary()}", kept, gallery, run
+    return FitDirectionOutputs(f"**Direction ready.** {direction.summary()}", kept, gallery, run)
 
 
-@gpu_task(duration=90, needs=picked)
+class SemanticEditOutputs(NamedTuple):
+    """`run_semantic_edit` -> global strip, local strip, network input, cells, in photo, run."""
+    global_strip: list
+    local_strip: list
+    net_input: np.ndarray
+    cells: np.ndarray
+    in_photo: np.ndarray | None
+    run: Run
+
+
+@gpu_task(duration=90, needs=direction_of)
 def run_semantic_edit(ctx: AppContext, model_id: str | None, kept: dict | None, editor: dict | None,
                       strength: float, steps: float, framed: FramedPhoto | None = None,
-                      progress=gr.Progress(track_tqdm=True)) -> tuple:
+                      progress=gr.Progress(track_tqdm=True)) -> SemanticEditOutputs:
     """Move a picture along the fitted direction -> (global strip, local strip (empty without
     a painted region), network input, cells picture, the strongest edit pasted into your
     photo (local where painted, else global; None unless the editor holds your framed photo),
     run)."""
-    if not kept:
-        raise UserError("Fit a direction first (two sets of pictures, with and without the attribute).")
-    if kept.get("model") != model_id:
-        raise UserError(f"This direction was fitted on {kept.get('model')}: fit it again for {model_id}.")
+    direction_of(ctx, model_id, kept)
     model = model_for(ctx, model_id)
     image, mask = editor_image_and_mask(editor, model.size, required=False)
     if int(steps) < 2:
@@ -951,14 +1106,20 @@ def run_semantic_edit(ctx: AppContext, model_id: str | None, kept: dict | None, 
                  settings={"strengths": strengths, "direction": kept.get("summary", "")},
                  notes="global_k / local_k: the stylemap moved d = strengths[k - 1] along the "
                        "direction, everywhere / only in the cells the painted mask touches.")
-    return ([(f, c) for f, c in zip(frames_u8, captions)],
-            [(f, c) for f, c in zip(local_u8, captions)] if local_u8 is not None else [],
-            to_uint8(image)[0], cells_pic, in_photo, run)
+    local_strip = [(f, c) for f, c in zip(local_u8, captions)] if local_u8 is not None else []
+    return SemanticEditOutputs([(f, c) for f, c in zip(frames_u8, captions)], local_strip,
+                               to_uint8(image)[0], cells_pic, in_photo, run)
+
+
+class RandomOutputs(NamedTuple):
+    """`run_random` -> gallery, run."""
+    gallery: list
+    run: Run
 
 
 @gpu_task(duration=60, needs=picked)
 def run_random(ctx: AppContext, model_id: str | None, seeds: str, truncation: float,
-               progress=gr.Progress(track_tqdm=True)) -> tuple[list, Run]:
+               progress=gr.Progress(track_tqdm=True)) -> RandomOutputs:
     """"1, 5, 7" -> (gallery of captioned samples, run)."""
     model = model_for(ctx, model_id)
     chosen = parse_seeds(seeds)
@@ -967,7 +1128,7 @@ def run_random(ctx: AppContext, model_id: str | None, seeds: str, truncation: fl
     run = record(ctx, TAB, "random", {"model": model_id}, images={"sample": list(images)},
                  arrays={"z": z}, seeds=chosen, settings={"truncation": float(truncation)},
                  notes="sample_k comes from seeds[k - 1].")
-    return [(img, f"seed {s}") for img, s in zip(images, chosen)], run
+    return RandomOutputs([(img, f"seed {s}") for img, s in zip(images, chosen)], run)
 
 
 def random_seeds() -> str:

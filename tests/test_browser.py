@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import os
 import re
 import shutil
@@ -27,10 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from helpers import REFERENCE, SG2_REF, app_client, quadrant_parts, tiny_sg2_entry, write_registry
+from helpers import app_client, every_tab_registry
 
 ARTIFACTS = Path(os.environ.get("SPATIAL_GAN_BROWSER_ARTIFACTS",
                                 Path(__file__).parent / "artifacts" / "browser"))
@@ -261,57 +259,6 @@ CASES = [
 
 
 # ---- the app and the browser ---------------------------------------------------------------------
-def _registry(folder: Path) -> Path:
-    """Every tab's tiny models in their published layouts, as local `path` entries."""
-    from core.models.regressor import MaskedRegressor
-    from demos.panda_factors import appearances_from_scatter
-
-    sg2 = folder / "tiny-sg2.pt"
-    shutil.copy(SG2_REF / "tiny.pt", sg2)
-    torch.manual_seed(0)
-    reg_config = {"resnet_depth": 18, "n_latent": 8, "w_dim": 32, "channels_in": 4}
-    reg = MaskedRegressor(**reg_config)
-    with torch.no_grad():  # a spread of codes the tiny generator can render
-        reg.layer5.conv5.weight.mul_(4)
-    reg_file = folder / "sgan_encoders_tiny_RGBM_model_final.pth"
-    torch.save({"state_dict": reg.state_dict(), "epoch": 1, "val_loss": 0.5}, reg_file)
-    smg = folder / "stylemapgan-tiny.pt"
-    shutil.copy(REFERENCE / "stylemapgan" / "tiny.pt", smg)
-    biggan = folder / "pytorch_model.bin"
-    shutil.copy(REFERENCE / "biggan" / "tiny-pytorch_model.bin", biggan)
-    biggan_config = json.loads((REFERENCE / "biggan" / "tiny-config.json").read_text())
-    g = torch.Generator().manual_seed(0)
-    m = torch.randn(16, 16, generator=g)
-    appearances = appearances_from_scatter(m @ m.t(), 16).numpy().astype(np.float32)
-    parts = quadrant_parts(16)  # four 8x8 quadrants of the 16x16 layer
-    np.save(folder / "Uc-name_tiny-layer_5-rank_16.npy", appearances)
-    np.save(folder / "Us-name_tiny-layer_5-rank_4.npy", parts)
-
-    def factors(kind: str, prefix: str, rank: int) -> dict:
-        return {"id": f"tiny-panda-{kind}", "arch": "panda-factors",
-                "generator": "tiny-sg2", "meta": {"layer": 5, "factor": kind, "rank": rank},
-                "path": str(folder / f"{prefix}-name_tiny-layer_5-rank_{rank}.npy"), "license": "test"}
-
-    from core.models.stylegan2 import StyleGAN2Generator
-
-    sam_config = {"size": 256, "style_dim": 32, "n_mlp": 2, "channel_multiplier": 2, "channel_max": 8}
-    sam_g = StyleGAN2Generator(**sam_config)  # SAM needs layers after the 128 px F10
-    torch.save({"g_ema": sam_g.state_dict()}, folder / "tiny-sam.pt")
-    return write_registry(folder / "weights.json", [
-        tiny_sg2_entry("tiny-sg2", sg2, used_by=["generate", "collage", "panda"]),
-        {"id": "tiny-sam", "arch": "stylegan2", "config": sam_config, "path": str(folder / "tiny-sam.pt"),
-         "license": "test", "used_by": ["sam"]},
-        {"id": "tiny-collage", "arch": "regressor", "config": reg_config, "generator": "tiny-sg2",
-         "path": str(reg_file), "license": "test"},
-        {"id": "tiny-smg", "arch": "stylemapgan", "config": {"size": 32}, "path": str(smg),
-         "license": "test"},
-        {"id": "tiny-biggan", "arch": "biggan-deep", "config": biggan_config, "path": str(biggan),
-         "license": "test", "used_by": ["ncollage"]},
-        factors("appearances", "Uc", 16), factors("parts", "Us", 4),
-        {"id": "tiny-offline", "arch": "stylegan2", "config": {"size": 32},  # not downloadable
-         "hub": {"repo_id": "nobody/not-cached", "filename": "g.pt"}, "license": "test"}])
-
-
 def _chromium(playwright) -> str | None:
     """The system Chromium (SPATIAL_GAN_CHROMIUM, else on PATH), else Playwright's own."""
     for candidate in (os.environ.get("SPATIAL_GAN_CHROMIUM"), shutil.which("chromium"),
@@ -353,7 +300,7 @@ def app_url(browser, tmp_path_factory):
     folder = tmp_path_factory.mktemp("browser-app")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SPATIAL_GAN_CACHE", str(folder / "cache"))  # PandA's computed factors
-        with app_client(_registry(folder)) as client:
+        with app_client(every_tab_registry(folder)) as client:
             yield client.src
 
 

@@ -502,7 +502,7 @@ def test_handlers_refuse_mistakes_with_readable_errors(ctx, pictures):
     everything = collage.painted_value(pictures[0], np.ones((SIZE, SIZE), bool))
     with pytest.raises(gr.Error, match="Everything is erased"):
         collage.inpaint(ctx, "tiny-collage", everything, 2, 0)
-    assert collage.live_compose(ctx, True, "tiny-collage", None, False, 30, *none) == [gr.update()] * 5
+    assert list(collage.live_compose(ctx, True, "tiny-collage", None, False, 30, *none)) == [gr.update()] * 5
 
 
 def test_finetune_handler_keeps_the_copy_in_the_session(ctx, pictures):
@@ -816,7 +816,7 @@ def test_photo_without_a_face_needs_plain_framing(ctx, tmp_path):
     with pytest.raises(gr.Error, match="not a picture"):
         (tmp_path / "notes.png").write_text("not a picture")
         collage.use_photo(ctx, "tiny-collage", str(tmp_path / "notes.png"), 1, False)
-    assert collage.reframe_photo(ctx, "tiny-collage", None, 2, True) == [gr.update()] * 4
+    assert list(collage.reframe_photo(ctx, "tiny-collage", None, 2, True)) == [gr.update()] * 4
 
 
 def test_exif_rotated_photo_arrives_upright(ctx, tmp_path):

@@ -223,7 +223,8 @@ def test_stop_while_queued_and_a_click_of_invert(stubbed):
     assert list(sam.invert(ctx, "tiny-sam", s, None, 2, False, stop))[-1][0].codes.steps == 2
     import copy
 
-    assert copy.deepcopy(stop) is stop  # gr.State's per-session copy shares the one signal
+    copy.deepcopy(stop).request()  # gr.State's per-session copy shares the one signal
+    assert stop.consume() and not stop.consume()
 
 
 def test_another_model_names_the_inversions_model(stubbed):

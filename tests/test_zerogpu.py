@@ -49,6 +49,24 @@ def test_generate_runs_in_a_forked_worker_and_a_second_call_loads_nothing(
     assert len(lines) == 1 and lines[0].startswith(f"{os.getpid()} ")  # loaded once, here
 
 
+def test_a_reused_worker_loads_a_model_prepared_after_its_fork_once(zerogpu, loads, tmp_path, tiny_sg2_file):
+    """`spaces` reuses a handler's idle worker (per GPU slot). A model first prepared here after
+    that worker was forked is not in its memory: the worker reads it once from the local file
+    (prepared: no download) and keeps it while it lives; later calls load nothing."""
+    other = tmp_path / "other.pt"
+    other.write_bytes(tiny_sg2_file.read_bytes())
+    weights = write_registry(tmp_path / "weights.json", [tiny_sg2_entry("tiny-a", tiny_sg2_file),
+                                                         tiny_sg2_entry("tiny-b", other)])
+    with app_client(weights) as client:
+        client.predict("tiny-a", 1, 0.7, api_name="/generate")  # forks /generate's worker
+        for seed in (1, 2, 3):  # that worker, reused
+            client.predict("tiny-b", seed, 0.7, api_name="/generate")
+    here = f"{os.getpid()} "
+    lines = loads.read_text().splitlines()
+    assert lines[:2] == [here + str(tiny_sg2_file), here + str(other)]
+    assert len(lines) == 3 and not lines[2].startswith(here) and lines[2].endswith(str(other))
+
+
 def test_an_error_in_the_worker_reaches_the_visitor_as_the_same_sentence(zerogpu, tmp_path, tiny_sg2_file):
     registry = write_registry(tmp_path / "weights.json", [tiny_sg2_entry("tiny-sg2", tiny_sg2_file)])
     with app_client(registry) as client:
@@ -99,7 +117,7 @@ def _count(path) -> int:
     return len(path.read_text()) if path.exists() else 0
 
 
-def test_a_cancelled_zerogpu_job_stops_within_a_few_steps(crunch_app, zerogpu):
+def test_a_zerogpu_job_reports_progress_and_stops_within_a_few_steps_once_cancelled(crunch_app, zerogpu):
     import time
 
     from gradio_client import Client
@@ -109,14 +127,16 @@ def test_a_cancelled_zerogpu_job_stops_within_a_few_steps(crunch_app, zerogpu):
     assert client.predict(3, api_name="/crunch") == 3  # through the fork and back
     assert zerogpu.durations == [10]  # the duration is a function of the call's values
     job = client.submit(400, api_name="/crunch")
-    deadline = time.monotonic() + 30
+    deadline, reports = time.monotonic() + 30, []
     while _count(steps) < 10 and time.monotonic() < deadline:
+        reports += job.status().progress_data or []
         time.sleep(0.02)
     assert _count(steps) >= 10
+    assert any(r.desc == "crunching" for r in reports)  # the worker's progress reached the client
     job.cancel()
-    time.sleep(0.6)
+    time.sleep(2)  # the watcher polls every 0.1 s; a loaded machine may be slower
     settled = _count(steps)
-    time.sleep(0.6)
+    time.sleep(1)
     assert _count(steps) == settled < 3 + 400 - 20  # stopped, long before its 400 steps
 
 

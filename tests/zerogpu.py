@@ -40,23 +40,30 @@ class Scheduler:
             self.busy.pop(allow_token, None)
 
 
-@pytest.fixture()
-def zerogpu(monkeypatch) -> Scheduler:
-    """ZeroGPU mode for apps built while it is on (`build_app` wraps the handlers then)."""
-    spaces = pytest.importorskip("spaces")
+def zero_gpu_mode(mp: pytest.MonkeyPatch) -> Scheduler:
+    """Switch the real `spaces` package into ZeroGPU mode with `mp`'s patches (undone with
+    them), its scheduler and CUDA hand-over stubbed -> the stand-in scheduler. For a fixture of
+    any scope (`pytest.MonkeyPatch.context()` for a module-scoped one)."""
     from spaces.config import Config
     from spaces.zero import client
     from spaces.zero import torch as zero_torch
 
     scheduler = Scheduler()
-    monkeypatch.setattr(Config, "zero_gpu", True)
-    monkeypatch.setattr(client, "schedule", scheduler.schedule)
-    monkeypatch.setattr(client, "release", scheduler.release)
-    monkeypatch.setattr(client, "allow", lambda token: None)
-    monkeypatch.setattr(client, "get_duration_seconds",
-                        lambda duration, gpu_size: duration.total_seconds() if duration else 60)
+    mp.setattr(Config, "zero_gpu", True)
+    mp.setattr(client, "schedule", scheduler.schedule)
+    mp.setattr(client, "release", scheduler.release)
+    mp.setattr(client, "allow", lambda token: None)
+    mp.setattr(client, "get_duration_seconds",
+               lambda duration, gpu_size: duration.total_seconds() if duration else 60)
     for name, stub in {"init": lambda uuid: None, "move": lambda callback=None: None,
                        "unpatch": lambda: None, "size": lambda: 0}.items():
-        monkeypatch.setattr(zero_torch, name, stub)
-    yield scheduler
+        mp.setattr(zero_torch, name, stub)
+    return scheduler
+
+
+@pytest.fixture()
+def zerogpu(monkeypatch) -> Scheduler:
+    """ZeroGPU mode for apps built while it is on (`build_app` wraps the handlers then)."""
+    spaces = pytest.importorskip("spaces")
+    yield zero_gpu_mode(monkeypatch)
     assert spaces  # the real package ran
