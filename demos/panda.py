@@ -21,7 +21,7 @@ import re
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import gradio as gr
 import numpy as np
@@ -493,9 +493,17 @@ def edit_terms(chosen: list | None, appearance: float | None, strength: float, m
 
 
 # ---- handlers (plain functions of the context and the widgets' values) ---------------------
+class PartsOutputs(NamedTuple):
+    """The parts' widgets: parts gallery, part choices, annotated edits, appearance."""
+    gallery: list
+    parts: dict
+    presets: dict
+    appearance: dict
+
+
 @gpu_task(duration=60, needs=factor_needs)
 def show_parts(ctx: AppContext, label: str | None, seeds: str, truncation: float, refine: bool = False,
-               progress=gr.Progress(track_tqdm=True)) -> tuple[list, dict, dict, dict]:
+               progress=gr.Progress(track_tqdm=True)) -> PartsOutputs:
     """A factor set's parts tinted on the first seed's picture (refined for it, Eq. 6, when
     asked), so a person sees where each part lies -> (gallery, part choices with part 0
     picked, preset names, appearance range)."""
@@ -510,14 +518,25 @@ def show_parts(ctx: AppContext, label: str | None, seeds: str, truncation: float
         shown = FactorSet(fs.generator, fs.layer, fs.A, refine_parts(Z, fs.A, fs.P), fs.origin)
     choices = [(f"part {r}", r) for r in range(fs.P.shape[1])]
     gallery = [(img, f"part {r}") for r, img in enumerate(part_overlays(image, shown))]
-    return (gallery, gr.update(choices=choices, value=[0]), gr.update(choices=list(presets_for(fs)), value=None),
-            gr.update(maximum=fs.A.shape[1] - 1))
+    return PartsOutputs(gallery=gallery, parts=gr.update(choices=choices, value=[0]),
+                        presets=gr.update(choices=list(presets_for(fs)), value=None),
+                        appearance=gr.update(maximum=fs.A.shape[1] - 1))
+
+
+class SeedEditOutputs(NamedTuple):
+    """The seeds' edit widgets: original, edited, |difference|, saliency, masked, run ("Download all")."""
+    original: np.ndarray
+    edited: np.ndarray
+    difference: np.ndarray
+    saliency: np.ndarray
+    masked: np.ndarray
+    run: Run
 
 
 @gpu_task(duration=60, needs=factor_needs)
 def edit_seeds(ctx: AppContext, label: str | None, seeds: str, truncation: float,
                chosen: list | None, appearance: float | None, strength: float, more=None,
-               refine: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, Run]:
+               refine: bool = False) -> SeedEditOutputs:
     """Edit every seed's picture with the sum of the edit above and the edit list ->
     (originals, edited, |difference|, saliency rows, masked originals, run for "Download all").
     Saliency and masking show the first term's appearance."""
@@ -562,17 +581,25 @@ def edit_seeds(ctx: AppContext, label: str | None, seeds: str, truncation: float
               "(first sample's, refined if asked), min-max scaled, at the layer's resolution; "
               "saliency_above_mean: Lanczos-upsampled a_j^T Z >= a_j . mean feature; masked: "
               "white where that mask is on.")
-    return grid(orig, pad=0), grid(new, pad=0), diffs, sal_rows, grid_uint8(masked), run
+    return SeedEditOutputs(grid(orig, pad=0), grid(new, pad=0), diffs, sal_rows, grid_uint8(masked), run)
 
 
 NO_PHOTO_CODE = ("No photo code yet: invert your photo in the SAM tab (it hands the result "
                  "to this tab), or load a saved run there.")
 
 
+class PhotoEditOutputs(NamedTuple):
+    """The photo code's edit widgets: reconstruction, edited, |difference|, edit in the photo, run."""
+    original: np.ndarray
+    edited: np.ndarray
+    difference: np.ndarray
+    in_photo: np.ndarray | None
+    run: Run
+
+
 @gpu_task(duration=60, needs=factor_needs)
 def edit_photo_code(ctx: AppContext, label: str | None, code: PhotoCode | None, chosen: list | None,
-                    appearance: float | None, strength: float, more=None
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, Run]:
+                    appearance: float | None, strength: float, more=None) -> PhotoEditOutputs:
     """The session's photo code (an inverted photo) edited with parts and appearances ->
     (reconstruction, edited, |difference|, the edit in the photo, run)."""
     if code is None:
@@ -593,7 +620,7 @@ def edit_photo_code(ctx: AppContext, label: str | None, code: PhotoCode | None, 
                            "edits": [[list(t.parts), t.appearance, t.strength] for t in terms]},
                  notes="original: the photo code's reconstruction (W+ and its residuals); edited: "
                        "the same pass with the parts/appearances edit at the factors' layer.")
-    return original, edited, diff, in_photo, run
+    return PhotoEditOutputs(original, edited, diff, in_photo, run)
 
 
 def grid_uint8(pictures: np.ndarray) -> np.ndarray:
@@ -601,17 +628,24 @@ def grid_uint8(pictures: np.ndarray) -> np.ndarray:
     return np.concatenate(list(pictures), axis=1)
 
 
+class PresetOutputs(NamedTuple):
+    """An annotated edit's widgets: parts, appearance, strength λ."""
+    parts: list[int] | dict
+    appearance: int | dict
+    strength: float | dict
+
+
 @user_errors
-def apply_preset(ctx: AppContext, label: str | None, name: str | None) -> tuple:
+def apply_preset(ctx: AppContext, label: str | None, name: str | None) -> PresetOutputs:
     """An annotated edit -> (parts, appearance, strength); no preset picked leaves them as
     they are."""
     if not name:
-        return gr.update(), gr.update(), gr.update()
+        return PresetOutputs(gr.update(), gr.update(), gr.update())
     presets = presets_for(library(ctx).get(label))
     if name not in presets:
         raise UserError(f"{name!r} is not an annotated edit of these factors.")
     chosen, j, lam = presets[name]
-    return chosen, j, lam
+    return PresetOutputs(chosen, j, lam)
 
 
 def add_edit(rows, chosen: list | None, appearance: float | None, strength: float) -> list[list]:
@@ -637,10 +671,16 @@ def random_seed() -> str:
     return str(random.randint(0, MAX_SEED))
 
 
+class ComputeOutputs(NamedTuple):
+    """The computed factors' widgets: factors dropdown, status line."""
+    factor_set: dict
+    status: str
+
+
 @gpu_task(duration=compute_seconds, needs=compute_needs)
 def compute_factors(ctx: AppContext, model_id: str | None, layer: float, rank_s: float,
                     n_samples: float, iters: float, solver: str = "full", steps: float = pf.AUTHORS_STEPS,
-                    lr: float = pf.AUTHORS_LR, progress=gr.Progress(track_tqdm=True)) -> tuple[dict, str]:
+                    lr: float = pf.AUTHORS_LR, progress=gr.Progress(track_tqdm=True)) -> ComputeOutputs:
     """Factorize a layer of any registered StyleGAN2 with Algorithm 1 and save the pair in the
     authors' format and names -> (factor-set choices with the new set picked, status line).
 
@@ -687,7 +727,8 @@ def compute_factors(ctx: AppContext, model_id: str | None, layer: float, rank_s:
     uc, us = pf.save_factors(computed_dir() / model_id, lib.authors_name(model_id), layer, A, P)
     new = set_label(model_id, layer, A.shape[1], P.shape[1], "computed")
     lib.forget(new)
-    return gr.update(choices=lib.labels(), value=new), f"Saved `{uc.name}` and `{us.name}` in `{uc.parent}`."
+    return ComputeOutputs(gr.update(choices=lib.labels(), value=new),
+                          f"Saved `{uc.name}` and `{us.name}` in `{uc.parent}`.")
 
 
 # ---- UI ------------------------------------------------------------------------------------

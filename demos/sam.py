@@ -11,7 +11,7 @@ import dataclasses
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple, TypeVar
 
 import gradio as gr
 import numpy as np
@@ -520,8 +520,22 @@ def inversion_run(ctx: AppContext, mid: str, s: Session, layer_map: torch.Tensor
 
 
 # ---- handlers (plain functions of the context and the widgets' values) ---------------------
+Outputs = TypeVar("Outputs", bound=tuple)
+
+
+def unchanged(outputs: type[Outputs]) -> Outputs:
+    """A handler's outputs (its NamedTuple) with every widget left as it is (`gr.update()`)."""
+    return outputs(*[gr.update()] * len(outputs._fields))
+
+
+class SampleOutputs(NamedTuple):
+    """The GAN sample's widgets: photo, the session's GanSample state."""
+    photo: np.ndarray
+    sample: GanSample
+
+
 @gpu_task(duration=60, needs=generator_needs)
-def sample_photo(ctx: AppContext, mid: str | None, seed: float | None) -> tuple[np.ndarray, GanSample]:
+def sample_photo(ctx: AppContext, mid: str | None, seed: float | None) -> SampleOutputs:
     """A GAN sample as the photo (ψ 0.7), cut to the picture area: a photo the model can draw
     -> (the picture, the session's note that a photo with these pixels needs no framing)."""
     G = generator(ctx, mid)
@@ -531,26 +545,43 @@ def sample_photo(ctx: AppContext, mid: str | None, seed: float | None) -> tuple[
         bar = (G.size - content[1]) // 2
         image = image[:, :, bar:G.size - bar]
     picture = to_uint8(image)[0]
-    return picture, GanSample(mid, picture)
+    return SampleOutputs(picture, GanSample(mid, picture))
+
+
+class FramingOutputs(NamedTuple):
+    """The framing's widgets: network input, faces found."""
+    net_input: dict
+    faces: list
 
 
 @user_errors
 def show_framing(ctx: AppContext, mid: str | None, picture: str | None, face: float | None = 1,
-                 plain: bool = False, sample: GanSample | None = None) -> tuple[dict, list]:
+                 plain: bool = False, sample: GanSample | None = None) -> FramingOutputs:
     """The photo's network input and the faces found, as soon as a photo, face or model is
     picked (no model is loaded: the size comes from the registry) -> (network input, faces)."""
     size = ctx.registry.get(mid).image_size() if mid else None
     if picture is None or size is None:
-        return gr.update(value=None, label="Network input"), []
+        return FramingOutputs(gr.update(value=None, label="Network input"), [])
     framed, from_sample = frame_input(ctx, mid, picture, size, face, plain, sample)
-    return network_input(framed, from_sample), faces_gallery(framed)
+    return FramingOutputs(network_input(framed, from_sample), faces_gallery(framed))
+
+
+class PredictionOutputs(NamedTuple):
+    """Step 1's widgets: session, error maps, segments, layer-map editor, status, network input, faces."""
+    session: Session
+    error_gallery: list
+    segments_picture: np.ndarray
+    layer_map: dict
+    status: str
+    net_input: dict
+    faces: list
 
 
 @gpu_task(duration=120, needs=prediction_needs)
 def predict_layer_map(ctx: AppContext, mid: str | None, picture, segments: float, tau: float,
                       est_steps: float, face: float | None = 1, plain: bool = False,
                       sample: GanSample | None = None, segmenter: str = "auto", progress=gr.Progress()
-                      ) -> tuple[Session, list, np.ndarray, dict, str, dict, list]:
+                      ) -> PredictionOutputs:
     """Step 1: the photo framed as the model's training pictures were, its segments (`segmenter`:
     "auto", "superpixels" (`segments` of them), "face parser" or "ADE20K"), error maps per
     space and the layer map at τ -> (session, error gallery, segments picture, layer-map
@@ -567,19 +598,26 @@ def predict_layer_map(ctx: AppContext, mid: str | None, picture, segments: float
     how = error_maps(ctx, mid, G, s, int(est_steps), progress)
     editor, counts = show_map(s, tau)
     gallery = [(heatmap(s.errors[n], vmin=0), f"{n}: mean {float(s.errors[n].mean()):.3f}") for n in SPACES]
-    return (s, gallery, segment_picture(s), editor,
-            f"Segments: {segmented}. Error maps {how}. Layer map: {shares(counts)}.",
-            network_input(framed, from_sample), faces_gallery(framed))
+    return PredictionOutputs(
+        session=s, error_gallery=gallery, segments_picture=segment_picture(s), layer_map=editor,
+        status=f"Segments: {segmented}. Error maps {how}. Layer map: {shares(counts)}.",
+        net_input=network_input(framed, from_sample), faces=faces_gallery(framed))
+
+
+class TauOutputs(NamedTuple):
+    """A new τ's widgets: layer-map editor, status line."""
+    layer_map: dict
+    status: str | dict
 
 
 @user_errors
-def retune_tau(ctx: AppContext, s: Session | None, tau: float) -> tuple:
+def retune_tau(ctx: AppContext, s: Session | None, tau: float) -> TauOutputs:
     """A new τ on the same error maps (no model): -> (layer-map editor, status line); no
     change before a prediction."""
     if s is None or not s.errors:
-        return gr.update(), gr.update()
+        return unchanged(TauOutputs)
     editor, counts = show_map(s, tau)
-    return editor, "Layer map: " + shares(counts)
+    return TauOutputs(editor, "Layer map: " + shares(counts))
 
 
 class StopSignal:
@@ -626,10 +664,23 @@ def belongs_to(s: Session, mid: str | None, what: str = "inversion") -> None:
                         f"{s.model_id}, or predict and invert the photo again for {mid}.")
 
 
-def stopped(step: int, total: int, kept: Session | None) -> tuple:
+class InversionOutputs(NamedTuple):
+    """Step 2's widgets: session, SAM reconstruction, W+ only, target, status, codes file, in photo, photo code, run."""
+    session: Session | dict
+    reconstruction: np.ndarray | dict
+    w_plus_only: np.ndarray | None | dict
+    target: np.ndarray | dict
+    status: str | dict
+    codes_file: str | None | dict
+    in_photo: np.ndarray | None | dict
+    photo_code: PhotoCode | dict
+    run: Run | dict
+
+
+def stopped(step: int, total: int, kept: Session | None) -> InversionOutputs:
     """The outputs after Stop: nothing changes but the status line, which says which result
     the session keeps."""
-    return (gr.update(),) * 4 + (stopped_line(step, total, kept),) + (gr.update(),) * 4
+    return unchanged(InversionOutputs)._replace(status=stopped_line(step, total, kept))
 
 
 def stopped_line(step: int, total: int, kept: Session | None) -> str:
@@ -642,7 +693,7 @@ def stopped_line(step: int, total: int, kept: Session | None) -> str:
 @gpu_task(duration=inversion_seconds, needs=inversion_needs)
 def invert(ctx: AppContext, mid: str | None, s: Session | None, editor: dict | None,
            n_steps: float, with_baseline: bool, stop: StopSignal | None = None,
-           progress=gr.Progress(), reduced_precision: bool = False) -> Iterator[tuple]:
+           progress=gr.Progress(), reduced_precision: bool = False) -> Iterator[InversionOutputs]:
     """Step 2: Adam on W+ and the masked residuals (beside a W+-only run when asked), yielding
     PREVIEWS previews -> (session, reconstruction, W+ only, target, scores, codes file,
     the reconstruction in the photo, the session's photo code, run). The photo code goes out
@@ -694,9 +745,10 @@ def invert(ctx: AppContext, mid: str | None, s: Session | None, editor: dict | N
                                    {"steps": run.total, "done": run.step_index,
                                     "compare": bool(with_baseline),
                                     "precision": precision_name(autocast)})
-            yield shown, rec, base, target_pic, line, save_codes(shown), in_photo, share_code(shown), result
+            yield InversionOutputs(shown, rec, base, target_pic, line, save_codes(shown), in_photo,
+                                   share_code(shown), result)
         else:  # hand control back after every step, so Stop acts within one step
-            yield (gr.update(),) * 9
+            yield unchanged(InversionOutputs)
 
 
 def share_code(s: Session | None) -> PhotoCode | dict:
@@ -709,9 +761,18 @@ def share_code(s: Session | None) -> PhotoCode | dict:
                      None if s.from_sample else s.framed)
 
 
+class ContinuedOutputs(NamedTuple):
+    """A photo code's widgets: model, session, SAM reconstruction, result in the photo, status."""
+    model_id: str
+    session: Session
+    reconstruction: np.ndarray
+    in_photo: np.ndarray | None
+    status: str
+
+
 @gpu_task(duration=60, needs=code_needs)
 def continue_from_code(ctx: AppContext, file: str | None, code: PhotoCode | None,
-                       progress=gr.Progress()) -> tuple:
+                       progress=gr.Progress()) -> ContinuedOutputs:
     """Edit here a photo code made elsewhere: a saved run (`file`, from "Download all" of
     any StyleGAN2 tab) or the session's (PandA's quick inversion) -> (model, session, the
     reconstruction, it in the photo, status line). The codes are not inverted again."""
@@ -728,7 +789,7 @@ def continue_from_code(ctx: AppContext, file: str | None, code: PhotoCode | None
                 codes=Codes(code.w_plus, dict(code.deltas), dict(code.masks)), framed=code.framed)
     picture, in_photo = shown_reconstruction(G, s)
     line = f"Editing the {code.describe()}: pick a direction below (step 3)."
-    return code.model_id, s, picture, in_photo, line
+    return ContinuedOutputs(code.model_id, s, picture, in_photo, line)
 
 
 def strength_for(label: str | None, value: float = 0.0) -> dict:
@@ -738,10 +799,17 @@ def strength_for(label: str | None, value: float = 0.0) -> dict:
     return gr.update(minimum=lo, maximum=hi, value=min(max(float(value or 0), lo), hi))
 
 
+class EditOutputs(NamedTuple):
+    """Step 3's widgets: edited (SAM codes), edited (W+-only codes), result in the photo, run."""
+    edited: np.ndarray
+    w_plus_only: np.ndarray | None
+    in_photo: np.ndarray | None
+    run: Run
+
+
 @gpu_task(duration=60, needs=edit_needs)
 def edit_photo(ctx: AppContext, mid: str | None, s: Session | None, label: str | None,
-               amount: float, layers: str | None = "all"
-               ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, Run]:
+               amount: float, layers: str | None = "all") -> EditOutputs:
     """Step 3: the inverted codes moved along a direction (residual regions restored; GANSpace
     and SeFa on the w+ `layers`, e.g. "0-1", "6-13" or "all") -> (edited, the same edit on the
     W+-only codes or None, the edit in the photo, run)."""
@@ -767,11 +835,18 @@ def edit_photo(ctx: AppContext, mid: str | None, s: Session | None, label: str |
                     arrays={**save_arrays(s), "direction": d.vector.numpy()},
                     settings={"direction": label, "source": d.source, "layers": list(d.layers),
                               "strength": float(amount), **framing_settings(s)})
-    return out, base, in_photo, result
+    return EditOutputs(out, base, in_photo, result)
 
 
-def model_changed(ctx: AppContext, mid: str | None, s: Session | None = None
-                  ) -> tuple[str, dict, str, dict]:
+class ModelOutputs(NamedTuple):
+    """A new model's widgets: helpers line, edit direction, framing line, status line."""
+    helpers: str
+    direction: dict
+    framing: str
+    status: str | dict
+
+
+def model_changed(ctx: AppContext, mid: str | None, s: Session | None = None) -> ModelOutputs:
     """A new model: its helpers line, its edit directions, its framing line and, when the
     session's inversion (or layer map) was made with another model, a status line saying
     which (no model is loaded)."""
@@ -781,8 +856,9 @@ def model_changed(ctx: AppContext, mid: str | None, s: Session | None = None
         what = "inversion" if s.codes is not None else "layer map"
         status = (f"This {what} belongs to model {s.model_id}: switch back to it to "
                   f"{'edit' if s.codes is not None else 'invert'}, or predict the layer map again for {mid}.")
-    return (describe_helpers(ctx, mid), gr.update(choices=choices, value=choices[0] if choices else None),
-            framing_line(ctx, mid), status)
+    return ModelOutputs(helpers=describe_helpers(ctx, mid),
+                        direction=gr.update(choices=choices, value=choices[0] if choices else None),
+                        framing=framing_line(ctx, mid), status=status)
 
 
 def precision_name(autocast: torch.dtype | None) -> str:

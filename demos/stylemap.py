@@ -667,18 +667,9 @@ def live_local_edit(ctx: AppContext, live: bool, model_id: str | None, editor: d
     return quiet_local_edit(ctx, model_id, editor, reference, space, framed, ref_face, ref_plain)
 
 
-class EditExampleOutputs(NamedTuple):
-    """`run_edit_example` -> original editor, reference, then `LocalEditOutputs`' widgets."""
-    editor: dict
-    reference: np.ndarray
-    net_input: np.ndarray
-    cells: np.ndarray
-    result: np.ndarray
-    in_photo: np.ndarray | None
-    ref_input: np.ndarray
-    ref_faces: list
-    notes: tuple[str, str]
-    run: Run
+EditExampleOutputs = NamedTuple("EditExampleOutputs", [("editor", dict), ("reference", np.ndarray),
+                                                      *LocalEditOutputs.__annotations__.items()])
+EditExampleOutputs.__doc__ = "`run_edit_example` -> original editor, reference, then `LocalEditOutputs`' widgets."
 
 
 @gpu_task(duration=60, needs=picked)
