@@ -305,7 +305,8 @@ def sam_cases(device: torch.device, runs: int) -> Iterator[tuple]:
 
 def photo_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, float, float, float]]:
     """A 12 MP phone photo with one face (scikit-image's astronaut, enlarged): what a photo
-    upload costs before and after the model (CPU work, whatever the device)."""
+    upload costs before and after the model (CPU work, whatever the device); then face
+    detection in a 24 MP and a 50 MP group photo (`group_photo`; the 50 MP one timed once)."""
     import numpy as np
     from PIL import Image
     from skimage import data
@@ -324,6 +325,49 @@ def photo_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, flo
     edited = np.asarray(aligned.image)
     med, lo = timed(lambda: faces.paste_back(photo, aligned, edited), device, runs)
     yield "photo 12 MP: paste-back of a 1024 px edit", "-", med, lo, peak_memory_mb(device)
+    for (w, h, rows, per_row), n in (((6000, 4000, 3, 6), runs), ((8660, 5773, 4, 8), 1)):
+        group, placed = group_photo(w, h, rows, per_row)
+        out = {}
+        med, lo = timed(lambda: out.update(found=faces.detect(group)), device, n, warmup=0)
+        mp = round(w * h / 1e6)
+        yield (f"photo {mp} MP group: detect {len(placed)} faces", "-", med, lo, peak_memory_mb(device),
+               {"faces_placed": len(placed), "faces_found": len(out["found"]),
+                "smallest_face_px": min(placed)})
+
+
+def group_photo(width: int, height: int, rows: int, per_row: int, seed: int = 0):
+    """A group photo stand-in (no people photos ship offline): scikit-image's textures tiled
+    over the whole picture (nothing flat to skip), and the astronaut's head in rows, its face
+    44 to 400 px wide (every third 44-70 px). -> (photo, the face widths placed)."""
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    rng = np.random.default_rng(seed)
+    textures = [Image.fromarray(getattr(data, name)()).convert("RGB")
+                for name in ("grass", "gravel", "brick", "coffee", "rocket", "chelsea", "camera")]
+    photo = Image.new("RGB", (width, height))
+    i = 0
+    for y in range(0, height, 512):
+        x = 0
+        while x < width:
+            t = textures[i % len(textures)]
+            k = rng.uniform(1.0, 2.5)
+            t = t.resize((round(t.width * k), round(t.height * k)), Image.Resampling.BILINEAR)
+            photo.paste(t, (x, y))
+            x, i = x + t.width, i + 1
+    head = Image.fromarray(data.astronaut()).crop((110, 10, 330, 250))  # her face: 90 px wide
+    placed = []
+    for r in range(rows):
+        for c in range(per_row):
+            face = rng.uniform(44, 400) if (r + c) % 3 else rng.uniform(44, 70)
+            k = face / 90
+            img = head.resize((round(220 * k), round(240 * k)), Image.Resampling.LANCZOS)
+            cx = (c + 0.5 + rng.uniform(-0.15, 0.15)) * width / per_row
+            cy = (r + 0.5 + rng.uniform(-0.15, 0.15)) * height / rows
+            photo.paste(img, (round(cx - img.width / 2), round(cy - img.height / 2)))
+            placed.append(round(face))
+    return photo, placed
 
 
 COLD_START = """

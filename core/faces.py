@@ -15,6 +15,7 @@ centre is the mean of its six points, the mouth corners are points 48 and 54.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +33,16 @@ RECIPE_LABELS = {"ffhq": "aligned face (FFHQ recipe)", "celebahq": "aligned face
                  "squash": "squashed to a square (no crop)", "center": "centre crop",
                  "letterbox": "letterboxed (black bars)"}
 DATASET_SIZE = 1024  # both face recipes make 1024 px pictures; smaller models use them resized
-DETECT_SIDE = 1600  # faces are found on a copy this size at most (a 24 MP photo takes seconds)
+DETECT_SIDE = 1600  # the overview copy (big faces, the flat-region map) is this size at most
 MIN_SCORE = 0.2  # weaker detections are mostly not faces (the mission patch in the astronaut photo)
+MIN_FACE = 40  # px: the smallest face (dlib box width) detect() looks for in a photo of any size
+WINDOW = 80  # dlib's frontal detector scans an 80 px window (pyramid steps of 5/6)
+FINE_SCALE = 1.75  # tiles are enlarged so a 40 px face is 70 px (measured: 38 px always found, 34 mostly)
+TILE = 3584  # a tile's core side at its level's scale: bounds memory (50 MP: ~200 MB over the photo)
+OVERLAP = 320  # level px that tiles overlap by: a face up to OVERLAP - 32 lies whole in one tile
+FLAT = 8  # grey levels: where the overview varies less than this nearby, there is no face to find
+VERIFY_SIDE = 110  # px: a tile's face is looked at again this wide, in colour, around its box
+VERIFY_SCORE = 0.4  # ...and kept if it scores this there (faces score ~1, texture below 0.25)
 LANDMARK_MODEL = "shape_predictor_68_face_landmarks.dat"
 
 
@@ -68,27 +77,174 @@ def _dlib_models():
     return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(path))
 
 
-def detect(photo: Image.Image) -> list[Face]:
-    """Every frontal face in the photo, largest first. The detector runs on a copy at most
-    DETECT_SIDE px wide (upsampled once for small photos, as dlib's examples do); landmarks
-    are predicted on the full-resolution photo, so alignment is as precise as the photo."""
-    detector, predictor = _dlib_models()
-    import dlib
+def _to_photo(v: float, offset: float, per_px: float) -> float:
+    """A pixel coordinate in a resized copy -> the photo's (pixel centres at integers)."""
+    return offset + (v + 0.5) * per_px - 0.5
 
-    rgb = photo.convert("RGB")
+
+def _overview(rgb: Image.Image) -> tuple[Image.Image, float, int]:
+    """(copy at most DETECT_SIDE px wide, its scale, dlib upsamplings: 1 below 1000 px, as
+    dlib's examples do); it finds faces of WINDOW / (scale * 2 ** upsample) px and more."""
     scale = min(1.0, DETECT_SIDE / max(rgb.size))
     small = rgb if scale == 1.0 else rgb.resize(
         (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.Resampling.BILINEAR)
-    boxes, scores, _ = detector.run(np.asarray(small), 1 if max(small.size) < 1000 else 0, 0.0)
-    full = np.asarray(rgb)
-    faces = []
-    for box, score in zip(boxes, scores):
-        if score < MIN_SCORE:
+    return small, scale, 1 if max(small.size) < 1000 else 0
+
+
+def _levels(overview_min: float) -> list[float]:
+    """The scales of the tile levels, finest first: the first enlarges a MIN_FACE face to
+    MIN_FACE * FINE_SCALE px; each next one finds the faces from where the last one's
+    guarantee (a face lies whole in one of its tiles) ends; none where the overview does."""
+    scales, low, scale = [], float(MIN_FACE), FINE_SCALE
+    while low < overview_min:
+        scales.append(scale)
+        low = (OVERLAP - 32) / scale
+        scale = WINDOW / low
+    return scales
+
+
+def _tiles(size: tuple[int, int], scale: float) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """(core, extended) boxes in photo pixels: the cores partition the photo into tiles of
+    at most TILE px at `scale`; each extends OVERLAP / 2 px (at `scale`) into its neighbours,
+    so a face up to OVERLAP - 32 px whose centre is in a core lies whole in its tile."""
+    def spans(n: int) -> list[tuple[int, int]]:
+        count = max(1, math.ceil(n * scale / TILE))
+        edges = [round(i * n / count) for i in range(count + 1)]
+        return list(zip(edges[:-1], edges[1:]))
+    w, h = size
+    pad = math.ceil(OVERLAP / 2 / scale)
+    return [((x0, y0, x1, y1), (max(x0 - pad, 0), max(y0 - pad, 0), min(x1 + pad, w), min(y1 + pad, h)))
+            for y0, y1 in spans(h) for x0, x1 in spans(w)]
+
+
+def _busy_part(busy: np.ndarray, scale: float, box: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The part of `box` (photo pixels) around its non-flat overview pixels, with a margin of
+    MIN_FACE px; None where it is all flat (no face can be there)."""
+    l, t, r, b = box
+    area = busy[int(t * scale):math.ceil(b * scale), int(l * scale):math.ceil(r * scale)]
+    rows, cols = np.flatnonzero(area.any(1)), np.flatnonzero(area.any(0))
+    if not len(rows):
+        return None
+    y0, x0 = int(t * scale), int(l * scale)
+    m = MIN_FACE
+    return (max(l, int((x0 + cols[0]) / scale) - m), max(t, int((y0 + rows[0]) / scale) - m),
+            min(r, math.ceil((x0 + cols[-1] + 1) / scale) + m),
+            min(b, math.ceil((y0 + rows[-1] + 1) / scale) + m))
+
+
+def _scan(detector, rgb: Image.Image, scale: float, busy: np.ndarray, busy_scale: float
+          ) -> list[tuple[tuple[float, ...], float]]:
+    """Faces found in the tiles of one level: each tile (its non-flat part) enlarged or shrunk
+    to `scale`, in grey (dlib's HOG is a third faster on it), one at a time; a face is kept
+    by the tile whose core holds its centre, and not where the tile's edge cuts it."""
+    found = []
+    edge = 8 / scale  # one HOG cell
+    for core, ext in _tiles(rgb.size, scale):
+        part = _busy_part(busy, busy_scale, ext)
+        if part is None:
             continue
-        l, t, r, b = (int(round(v / scale)) for v in (box.left(), box.top(), box.right(), box.bottom()))
-        shape = predictor(full, dlib.rectangle(l, t, r, b))
-        points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
-        faces.append(Face((l, t, r, b), points, float(score)))
+        l, t, r, b = part
+        w, h = round((r - l) * scale), round((b - t) * scale)
+        if min(w, h) < WINDOW * 0.8:
+            continue
+        tile = np.asarray(rgb.crop(part).convert("L").resize((w, h), Image.Resampling.BILINEAR))
+        boxes, scores, _ = detector.run(tile, 0, 0.0)
+        sx, sy = (r - l) / w, (b - t) / h
+        for box, score in zip(boxes, scores):
+            if score < MIN_SCORE:
+                continue
+            fl, fr = _to_photo(box.left(), l, sx), _to_photo(box.right(), l, sx)
+            ft, fb = _to_photo(box.top(), t, sy), _to_photo(box.bottom(), t, sy)
+            cx, cy = (fl + fr) / 2, (ft + fb) / 2
+            if not (core[0] <= cx < core[2] and core[1] <= cy < core[3]):
+                continue
+            if ((ext[0] > 0 and fl < ext[0] + edge) or (ext[1] > 0 and ft < ext[1] + edge)
+                    or (ext[2] < rgb.width and fr > ext[2] - 1 - edge)
+                    or (ext[3] < rgb.height and fb > ext[3] - 1 - edge)):
+                continue
+            if _second_look(detector, rgb, (fl, ft, fr, fb)) >= VERIFY_SCORE:
+                found.append(((fl, ft, fr, fb), float(score)))
+    return found
+
+
+def _second_look(detector, rgb: Image.Image, box: tuple[float, ...]) -> float:
+    """The best score of the same face when its surroundings (the box and 60 % more on each
+    side) are scaled so the box is VERIFY_SIDE px: scanning many tiles at a high scale finds
+    texture that scores like a weak face at one scale; real faces score high at this one."""
+    l, t, r, b = box
+    m = 0.6 * (r - l)
+    crop = (max(0, round(l - m)), max(0, round(t - m)), min(rgb.width, round(r + m) + 1),
+            min(rgb.height, round(b + m) + 1))
+    k = VERIFY_SIDE / (r - l)
+    w, h = max(1, round((crop[2] - crop[0]) * k)), max(1, round((crop[3] - crop[1]) * k))
+    img = np.asarray(rgb.crop(crop).resize((w, h), Image.Resampling.BILINEAR))
+    boxes, scores, _ = detector.run(img, 0, -0.5)
+    sx, sy = (crop[2] - crop[0]) / w, (crop[3] - crop[1]) / h
+    best = -math.inf
+    for q, score in zip(boxes, scores):
+        again = (_to_photo(q.left(), crop[0], sx), _to_photo(q.top(), crop[1], sy),
+                 _to_photo(q.right(), crop[0], sx), _to_photo(q.bottom(), crop[1], sy))
+        if _same_face(again, box):
+            best = max(best, float(score))
+    return best
+
+
+def _same_face(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    """Two boxes of one face: their overlap is over half the smaller one."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return False
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return iw * ih > 0.5 * smaller
+
+
+def _landmarks(predictor, rgb: Image.Image, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The 68 points, predicted on the full-resolution photo around the box (a crop with a
+    box-sized margin holds every pixel the predictor reads, so no full-photo copy is made)."""
+    import dlib
+
+    l, t, r, b = box
+    m = max(r - l, b - t) + 8
+    cl, ct = max(l - m, 0), max(t - m, 0)
+    crop = np.asarray(rgb.crop((cl, ct, min(r + m + 1, rgb.width), min(b + m + 1, rgb.height))))
+    shape = predictor(crop, dlib.rectangle(l - cl, t - ct, r - cl, b - ct))
+    return np.array([[p.x + cl, p.y + ct] for p in shape.parts()], dtype=np.float64)
+
+
+def detect(photo: Image.Image) -> list[Face]:
+    """Every frontal face of about MIN_FACE px and more in a photo of any size, largest first.
+
+    A pyramid: an overview copy at most DETECT_SIDE px wide (upsampled once below 1000 px, as
+    dlib's examples do) finds the big faces; where it cannot see a MIN_FACE face, levels of
+    overlapping full-resolution tiles (`_levels`, `_tiles`; the first enlarged FINE_SCALE
+    times) find the small ones, tile by tile (a 50 MP photo needs ~100 MB more), skipping what
+    is flat in the overview. Boxes of one face found twice are merged (the overview's, then
+    the coarser level's, kept); landmarks are predicted on the full-resolution photo, so
+    alignment is as precise as the photo."""
+    from scipy.ndimage import maximum_filter, minimum_filter
+
+    detector, predictor = _dlib_models()
+    rgb = photo if photo.mode == "RGB" else photo.convert("RGB")
+    small, scale, upsample = _overview(rgb)
+    boxes, scores, _ = detector.run(np.asarray(small), upsample, 0.0)
+    found = [[((_to_photo(b.left(), 0, 1 / scale), _to_photo(b.top(), 0, 1 / scale),
+                _to_photo(b.right(), 0, 1 / scale), _to_photo(b.bottom(), 0, 1 / scale)), float(s))
+              for b, s in zip(boxes, scores) if s >= MIN_SCORE]]
+    levels = _levels(WINDOW / (scale * 2 ** upsample))
+    if levels:
+        grey = np.asarray(small.convert("L"))
+        busy = (maximum_filter(grey, 3) - minimum_filter(grey, 3)) >= FLAT
+        found += [_scan(detector, rgb, s, busy, scale) for s in reversed(levels)]
+    kept: list[tuple[tuple[float, ...], float]] = []
+    for level in found:  # the overview first, then coarse to fine
+        for box, score in sorted(level, key=lambda f: -f[1]):
+            if not any(_same_face(box, k[0]) for k in kept):
+                kept.append((box, score))
+    faces = []
+    for box, score in kept:
+        l, t, r, b = (int(round(v)) for v in box)
+        faces.append(Face((l, t, r, b), _landmarks(predictor, rgb, (l, t, r, b)), score))
     return sorted(faces, key=lambda f: (-f.area, -f.score))
 
 
@@ -218,7 +374,7 @@ def align(photo: Image.Image, face: Face | None, recipe: str, size: int,
     if recipe in FACE_RECIPES:
         if face is None:
             raise UserError("No face was found in this photo: try a photo where the face is "
-                            "frontal and at least 80 pixels wide, or use the plain framing.")
+                            f"frontal and at least {MIN_FACE} pixels wide, or use the plain framing.")
         quad = face_quad(face, recipe)
         image = _face_crop(photo, quad, recipe)
         if size != DATASET_SIZE:
@@ -375,8 +531,8 @@ def frame_photo(photo: Image.Image, framing: str, size: int, content: tuple[int,
         faces = detect(photo)
         if not faces:
             raise UserError("No face was found in this photo (the detector needs a frontal face "
-                            "at least about 80 pixels wide). Tick \"Plain framing\" to use a "
-                            "centre crop instead.")
+                            f"at least about {MIN_FACE} pixels wide). Tick \"Plain framing\" to use "
+                            "a centre crop instead.")
         index = min(max(int(face or 1), 1), len(faces)) - 1
         return FramedPhoto(photo, align(photo, faces[index], framing, size), tuple(faces), index)
     recipe = "center" if framing in FACE_RECIPES else framing

@@ -97,6 +97,13 @@ def set_label(generator: str, layer: int, rank_c: int | str, rank_s: int | str, 
     return f"{generator} · layer {layer} · ranks [{rank_c}, {rank_s}] ({origin})"
 
 
+def part_choices(label: str | None) -> list[tuple[str, int]]:
+    """A factor set's parts as the Part(s) list offers them, read from its label (nothing is
+    loaded), so the list is filled on a fresh visit before any picture is made."""
+    found = re.search(r"ranks \[\d+, (\d+)\]", label or "")
+    return [(f"part {r}", r) for r in range(int(found[1]))] if found else []
+
+
 @dataclass
 class FactorSet:
     """Factors for one generator layer: appearances A [C, R_C], parts P [S, R_S]."""
@@ -432,10 +439,9 @@ def factors_and_model(ctx: AppContext, label: str | None) -> tuple[FactorSet, St
 
 def factor_needs(ctx: AppContext, label: str | None, *_, **__) -> list[str]:
     """What a call needs before it computes (`core.gpu`): the factor set, read into the app's
-    library here (a worker forked later holds it), and its generator."""
-    if not label:
-        raise UserError("No factors yet: pick a factor set or compute one below.")
-    return [library(ctx).get(label).generator]
+    library here (a worker forked later holds it), and its generator, loaded."""
+    fs, _ = factors_and_model(ctx, label)
+    return [fs.generator]
 
 
 def compute_needs(ctx: AppContext, model_id: str | None, *_, **__) -> list[str]:
@@ -767,7 +773,8 @@ def _build_edit(wiring: TabWiring, picker: Picker, labels: list[str]) -> None:
     """Parts gallery, part/appearance/strength/preset, the edit list, the result pictures, examples."""
     parts_gallery = gr.Gallery(label="Parts (click to select)", columns=8, height=200, format="png")
     with gr.Row():
-        parts = gr.Dropdown([], multiselect=True, label="Part(s)", scale=2)
+        first = part_choices(labels[0] if labels else None)
+        parts = gr.Dropdown(first, value=[0] if first else [], multiselect=True, label="Part(s)", scale=2)
         appearance = gr.Number(value=0, precision=0, minimum=0, label="Appearance", scale=1)
         strength = gr.Slider(-300, 300, value=50, step=1, label="Strength λ", scale=3)
         preset = gr.Dropdown([], label="Annotated edit (the authors')", scale=2)

@@ -762,25 +762,27 @@ def share_code(s: Session | None) -> PhotoCode | dict:
 
 
 class ContinuedOutputs(NamedTuple):
-    """A photo code's widgets: model, session, SAM reconstruction, result in the photo, status."""
+    """A photo code's widgets: model, session, SAM reconstruction, result in the photo, status,
+    the session's photo code (what PandA and Generate edit and show)."""
     model_id: str
     session: Session
     reconstruction: np.ndarray
     in_photo: np.ndarray | None
     status: str
+    photo_code: PhotoCode
 
 
 @gpu_task(duration=60, needs=code_needs)
 def continue_from_code(ctx: AppContext, file: str | None, code: PhotoCode | None,
                        progress=gr.Progress()) -> ContinuedOutputs:
     """Edit here a photo code made elsewhere: a saved run (`file`, from "Download all" of
-    any StyleGAN2 tab) or the session's (PandA's quick inversion) -> (model, session, the
-    reconstruction, it in the photo, status line). The codes are not inverted again."""
+    any StyleGAN2 tab) or the session's -> (model, session, the reconstruction, it in the
+    photo, status line, the session's photo code: a loaded run's code reaches PandA and
+    Generate too). The codes are not inverted again."""
     if file:
         code = code_from_bundle(open_run(file))
     if code is None:
-        raise UserError("No photo code yet: invert a photo here (step 2) or in PandA, or load a "
-                        "saved run.")
+        raise UserError("No photo code yet: invert a photo here (step 2), or load a saved run.")
     progress(0.2, desc=f"Rendering with {code.model_id}")
     G = generator(ctx, code.model_id)
     target, frame = (prepare_target(code.framed.aligned) if code.framed is not None
@@ -789,7 +791,7 @@ def continue_from_code(ctx: AppContext, file: str | None, code: PhotoCode | None
                 codes=Codes(code.w_plus, dict(code.deltas), dict(code.masks)), framed=code.framed)
     picture, in_photo = shown_reconstruction(G, s)
     line = f"Editing the {code.describe()}: pick a direction below (step 3)."
-    return ContinuedOutputs(code.model_id, s, picture, in_photo, line)
+    return ContinuedOutputs(code.model_id, s, picture, in_photo, line, code)
 
 
 def strength_for(label: str | None, value: float = 0.0) -> dict:
@@ -1003,12 +1005,13 @@ def _build_invert(shared: Shared, layer_editor: gr.ImageEditor) -> None:
         [shared.session, recon, baseline, target, shared.metrics, shared.codes_file, in_photo, code],
         api_name="sam_invert")
     with gr.Accordion("Or continue from a photo code: the session's, or a saved run", open=False):
-        gr.Markdown("A photo inverted in PandA, or a run saved with \"Download all\" (from "
-                    "this tab, PandA or Generate), opens here for editing without inverting it again.")
+        gr.Markdown("The session's photo code, or a run saved with \"Download all\" (from "
+                    "this tab, PandA or Generate), opens here for editing without inverting it "
+                    "again; a loaded run's code becomes the session's (PandA and Generate use it).")
         with gr.Row():
             use_code = gr.Button("Edit the session's photo code")
             saved = gr.File(label="Load a run (.zip)", file_types=[".zip"], type="filepath")
-    continued = [shared.model_id, shared.session, recon, in_photo, shared.metrics]
+    continued = [shared.model_id, shared.session, recon, in_photo, shared.metrics, code]
     shared.wiring.on(use_code.click, continue_from_code, [gr.State(None), code], continued,
                      record=False, api_name="sam_use_code")
     shared.wiring.on(saved.upload, continue_from_code, [saved, code], continued, record=False,

@@ -199,3 +199,12 @@ def test_presets_and_part_clicks_called_directly(ctx):
     assert panda.select_part([0], SimpleNamespace(index=2)) == [0, 2]
     assert panda.select_part([0, 2], SimpleNamespace(index=2)) == [0, 2]
     assert panda.select_part(None, SimpleNamespace(index=1)) == [1]
+
+
+def test_the_part_list_is_filled_on_a_fresh_visit():
+    """Editing your photo must not wait for a sample: the parts come from the set's label."""
+    from demos.panda import part_choices, set_label
+
+    label = set_label("tiny-sam", 5, 8, 4, "published")
+    assert part_choices(label) == [(f"part {r}", r) for r in range(4)]
+    assert part_choices(None) == []

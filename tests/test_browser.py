@@ -242,7 +242,8 @@ CASES = [
                 Click("Render base picture", then="Paint regions: one brush colour per target class")),
          fix=(Choose("Class for colour 1 (#FE2712)", "5: electric ray"),),
          paint="Paint regions: one brush colour per target class", result="After"),
-    Case("panda", tab="panda", run="Edit", error=r"Pick at least one part",
+    Case("panda", tab="panda", run="Edit", error=r"Enter a seed",  # part 0 is picked on arrival
+         setup=(Fill("Seed(s)", ""),),
          fix=(Fill("Seed(s)", "3", enter=True), WaitPicture("Parts (click to select)")),
          result="Edited"),
     Case("models", tab="models", run="Download", error=r"tiny-offline",

@@ -164,7 +164,7 @@ def test_grayscale_and_rgba_photos_are_aligned(astronaut, tmp_path):
 
 
 def test_a_24_megapixel_photo_is_bounded(astronaut):
-    """Detection runs on a downscaled copy, landmarks and the crop on the full photo."""
+    """A big face is found on the downscaled overview, landmarks and the crop on the full photo."""
     big = astronaut.resize((4000, 4000), Image.Resampling.BILINEAR)
     photo = Image.new("RGB", (6000, 4000), (100, 110, 120))
     photo.paste(big, (1000, 0))
@@ -174,6 +174,79 @@ def test_a_24_megapixel_photo_is_bounded(astronaut):
     small = detect(astronaut)[0]
     expected = (face_quad(small, "ffhq") + 0.5) * (4000 / 512) - 0.5 + np.array([1000, 0])
     assert np.abs(framed.aligned.quad - expected).max() < 0.03 * 4000 / 512 * 90 * 2
+
+
+HEAD = (110, 10, 330, 250)  # the astronaut's head in her photo; her face (dlib's box) is 90 px wide
+
+
+def small_head(astronaut, face_px: float) -> Image.Image:
+    """The astronaut's head, scaled so that her face is about `face_px` wide."""
+    k = face_px / 90
+    return astronaut.crop(HEAD).resize((round(220 * k), round(240 * k)), Image.Resampling.LANCZOS)
+
+
+def test_a_50_px_face_in_a_24_megapixel_photo_is_found_as_in_a_small_photo(astronaut):
+    """A phone photo's small face: the same pixels give the same face in a 640 x 480 photo
+    (found on the overview) and in the far corner of a 6000 x 4000 one (found by the tiles)."""
+    head = small_head(astronaut, 50)
+    spot = (640 - 20 - head.width, 480 - 20 - head.height)
+    small = Image.new("RGB", (640, 480), (100, 110, 120))
+    small.paste(head, spot)
+    big = Image.new("RGB", (6000, 4000), (100, 110, 120))
+    offset = np.array([6000 - 640, 4000 - 480])
+    big.paste(head, tuple(offset + spot))
+    expected = detect(small)
+    assert len(expected) == 1
+    started = time.perf_counter()
+    found = detect(big)
+    assert time.perf_counter() - started < 30
+    assert len(found) == 1 and 40 <= found[0].box[2] - found[0].box[0] <= 60
+    assert np.abs(face_quad(found[0], "ffhq") - (face_quad(expected[0], "ffhq") + offset)).max() < 2.0
+    framed = frame_photo(big, "ffhq", 64)
+    assert np.abs(framed.aligned.quad - face_quad(found[0], "ffhq")).max() < 1e-9
+
+
+def test_two_small_faces_far_apart_are_both_found(astronaut):
+    big = Image.new("RGB", (6000, 4000), (100, 110, 120))
+    big.paste(small_head(astronaut, 44), (30, 30))
+    big.paste(small_head(astronaut, 60), (6000 - 200, 4000 - 200))
+    found = detect(big)
+    assert len(found) == 2
+    assert found[0].box[0] > 5500 and found[0].box[1] > 3500  # the larger, bottom right
+    assert found[1].box[2] < 200 and found[1].box[3] < 200
+
+
+def test_faces_on_tile_seams_are_found_once(astronaut):
+    """A face across the seam of two tiles (or four) is found once, by the tile that holds
+    its centre, whatever its size between the tiles' reach and the overview's."""
+    from core.faces import _levels, _tiles
+
+    big = Image.new("RGB", (6000, 4000), (100, 110, 120))
+    levels = _levels(80 * 6000 / 1600)
+    assert levels[0] == 1.75 and len(levels) == 2
+    cores = [core for core, _ in _tiles(big.size, levels[0])]
+    assert [c[:2] for c in cores] == [(0, 0), (2000, 0), (4000, 0), (0, 2000), (2000, 2000), (4000, 2000)]
+    expected = [(2000, 600), (4000, 3000), (2000, 2000), (4000, 1000)]  # on seams; a 4-tile corner
+    for size, (x, y) in zip((45, 70, 150, 260), expected):
+        cx, cy = 110 * size / 90, 111 * size / 90  # the face's centre in the head picture
+        big.paste(small_head(astronaut, size), (round(x - cx), round(y - cy)))
+    found = detect(big)
+    assert len(found) == 4
+    centres = np.array([((f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2) for f in found])
+    for x, y in expected:
+        assert (np.abs(centres - [x, y]).max(1) < 40).sum() == 1
+
+
+def test_a_small_face_amid_texture_and_no_face_in_texture(astronaut):
+    """Tiles scan textures at a high scale, where grass and gravel can score like a weak
+    face: a second look at the face's size keeps the face and drops the texture."""
+    photo = Image.new("RGB", (2400, 1600))
+    for i, name in enumerate(("grass", "gravel", "brick", "coffee", "rocket", "chelsea")):
+        texture = Image.fromarray(getattr(skimage_data, name)()).convert("RGB").resize((800, 800))
+        photo.paste(texture, ((i % 3) * 800, (i // 3) * 800))
+    photo.paste(small_head(astronaut, 46), (1100, 700))
+    found = detect(photo)
+    assert len(found) == 1 and 1100 < found[0].box[0] < found[0].box[2] < 1100 + 160
 
 
 # ---- the other recipes and the paste-back --------------------------------------------------

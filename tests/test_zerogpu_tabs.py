@@ -227,6 +227,16 @@ def test_sam_invert_edit_reload_then_panda_edits_the_photo(app):
     with through_the_wrapper(app), pytest.raises(AppError, match="belongs to model 'tiny-sam', not 'tiny-sg2'"):
         client.predict(SG2_LABEL, [0], 1, 60.0, NO_EDIT_ROWS, api_name="/panda_edit_photo")
 
+    # tomorrow: a new session loads the saved run in SAM, and PandA edits that code
+    tomorrow = Client(client.src, verbose=False)
+    with through_the_wrapper(app):
+        tomorrow.predict(handle_file(saved), api_name="/sam_load_run")
+    with through_the_wrapper(app):
+        tomorrow.predict(SAM_LABEL, "0", 1.0, False, api_name="/panda_parts")
+    with through_the_wrapper(app):
+        original, same, _, _ = tomorrow.predict(SAM_LABEL, [0], 1, 0.0, NO_EDIT_ROWS, api_name="/panda_edit_photo")
+    assert np.array_equal(read_png(original), rec) and np.array_equal(read_png(same), rec)
+
 
 def test_an_error_raised_in_the_worker_reaches_the_visitor(app):
     """A new visitor (no photo code in their session): PandA's sentence, raised in the
