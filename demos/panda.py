@@ -717,7 +717,7 @@ def compute_factors(ctx: AppContext, model_id: str | None, layer: float, rank_s:
         Z = pf.collect_features(G, layer, n, chunk=chunk,
                                 progress=lambda d, t: progress(0.5 * d / t, desc=f"Features {d}/{t}"))
         A, P = pf.fit(Z, C, rank_s, max_iters=int(iters),
-                      progress=lambda d, t: progress(0.5 + 0.5 * d / t, desc=f"L-BFGS-B on the parts, iteration {d}"))
+                      progress=lambda d, t: progress(0.5 + 0.5 * d / t, desc=f"Their update, then L-BFGS-B on the parts: iteration {d}"))
         del Z
     else:
         stats = pf.collect_stats(G, layer, pf.hosvd_draws(n), chunk=chunk, with_gram=False,
@@ -849,7 +849,7 @@ def _build_compute(wiring: TabWiring, factor_set: gr.Dropdown, open_: bool) -> N
             solver = gr.Radio(list(SOLVERS.items()), value="full", label="Solver")
         with gr.Row():
             samples = gr.Slider(50, 5000, value=1000, step=50, label="Samples (full gradient; HOSVD init)")
-            iters = gr.Slider(10, 2000, value=500, step=10, label="Max iterations (full gradient)")
+            iters = gr.Slider(10, 5000, value=2000, step=10, label="Max iterations (full gradient)")
             steps = gr.Number(value=pf.AUTHORS_STEPS, precision=0, minimum=1, label="Steps (stochastic)")
             lr = gr.Number(value=pf.AUTHORS_LR, minimum=0, label="lr (stochastic)")
         compute = gr.Button("Compute factors")

@@ -255,6 +255,146 @@ def test_fit_reaches_the_converged_algorithm1_objective(converged):
     assert f_fixed >= 1.01 * f_alg
 
 
+def relu_blobs(N: int = 48, C: int = 24, side: int = 8, blobs: int = 5, seed: int = 0) -> torch.Tensor:
+    """Non-negative, spatially structured features: a few Gaussian blobs mixed per channel with
+    per-sample weights, plus noise, through a ReLU [N, C, S] (the issue's "another basin")."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(side, dtype=F64), torch.arange(side, dtype=F64), indexing="ij")
+    centres = torch.rand(blobs, 2, generator=g, dtype=F64) * (side - 1)
+    maps = torch.stack([torch.exp(-((yy - a) ** 2 + (xx - b) ** 2) / 4.5).reshape(-1) for a, b in centres])
+    mix = torch.randn(C, blobs, generator=g, dtype=F64)
+    weights = torch.randn(N, 1, blobs, generator=g, dtype=F64)
+    return ((mix * weights) @ maps + 0.3 * torch.randn(N, C, side * side, generator=g, dtype=F64)).clamp_min(0)
+
+
+def theirs_gradients(Z, A, P):
+    """dL/dP and dL/dA of the paper (their `Us_g`, `Uc_g`) with the products reordered through
+    Z_i P, written here apart from the engine."""
+    B = A @ A.t()
+    ZP = Z @ P
+    U1 = torch.einsum("ncs,ncr->sr", Z, B @ ZP)
+    U2 = torch.einsum("ncs,ncr->sr", Z, B @ (B @ ZP))
+    Q1 = torch.einsum("ncr,ndr->cd", ZP, ZP)
+    Q2 = torch.einsum("ncr,rq,ndq->cd", ZP, P.t() @ P, ZP)
+    return (-4 * U1 + 2 * (P @ (P.t() @ U2) + U2 @ (P.t() @ P)),
+            -4 * Q1 @ A + 2 * (B @ Q2 @ A + Q2 @ B @ A))
+
+
+def theirs_thin_step(Z, A, P, lr):
+    """Their update (`authors_decompose_step`): P <- max(0, P - lr dL/dP), then A <- A - lr dL/dA
+    at the new P."""
+    P = (P - lr * theirs_gradients(Z, A, P)[0]).clamp_min(0)
+    return A - lr * theirs_gradients(Z, A, P)[1], P
+
+
+def theirs_converged(Z, rank_c, rank_s, max_steps=1000, window=100, rtol=1e-7):
+    """The authors' loop, full gradient at 0.3 / ||K|| from their init, until a window lowers L
+    by less than rtol (relative) -> the lower of its last L and that iterate's stationary value
+    (the reference's own L-BFGS-B on A and P together: their loop only creeps at the end, and
+    in flat valleys rests on plateaus for thousands of steps)."""
+    from scipy.optimize import minimize
+
+    Z = Z.double()
+    A, P = authors_init(Z, rank_c, rank_s)
+    lr = 0.3 / float(torch.linalg.matrix_norm(gram(Z), ord=2))
+    f = last = float(pf.objective_direct(Z, A, P))
+    for _ in range(0, max_steps, window):
+        for _ in range(window):
+            A, P = theirs_thin_step(Z, A, P, lr)
+        f = float(pf.objective_direct(Z, A, P))
+        if last - f <= rtol * last:
+            break
+        last = f
+    n = A.numel()
+
+    def value_and_grad(x):
+        a, p = torch.from_numpy(x[:n]).view(A.shape), torch.from_numpy(x[n:]).view(P.shape)
+        gP, gA = theirs_gradients(Z, a, p)
+        value = (Z - a @ (a.t() @ Z @ p) @ p.t()).square().sum()
+        return float(value), np.concatenate([gA.reshape(-1).numpy(), gP.reshape(-1).numpy()])
+
+    bounds = [(None, None)] * n + [(0, None)] * P.numel()
+    x = np.concatenate([A.reshape(-1).numpy(), P.reshape(-1).numpy()])
+    polished = minimize(value_and_grad, x, jac=True, method="L-BFGS-B", bounds=bounds,
+                        options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-9}).fun
+    return min(f, float(polished))
+
+
+def test_their_reordered_update_is_theirs():
+    Z = relu_blobs(6, 5, 4, seed=3)
+    A, P = authors_init(Z, 5, 3)
+    lr = 0.3 / float(torch.linalg.matrix_norm(gram(Z), ord=2))
+    Uc, Us = A, P
+    for _ in range(3):
+        A, P = theirs_thin_step(Z, A, P, lr)
+        Uc, Us = authors_decompose_step(Z, Uc, Us, lr)
+    torch.testing.assert_close(A, Uc, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(P, Us, rtol=1e-10, atol=1e-12)
+
+
+def _gaussian(N: int, C: int, S: int) -> torch.Tensor:
+    return torch.randn(N, C, S, generator=torch.Generator().manual_seed(0), dtype=F64)
+
+
+FAMILIES = {  # name: (features, R_C, R_S), small enough to run in seconds
+    "gaussian": (lambda: _gaussian(16, 8, 64), 8, 4),
+    "planted parts": (lambda: planted(block_parts(8, 0), N=24, C=8, noise=0.05, seed=0), 8, 4),
+    "relu blobs": (lambda: relu_blobs(24, 12, seed=0), 12, 6),
+    "relu blobs, R_C < C": (lambda: relu_blobs(24, 12, seed=1), 6, 5),
+    "relu blobs, float32": (lambda: relu_blobs(24, 12, seed=2).float(), 12, 6),
+}
+ISSUE_CASES = {  # the two measured failures at the issue's sizes, and overcomplete parts, whose
+    # flat valleys take L-BFGS-B ~1000 iterations (SPATIAL_GAN_SLOW=1)
+    "planted parts, overcomplete [8, 6]": (lambda: planted(block_parts(8, 0), N=24, C=8, noise=0.05, seed=0), 8, 6),
+    "relu blobs N=48, C=24, [24, 6]": (lambda: relu_blobs(48, 24, seed=0), 24, 6),
+    "planted parts [16, 8], float64": (lambda: planted(block_parts(8, 0), N=40, C=16, noise=0.05, seed=0), 16, 8),
+    "planted parts [12, 8], float32": (lambda: planted(block_parts(8, 1), N=30, C=12, noise=0.05, seed=1).float(), 12, 8),
+}
+
+
+def _check_fit_against_their_loop(make, rank_c: int, rank_s: int) -> None:
+    Z = make()
+    A, P = pf.fit(Z, rank_c, rank_s)
+    assert A.shape == (Z.shape[1], rank_c) and P.shape == (Z.shape[2], rank_s) and (P >= 0).all()
+    f_fit = float(pf.objective_direct(Z.double(), A.double(), P.double()))
+    assert f_fit <= 1.005 * theirs_converged(Z, rank_c, rank_s)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_fit_never_ends_above_their_converged_loop(family):
+    """The issue's bound: fit's L at most 0.5 % above the authors' loop run to convergence from
+    their init, on each family of generated features."""
+    _check_fit_against_their_loop(*FAMILIES[family])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(ISSUE_CASES))
+def test_fit_never_ends_above_their_converged_loop_on_the_issue_cases(case):
+    """The measured failures: blobs through a ReLU, where the fixed-A warm start led into a
+    basin 1.5 % above theirs, and overcomplete planted parts, where stopping on relative
+    decrease alone (or at 500 iterations) ended 0.4-8 % above."""
+    _check_fit_against_their_loop(*ISSUE_CASES[case])
+
+
+def test_settle_follows_their_update_and_the_polish_stops_on_the_projected_gradient():
+    Z = relu_blobs(16, 8, seed=4)
+    A0, P0 = authors_init(Z, 8, 3)
+    trK = float(Z.square().sum())
+    lr = 0.3 / float(torch.linalg.matrix_norm(gram(Z), ord=2))
+    A, P, steps = pf.settle(Z, A0, P0, lr, 7, trK)
+    Uc, Us = A0, P0
+    for _ in range(7):
+        Uc, Us = authors_decompose_step(Z, Uc, Us, lr)
+    assert steps == 7
+    torch.testing.assert_close(A, Uc, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(P, Us, rtol=1e-10, atol=1e-12)
+    # polished: a stationary point (projected gradient ~0 relative to L / ||P||), not a stall
+    P, B, f = pf.descend_parts(Z, P, trK, 2000, 1e-12)
+    _, g, _ = pf._reduced(Z, P, trK)
+    projected = torch.where(P > 0, g, g.clamp_max(0))
+    assert float(projected.abs().max()) <= 1e-5 * float(f) / float(P.norm())
+
+
 def test_fit_with_fewer_appearances_than_channels():
     Z = planted(block_parts(8, 1), N=40, C=16, noise=0.05, seed=1)
     A, P = pf.fit(Z, 8, 4)

@@ -109,7 +109,8 @@ def test_handlers_predict_invert_and_edit_without_the_app(files, tmp_path):
     assert code.model_id == "tiny-sam" and torch.equal(code.w_plus, s.codes.w_plus)  # the session's photo code
 
     saved = run.write(tmp_path / "saved")  # "Download all", then "Load a run (.zip)"
-    model, reopened, rec_again, in_photo_again, status = sam.continue_from_code(ctx, str(saved), None)
+    model, reopened, rec_again, in_photo_again, status, handed = sam.continue_from_code(ctx, str(saved), None)
+    assert handed.model_id == "tiny-sam" and torch.equal(handed.w_plus, s.codes.w_plus)  # PandA, Generate get it
     assert model == "tiny-sam" and "photo code of tiny-sam" in status
     np.testing.assert_array_equal(rec_again, rec)
     np.testing.assert_array_equal(in_photo_again, in_photo)
