@@ -563,7 +563,7 @@ def _fetch_from(entry: WeightEntry, force: bool, tqdm_class) -> Path:
         return entry.path
     from huggingface_hub import constants, errors
 
-    online = download.unreachable(constants.ENDPOINT) is None  # one quick probe
+    online = not _offline() and download.unreachable(constants.ENDPOINT) is None  # one quick probe
     try:
         local = Path(_hub_download(entry.hub, force_download=force and online, tqdm_class=tqdm_class,
                                    local_files_only=not online))

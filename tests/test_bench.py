@@ -17,6 +17,7 @@ from core.models.stylegan2 import StyleGAN2Generator
 SAM_CONFIG = {"size": 256, "style_dim": 32, "n_mlp": 2, "channel_multiplier": 2, "channel_max": 8}
 
 
+@pytest.mark.slow  # CI runs it
 def test_sam_precision_rows_compare_the_loss_after_n_steps_to_float32():
     torch.manual_seed(3)
     G = StyleGAN2Generator(**SAM_CONFIG).eval().requires_grad_(False)

@@ -493,6 +493,7 @@ def test_a_face_photo_end_to_end(files, tmp_path):
         assert np.array_equal(bundle.images["photo"], photo)
 
 
+@pytest.mark.slow  # ~30 s: CI runs it
 def test_layer_map_inversion_and_edits(files, tmp_path):
     with app_client(registry(files, tmp_path)) as client:
         gallery, seg_pic, editor, info = predict(client, photo(tmp_path))
@@ -601,6 +602,7 @@ def test_the_authors_predictor_drives_the_layer_map(files, tmp_path):
         assert "predicted by `tiny-predictor`" in info and len(gallery) == 5
 
 
+@pytest.mark.slow  # ~20 s: CI runs it
 def test_letterboxed_generators_work_on_the_picture_area(files, tmp_path):
     """Cars: the picture area is 4:3 between bars; maps, losses and results cover only it."""
     car = entry("tiny-car", "stylegan2", files / "sg2-256.pt", SAM_SG2,

@@ -49,6 +49,7 @@ def test_generate_runs_in_a_forked_worker_and_a_second_call_loads_nothing(
     assert len(lines) == 1 and lines[0].startswith(f"{os.getpid()} ")  # loaded once, here
 
 
+@pytest.mark.slow  # CI runs it
 def test_a_reused_worker_loads_a_model_prepared_after_its_fork_once(zerogpu, loads, tmp_path, tiny_sg2_file):
     """`spaces` reuses a handler's idle worker (per GPU slot). A model first prepared here after
     that worker was forked is not in its memory: the worker reads it once from the local file
@@ -140,6 +141,7 @@ def test_a_zerogpu_job_reports_progress_and_stops_within_a_few_steps_once_cancel
     assert _count(steps) == settled < 3 + 400 - 20  # stopped, long before its 400 steps
 
 
+@pytest.mark.slow  # CI runs it
 def test_zerogpu_runs_calls_side_by_side(crunch_app, zerogpu):
     from gradio_client import Client
 
