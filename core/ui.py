@@ -1,17 +1,16 @@
-"""Gradio-side helpers shared by the tabs: the one handler decorator, wiring, shared widgets.
+"""Gradio-side helpers shared by the tabs: wiring, shared widgets, what goes out and comes in.
 
 A tab's handlers are module-level functions `handler(ctx, *values) -> outputs`: plain
 functions of the context and the widgets' values, testable without a running app. Those that
-use a model carry `@gpu_task(duration)` (ZeroGPU's `spaces.GPU` where it exists, errors
-translated for people); `TabWiring.on` binds the context, queues them on the one GPU lane and
-appends the tab's "Download all" state to their outputs (their last return value is the run's
-`core.recipe.Run`, made with `record`).
+use a model carry `@gpu_task(duration, needs=...)` (core/gpu.py: prepared here, computed in
+place or in a ZeroGPU worker, errors translated for people); `TabWiring.on` binds the context,
+queues them on the GPU lane and appends the tab's "Download all" state to their outputs (their
+last return value is the run's `core.recipe.Run`, made with `record`).
 """
 from __future__ import annotations
 
 import functools
 import inspect
-import logging
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -19,15 +18,11 @@ from typing import Sequence
 
 import gradio as gr
 import numpy as np
-import torch
 from PIL import Image
 
 from core.errors import UserError
 from core.gpu import translate
 from core.runtime import lanes
-
-log = logging.getLogger("spatial_gan_studio")
-
 
 GPU_LANE = "gpu"  # every model-using event shares this concurrency id (`core.gpu.lanes` at once)
 

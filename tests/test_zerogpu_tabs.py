@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from helpers import (EMPTY_EDITOR, NO_EDIT_ROWS, app_client, editor_value, every_tab_registry, png_file,
-                     quadrant_parts, read_png, tiny_sg2_entry, write_registry)
+                     quadrant_parts, read_png, write_registry)
 from zerogpu import Scheduler, zero_gpu_mode
 
 from core.models.stylegan2 import StyleGAN2Generator, panda_layer
