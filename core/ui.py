@@ -156,7 +156,7 @@ class DownloadAll:
         self.ctx, self.tab = ctx, tab
         self.state = gr.State(None)
 
-    def render(self, label: str = "📦 Download all (.zip)") -> tuple[gr.Button, gr.File]:
+    def render(self, label: str = "Download all (.zip)") -> tuple[gr.Button, gr.File]:
         with gr.Row():
             button = gr.Button(label, scale=0, min_width=260)
             file = gr.File(label="Last run: pictures, masks, latents (.npz) and recipe.json",

@@ -186,7 +186,7 @@ def build_tab(ctx: AppContext) -> None:
             model = gr.Dropdown(ids, value=ids[0] if ids else None, label="Model")
             with gr.Row():
                 seed = gr.Number(value=1, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
-                dice = gr.Button("🎲 Random seed", scale=0)
+                dice = gr.Button("Random seed", scale=0)
             psi = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="Truncation ψ")
             run = gr.Button("Generate", variant="primary")
         with gr.Column():

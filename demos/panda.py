@@ -753,7 +753,7 @@ def _build_picker(labels: list[str]) -> Picker:
                                  scale=3, allow_custom_value=False)
         seed = gr.Textbox(value="0", label="Seed(s)", scale=1,
                           placeholder="0 or 1, 5, 7 (a batch); seed t = the authors' sample t")
-        dice = gr.Button("🎲", scale=0)
+        dice = gr.Button("Random seed", scale=0)
         psi = gr.Slider(0.0, 1.0, value=DEFAULT_TRUNCATION, step=0.05, label="Truncation ψ", scale=2)
         refine = gr.Checkbox(False, label="Refine parts per sample (Eq. 6)", scale=1)
     dice.click(random_seed, None, seed, queue=False, api_name=False)

@@ -1503,7 +1503,7 @@ def _build_random(shared: Shared) -> None:
     wiring, model_id, first = shared.wiring, shared.model_id, shared.first
     with gr.Row():
         seeds = gr.Textbox(value="0, 1, 2, 3", label="Seed(s)", scale=3)
-        dice = gr.Button("🎲", scale=0)
+        dice = gr.Button("Random seed", scale=0)
         run = gr.Button("Generate", variant="primary", scale=1)
     gallery = gr.Gallery(label="Samples", columns=4, format="png")
     inputs = [model_id, seeds, shared.psi]
