@@ -230,14 +230,20 @@ class GpuTask:
         return self.on_gpu, ctx, True
 
     # -- the handler Gradio calls --
+    def start(self, ctx, args: tuple, kwargs: dict) -> tuple[Callable, Any, bool]:
+        """Prepare the call and pick where it computes (`gpu_function`); on ZeroGPU a call
+        longer than allowed is refused here, before any GPU is asked for."""
+        self.prepare(ctx, args, kwargs)
+        compute, context, exclusive = self.gpu_function(ctx)
+        if not exclusive:
+            self.seconds(ctx, args, kwargs)
+        return compute, context, exclusive
+
     def run(self, ctx, *args, **kwargs):
         if in_worker():  # a handler called by another one, already on the GPU
             return self.compute(ctx, *args, **kwargs)
         try:
-            self.prepare(ctx, args, kwargs)
-            compute, context, exclusive = self.gpu_function(ctx)
-            if not exclusive:
-                self.seconds(ctx, args, kwargs)  # a sentence before any GPU is asked for
+            compute, context, exclusive = self.start(ctx, args, kwargs)
             with watching() as call, lane(exclusive):
                 reply = compute(context, call, args, kwargs)
         except Exception as e:
@@ -250,10 +256,7 @@ class GpuTask:
             yield from self.compute(ctx, *args, **kwargs)
             return
         try:
-            self.prepare(ctx, args, kwargs)
-            compute, context, exclusive = self.gpu_function(ctx)
-            if not exclusive:
-                self.seconds(ctx, args, kwargs)
+            compute, context, exclusive = self.start(ctx, args, kwargs)
         except Exception as e:
             raise translate(e) from e
         with watching() as call:
