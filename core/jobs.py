@@ -14,6 +14,7 @@ every model job also runs under one process-wide lock (`lane`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 import threading
@@ -54,6 +55,7 @@ class Cancelled(Exception):
     """The person stopped the job or left; nobody will see its result."""
 
 
+@functools.cache  # made once per process, not at every call
 def _flag_dir() -> Path:
     folder = Path(tempfile.gettempdir()) / "spatial-gan-studio-flags"
     folder.mkdir(exist_ok=True)
