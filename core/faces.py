@@ -25,13 +25,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from core.errors import UserError
-from core.hub import FACE_FRAMINGS as FACE_RECIPES
-from core.hub import FRAMINGS as RECIPES  # the registry's `meta.framing` values
+from core.framing import FACE_FRAMINGS as FACE_RECIPES
+from core.framing import FRAMINGS as RECIPES
+from core.framing import DRAWN, LABELS
 from core.images import open_photo
 
-RECIPE_LABELS = {"ffhq": "aligned face (FFHQ recipe)", "celebahq": "aligned face (CelebA-HQ recipe)",
-                 "squash": "squashed to a square (no crop)", "center": "centre crop",
-                 "letterbox": "letterboxed (black bars)"}
 DATASET_SIZE = 1024  # both face recipes make 1024 px pictures; smaller models use them resized
 DETECT_SIDE = 1600  # the overview copy (big faces, the flat-region map) is this size at most
 MIN_SCORE = 0.2  # weaker detections are mostly not faces (the mission patch in the astronaut photo)
@@ -249,12 +247,14 @@ def detect(photo: Image.Image) -> list[Face]:
 
 
 def face_thumbnails(photo: Image.Image, faces: list[Face], size: int = 96) -> list[Image.Image]:
-    """A small square picture of each face (the tab's gallery to pick one)."""
+    """A small square picture of each face with its hair and chin (the gallery to pick one):
+    the detector's box is the inner face, so the square around it is twice as wide."""
     out = []
     for f in faces:
         l, t, r, b = f.box
-        pad = (r - l) // 4
-        out.append(photo.crop((l - pad, t - pad, r + pad, b + pad)).resize((size, size)))
+        cx, cy, half = (l + r) / 2, (t + b) / 2, max(r - l, b - t)
+        box = tuple(round(v) for v in (cx - half, cy - half, cx + half, cy + half))
+        out.append(photo.crop(box).resize((size, size), Image.Resampling.LANCZOS))
     return out
 
 
@@ -483,10 +483,13 @@ class FramedPhoto:
     aligned: Aligned
     faces: tuple[Face, ...] = ()
     face_index: int | None = None
+    drawn: bool = False  # a picture the model drew, used as drawn (`core.photo_slot.frame_input`)
 
     def note(self) -> str:
         """What the network sees, in words (the label of the "network input" picture)."""
-        what = RECIPE_LABELS[self.aligned.recipe]
+        if self.drawn:
+            return f"Network input: {DRAWN}"
+        what = LABELS[self.aligned.recipe]
         if self.face_index is not None and len(self.faces) > 1:
             what += f", face {self.face_index + 1} of {len(self.faces)}"
         return f"Network input: {what}"
@@ -501,15 +504,6 @@ class FramedPhoto:
                 "face": None if self.face_index is None else self.face_index + 1,
                 "faces_found": len(self.faces), "quad": a.quad.round(3).tolist(),
                 "content": list(a.content)}
-
-
-def framing_sentence(framing: str) -> str:
-    """One sentence for the UI: how a photo becomes this model's network input."""
-    line = f"Photos are framed as this model's training pictures were: {RECIPE_LABELS[framing]}"
-    if framing in FACE_RECIPES:
-        line += (" (the face is found and aligned exactly as the training faces were; tick "
-                 "\"Plain framing\" for a photo without a face)")
-    return line + ", and results go back into your photo where the frame was."
 
 
 def frame_for_model(registry, model_id: str, picture, size: int, face: float | None = 1,

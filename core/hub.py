@@ -30,6 +30,7 @@ from urllib.parse import unquote, urlsplit
 
 from core import download
 from core.errors import UserError, shown_path
+from core.framing import FRAMINGS
 from core.runtime import in_worker
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights.json"
@@ -87,8 +88,6 @@ class EntryMeta:
 _META_TYPES: dict[str, type] = {"content": list, "name": str, "factor": str, "layer": int,
                                 "rank": int, "framing": str}
 FACTORS = ("appearances", "parts")
-FRAMINGS = ("ffhq", "celebahq", "squash", "center", "letterbox")
-FACE_FRAMINGS = ("ffhq", "celebahq")  # the framings that find and align a face
 
 
 @dataclass(frozen=True)

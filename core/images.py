@@ -421,7 +421,7 @@ def example_photos() -> list[ExamplePhoto]:
 def photos_for(framing: str, model_id: str = "") -> list[ExamplePhoto]:
     """The example photos that suit a model: faces for face framings, the cat for cat models,
     the other photos otherwise."""
-    from core.hub import FACE_FRAMINGS
+    from core.framing import FACE_FRAMINGS
 
     photos = example_photos()
     if framing in FACE_FRAMINGS:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from dataclasses import dataclass
 from typing import Callable
 from typing import Sequence
 
@@ -316,40 +315,3 @@ def _checked_number(preprocess: Callable, label: str) -> Callable:
             raise gr.Error(message) from None
     run.guarded = True
     return run
-
-
-# ---- a person's photo: which face, plain framing, the faces found ----------------------------
-@dataclass(frozen=True)
-class PhotoControls:
-    """What every photo-taking tab shows beside its upload: the faces found (click one),
-    the face number the handlers read, and "plain framing" for photos without a face."""
-    faces: gr.Gallery
-    face: gr.Number
-    plain: gr.Checkbox
-
-    @property
-    def inputs(self) -> list:
-        return [self.face, self.plain]
-
-
-def photo_controls() -> PhotoControls:
-    with gr.Row():
-        faces = gr.Gallery(label="Faces found (click one to use it)", columns=6, height=120,
-                           allow_preview=False, format="png", scale=3)
-        with gr.Column(scale=1, min_width=170):
-            face = gr.Number(value=1, precision=0, minimum=1, label="Face (1 = the largest)")
-            plain = gr.Checkbox(value=False, label="Plain framing (no face alignment)")
-    faces.select(_picked_face, None, face, api_name=False, queue=False)
-    return PhotoControls(faces, face, plain)
-
-
-def _picked_face(evt: gr.SelectData) -> int:
-    return int(evt.index) + 1
-
-
-def faces_gallery(framed) -> list[tuple]:
-    """The faces of a `core.faces.FramedPhoto` as gallery items ("face 1 (used)", ...)."""
-    from core.faces import face_thumbnails
-
-    return [(thumb, f"face {i + 1}" + (" (used)" if i == framed.face_index else ""))
-            for i, thumb in enumerate(face_thumbnails(framed.photo, list(framed.faces)))]

@@ -40,17 +40,18 @@ from core.context import AppContext
 from core.device import generator as seeded
 from core.device import placement
 from core.errors import UserError
-from core.faces import FramedPhoto, frame_for_model, framing_sentence
-from core.images import (ExamplePhoto, editor_holds, editor_image_and_mask, editor_is_empty,
+from core.faces import FramedPhoto
+from core.images import (ExamplePhoto, editor_image_and_mask, editor_is_empty,
                          heatmap, mask_picture, photos_for, to_uint8)
 from core.lbfgs import FullBatchLBFGS
 from core.lpips import lpips_distance
 from core.models.generator import Generator
 from core.recipe import Run
 from core.gpu import gpu_task, user_errors
-from core.ui import (GPU_LANE, MAX_SEED, TabWiring, faces_gallery, labelled_examples, licence_line,
-                     photo_controls, quietly, record, seed_picker, shift_range, shift_sliders,
-                     tab_header)
+from core.photo_slot import faces_gallery, frame_input, photo_slot, slot_line, still_shows
+from core.photo_slot import frame_size as slot_frame_size
+from core.ui import (GPU_LANE, MAX_SEED, TabWiring, labelled_examples, licence_line, quietly,
+                     record, seed_picker, shift_range, shift_sliders, tab_header)
 
 if TYPE_CHECKING:  # model code is imported when a model is loaded, not at start-up
     from core.models.proggan import ProGANGenerator
@@ -564,13 +565,6 @@ def framing_of(ctx: AppContext, model_id: str) -> str:
     return ctx.registry.framing_of(ctx.registry.get(model_id))
 
 
-def framing_line(ctx: AppContext, model_id: str | None) -> str:
-    """The one sentence under the photo upload saying how a photo becomes the network input."""
-    if not model_id:
-        return "Pick a domain: photos are framed as its training pictures were."
-    return framing_sentence(framing_of(ctx, model_id))
-
-
 def domain_photos(ctx: AppContext, ids: Sequence[str]) -> list[ExamplePhoto]:
     """The example photos that suit the tab's domains (`photos_for` each, in order, once
     each): faces for the face domains, animals for the others."""
@@ -587,16 +581,14 @@ def frame_for_domain(ctx: AppContext, model_id: str | None, photo: Any, face: fl
                      plain: bool = False) -> FramedPhoto:
     """A person's photo (a path) -> `FramedPhoto` in the paired generator's frame (its size,
     the domain's framing and content area), so the regressor sees it as it saw its training
-    pictures."""
+    pictures (`core.photo_slot.frame_input`: a sample the domain drew is taken as drawn)."""
     if not model_id:
         raise UserError("Pick a domain first.")
-    entry = ctx.registry.get(model_id)
-    generator = ctx.registry.generator_of(entry)
-    size = generator.image_size()
+    size = slot_frame_size(ctx, model_id)
     if not size:
-        raise UserError(f"The registry does not say what size {generator.id} draws: "
-                        f"{model_id} cannot frame a photo for it.")
-    return frame_for_model(ctx.registry, model_id, photo, size, face, plain)
+        raise UserError(f"The registry does not say what size {model_id}'s generator draws: "
+                        f"it cannot frame a photo for it.")
+    return frame_input(ctx, model_id, photo, size, face, plain)[0]
 
 
 def photo_in_use(framed_photo: FramedPhoto | None, value: dict | None) -> FramedPhoto | None:
@@ -604,9 +596,7 @@ def photo_in_use(framed_photo: FramedPhoto | None, value: dict | None) -> Framed
     None once a sample, an example or another picture replaced it, so a result is never
     pasted into a photo it was not made from. A browser's canvas may re-encode the picture,
     so `core.images.editor_holds` allows small differences."""
-    if framed_photo is None or not editor_holds(value, framed_photo.aligned.image):
-        return None
-    return framed_photo
+    return framed_photo if still_shows(value, framed_photo) else None
 
 
 def in_photo_images(framed_photo: FramedPhoto | None, result: np.ndarray,
@@ -694,14 +684,6 @@ def use_photo(ctx: AppContext, model_id: str | None, photo: str | None, face: fl
     return PhotoOutputs(painted_value(picture, None),
                         gr.update(value=picture, label=framed_photo.note()),
                         faces_gallery(framed_photo), framed_photo)
-
-
-def reframe_photo(ctx: AppContext, model_id: str | None, photo: str | None, face: float | None,
-                  plain: bool) -> PhotoOutputs:
-    """Another face or plain framing picked: frame the photo again (nothing to do without one)."""
-    if not photo:
-        return PhotoOutputs(*[gr.update()] * len(PhotoOutputs._fields))
-    return use_photo(ctx, model_id, photo, face, plain)
 
 
 def shift_ranges(ctx: AppContext, model_id: str | None) -> list:
@@ -1069,29 +1051,27 @@ def _picture(wiring: TabWiring, model_id: gr.Dropdown, label: str,
 
 def _photo_input(wiring: TabWiring, model_id: gr.Dropdown, editor: gr.ImageEditor,
                  use_label: str, api_name: str) -> gr.State:
-    """"Your photo" with the photo controls and the example photos: "Use ..." frames it for
-    the domain into `editor`, shows the network input and the faces found, and keeps the
-    FramedPhoto in a session state, returned (the handlers paste results back into it)."""
+    """"Your photo" (the app's photo slot: framed for the domain on upload, faces found,
+    network input): "Use ..." puts the network input into `editor` and keeps the FramedPhoto
+    in a session state, returned (the handlers paste results back into it)."""
     ctx = wiring.ctx
-    first = model_id.value
     with gr.Accordion("Your photo", open=True):
-        line = gr.Markdown(framing_line(ctx, first))
-        with gr.Row():
-            photo = gr.Image(type="filepath", image_mode=None, format="png", label="Your photo")
-            network_input = gr.Image(label="Network input", format="png", interactive=False)
-        controls = photo_controls()
-        use = gr.Button(use_label, variant="secondary")
+        slot_line(ctx, model_id)
         photos = domain_photos(ctx, ctx.model_ids("regressor"))  # the dropdown's domains
-        examples = labelled_examples([[p.path] for p in photos], [p.label for p in photos],
-                                     [photo], label="Example photos") if photos else None
+        with gr.Row():
+            with gr.Column():
+                slot = photo_slot(wiring, model_id, net_input=False, examples=photos)
+            with gr.Column():
+                network_input = gr.Image(label="Network input", format="png", interactive=False)
+                caption = gr.Markdown()
+        use = gr.Button(use_label, variant="secondary")
+    slot.follow(wiring, model_id, network_input, caption)
     kept = gr.State(None)
-    inputs, outputs = [model_id, photo] + controls.inputs, [editor, network_input, controls.faces, kept]
-    wiring.on(model_id.change, framing_line, model_id, line, record=False, queue=False)
+    slot.clears(kept)
+    inputs, outputs = [model_id, *slot.inputs], [editor, network_input, slot.faces, kept]
     wiring.on(use.click, use_photo, inputs, outputs, record=False, api_name=api_name)
-    for trigger in (controls.face.change, controls.plain.change):
-        wiring.on(trigger, reframe_photo, inputs, outputs, record=False)
-    if examples is not None:
-        wiring.on(examples.load_input_event.then, use_photo, inputs, outputs, record=False)
+    if slot.examples is not None:
+        wiring.on(slot.examples.load_input_event.then, use_photo, inputs, outputs, record=False)
     return kept
 
 

@@ -48,13 +48,14 @@ from core.blend import translate
 from core.context import AppContext
 from core.device import placement
 from core.errors import UserError
-from core.faces import FramedPhoto, frame_for_model
+from core.faces import FramedPhoto
 from core.images import (editor_image_and_mask, editor_is_empty, hex_rgb, mask_from_editor,
                          masks_by_colour, photos_for, pil_to_tensor, to_uint8)
 from core.lpips import get_lpips, lpips_distance
 from core.models import STYLEGAN2_ARCHS
 from core.poisson import poisson_blend
 from core.gpu import gpu_task, user_errors
+from core.photo_slot import frame_input, photo_slot
 from core.recipe import Run
 from core.ui import (GPU_LANE, MAX_SEED, TabWiring, labelled_examples, licence_line, quietly,
                      record, shift_range, shift_sliders, tab_header)
@@ -1037,7 +1038,8 @@ class ProjectionOutputs(NamedTuple):
 @gpu_task(duration=projection_seconds, needs=projection_needs)
 def project_photo(ctx: AppContext, model_id: str | None, image: str | np.ndarray | None,
                   class_text: str | None, steps: float, truncation: float, use_aux: bool = True,
-                  progress=gr.Progress()) -> ProjectionOutputs:
+                  face: float | None = 1, plain: bool = False, progress=gr.Progress()
+                  ) -> ProjectionOutputs:
     """Fit the model to a photo; the fit becomes the base picture -> (base state, fit, base
     picture, label editor, loss summary, the network input labelled with what it is, run).
     SNGAN: the paper's Eq. 4 (encoder start, discriminator features); BigGAN-deep: LPIPS
@@ -1045,8 +1047,8 @@ def project_photo(ctx: AppContext, model_id: str | None, image: str | np.ndarray
     G = load(ctx, model_id, torch.float32)  # gradients: float32 on every device
     if not is_conditional(G):
         raise UserError("Photo editing is offered for SNGAN and BigGAN-deep models; pick one.")
-    # no face controls here: ImageNet pictures were never face-aligned (framing: centre crop)
-    framed = frame_for_model(ctx.registry, model_id, image, G.size)
+    # the app's one framing rule: the registry's framing for this model (ImageNet: centre crop)
+    framed, _ = frame_input(ctx, model_id, image, G.size, face, plain)
     network_input = np.asarray(framed.aligned.image)
     target = pil_to_tensor(framed.aligned.image)
     index = parse_class(class_text)
@@ -1359,28 +1361,30 @@ def photo_steps(device: torch.device) -> dict:
 def _build_real_photo(wiring: TabWiring, base: Base, names: list[str], editor: gr.ImageEditor,
                       last_edit: gr.State) -> None:
     """Fit a photo (it becomes the base picture), then paste the last edit back into the
-    photo at its full resolution inside a paintable mask. No face controls: ImageNet models
-    do not align faces."""
+    photo at its full resolution inside a paintable mask. The app's photo slot frames it as
+    the model's registry entry says (ImageNet models: a centre crop)."""
     gr.Markdown("The photo is framed as the model's training pictures were (ImageNet: a centre "
                 "crop to the model's square); the edit goes back into your photo at its full "
                 "resolution. SNGAN uses the authors' encoder and discriminator (Eq. 4); "
                 "BigGAN-deep an LPIPS projection.")
     with gr.Row():
         with gr.Column():
-            photo = gr.Image(label="Photo", type="filepath", image_mode=None, format="png")
+            slot = photo_slot(wiring, base.model, label="Photo", net_input=False)
             cls = gr.Dropdown(names, value=names[DEFAULT_CLASS], filterable=True,
                               allow_custom_value=True, label="What is in it (class)")
             steps = gr.Slider(5, 400, step=5, **photo_steps(wiring.ctx.device))
             use_aux = gr.Checkbox(value=True, label="SNGAN: optimise through the auxiliary "
                                   "network (their --mode aux), when registered")
             project_btn = gr.Button("Fit the photo", variant="primary")
-        network = gr.Image(label="Network input (what the model sees)", format="png",
-                           interactive=False)
+        with gr.Column():
+            network = gr.Image(label="Network input (what the model sees)", format="png",
+                               interactive=False)
+            caption = gr.Markdown()
         projection = gr.Image(label="Fit (becomes the base picture)", format="png",
                               interactive=False)
     rows, labels = _photo_examples(wiring.ctx, base.model.value, names)
     if rows:
-        labelled_examples(rows, labels, [photo, cls], label="Example photos (pick the class they show)")
+        labelled_examples(rows, labels, [slot.photo, cls], label="Example photos (pick the class they show)")
     info = gr.Markdown()
     with gr.Row():
         mask = gr.ImageEditor(label="Paste-back mask (default: the edited region; paint or erase)",
@@ -1391,8 +1395,10 @@ def _build_real_photo(wiring: TabWiring, base: Base, names: list[str], editor: g
             pasted = gr.Image(label="Photo frame with the edit", format="png", interactive=False)
     in_photo = gr.Image(label="Result in your photo", format="png", interactive=False)
 
+    slot.follow(wiring, base.model, network, caption)
+    slot.clears(projection, pasted, in_photo)
     wiring.on(project_btn.click, project_photo,
-              [base.model, photo, cls, steps, base.truncation, use_aux],
+              [base.model, slot.photo, cls, steps, base.truncation, use_aux, *slot.choices],
               [base.state, projection, base.image, editor, info, network], api_name="ncollage_project")
     last_edit.change(paste_mask, [base.state, last_edit], mask, queue=False)
     wiring.on(paste_btn.click, paste_edit, [base.state, last_edit, mask], [pasted, in_photo],

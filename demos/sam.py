@@ -22,9 +22,10 @@ from PIL import Image
 from core.context import AppContext
 from core.directions import DIRECTIONS, Direction, file_direction, strength_range
 from core.errors import UserError
-from core.faces import Aligned, FramedPhoto, align, frame_for_model, framing_sentence
-from core.hub import FACE_FRAMINGS, WeightEntry, fetch
-from core.images import heatmap, masks_by_colour, open_photo, photos_for, pil_to_tensor, to_uint8
+from core.faces import Aligned, FramedPhoto
+from core.framing import FACE_FRAMINGS
+from core.hub import WeightEntry, fetch
+from core.images import heatmap, masks_by_colour, photos_for, pil_to_tensor, to_uint8
 from core.jobs import Flag
 from core.lpips import get_lpips
 from core.models import STYLEGAN2_ARCHS
@@ -33,8 +34,8 @@ from core.photo_code import PhotoCode, code_from_bundle, photo_code_state, run_p
 from core.recipe import Run, open_run
 from core.segments import fuse_face_parts, merge_ade20k, semantic_segments, superpixels
 from core.gpu import gpu_task, user_errors
-from core.ui import (TabWiring, faces_gallery, labelled_examples, licence_line, parse_seeds,
-                     photo_controls, quietly, record, seed_picker, tab_header)
+from core.photo_slot import faces_gallery, frame_input, network_input, photo_slot, slot_line
+from core.ui import TabWiring, licence_line, parse_seeds, quietly, record, tab_header
 from core.inversion import (LOSS_SIZE, SPACE_COLOURS, SPACES, STEPS, TAU, Codes, Frame,
                                  Inversion, assign_spaces, edit, estimate_errors, feature_masks,
                                  for_loss, inverted_features, optimisation_dtype, psnr, stack_masks)
@@ -117,38 +118,6 @@ class Session:
     framed: FramedPhoto | None = None          # the photo, its frame (paste-back); None: tensors only
     from_sample: bool = False                  # the photo is the tab's GAN sample (no alignment)
     segmenter: str = "superpixels"             # what made `segments` (make_segments)
-
-
-@dataclass(frozen=True)
-class GanSample:
-    """The last "Use a GAN sample" picture of a session: a photo with exactly these pixels,
-    for this model, is already in the model's frame and is not aligned again."""
-    model_id: str
-    picture: np.ndarray
-
-
-# ---- inputs --------------------------------------------------------------------------------
-def frame_input(ctx: AppContext, mid: str, picture, size: int, face: float | None = 1,
-                plain: bool = False, sample: GanSample | None = None) -> tuple[FramedPhoto, bool]:
-    """A photo (a path from the upload, or any picture) in the model's `size`-px frame
-    -> (framed photo, whether it is the tab's GAN sample). The sample (same model, same
-    pixels) is used as drawn: it already is in the model's frame."""
-    if picture is None:
-        raise UserError("Upload a photo (or use a GAN sample) first.")
-    photo = open_photo(picture)
-    content = ctx.registry.content_of(ctx.registry.get(mid))
-    if sample is not None and sample.model_id == mid and np.array_equal(np.asarray(photo), sample.picture):
-        # a square sample S x S ("center") or the picture area of a letterboxed one: identity
-        aligned = align(photo, None, "letterbox" if content else "center", size, content)
-        return FramedPhoto(photo, aligned), True
-    return frame_for_model(ctx.registry, mid, photo, size, face, plain), False
-
-
-def network_input(framed: FramedPhoto, from_sample: bool) -> dict:
-    """The picture the network sees, labelled with how it was made."""
-    note = ("Network input: the GAN sample as drawn (already in the model's frame)" if from_sample
-            else framed.note())
-    return gr.update(value=np.asarray(framed.aligned.image), label=note)
 
 
 def prepare_target(aligned: Aligned) -> tuple[torch.Tensor, Frame]:
@@ -354,7 +323,7 @@ def start_needs(ctx: AppContext, mid: str) -> list:
 
 
 def prediction_needs(ctx: AppContext, mid: str | None, picture, segments, tau, est_steps,
-                     face=1, plain=False, sample=None, segmenter: str = "auto", *_, **__) -> list:
+                     face=1, plain=False, segmenter: str = "auto", *_, **__) -> list:
     """Step 1: the generator, the predictor (else the single-space runs' start), the segmenter."""
     needs = generator_needs(ctx, mid)
     pred = companion(ctx, mid, "sam-invertibility")
@@ -528,42 +497,17 @@ def unchanged(outputs: type[Outputs]) -> Outputs:
     return outputs(*[gr.update()] * len(outputs._fields))
 
 
-class SampleOutputs(NamedTuple):
-    """The GAN sample's widgets: photo, the session's GanSample state."""
-    photo: np.ndarray
-    sample: GanSample
-
-
 @gpu_task(duration=60, needs=generator_needs)
-def sample_photo(ctx: AppContext, mid: str | None, seed: float | None) -> SampleOutputs:
+def sample_photo(ctx: AppContext, mid: str | None, seed: float | None) -> np.ndarray:
     """A GAN sample as the photo (ψ 0.7), cut to the picture area: a photo the model can draw
-    -> (the picture, the session's note that a photo with these pixels needs no framing)."""
+    (the photo slot remembers it as drawn, so it is used as it is, not aligned)."""
     G = generator(ctx, mid)
     image = G.render(G.sample_latents(parse_seeds(seed, 1)), 0.7)
     content = ctx.registry.content_of(ctx.registry.get(mid))
     if content:  # cut the bars: the photo is the picture area
         bar = (G.size - content[1]) // 2
         image = image[:, :, bar:G.size - bar]
-    picture = to_uint8(image)[0]
-    return SampleOutputs(picture, GanSample(mid, picture))
-
-
-class FramingOutputs(NamedTuple):
-    """The framing's widgets: network input, faces found."""
-    net_input: dict
-    faces: list
-
-
-@user_errors
-def show_framing(ctx: AppContext, mid: str | None, picture: str | None, face: float | None = 1,
-                 plain: bool = False, sample: GanSample | None = None) -> FramingOutputs:
-    """The photo's network input and the faces found, as soon as a photo, face or model is
-    picked (no model is loaded: the size comes from the registry) -> (network input, faces)."""
-    size = ctx.registry.get(mid).image_size() if mid else None
-    if picture is None or size is None:
-        return FramingOutputs(gr.update(value=None, label="Network input"), [])
-    framed, from_sample = frame_input(ctx, mid, picture, size, face, plain, sample)
-    return FramingOutputs(network_input(framed, from_sample), faces_gallery(framed))
+    return to_uint8(image)[0]
 
 
 class PredictionOutputs(NamedTuple):
@@ -580,7 +524,7 @@ class PredictionOutputs(NamedTuple):
 @gpu_task(duration=120, needs=prediction_needs)
 def predict_layer_map(ctx: AppContext, mid: str | None, picture, segments: float, tau: float,
                       est_steps: float, face: float | None = 1, plain: bool = False,
-                      sample: GanSample | None = None, segmenter: str = "auto", progress=gr.Progress()
+                      segmenter: str = "auto", progress=gr.Progress()
                       ) -> PredictionOutputs:
     """Step 1: the photo framed as the model's training pictures were, its segments (`segmenter`:
     "auto", "superpixels" (`segments` of them), "face parser" or "ADE20K"), error maps per
@@ -590,7 +534,7 @@ def predict_layer_map(ctx: AppContext, mid: str | None, picture, segments: float
         raise UserError("Upload a photo (or use a GAN sample) first.")
     G = generator(ctx, mid)
     progress(0.0, desc="Framing the photo")
-    framed, from_sample = frame_input(ctx, mid, picture, G.size, face, plain, sample)
+    framed, from_sample = frame_input(ctx, mid, picture, G.size, face, plain)
     target, frame = prepare_target(framed.aligned)
     s = Session(mid, target, frame, framed=framed, from_sample=from_sample)
     progress(0.1, desc="Segments")
@@ -601,7 +545,7 @@ def predict_layer_map(ctx: AppContext, mid: str | None, picture, segments: float
     return PredictionOutputs(
         session=s, error_gallery=gallery, segments_picture=segment_picture(s), layer_map=editor,
         status=f"Segments: {segmented}. Error maps {how}. Layer map: {shares(counts)}.",
-        net_input=network_input(framed, from_sample), faces=faces_gallery(framed))
+        net_input=network_input(framed), faces=faces_gallery(framed))
 
 
 class TauOutputs(NamedTuple):
@@ -841,15 +785,14 @@ def edit_photo(ctx: AppContext, mid: str | None, s: Session | None, label: str |
 
 
 class ModelOutputs(NamedTuple):
-    """A new model's widgets: helpers line, edit direction, framing line, status line."""
+    """A new model's widgets: helpers line, edit direction, status line."""
     helpers: str
     direction: dict
-    framing: str
     status: str | dict
 
 
 def model_changed(ctx: AppContext, mid: str | None, s: Session | None = None) -> ModelOutputs:
-    """A new model: its helpers line, its edit directions, its framing line and, when the
+    """A new model: its helpers line, its edit directions and, when the
     session's inversion (or layer map) was made with another model, a status line saying
     which (no model is loaded)."""
     choices = direction_choices(ctx, mid)
@@ -860,7 +803,7 @@ def model_changed(ctx: AppContext, mid: str | None, s: Session | None = None) ->
                   f"{'edit' if s.codes is not None else 'invert'}, or predict the layer map again for {mid}.")
     return ModelOutputs(helpers=describe_helpers(ctx, mid),
                         direction=gr.update(choices=choices, value=choices[0] if choices else None),
-                        framing=framing_line(ctx, mid), status=status)
+                        status=status)
 
 
 def precision_name(autocast: torch.dtype | None) -> str:
@@ -880,11 +823,6 @@ def precision_line(device: torch.device) -> str:
     return ("**GPU precision**: float32, as the authors. *Reduced precision* (step 2) runs the "
             "generator's pass in bfloat16 autocast instead: faster, not the authors' numbers; "
             "the losses, Adam's state and the codes stay float32.")
-
-
-def framing_line(ctx: AppContext, mid: str | None) -> str:
-    """The sentence under the photo: how photos are framed for this model."""
-    return f"*{framing_sentence(ctx.registry.framing_of(ctx.registry.get(mid)))}*" if mid else ""
 
 
 # ---- UI ------------------------------------------------------------------------------------
@@ -918,36 +856,32 @@ def build_tab(ctx: AppContext) -> None:
     shared = Shared(wiring, model_id, gr.State(None), gr.Markdown(render=False),
                     gr.File(label="Inverted codes (.npz: W+, F4..F10 and their masks)", render=False),
                     on_gpu)
-    layer_editor, framing_note = _build_layer_map(shared)
+    layer_editor = _build_layer_map(shared)
     _build_invert(shared, layer_editor)
     direction = _build_edit(shared, ids[0] if ids else None)
     shared.codes_file.render()
     wiring.download.render()
     wiring.on(model_id.change, model_changed, [model_id, shared.session],
-              [helper_note, direction, framing_note, shared.metrics], record=False)
+              [helper_note, direction, shared.metrics], record=False)
 
 
-def _build_layer_map(shared: Shared) -> tuple[gr.ImageEditor, gr.Markdown]:
+def _build_layer_map(shared: Shared) -> gr.ImageEditor:
     """The photo (upload, GAN sample or example) framed for the model, the faces found, and
-    step 1: segments, error maps, layer map -> (layer-map editor, framing line)."""
+    step 1: segments, error maps, layer map -> the layer-map editor."""
     wiring, model_id = shared.wiring, shared.model_id
     first = model_id.value or None
-    sample = gr.State(None)  # the last GAN sample (GanSample): used as drawn, not aligned
+    photos = photos_for(wiring.ctx.registry.framing_of(wiring.ctx.registry.get(first)), first) if first else []
     with gr.Row():
         with gr.Column():
-            photo = gr.Image(type="filepath", image_mode=None, format="png", label="Photo to invert",
-                             height=320)
-            framing_note = gr.Markdown(framing_line(wiring.ctx, first))
-            # the sample fills the photo and the session's GanSample together
-            seed_picker(wiring, [photo, sample], sample_photo, [model_id], default=7, label="Use a GAN sample")
-            controls = photo_controls()
-            photos = photos_for(wiring.ctx.registry.framing_of(wiring.ctx.registry.get(first)), first) if first else []
-            examples = labelled_examples([[p.path] for p in photos], [p.label for p in photos], [photo],
-                                         label="Example photos (then predict)") if photos else None
+            slot = photo_slot(wiring, model_id, label="Photo to invert", sample=sample_photo, seed=7,
+                              sample_label="Use a GAN sample", net_input=False, height=320,
+                              examples=photos, examples_label="Example photos (then predict)")
+            slot_line(wiring.ctx, model_id)
         with gr.Column():
             with gr.Row():
                 net_input = gr.Image(format="png", label="Network input", interactive=False, height=320)
                 segments_pic = gr.Image(format="png", label="Segments", interactive=False, height=320)
+            caption = gr.Markdown()
     gr.Markdown("### 1 · Layer map")
     with gr.Row():
         segmenter = gr.Dropdown(list(SEGMENTERS), value="auto", label="Segmenter",
@@ -966,18 +900,17 @@ def _build_layer_map(shared: Shared) -> tuple[gr.ImageEditor, gr.Markdown]:
                                   brush=gr.Brush(colors=PALETTE, color_mode="fixed"),
                                   layers=False, transforms=())
 
-    inputs = [model_id, photo, n_segments, tau, est_steps, *controls.inputs, sample, segmenter]
+    inputs = [model_id, slot.photo, n_segments, tau, est_steps, *slot.choices, segmenter]
     outputs = [shared.session, errors_gallery, segments_pic, layer_editor, shared.metrics, net_input,
-               controls.faces]
+               slot.faces]
     wiring.on(predict.click, predict_layer_map, inputs, outputs, api_name="sam_predict", record=False)
-    if examples is not None:  # an example photo is predicted at once (no run: `on`, not `examples`)
-        wiring.on(examples.load_input_event.then, predict_layer_map, inputs, outputs, record=False)
-    framing_inputs = [model_id, photo, *controls.inputs, sample]
-    for event in (photo.change, controls.face.change, controls.plain.change, model_id.change):
-        wiring.on(event, show_framing, framing_inputs, [net_input, controls.faces], record=False)
+    if slot.examples is not None:  # an example photo is predicted at once (no run: `on`, not `examples`)
+        wiring.on(slot.examples.load_input_event.then, predict_layer_map, inputs, outputs, record=False)
+    slot.follow(wiring, model_id, net_input, caption)
+    slot.clears(shared.session, errors_gallery, segments_pic, layer_editor, shared.metrics)
     wiring.on(tau.release, retune_tau, [shared.session, tau], [layer_editor, shared.metrics],
               api_name="sam_tau", record=False)
-    return layer_editor, framing_note
+    return layer_editor
 
 
 def _build_invert(shared: Shared, layer_editor: gr.ImageEditor) -> None:

@@ -20,7 +20,6 @@ results are pasted back into it (`FramedPhoto.paste`).
 """
 from __future__ import annotations
 
-import functools
 import os
 import random
 from dataclasses import asdict, dataclass
@@ -34,17 +33,18 @@ import torch.nn.functional as F
 from core.context import AppContext
 from core.device import placement
 from core.errors import UserError
-from core.faces import FramedPhoto, align, frame_photo, framing_sentence
-from core.images import (ExamplePhoto, editor_holds, editor_image_and_mask, editor_is_empty, mask_picture,
-                         open_photo, overlay, photos_for, pil_to_tensor, to_pil, to_uint8)
+from core.faces import FramedPhoto
+from core.images import (ExamplePhoto, editor_image_and_mask, editor_is_empty, mask_picture, overlay,
+                         photos_for, pil_to_tensor, to_uint8)
 from core.lpips import lpips_distance
 from core.models.stylemapgan import Box, StyleMapGAN
-from core.recipe import Run
 from core.gpu import gpu_task, user_errors
+from core.photo_slot import (PhotoSlot, faces_gallery, frame_input, photo_slot, remember_drawn, slot_line,
+                             still_shows)
+from core.recipe import Run
 from core.svm import HeldOut, LinearSVM, cross_validate, fit_linear_svm
-from core.ui import (GPU_LANE, MAX_SEED, PhotoControls, TabWiring, faces_gallery,
-                     labelled_examples, licence_line, parse_seeds, photo_controls, quietly, record,
-                     seed_picker, shift_range, shift_sliders, tab_header)
+from core.ui import (GPU_LANE, MAX_SEED, TabWiring, labelled_examples, licence_line, parse_seeds,
+                     quietly, record, seed_picker, shift_range, shift_sliders, tab_header)
 
 PAPER = "https://arxiv.org/abs/2104.14754"
 HOW_IT_WORKS = f"""
@@ -416,43 +416,17 @@ def framing_for(ctx: AppContext, model_id: str | None) -> str:
     return ctx.registry.framing_of(ctx.registry.get(model_id)) if model_id else "center"
 
 
-@functools.lru_cache(maxsize=8)
-def _framed_file(path: str, stamp: tuple, framing: str, size: int, content: tuple | None,
-                 face: int, plain: bool) -> FramedPhoto:
-    """A photo file framed once per (file, framing, face): live edits re-run on every stroke
-    and face detection takes up to a second."""
-    return _frame(open_photo(path), framing, size, content, face, plain)
-
-
-def _frame(photo, framing: str, size: int, content: tuple | None, face: int, plain: bool
-           ) -> FramedPhoto:
-    if photo.size == (size, size):  # already the model's square (a sample, a network input)
-        return FramedPhoto(photo, align(photo, None, "center", size))
-    return frame_photo(photo, framing, size, content, face, plain)
-
-
 def frame_picture(ctx: AppContext, model_id: str | None, picture, size: int, face: float | None = 1,
                   plain: bool = False) -> FramedPhoto:
     """A photo (a file path from a photo input, or a picture) -> framed for the model as its
-    training pictures were; a picture already the model's square is taken as it is."""
-    entry = ctx.registry.get(model_id)
-    framing, content = ctx.registry.framing_of(entry), ctx.registry.content_of(entry)
-    face, plain = max(1, int(face or 1)), bool(plain)
-    if isinstance(picture, (str, os.PathLike)) and os.path.isfile(picture):
-        st = os.stat(picture)
-        return _framed_file(str(picture), (st.st_mtime_ns, st.st_size), framing, size, content,
-                            face, plain)
-    if isinstance(picture, np.ndarray):  # a sample or an editor's picture (open_photo wants PIL)
-        picture = to_pil(picture)
-    return _frame(open_photo(picture), framing, size, content, face, plain)
+    training pictures were; a sample the model drew is taken as drawn (`core.photo_slot`)."""
+    return frame_input(ctx, model_id, picture, size, face, plain)[0]
 
 
-def framing_note(framed: FramedPhoto | None, size: int) -> str:
+def framing_note(framed: FramedPhoto | None) -> str:
     """The label of a network-input picture: how the picture was framed."""
     if framed is None:
         return "Network input: the editor's picture, centre crop"
-    if not framed.faces and framed.photo.size == (size, size):
-        return f"Network input: the picture as it is (already the model's {size} px square)"
     return framed.note()
 
 
@@ -569,7 +543,7 @@ def frame_original(ctx: AppContext, model_id: str | None, photo: str | None, fac
     framed = frame_picture(ctx, model_id, photo, size, face, plain)
     picture = np.asarray(framed.aligned.image)
     editor = {"background": picture, "layers": [], "composite": picture}
-    return FrameOutputs(editor, picture, faces_gallery(framed), framed, (framing_note(framed, size),))
+    return FrameOutputs(editor, picture, faces_gallery(framed), framed, (framing_note(framed),))
 
 
 ShiftRangeOutputs = NamedTuple("ShiftRangeOutputs", [
@@ -617,7 +591,7 @@ def _edit(ctx: AppContext, model_id: str | None, editor: dict | None, reference,
     original, mask = editor_image_and_mask(editor, size)
     if reference is None:
         raise UserError("Add a reference picture (upload one or sample it from a seed).")
-    framed = framed if framed is not None and editor_holds(editor, framed.aligned.image) else None
+    framed = framed if still_shows(editor, framed) else None
     ref_framed = frame_picture(ctx, model_id, reference, size, ref_face, ref_plain)
     ref = pil_to_tensor(ref_framed.aligned.image)
     edit = local_edit(model, original, ref, mask, space)
@@ -634,8 +608,8 @@ def _edit(ctx: AppContext, model_id: str | None, editor: dict | None, reference,
         notes="seeds (examples only): original, reference. masks/cells: the stylemap cells "
               "taken from the reference. result_in_photo: the result pasted into your photo "
               "where you painted." + (f" Original: {framed.note()}." if framed else "")
-              + f" Reference: {framing_note(ref_framed, size)}.")
-    notes = (framing_note(framed, size), "Reference: " + framing_note(ref_framed, size))
+              + f" Reference: {framing_note(ref_framed)}.")
+    notes = (framing_note(framed), "Reference: " + framing_note(ref_framed))
     return LocalEditOutputs(shown, edit.mask_picture(size), result, in_photo, ref_shown,
                             faces_gallery(ref_framed), notes, run)
 
@@ -681,6 +655,7 @@ def run_edit_example(ctx: AppContext, model_id: str | None, truncation: float,
     model = model_for(ctx, model_id)
     seeds = [int(seed_original or 0), int(seed_reference or 0)]
     pictures = to_uint8(sample(model, seeds, float(truncation)))
+    remember_drawn(ctx, model_id, pictures[1])  # the reference is a sample: taken as drawn
     editor = painted_editor(pictures[0], example_region(pictures.shape[1], region))
     return EditExampleOutputs(editor, pictures[1], *_edit(ctx, model_id, editor, pictures[1], space,
                                                           seeds=seeds, region=region))
@@ -737,7 +712,7 @@ def run_transplant(ctx: AppContext, model_id: str | None, original, steps: float
     landing = landing_preview(model, orig, masks, shifts)
     landed = landed_region(model, masks, shifts)
     in_photo = framed.paste(frames[-1], landed)
-    shown, note = to_uint8(orig)[0], framing_note(framed, model.size)
+    shown, note = to_uint8(orig)[0], framing_note(framed)
     run = record(
         ctx, TAB, "transplant", {"model": model_id},
         images={"frame": list(frames), "original": orig, "reference": refs, "landing": landing,
@@ -821,10 +796,10 @@ def run_reconstruction(ctx: AppContext, model_id: str | None, picture, face: flo
                          "photo": framed.photo},
                  arrays={"stylemap": rec.code},
                  settings={"mse": rec.mse, "lpips_vgg": rec.lpips},
-                 notes=f"{framing_note(framed, model.size)}. result_in_photo: the reconstruction "
+                 notes=f"{framing_note(framed)}. result_in_photo: the reconstruction "
                        "pasted back into the photo.")
     return ReconstructionOutputs(shown, result, text, in_photo, faces_gallery(framed),
-                                 (framing_note(framed, model.size),), run)
+                                 (framing_note(framed),), run)
 
 
 class StyleMixOutputs(NamedTuple):
@@ -862,11 +837,10 @@ def run_style_mix(ctx: AppContext, model_id: str | None, a, b, face_a: float | N
                  arrays={"stylemaps": codes},
                  notes=f"coarse: A's two {grid_text(model.G.latent_spatial_size)} stylemaps "
                        "on B's finer ones; fine: the reverse. "
-                       f"stylemaps: [A, B]. A: {framing_note(framed_a, model.size)}. "
-                       f"B: {framing_note(framed_b, model.size)}. result_in_photo: the coarse "
+                       f"stylemaps: [A, B]. A: {framing_note(framed_a)}. "
+                       f"B: {framing_note(framed_b)}. result_in_photo: the coarse "
                        "mix (A's structure) pasted into photo A.")
-    size = model.size
-    notes = ("A: " + framing_note(framed_a, size), "B: " + framing_note(framed_b, size))
+    notes = ("A: " + framing_note(framed_a), "B: " + framing_note(framed_b))
     return StyleMixOutputs(mixed[0], mixed[1], to_uint8(first)[0], to_uint8(second)[0],
                            faces_gallery(framed_a), faces_gallery(framed_b), notes, in_photo, run)
 
@@ -903,8 +877,7 @@ def run_interpolation(ctx: AppContext, model_id: str | None, a, b, steps: float,
     codes = encode(model, torch.cat([first, second]))
     frames = to_uint8(interpolate(model, first, second, int(steps), codes=codes))
     strip = [(f, f"t = {k / (len(frames) - 1):.2f}") for k, f in enumerate(frames)]
-    size = model.size
-    notes = ("A: " + framing_note(framed_a, size), "B: " + framing_note(framed_b, size))
+    notes = ("A: " + framing_note(framed_a), "B: " + framing_note(framed_b))
     run = record(ctx, TAB, "interpolation", {"model": model_id},
                  images={"frame": list(frames), "a": first, "b": second},
                  arrays={"stylemaps": codes}, settings={"frames": int(steps)},
@@ -967,7 +940,7 @@ def run_grid_transplant(ctx: AppContext, model_id: str | None, original, referen
     result = to_uint8(transplant_grid(model, orig, ref, boxes, codes=codes))[0]
     landed = boxes_region(size, grid, boxes, "to")
     in_photo = framed.paste(result, landed)
-    notes = (framing_note(framed, size), "Reference: " + framing_note(ref_framed, size))
+    notes = (framing_note(framed), "Reference: " + framing_note(ref_framed))
     run = record(ctx, TAB, "grid_transplant", {"model": model_id},
                  images={"original": orig, "reference": ref, "result": result,
                          "result_in_photo": in_photo, "photo": framed.photo},
@@ -997,7 +970,7 @@ def labelled_set(ctx: AppContext, model_id: str, model: StyleMapGAN, files, seed
         except UserError as e:
             raise UserError(f"{what}: {os.path.basename(str(path))}: {e}") from None
         pictures.append(pil_to_tensor(framed.aligned.image))
-        sources.append(f"{os.path.basename(str(path))}: {framing_note(framed, model.size)}")
+        sources.append(f"{os.path.basename(str(path))}: {framing_note(framed)}")
     if seeds and str(seeds).strip():
         chosen = parse_seeds(seeds, max_count=MAX_SET)
         pictures.append(sample(model, chosen, truncation).cpu())
@@ -1079,7 +1052,7 @@ def run_semantic_edit(ctx: AppContext, model_id: str | None, kept: dict | None, 
     frames_u8 = to_uint8(frames)
     local_u8 = to_uint8(local) if local is not None else None
     captions = [f"d = {d:g}" for d in strengths]
-    framed = framed if framed is not None and editor_holds(editor, framed.aligned.image) else None
+    framed = framed if still_shows(editor, framed) else None
     in_photo = None
     if framed is not None:
         in_photo = framed.paste(local_u8[-1], mask[0, 0].cpu().numpy()) if local_u8 is not None \
@@ -1128,16 +1101,6 @@ def random_seeds() -> str:
 
 
 # ---- UI ------------------------------------------------------------------------------------
-def framing_line(ctx: AppContext, model_id: str | None) -> str:
-    """One sentence under the model: how this model's photos are framed."""
-    return f"**{framing_sentence(framing_for(ctx, model_id))}**"
-
-
-def photo_input(label: str) -> gr.Image:
-    """A photo upload: the file as sent (EXIF, full resolution), read by `open_photo`."""
-    return gr.Image(label=label, type="filepath", image_mode=None, format="png")
-
-
 @dataclass(frozen=True)
 class Shared:
     """What every sub-tab builder uses: the wiring, the model dropdown, the sampling ψ, the
@@ -1152,11 +1115,19 @@ class Shared:
         """A seed box and button under `target` that fill it with a sample."""
         return seed_picker(self.wiring, target, sample_picture, [self.model_id, self.psi], default)
 
-    def photo_column(self, label: str, seed: int) -> tuple[gr.Image, PhotoControls]:
-        """A photo upload with its seed row (a sample instead) and its face controls."""
-        photo = photo_input(label)
-        self.seed_row(photo, seed)
-        return photo, photo_controls()
+    def photo_slot(self, label: str, seed: int | None = None) -> PhotoSlot:
+        """The app's photo slot, with a seed row (a sample instead) when `seed` is given; the
+        faces found follow the photo and the model (the network input shows after a run)."""
+        slot = photo_slot(self.wiring, self.model_id, label=label, net_input=False,
+                          sample=None if seed is None else sample_picture, sample_inputs=[self.psi],
+                          seed=seed or 1)
+        slot.follow(self.wiring, self.model_id)
+        return slot
+
+    def photo_column(self, label: str, seed: int) -> tuple[gr.Image, PhotoSlot]:
+        """A photo slot with its seed row -> (its upload, the slot)."""
+        slot = self.photo_slot(label, seed)
+        return slot.photo, slot
 
     def photo_examples(self, target: gr.components.Component, label: str) -> gr.Examples | None:
         """The example photos as examples of one photo input (None when none is installed)."""
@@ -1178,8 +1149,7 @@ def build_tab(ctx: AppContext) -> None:
     with gr.Row():
         model_id = gr.Dropdown(ids, value=first, label="Model", scale=3)
         psi = gr.Slider(0.0, 1.0, value=0.7, step=0.05, label="Truncation ψ (sampling)", scale=2)
-    framing = gr.Markdown(framing_line(ctx, first))
-    wiring.on(model_id.change, framing_line, model_id, framing, record=False, queue=False)
+    slot_line(ctx, model_id)
     photos = tuple(photos_for(framing_for(ctx, first), first or ""))
     shared = Shared(wiring, model_id, psi, first, photos)
     with gr.Tabs():
@@ -1209,8 +1179,8 @@ def _build_local_edit(shared: Shared, live_default: bool) -> list:
     grid = grid_of(wiring.ctx, first)
     with gr.Row():
         with gr.Column():
-            photo = photo_input("Your photo")
-            controls = photo_controls()
+            controls = shared.photo_slot("Your photo")
+            photo = controls.photo
             frame = gr.Button("Frame it (puts the network's input in the editor)")
         with gr.Column():
             original = gr.ImageEditor(label="Original: paint the region to replace",
@@ -1218,9 +1188,8 @@ def _build_local_edit(shared: Shared, live_default: bool) -> list:
                                       brush=gr.Brush(colors=["#ff3333"], default_size=24))
             seed_original = shared.seed_row(original, 1)
         with gr.Column():
-            reference = photo_input("Reference")
-            seed_reference = shared.seed_row(reference, 2)
-            ref_controls = photo_controls()
+            ref_controls = shared.photo_slot("Reference", 2)
+            reference, seed_reference = ref_controls.photo, ref_controls.seed
     framed = gr.State(None)  # the FramedPhoto "Frame it" put in the editor
     notes = gr.State(())  # the framing notes: the network-input pictures' labels
     with gr.Row():
@@ -1247,14 +1216,14 @@ def _build_local_edit(shared: Shared, live_default: bool) -> list:
                                                   "on the original and Edit)")
     shared.photo_examples(reference, "Example reference photos")
 
-    frame_inputs = [model_id, photo] + controls.inputs
+    frame_inputs = [model_id, photo] + controls.choices
     frame_outputs = [original, net_input, controls.faces, framed, notes]
     wiring.on(frame.click, frame_original, frame_inputs, frame_outputs, record=False,
               api_name="stylemap_frame")
     if photo_examples:
         wiring.on(photo_examples.load_input_event.then, frame_original, frame_inputs,
                   frame_outputs, record=False)
-    inputs = [model_id, original, reference, space, framed] + ref_controls.inputs
+    inputs = [model_id, original, reference, space, framed] + ref_controls.choices
     outputs = [net_input, cells, result, in_photo, ref_input, ref_controls.faces, notes]
     labelled_by_notes(notes, [net_input, ref_input])
     wiring.on(run.click, run_local_edit, inputs, outputs, api_name="stylemap_edit")
@@ -1303,7 +1272,7 @@ def _build_transplant(shared: Shared) -> None:
     landed = gr.State(None)  # where the references land in the frame (the paste mask)
     notes = gr.State(())
 
-    inputs = [model_id, original, steps] + refs + dxs + dys + controls.inputs
+    inputs = [model_id, original, steps] + refs + dxs + dys + controls.choices
     outputs = [landing, result, strip, frames, t, in_photo, net_input, controls.faces, framed,
                landed, notes]
     labelled_by_notes(notes, [net_input])
@@ -1345,7 +1314,7 @@ def _build_grid_transplant(shared: Shared) -> list:
     in_photo = gr.Image(label="Result in your photo", format="png", interactive=False)
     notes = gr.State(())
 
-    inputs = [model_id, original, reference] + sliders + controls.inputs + ref_controls.inputs
+    inputs = [model_id, original, reference] + sliders + controls.choices + ref_controls.choices
     outputs = [where_to, where_from, result, in_photo, controls.faces, ref_controls.faces, notes]
     labelled_by_notes(notes, [where_to, where_from])
     wiring.on(run.click, run_grid_transplant, inputs, outputs, api_name="stylemap_grid_transplant")
@@ -1364,7 +1333,7 @@ def _build_reconstruction(shared: Shared) -> None:
     in_photo = gr.Image(label="Result in your photo", format="png", interactive=False)
     notes = gr.State(())
 
-    inputs = [model_id, image] + controls.inputs
+    inputs = [model_id, image] + controls.choices
     outputs = [net_input, result, metrics, in_photo, controls.faces, notes]
     labelled_by_notes(notes, [net_input])
     wiring.on(run.click, run_reconstruction, inputs, outputs, api_name="stylemap_reconstruct")
@@ -1392,7 +1361,7 @@ def _build_style_mixing(shared: Shared) -> list:
 
     notes = gr.State(())
 
-    inputs = [model_id, a, b] + controls_a.inputs + controls_b.inputs
+    inputs = [model_id, a, b] + controls_a.choices + controls_b.choices
     outputs = [coarse, fine, input_a, input_b, controls_a.faces, controls_b.faces, notes,
                in_photo]
     labelled_by_notes(notes, [input_a, input_b])
@@ -1430,7 +1399,7 @@ def _build_interpolation(shared: Shared) -> None:
     frames = gr.State([])
     notes = gr.State(())
 
-    inputs = [model_id, a, b, steps] + controls_a.inputs + controls_b.inputs
+    inputs = [model_id, a, b, steps] + controls_a.choices + controls_b.choices
     outputs = [result, strip, frames, t, input_a, input_b, controls_a.faces, controls_b.faces, notes]
     labelled_by_notes(notes, [input_a, input_b])
     wiring.on(run.click, run_interpolation, inputs, outputs, api_name="stylemap_interpolate")
@@ -1470,8 +1439,8 @@ def _build_semantic(shared: Shared) -> None:
 
     with gr.Row():
         with gr.Column():
-            photo = photo_input("Photo to edit")
-            controls = photo_controls()
+            controls = shared.photo_slot("Photo to edit")
+            photo = controls.photo
             frame = gr.Button("Frame it (puts the network's input in the editor)")
         with gr.Column():
             editor = gr.ImageEditor(label="Picture to edit: paint cells for a local edit (optional)",
@@ -1491,7 +1460,7 @@ def _build_semantic(shared: Shared) -> None:
     local_strip = gr.Gallery(label="Local: only the painted cells moved", columns=9, height=180, format="png")
     framed = gr.State(None)
     notes = gr.State(())
-    frame_inputs = [model_id, photo] + controls.inputs
+    frame_inputs = [model_id, photo] + controls.choices
     wiring.on(frame.click, frame_original, frame_inputs,
               [editor, net_input, controls.faces, framed, notes], record=False)
     labelled_by_notes(notes, [net_input])

@@ -105,7 +105,9 @@ def app_client(registry: Path):
     _, url, _ = demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True,
                             **app_module.launch_options())
     try:
-        yield Client(url, verbose=False)
+        client = Client(url, verbose=False)
+        client.app = demo  # its context (`demo.ctx`): what the app's own clicks would have set
+        yield client
     finally:
         demo.close()
 

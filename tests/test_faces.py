@@ -309,7 +309,7 @@ def test_frame_for_model_reads_framing_and_picture_area_from_the_registry(astron
     """The registry says how each model's photos are framed; companions inherit it."""
     import json
 
-    from core.faces import framing_sentence
+    from core.framing import framing_sentence
     from core.hub import load_registry
 
     (tmp_path / "w.json").write_text(json.dumps([

@@ -15,6 +15,7 @@ from PIL import Image
 from helpers import app_client, editor_value, png_file, read_png, write_registry
 from core import images
 from core.context import AppContext
+from core.photo_slot import drawing, frame_input, show_framing
 from core.hub import load_registry
 from core.models.stylegan2 import StyleGAN2Generator
 from demos import sam
@@ -150,9 +151,9 @@ def test_sample_photo_is_the_seed_protocols_picture_in_the_picture_area(files, t
     z = torch.randn(1, G.style_dim, generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
         expected = to_uint8(G(z, truncation=0.7))[0]
-    square, _ = sam.sample_photo(ctx, "tiny-sam", 7)
+    square = sam.sample_photo(ctx, "tiny-sam", 7)
     assert np.array_equal(square, expected)
-    cut, _ = sam.sample_photo(ctx, "tiny-car", 7.0)
+    cut = sam.sample_photo(ctx, "tiny-car", 7.0)
     assert cut.shape == (192, 256, 3) and np.array_equal(cut, square[32:224])
     assert ctx.registry.content_of(ctx.registry.get("tiny-car")) == (256, 192)
     assert ctx.registry.content_of(ctx.registry.get("tiny-sam")) is None
@@ -330,7 +331,7 @@ def test_the_authors_segmenters_make_the_segments(files, tmp_path, monkeypatch):
     assert "segments (auto): the authors' face parser" in sam.describe_helpers(ctx, "tiny-face")
 
     def session(mid: str) -> sam.Session:
-        framed, _ = sam.frame_input(ctx, mid, photo(tmp_path), 256, plain=True)
+        framed, _ = frame_input(ctx, mid, photo(tmp_path), 256, plain=True)
         target, frame = sam.prepare_target(framed.aligned)
         return sam.Session(mid, target, frame, framed=framed)
 
@@ -420,10 +421,11 @@ def test_a_photo_without_a_face_needs_plain_framing(files, tmp_path):
     ctx = context(registry(files, tmp_path))
     path = png_file(tmp_path, "chelsea.png", data.chelsea())
     with pytest.raises(gr.Error, match="Plain framing"):
-        sam.show_framing(ctx, "tiny-face", path, 1, False)
+        show_framing(ctx, "tiny-face", path, 1, False)
     with pytest.raises(gr.Error, match="Plain framing"):
         sam.predict_layer_map(ctx, "tiny-face", path, 6, 0.0, 1)
-    net, faces = sam.show_framing(ctx, "tiny-face", path, 1, True)
+    net, caption, faces = show_framing(ctx, "tiny-face", path, 1, True)
+    assert caption == net["label"]
     assert faces == [] and net["label"] == "Network input: centre crop"
     assert np.array_equal(net["value"], np.asarray(align(open_photo(path), None, "center", 256).image))
 
@@ -442,9 +444,9 @@ def test_an_exif_rotated_jpeg_arrives_upright(files, tmp_path):
     upright = Image.open(path).convert("RGB").transpose(Image.Transpose.ROTATE_270)
     assert upright.size == (200, 400)
     ctx = context(registry(files, tmp_path))
-    net, _ = sam.show_framing(ctx, "tiny-sam", str(path))
+    net, *_ = show_framing(ctx, "tiny-sam", str(path))
     assert np.array_equal(net["value"], np.asarray(align(upright, None, "center", 256).image))
-    framed, _ = sam.frame_input(ctx, "tiny-sam", str(path), 256)  # what predict_layer_map frames
+    framed, _ = frame_input(ctx, "tiny-sam", str(path), 256)  # what predict_layer_map frames
     target, _ = sam.prepare_target(framed.aligned)
     assert framed.photo.size == (200, 400)
     assert target[0, 0, :20].mean() > 0.5 and target[0, 2, :20].mean() < -0.5  # red at the top
@@ -456,15 +458,16 @@ def test_a_gan_sample_is_used_as_drawn(files, tmp_path):
     car = entry("tiny-car", "stylegan2", files / "sg2-256.pt", SAM_SG2,
                 meta={"content": [256, 192], "framing": "letterbox"})
     ctx = context(write_registry(tmp_path / "weights.json", [car]))
-    picture, sample = sam.sample_photo(ctx, "tiny-car", 7)
+    picture = drawing(sam.sample_photo)(ctx, "tiny-car", 7)  # the seed row, as wired
     path = png_file(tmp_path, "sample.png", picture)  # what the photo box hands back
-    s, *_, net, faces = sam.predict_layer_map(ctx, "tiny-car", path, 6, 0.0, 1, 1, False, sample)
+    s, *_, net, faces = sam.predict_layer_map(ctx, "tiny-car", path, 6, 0.0, 1, 1, False)
     assert s.from_sample and faces == [] and "GAN sample" in net["label"]
     assert np.array_equal(net["value"][32:224], picture) and net["value"][:32].max() == 0
     *_, in_photo, _, run = list(sam.invert(ctx, "tiny-car", s, None, 1, False))[-1]
     assert in_photo.shape == (192, 256, 3) and run.recipe["settings"]["framing"] == "gan sample"
     assert np.array_equal(run.images["photo"], picture)
-    framed, from_sample = sam.frame_input(ctx, "tiny-car", path, 256)  # no sample noted: framed
+    other_app = context(write_registry(tmp_path / "weights.json", [car]))  # it drew nothing
+    framed, from_sample = frame_input(other_app, "tiny-car", path, 256)
     assert not from_sample and framed.aligned.recipe == "letterbox"
 
 

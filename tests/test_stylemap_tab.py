@@ -22,6 +22,7 @@ from core.errors import UserError
 from core.hub import load_registry
 from core.images import mask_from_editor, mask_picture, to_uint8
 from core.models import load_model
+from core.photo_slot import remember_drawn
 from demos import stylemap
 
 SMG_REF = REFERENCE / "stylemapgan"
@@ -130,7 +131,7 @@ def pictures(model) -> dict[str, np.ndarray]:
 
 def tiny_registry(folder: Path) -> Path:
     """Two entries on a copy of the tiny checkpoint: one right (framing photos as FFHQ faces,
-    so the face path runs; its own 32 px samples are taken as they are), one whose registered
+    so the face path runs; its own samples are taken as drawn), one whose registered
     size the file contradicts."""
     ckpt = folder / "celeba_hq_256_8x8.pt"  # the authors' name for every 256 px file: not believed
     shutil.copy(SMG_REF / "tiny.pt", ckpt)
@@ -142,17 +143,28 @@ def tiny_registry(folder: Path) -> Path:
          "license": "test"}])
 
 
+def drawn_here(ctx: AppContext, pictures: dict[str, np.ndarray]) -> None:
+    """The samples as the seed rows hand them out: remembered as drawn by tiny-smg, so they
+    are taken as drawn, not face-aligned (the gray one as the RGB picture it arrives as)."""
+    for picture in pictures.values():
+        if picture.shape[:2] == (SIZE, SIZE):
+            remember_drawn(ctx, "tiny-smg", picture if picture.ndim == 3 else np.dstack([picture] * 3))
+
+
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
+def client(tmp_path_factory, pictures):
     with app_client(tiny_registry(tmp_path_factory.mktemp("stylemap-app"))) as client:
+        drawn_here(client.app.ctx, pictures)
         yield client
 
 
 @pytest.fixture(scope="module")
-def ctx(tmp_path_factory) -> AppContext:
+def ctx(tmp_path_factory, pictures) -> AppContext:
     """The handlers' context on the tiny registry, on the CPU (no app)."""
     registry = tiny_registry(tmp_path_factory.mktemp("stylemap-ctx"))
-    return AppContext(load_registry(registry), torch.device("cpu"))
+    ctx = AppContext(load_registry(registry), torch.device("cpu"))
+    drawn_here(ctx, pictures)
+    return ctx
 
 
 def test_labels_name_the_grid_of_the_model_and_paper_numbers_their_checkpoint(ctx, model, io):
@@ -203,7 +215,7 @@ def test_local_edit_handler_returns_the_engine_edit_and_its_run(ctx, model, pict
     assert np.array_equal(result, to_uint8(expected.image)[0])
     assert np.array_equal(net_in, pictures["plain"]) and in_photo is None
     assert notes == ("Network input: the editor's picture, centre crop",
-                     "Reference: Network input: the picture as it is (already the model's 32 px square)")
+                     "Reference: Network input: the GAN sample as drawn (already in the model's frame)")
     assert cells[16:].min() == 255 and cells[:16].max() == 0
     assert run.recipe["operation"] == "local_edit" and run.recipe["settings"] == {"space": "w"}
     # live painting: off answers "no change"; an unpainted stroke is silent, not an error
@@ -234,6 +246,7 @@ def test_edit_example_and_transplant_handlers(ctx, model):
         ctx, "tiny-smg", 0.7, 1, 2, "lower half", "w_plus")
     samples = to_uint8(stylemap.sample(model, [1, 2], 0.7))
     assert np.array_equal(editor["background"], samples[0]) and np.array_equal(reference, samples[1])
+    remember_drawn(ctx, "tiny-smg", samples[0])  # as the seed row under the photo does
     assert editor["layers"][0][SIZE // 2:, :, 3].all() and not editor["layers"][0][: SIZE // 2, :, 3].any()
     assert run.recipe["seeds"] == [1, 2]
     assert run.recipe["settings"] == {"space": "w_plus", "example_region": "lower half"}
