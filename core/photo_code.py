@@ -18,9 +18,14 @@ from typing import Callable
 
 import numpy as np
 import torch
+from PIL import Image
 
 from core.device import placement
 from core.errors import UserError
+from core.images import pil_to_tensor
+from core.inversion import LOSS_SIZE, Frame, Inversion
+
+QUICK_STEPS = (200, 20)  # Adam steps in W+ after the start for a quick code (GPU, CPU)
 
 
 @dataclass
@@ -106,6 +111,56 @@ class PhotoCode:
         if self.framed is None:
             return None
         return np.asarray(self.framed.paste(picture))
+
+
+# ---- a quick code: e4e where registered, then a short optimisation in W+ ------------------------
+def prepare_target(aligned) -> tuple[torch.Tensor, Frame]:
+    """A framed photo (`core.faces.Aligned`) as the inversion's losses see it: its picture
+    area (cars: the rows between the bars) Lanczos-resized to LOSS_SIZE wide (cars: 256 x 192,
+    SAM's authors' target size), and where those rows lie in the LOSS_SIZE square."""
+    l, t, r, b = aligned.content
+    size = aligned.size
+    frame = Frame() if (t, b) == (0, size) else Frame.for_content(size, (r - l, b - t))
+    picture = aligned.image.crop(aligned.content).resize((LOSS_SIZE, frame.bottom - frame.top),
+                                                         Image.Resampling.LANCZOS)
+    return pil_to_tensor(picture), frame
+
+
+def encoder_of(ctx, model_id: str):
+    """The e4e encoder registered for generator `model_id` (its entry), or None."""
+    entries = ctx.registry.companions("e4e", model_id)
+    return entries[0] if entries else None
+
+
+def start_w(ctx, model_id: str, G, target: torch.Tensor) -> torch.Tensor:
+    """An inversion's start: e4e's code for the photo where an encoder is registered, else
+    the mean w in every layer."""
+    enc = encoder_of(ctx, model_id)
+    if enc is None:
+        return G.w_plus(G.truncation_center()).clone()
+    from core.models.e4e import e4e_input
+
+    E = ctx.model(enc.id, torch.float32)
+    with torch.no_grad():  # the authors' input size (cars 192x256, else 256x256)
+        return E(e4e_input(target.to(G.device), E.input_size)).float()
+
+
+def quick_code(ctx, model_id: str, G, framed, steps: int, lpips_model,
+               report: Callable[[int, int], None] = lambda done, total: None) -> PhotoCode:
+    """A photo's code in W+ only, in seconds: e4e's code where registered (or the mean w),
+    then `steps` Adam steps of SAM's W+ objective (its losses and schedule, no feature
+    residuals). Less faithful than a SAM inversion, enough to edit with."""
+    target, frame = prepare_target(framed.aligned)
+    w = start_w(ctx, model_id, G, target)
+    if steps > 0:
+        inversion = Inversion(G, target, {}, w, lpips_model, steps=steps, frame=frame)
+        while not inversion.done:
+            inversion.step()
+            report(inversion.step_index, steps)
+        w = inversion.codes().w_plus
+    start = "e4e" if encoder_of(ctx, model_id) else "mean w"
+    return PhotoCode(model_id, w.detach().cpu().float(),
+                     method=f"quick W+ ({start} + {steps} steps)", framed=framed)
 
 
 # ---- a code in a saved run ("Download all") and back ------------------------------------------

@@ -16,6 +16,7 @@ shared factor/seed picker, `_build_edit` and `_build_compute`.
 """
 from __future__ import annotations
 
+import functools
 import random
 import re
 import weakref
@@ -34,8 +35,11 @@ from core.hub import app_cache_dir, fetch
 from core.images import grid, heatmap, overlay, to_uint8
 from core.models import STYLEGAN2_ARCHS
 from core.models.stylegan2 import StyleGAN2Generator, SynthesisState, panda_layer
-from core.photo_code import PhotoCode, photo_code_state, run_parts
-from core.recipe import Run
+from core.lpips import get_lpips
+from core.photo_code import (QUICK_STEPS, PhotoCode, code_from_bundle, encoder_of, photo_code_state,
+                             quick_code, run_parts)
+from core.photo_slot import frame_input, photo_slot
+from core.recipe import Run, open_run
 from core.gpu import gpu_task, user_errors
 from core.ui import (MAX_SEED, TabWiring, labelled_examples, licence_line, parse_seeds, record,
                      tab_header)
@@ -590,8 +594,52 @@ def edit_seeds(ctx: AppContext, label: str | None, seeds: str, truncation: float
     return SeedEditOutputs(grid(orig, pad=0), grid(new, pad=0), diffs, sal_rows, grid_uint8(masked), run)
 
 
-NO_PHOTO_CODE = ("No photo code yet: invert your photo in the SAM tab (it hands the result "
-                 "to this tab), or load a saved run there.")
+NO_PHOTO_CODE = ("No photo code yet: upload your photo above and press \"Quick code\", invert it "
+                 "in the SAM tab (finer), or load a saved run.")
+QUICK_STEP_GPU_SECONDS = 0.12  # estimated GPU time per W+ step at 1024 px (SAM's estimate)
+
+
+def quick_needs(ctx: AppContext, label: str | None, *_, **__) -> list:
+    """A quick code: the factors' generator in float32 (gradients), its e4e encoder where
+    registered, and the LPIPS backbone."""
+    fs, _ = factors_and_model(ctx, label)
+    get_lpips("vgg", ctx.device)
+    enc = encoder_of(ctx, fs.generator)
+    return [(fs.generator, torch.float32)] + ([(enc.id, torch.float32)] if enc else [])
+
+
+def quick_seconds(ctx: AppContext, label: str | None, photo, face, plain, steps: float = 0,
+                  *_, **__) -> float:
+    """GPU time of a quick code: its steps at the generator's size."""
+    size = library(ctx).get(label).side if label else 256
+    return 20 + float(steps or 0) * QUICK_STEP_GPU_SECONDS * max(size * 16 / 1024, 0.25) ** 2
+
+
+class QuickCodeOutputs(NamedTuple):
+    """A quick code's widgets: the session's photo code, its reconstruction, status line."""
+    code: PhotoCode
+    reconstruction: np.ndarray
+    status: str
+
+
+@gpu_task(duration=quick_seconds, needs=quick_needs)
+def quick_photo_code(ctx: AppContext, label: str | None, photo, face: float | None = 1,
+                     plain: bool = False, steps: float = QUICK_STEPS[1],
+                     progress=gr.Progress()) -> QuickCodeOutputs:
+    """Your photo, framed for the factors' generator, as a photo code in W+ (e4e where
+    registered, then `steps` Adam steps): the session's code, which "Edit my photo" edits
+    (and SAM and Generate see) -> (code, its reconstruction, status)."""
+    fs, _ = factors_and_model(ctx, label)
+    G = ctx.model(fs.generator, torch.float32)  # gradients: float32 on every device
+    progress(0.0, desc="Framing the photo")
+    framed, _ = frame_input(ctx, fs.generator, photo, G.size, face, plain)
+    steps = max(0, int(steps or 0))
+    report = lambda done, total: progress(done / total, desc=f"W+ step {done}/{total}")  # noqa: E731
+    code = quick_code(ctx, fs.generator, G, framed, steps, get_lpips("vgg", G.device), report)
+    with torch.no_grad():
+        picture = to_uint8(code.render(G))[0]
+    return QuickCodeOutputs(code, picture, f"Your photo is now the session's {code.describe()}: "
+                                           "edit it below (SAM's inversion is finer).")
 
 
 class PhotoEditOutputs(NamedTuple):
@@ -627,6 +675,69 @@ def edit_photo_code(ctx: AppContext, label: str | None, code: PhotoCode | None, 
                  notes="original: the photo code's reconstruction (W+ and its residuals); edited: "
                        "the same pass with the parts/appearances edit at the factors' layer.")
     return PhotoEditOutputs(original, edited, diff, in_photo, run)
+
+
+def generator_of(ctx: AppContext, label: str | None) -> str | None:
+    """The generator a factor set belongs to (the photo slot frames photos for it)."""
+    try:
+        return library(ctx).get(label).generator if label else None
+    except UserError:
+        return None
+
+
+class LoadRunOutputs(NamedTuple):
+    """A saved run's widgets: factors, seeds, ψ, refine, parts, appearance, λ, edit list, the
+    session's photo code, status."""
+    factor_set: dict
+    seeds: dict
+    psi: dict
+    refine: dict
+    parts: dict
+    appearance: dict
+    strength: dict
+    more: dict
+    code: PhotoCode | None
+    status: str
+
+
+@user_errors
+def open_saved_run(ctx: AppContext, file: str | None, code: PhotoCode | None) -> LoadRunOutputs:
+    """A run saved with "Download all" back: a PandA run's factors, seeds, truncation and
+    edits; any run's photo code (SAM, PandA, Generate) becomes the session's. Loads no model:
+    "Edit" or "Edit my photo" then renders it."""
+    bundle = open_run(file)
+    recipe, keep = bundle.recipe, gr.update()
+    settings = recipe.get("settings") or {}
+    notes = []
+    if settings.get("photo_code"):
+        code = code_from_bundle(bundle)
+        notes.append(f"the session's photo code is now this run's {code.describe()}")
+    if recipe.get("tab") != TAB:
+        if not notes:
+            raise UserError(f"This run was saved by the {recipe.get('tab', '?')!r} tab and holds no "
+                            "photo code: load it there.")
+        return LoadRunOutputs(*[keep] * 8, code, "Loaded: " + notes[0] + ". Pick its model's "
+                              "factors and press \"Edit my photo\".")
+    label = settings.get("factor_set")
+    if label not in library(ctx).labels():
+        raise UserError(f"This run used the factor set {label!r}, which is not available here: "
+                        "compute it below (same generator, layer and rank), then load the run again.")
+    edits = [[list(map(int, parts)), int(j), float(lam)] for parts, j, lam in settings.get("edits") or []]
+    if not edits:
+        raise UserError("This PandA run lists no edits.")
+    (first_parts, j, lam), rest = edits[0], edits[1:]
+    seeds = recipe.get("seeds") or []
+    seeds_update = gr.update(value=", ".join(map(str, seeds))) if seeds else keep
+    psi = settings.get("truncation")
+    notes.insert(0, f"factors {label}, {len(edits)} edit(s)" + (f", seeds {', '.join(map(str, seeds))}"
+                                                               if seeds else ""))
+    return LoadRunOutputs(
+        gr.update(value=label), seeds_update, keep if psi is None else gr.update(value=float(psi)),
+        gr.update(value=bool(settings.get("refine_parts"))),
+        gr.update(choices=part_choices(label), value=first_parts), gr.update(value=j),
+        gr.update(value=lam),
+        gr.update(value=[[", ".join(map(str, p)), a, v] for p, a, v in rest]), code,
+        "Loaded " + "; ".join(notes) + ". Press \"Edit\"" + (" or \"Edit my photo\"" if code else "") + ".")
 
 
 def grid_uint8(pictures: np.ndarray) -> np.ndarray:
@@ -769,8 +880,9 @@ def _example_rows(labels: list[str]) -> tuple[list[list], list[str]]:
     return rows, names
 
 
-def _build_edit(wiring: TabWiring, picker: Picker, labels: list[str]) -> None:
-    """Parts gallery, part/appearance/strength/preset, the edit list, the result pictures, examples."""
+def _build_edit(wiring: TabWiring, picker: Picker, labels: list[str]) -> tuple[list, list]:
+    """Parts gallery, part/appearance/strength/preset, the edit list, the result pictures, your
+    photo, examples -> what showing the parts reads and fills (a new factor set shows them)."""
     parts_gallery = gr.Gallery(label="Parts (click to select)", columns=8, height=200, format="png")
     with gr.Row():
         first = part_choices(labels[0] if labels else None)
@@ -798,23 +910,49 @@ def _build_edit(wiring: TabWiring, picker: Picker, labels: list[str]) -> None:
     show_outputs = [parts_gallery, parts, preset, appearance]
     edit_inputs = [picker.factor_set, picker.seed, picker.psi, parts, appearance, strength, more, picker.refine]
     edit_outputs = [original, edited, diff, sal, masked]
-    wiring.on(picker.factor_set.change, show_parts, show_inputs, show_outputs,
+    # a person's pick (not a loaded run's, which keeps its parts) shows the parts, part 0 picked
+    wiring.on(picker.factor_set.input, show_parts, show_inputs, show_outputs,
               api_name="panda_parts", record=False)
     wiring.on(picker.seed.submit, show_parts, show_inputs, show_outputs, record=False)
     wiring.on(picker.refine.change, show_parts, show_inputs, show_outputs, record=False)
     wiring.on(run.click, edit_seeds, edit_inputs, edit_outputs, api_name="panda_edit")
     code = photo_code_state(wiring.ctx)
-    with gr.Accordion("Edit your photo (the photo code inverted in the SAM tab)", open=False):
-        gr.Markdown("Invert your photo once in the SAM tab (same model as these factors): the parts "
-                    "and appearances above then act on the features of your photo's own pass, "
-                    "SAM's feature residuals included, so λ = 0 is exactly the reconstruction. "
-                    "The result goes back into your photo at full resolution.")
+    with gr.Accordion("Edit your photo", open=True):
+        gr.Markdown("Upload your photo (framed for the factors' generator) and press \"Quick code\" "
+                    "for a W+ code in seconds (e4e where registered, then a short optimisation), or "
+                    "invert it in the SAM tab (finer: W+ plus feature residuals), or load a saved "
+                    "run. The parts and appearances above then act on your photo's own pass, so "
+                    "λ = 0 is exactly the reconstruction; the result goes back into your photo at "
+                    "full resolution.")
+        generator = gr.Textbox(generator_of(wiring.ctx, picker.factor_set.value), visible=False)
+        with gr.Row():
+            with gr.Column():
+                slot = photo_slot(wiring, generator, label="Your photo", net_input=False, height=320)
+            with gr.Column():
+                net_input = gr.Image(label="Network input", format="png", interactive=False, height=320)
+                caption = gr.Markdown()
+                steps = gr.Slider(0, 1000, value=QUICK_STEPS[0] if wiring.ctx.device.type == "cuda"
+                                  else QUICK_STEPS[1], step=10, label="W+ steps after the start")
+                quick = gr.Button("Quick code", variant="secondary")
+                saved = gr.File(label="Load a run (.zip)", file_types=[".zip"], type="filepath")
+        status = gr.Markdown()
         edit_mine = gr.Button("Edit my photo", variant="primary")
         with gr.Row():
             code_original = gr.Image(label="Your photo's reconstruction", format="png", interactive=False, height=320)
             code_edited = gr.Image(label="Your photo edited", format="png", interactive=False, height=320)
             code_diff = gr.Image(label="|Difference| (your photo)", format="png", interactive=False, height=320)
         code_in_photo = gr.Image(label="The edit in your photo", format="png", interactive=False, height=480)
+    slot.follow(wiring, generator, net_input, caption)
+    slot.clears(code_original, code_edited, code_diff, code_in_photo)
+    picker.factor_set.change(functools.partial(generator_of, wiring.ctx), picker.factor_set, generator,
+                             api_visibility="private", queue=False)
+    wiring.on(quick.click, quick_photo_code, [picker.factor_set, *slot.inputs, steps],
+              [code, code_original, status], api_name="panda_quick_code", record=False)
+    loaded = wiring.on(saved.upload, open_saved_run, [saved, code],
+                       [picker.factor_set, picker.seed, picker.psi, picker.refine, parts, appearance,
+                        strength, more, code, status], api_name="panda_load_run", record=False)
+    wiring.on(loaded.success, show_parts, show_inputs, [parts_gallery, gr.State(), preset, gr.State()],
+              record=False)
     wiring.on(edit_mine.click, edit_photo_code,
               [picker.factor_set, code, parts, appearance, strength, more],
               [code_original, code_edited, code_diff, code_in_photo], api_name="panda_edit_photo")
@@ -833,10 +971,13 @@ def _build_edit(wiring: TabWiring, picker: Picker, labels: list[str]) -> None:
         shown = wiring.on(examples.load_input_event.then, show_parts, show_inputs, show_outputs,
                           record=False)
         wiring.on(shown.then, edit_seeds, edit_inputs, edit_outputs)
+    return show_inputs, show_outputs
 
 
-def _build_compute(wiring: TabWiring, factor_set: gr.Dropdown, open_: bool) -> None:
-    """Factorize a layer of any registered StyleGAN2; the new set joins the Factors list."""
+def _build_compute(wiring: TabWiring, factor_set: gr.Dropdown, open_: bool, show: tuple[list, list]
+                   ) -> None:
+    """Factorize a layer of any registered StyleGAN2; the new set joins the Factors list and
+    its parts are shown."""
     with gr.Accordion("Compute factors", open=open_):
         gr.Markdown(COMPUTE_TEXT + f" Saved as the authors' `Uc-name_<model>-layer_<l>-rank_<R>.npy` / "
                     f"`Us-...` (e.g. `stylegan2_ffhq1024`) under `{computed_dir()}/<generator id>/`; their "
@@ -854,8 +995,10 @@ def _build_compute(wiring: TabWiring, factor_set: gr.Dropdown, open_: bool) -> N
             lr = gr.Number(value=pf.AUTHORS_LR, minimum=0, label="lr (stochastic)")
         compute = gr.Button("Compute factors")
         status = gr.Markdown()
-    wiring.on(compute.click, compute_factors, [model, layer, rank, samples, iters, solver, steps, lr],
-              [factor_set, status], api_name="panda_compute", record=False)
+    computed = wiring.on(compute.click, compute_factors, [model, layer, rank, samples, iters, solver,
+                                                          steps, lr],
+                         [factor_set, status], api_name="panda_compute", record=False)
+    wiring.on(computed.success, show_parts, *show, record=False)
 
 
 def build_tab(ctx: AppContext) -> None:
@@ -867,6 +1010,6 @@ def build_tab(ctx: AppContext) -> None:
                HOW_IT_WORKS)
     licence_line(ctx.registry, TAB, licensed_ids(ctx))
     picker = _build_picker(labels)
-    _build_edit(wiring, picker, labels)
+    show = _build_edit(wiring, picker, labels)
     wiring.download.render()
-    _build_compute(wiring, picker.factor_set, open_=not labels)
+    _build_compute(wiring, picker.factor_set, open_=not labels, show=show)

@@ -17,12 +17,11 @@ import gradio as gr
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from core.context import AppContext
 from core.directions import DIRECTIONS, Direction, file_direction, strength_range
 from core.errors import UserError
-from core.faces import Aligned, FramedPhoto
+from core.faces import FramedPhoto
 from core.framing import FACE_FRAMINGS
 from core.hub import WeightEntry, fetch
 from core.images import heatmap, masks_by_colour, photos_for, pil_to_tensor, to_uint8
@@ -30,7 +29,8 @@ from core.jobs import Flag
 from core.lpips import get_lpips
 from core.models import STYLEGAN2_ARCHS
 from core.models.stylegan2 import StyleGAN2Generator
-from core.photo_code import PhotoCode, code_from_bundle, photo_code_state, run_parts, saved_model
+from core.photo_code import (PhotoCode, code_from_bundle, photo_code_state, prepare_target, run_parts,
+                             saved_model, start_w)
 from core.recipe import Run, open_run
 from core.segments import fuse_face_parts, merge_ade20k, semantic_segments, superpixels
 from core.gpu import gpu_task, user_errors
@@ -118,18 +118,6 @@ class Session:
     framed: FramedPhoto | None = None          # the photo, its frame (paste-back); None: tensors only
     from_sample: bool = False                  # the photo is the tab's GAN sample (no alignment)
     segmenter: str = "superpixels"             # what made `segments` (make_segments)
-
-
-def prepare_target(aligned: Aligned) -> tuple[torch.Tensor, Frame]:
-    """The framed photo as the losses see it: its picture area (`aligned.content`; cars: the
-    rows between the bars) Lanczos-resized to LOSS_SIZE wide (cars: 256 x 192, the authors'
-    target size), and where those rows lie in the LOSS_SIZE square."""
-    l, t, r, b = aligned.content
-    size = aligned.size
-    frame = Frame() if (t, b) == (0, size) else Frame.for_content(size, (r - l, b - t))
-    picture = aligned.image.crop(aligned.content).resize((LOSS_SIZE, frame.bottom - frame.top),
-                                                         Image.Resampling.LANCZOS)
-    return pil_to_tensor(picture), frame
 
 
 def result_in_photo(s: Session, full: torch.Tensor) -> np.ndarray | None:
@@ -373,18 +361,6 @@ def generator(ctx: AppContext, mid: str | None) -> StyleGAN2Generator:
     return G
 
 
-def initial_w(ctx: AppContext, mid: str, G: StyleGAN2Generator, target: torch.Tensor) -> torch.Tensor:
-    """e4e's code for the photo where an encoder is registered, else the mean w."""
-    enc = companion(ctx, mid, "e4e")
-    if enc is None:
-        return G.w_plus(G.truncation_center()).clone()
-    from core.models.e4e import e4e_input
-
-    E = ctx.model(enc.id, torch.float32)
-    with torch.no_grad():  # the authors' input size (cars 192x256, else 256x256)
-        return E(e4e_input(target.to(G.device), E.input_size)).float()
-
-
 def error_maps(ctx: AppContext, mid: str, G: StyleGAN2Generator, s: Session, est: int,
                progress) -> str:
     """Fill `s.errors` from the authors' predictor, else from short single-space runs;
@@ -398,7 +374,7 @@ def error_maps(ctx: AppContext, mid: str, G: StyleGAN2Generator, s: Session, est
         s.errors = {name: maps[name][0, 0].float().cpu() for name in SPACES}
         return f"predicted by `{pred.id}`"
     progress(0.2, desc=f"No predictor: {len(SPACES)} single-space runs of {est} steps")
-    s.errors = estimate_errors(G, s.target, initial_w(ctx, mid, G, s.target),
+    s.errors = estimate_errors(G, s.target, start_w(ctx, mid, G, s.target),
                                get_lpips("vgg", G.device), est, s.frame, optimisation_dtype(G.device))
     if not all(torch.isfinite(m).all() for m in s.errors.values()):
         raise UserError("The single-space runs diverged (their errors are not finite): this "
@@ -664,7 +640,7 @@ def invert(ctx: AppContext, mid: str | None, s: Session | None, editor: dict | N
     masks = feature_masks(layer_map, G)
     batch = [masks] + ([{k: torch.zeros_like(m) for k, m in masks.items()}] if with_baseline else [])
     progress(0.0, desc="Starting point")
-    w0 = initial_w(ctx, mid, G, s.target)
+    w0 = start_w(ctx, mid, G, s.target)
     autocast = optimisation_dtype(G.device, bool(reduced_precision))  # None: float32 (the authors')
     run = Inversion(G, s.target, stack_masks(batch), w0.expand(len(batch), -1, -1),
                     get_lpips("vgg", G.device), int(n_steps), s.frame, autocast=autocast)

@@ -15,6 +15,7 @@ from PIL import Image
 from helpers import app_client, editor_value, png_file, read_png, write_registry
 from core import images
 from core.context import AppContext
+from core.photo_code import prepare_target
 from core.photo_slot import drawing, frame_input, show_framing
 from core.hub import load_registry
 from core.models.stylegan2 import StyleGAN2Generator
@@ -332,7 +333,7 @@ def test_the_authors_segmenters_make_the_segments(files, tmp_path, monkeypatch):
 
     def session(mid: str) -> sam.Session:
         framed, _ = frame_input(ctx, mid, photo(tmp_path), 256, plain=True)
-        target, frame = sam.prepare_target(framed.aligned)
+        target, frame = prepare_target(framed.aligned)
         return sam.Session(mid, target, frame, framed=framed)
 
     from core.models.faceparser import FaceParser
@@ -447,7 +448,7 @@ def test_an_exif_rotated_jpeg_arrives_upright(files, tmp_path):
     net, *_ = show_framing(ctx, "tiny-sam", str(path))
     assert np.array_equal(net["value"], np.asarray(align(upright, None, "center", 256).image))
     framed, _ = frame_input(ctx, "tiny-sam", str(path), 256)  # what predict_layer_map frames
-    target, _ = sam.prepare_target(framed.aligned)
+    target, _ = prepare_target(framed.aligned)
     assert framed.photo.size == (200, 400)
     assert target[0, 0, :20].mean() > 0.5 and target[0, 2, :20].mean() < -0.5  # red at the top
 
@@ -631,7 +632,7 @@ def test_the_e4e_encoder_starts_the_inversion(files, tmp_path):
     from core.models.e4e import E4EEncoder, e4e_input
     from core.recipe import read_bundle
     from core.faces import frame_photo
-    from demos.sam import prepare_target
+    from core.photo_code import prepare_target
 
     config = {**SAM_SG2, "style_dim": 512}  # e4e codes are 512-d
     save_sg2(tmp_path / "sg2-512d.pt", config, 13)
