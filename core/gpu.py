@@ -115,35 +115,27 @@ def float32_on_overflow(fn: Callable) -> Callable:
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def steps(ctx, *args, **kwargs):
-            precision.start_call()
-            try:
-                first = True
-                try:
-                    for item in fn(ctx, *args, **kwargs):
-                        first = False
-                        yield item
-                except precision.ReducedPrecisionFailed as failed:
-                    mark(ctx, failed)
-                    if not first:
-                        raise gr.Error(HALF_OVERFLOW) from None
-                    precision.end_call()
-                    yield from fn(ctx, *args, **kwargs)
-            finally:
-                precision.end_call()
+            first = True
+            try:  # the call's state goes with each step, whichever thread runs it
+                for item in precision.each_step(fn(ctx, *args, **kwargs), precision.CallState()):
+                    first = False
+                    yield item
+            except precision.ReducedPrecisionFailed as failed:
+                mark(ctx, failed)
+                if not first:
+                    raise gr.Error(HALF_OVERFLOW) from None
+                yield from precision.each_step(fn(ctx, *args, **kwargs), precision.CallState())
         return steps
 
     @functools.wraps(fn)
     def run(ctx, *args, **kwargs):
-        precision.start_call()
         try:
-            try:
+            with precision.within(precision.CallState()):
                 return fn(ctx, *args, **kwargs)
-            except precision.ReducedPrecisionFailed as failed:
-                mark(ctx, failed)
-                precision.end_call()
+        except precision.ReducedPrecisionFailed as failed:
+            mark(ctx, failed)
+            with precision.within(precision.CallState()):
                 return fn(ctx, *args, **kwargs)
-        finally:
-            precision.end_call()
     return run
 
 

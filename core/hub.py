@@ -165,6 +165,7 @@ def _parse_meta(raw: Any, where: str) -> EntryMeta:
 
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+MAX_WEIGHTS_BYTES = 1 << 40  # a registry size above 1 TiB is a typo (the largest file here is ~1 GB)
 
 
 def _check_size_key(arch: str, config: dict, at: str) -> None:
@@ -192,23 +193,30 @@ def _parse_entry(raw: dict, base: Path, where: str) -> WeightEntry:
     if not _ID.fullmatch(raw["id"]):
         raise UserError(f"{at}: an id is a name (letters, digits, '.', '_', '-'; at most 100), "
                         f"since it names files in the cache")
+    for key in ("arch", "generator"):
+        if raw.get(key) is not None and not _ID.fullmatch(raw[key]):
+            raise UserError(f"{at}: '{key}' must be a name (letters, digits, '.', '_', '-'), "
+                            f"not {raw[key]!r}")
     if not isinstance(raw.get("config") or {}, dict):
         raise UserError(f"{at}: 'config' must be an object (the loader's arguments)")
     _check_size_key(raw["arch"], raw.get("config") or {}, at)
     used_by = raw.get("used_by") or []
-    if not isinstance(used_by, list) or not all(isinstance(t, str) for t in used_by):
+    if not isinstance(used_by, list) or not all(isinstance(t, str) and _ID.fullmatch(t) for t in used_by):
         raise UserError(f"{at}: 'used_by' must be a list of tab ids")
     sources = [k for k in ("hub", "path", "url") if k in raw]
     if len(sources) != 1:
         raise UserError(f"{at} needs exactly one of 'hub' or 'path' or "
                         f"'url' as its source (it has {' and '.join(sources) or 'none'})")
     hub = _parse_hub(raw["hub"], at) if "hub" in raw else None
-    if not isinstance(raw.get("size", 0), (int, type(None))) or isinstance(raw.get("size"), bool):
-        raise UserError(f"{at}: size must be a whole number of bytes")
+    size = raw.get("size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool)
+                             or not 0 < size <= MAX_WEIGHTS_BYTES):
+        raise UserError(f"{at}: size must be a whole number of bytes between 1 and "
+                        f"{MAX_WEIGHTS_BYTES} (1 TiB), or null; it is {size!r}")
     path = None
     if "path" in raw:
-        if not isinstance(raw["path"], str):
-            raise UserError(f"{at}: path must be a string")
+        if not isinstance(raw["path"], str) or not raw["path"] or "\0" in raw["path"]:
+            raise UserError(f"{at}: path must be a file's path (a non-empty string)")
         path = Path(os.path.expanduser(raw["path"]))
         path = path if path.is_absolute() else (base / path).resolve()
     url = _parse_url(raw["url"], at) if "url" in raw else None
@@ -218,18 +226,52 @@ def _parse_entry(raw: dict, base: Path, where: str) -> WeightEntry:
     return WeightEntry(id=raw["id"], arch=raw["arch"], config=dict(raw.get("config") or {}),
                        generator=raw.get("generator"), meta=_parse_meta(raw.get("meta"), at),
                        hub=hub, path=path, url=url, sha256=sha.lower() if sha else None,
-                       size=raw.get("size"), license=raw.get("license", ""),
+                       size=size, license=raw.get("license", ""),
                        source=raw.get("source", ""), description=raw.get("description", ""),
                        used_by=tuple(used_by), mirrors=_parse_mirrors(raw.get("mirrors"), at))
 
 
+REPO_TYPES = ("model", "dataset", "space")
+_HUB_KEYS = {"repo_id", "filename", "revision", "repo_type"}
+_REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")  # a branch, tag, refs/pr/N or commit
+
+
 def _parse_hub(h: Any, at: str) -> HubSource:
+    """`"hub": {repo_id, filename, revision?, repo_type?}`, each checked by the Hub's rules (a
+    bad one would otherwise fail with a traceback when the Models tab looks it up)."""
     if not isinstance(h, dict) or not h.get("repo_id") or not h.get("filename"):
         raise UserError(f"{at}: 'hub' needs repo_id and filename")
-    if not all(isinstance(h.get(k, ""), str) for k in ("repo_id", "filename", "revision", "repo_type")):
+    if set(h) - _HUB_KEYS:
+        raise UserError(f"{at}: 'hub' has unknown fields {sorted(set(h) - _HUB_KEYS)} "
+                        f"(known: {', '.join(sorted(_HUB_KEYS))})")
+    if not all(isinstance(h.get(k, ""), str) for k in _HUB_KEYS):
         raise UserError(f"{at}: 'hub' repo_id, filename, revision and repo_type must be strings")
-    return HubSource(h["repo_id"], h["filename"], h.get("revision") or "main",
-                     h.get("repo_type") or "model")
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(h["repo_id"])
+    except HFValidationError:
+        raise UserError(f"{at}: hub repo_id {h['repo_id']!r} is not a Hub repository name "
+                        f"('name' or 'owner/name': letters, digits, '-', '_', '.'; no '..')") from None
+    if not _hub_filename_ok(h["filename"]):
+        raise UserError(f"{at}: hub filename {h['filename']!r} must be a path inside the "
+                        f"repository ('model.pt' or 'folder/model.pt': no '..', no leading '/', "
+                        f"no backslashes)")
+    revision = h.get("revision") or "main"
+    if not _REVISION.fullmatch(revision) or ".." in revision or revision.endswith(("/", ".")):
+        raise UserError(f"{at}: hub revision {revision!r} must be a branch, tag or commit hash")
+    repo_type = h.get("repo_type") or "model"
+    if repo_type not in REPO_TYPES:
+        raise UserError(f"{at}: hub repo_type must be one of {', '.join(REPO_TYPES)}, not {repo_type!r}")
+    return HubSource(h["repo_id"], h["filename"], revision, repo_type)
+
+
+def _hub_filename_ok(name: str) -> bool:
+    """A file's path inside a Hub repository: relative, '/'-separated, no empty, '.' or '..'
+    part, no backslash or control character."""
+    parts = name.split("/")
+    return (len(name) <= 1000 and "\\" not in name and not any(ord(c) < 32 for c in name)
+            and all(p not in ("", ".", "..") for p in parts))
 
 
 def _parse_mirrors(raw: Any, at: str) -> tuple[HubSource | UrlSource, ...]:
@@ -246,8 +288,7 @@ def _parse_url(raw: Any, where: str) -> UrlSource:
     """`"url": "https://..."` or `{"href": ..., "filename": ...}`; Drive links need the name."""
     u = raw if isinstance(raw, dict) else {"href": raw}
     href, name = u.get("href"), u.get("filename")
-    if set(u) - {"href", "filename"} or not isinstance(href, str) \
-            or urlsplit(href).scheme not in ("http", "https") or not urlsplit(href).hostname:
+    if set(u) - {"href", "filename"} or not isinstance(href, str) or not _web_address(href):
         raise UserError(f"{where}: 'url' must be an http(s) address or an object with 'href' "
                         f"(an http(s) address) and optionally 'filename'")
     src = UrlSource(href, "")
@@ -260,6 +301,16 @@ def _parse_url(raw: Any, where: str) -> UrlSource:
         raise UserError(f"{where}: cannot take a file name from {href!r}; add "
                         f'"filename" (a plain name such as "model.pt") to its "url" object')
     return UrlSource(href, name)
+
+
+def _web_address(href: str) -> bool:
+    """Whether `href` is an http(s) address with a host (urlsplit raises on some malformed ones)."""
+    try:
+        parts = urlsplit(href)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) \
+            and not any(ord(c) < 33 for c in href)
+    except ValueError:
+        return False
 
 
 class Registry:

@@ -111,6 +111,40 @@ def check_upload(path: str) -> str:
     return out
 
 
+def picture_pixels(file) -> int:
+    """The pixel count a picture file's header declares, nothing decoded: a UserError if it
+    is not a picture or is over MAX_PHOTO_PIXELS (so callers can budget several together)."""
+    with _opened(file) as opened:
+        return opened.size[0] * opened.size[1]
+
+
+MAX_EDITOR_PIXELS = 40_000_000  # an image editor's files together: a 12 MP photo, its paint layer and composite
+
+
+def check_editor_pixels(files: Sequence) -> None:
+    """An image editor's files (background, layers, composite: paths or binary streams),
+    bounded together from their headers before any is decoded: Gradio decodes each into RGBA
+    arrays (about 12 bytes a pixel at its peak), so three near-limit pictures would cost
+    gigabytes where one costs a few hundred megabytes."""
+    total = 0
+    for file in files:
+        total += picture_pixels(file)
+        if total > MAX_EDITOR_PIXELS:
+            raise UserError(f"That picture is too large for the editor: its picture and paint "
+                            f"layers hold more than {MAX_EDITOR_PIXELS // 1_000_000} megapixels "
+                            f"together. Save a smaller copy (at most "
+                            f"{MAX_EDITOR_PIXELS // 3_000_000} megapixels) and upload that.")
+
+
+def read_picture(file) -> np.ndarray:
+    """A picture file (a path or a binary stream) as the array it stores, mode kept (a grey
+    mask stays [H, W], RGBA stays 4 channels), through the same checks as uploads: a picture,
+    at most MAX_PHOTO_PIXELS, read from the header before anything is decoded."""
+    with _opened(file) as opened:
+        opened.load()
+        return np.asarray(opened)
+
+
 @contextlib.contextmanager
 def _opened(file) -> Iterator[Image.Image]:
     """A picture file opened (its header only, so far) with its pixel count checked; every way

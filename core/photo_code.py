@@ -202,7 +202,7 @@ def saved_model(file: str | None) -> str | None:
     if not file:
         return None
     try:
-        recipe = open_run(file).recipe
+        recipe = open_run(file, pictures=False, arrays=False).recipe
     except UserError:
         return None
     about = (recipe.get("settings") or {}).get("photo_code") if isinstance(recipe, dict) else None

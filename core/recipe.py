@@ -10,7 +10,8 @@ arrays, plus a recipe dict) in a `gr.State`; `write_bundle` turns one into a sin
     masks/NAME.png     the masks used (8-bit grey, 255 = 1)
     latents.npz        latents, codes and other arrays (numpy, no pickle)
 
-`read_bundle` reads one back (tests, notebooks). `make_recipe` builds the recipe from
+`read_bundle` reads one back (tests, notebooks) within the bounds of `core.runfile`;
+`open_run` is what a tab calls with a person's upload. `make_recipe` builds the recipe from
 registry entries; `to_jsonable` makes settings JSON-safe (numpy and torch scalars
 included). `licence_note` summarises the licences of the weights a tab uses, from the
 registry's `license` and `used_by` fields.
@@ -354,34 +355,38 @@ class Bundle:
     recipe: dict
 
 
-def read_bundle(path: str | Path) -> Bundle:
+def read_bundle(path: str | Path, pictures: bool = True, arrays: bool = True) -> Bundle:
     """A zip written by `write_bundle`, back as arrays (keys: file names without folder and
-    .png) and the recipe. Arrays load without pickle."""
-    with zipfile.ZipFile(path) as zf:
-        recipe = json.loads(zf.read("recipe.json"))
-        pics: dict[str, dict[str, np.ndarray]] = {"images": {}, "masks": {}}
-        for info in zf.infolist():
-            folder, _, file = info.filename.partition("/")
-            if folder in pics and file.endswith(".png"):
-                pics[folder][file[:-4]] = np.asarray(Image.open(io.BytesIO(zf.read(info))))
-        arrays = {}
-        if "latents.npz" in zf.namelist():
-            with np.load(io.BytesIO(zf.read("latents.npz")), allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-    return Bundle(pics["images"], pics["masks"], arrays, recipe)
+    .png) and the recipe; `pictures=False` / `arrays=False` leave those unread. Read within
+    bounds (`core.runfile`: member count and sizes, pictures' pixels, arrays' sizes, all
+    checked before unpacking); arrays load without pickle."""
+    from core.runfile import MAX_RECIPE_BYTES, RunZip
+
+    with RunZip(path) as run:
+        recipe = json.loads(run.read("recipe.json", MAX_RECIPE_BYTES))
+        pics = run.pictures() if pictures else {"images": {}, "masks": {}}
+        found = arrays and "latents.npz" in run.names()
+        latents = run.arrays("latents.npz") if found else {}
+    return Bundle(pics["images"], pics["masks"], latents, recipe)
 
 
-def open_run(path: str | Path | None) -> Bundle:
-    """A run a person saved with "Download all" and uploads again, or a readable refusal."""
+def open_run(path: str | Path | None, pictures: bool = True, arrays: bool = True) -> Bundle:
+    """A run a person saved with "Download all" and uploads again, or a readable refusal: a
+    file that is not a run, one over the bounds of `core.runfile`, a recipe of the wrong
+    shape (`core.recipe_check`)."""
     from core.errors import UserError
+    from core.recipe_check import check_recipe
 
     if not path:
         raise UserError("Choose a run (.zip) saved with \"Download all\".")
     try:
-        return read_bundle(path)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        bundle = read_bundle(path, pictures, arrays)
+    except (OSError, ValueError, KeyError, EOFError, RecursionError, zipfile.BadZipFile,
+            zipfile.LargeZipFile):
         raise UserError("That file is not a run saved with \"Download all\" (a .zip with a "
                         "recipe.json).") from None
+    check_recipe(bundle.recipe)
+    return bundle
 
 
 # ---- licences ------------------------------------------------------------------------------

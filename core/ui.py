@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import io
 import math
 from typing import Callable
 from typing import Sequence
@@ -255,11 +256,13 @@ def pictures_as_files(fn: Callable, outputs: list) -> Callable:
 def guard_inputs(blocks: gr.Blocks) -> None:
     """Check what people send before Gradio decodes it, for every picture and number widget of
     the app: uploads through `core.images.check_upload` (a picture, not too many pixels, 8
-    bits), undecodable files and non-finite numbers answered with a sentence, not Gradio's
-    bare "Error"."""
+    bits; an editor's files bounded together), undecodable files, non-finite numbers and a
+    request with too few values answered with a sentence, not Gradio's bare "Error" (or an
+    API caller's `{"error": null}`)."""
+    blocks.validate_inputs = _checked_count(blocks.validate_inputs)
     for block in blocks.blocks.values():
         if isinstance(block, (gr.Image, gr.ImageEditor)):
-            block.preprocess = _checked_picture(block.preprocess)
+            block.preprocess = _checked_picture(block.preprocess, block)
         elif isinstance(block, (gr.Number, gr.Slider)):
             block.preprocess = _checked_number(block.preprocess, block.label or "This number")
 
@@ -272,14 +275,20 @@ def expire_states(blocks: gr.Blocks, seconds: int) -> None:
             block.time_to_live = seconds
 
 
-def _checked_picture(preprocess: Callable) -> Callable:
-    from core.images import NOT_A_PICTURE, check_upload
+def _checked_picture(preprocess: Callable, block=None) -> Callable:
+    """`preprocess` of an Image or ImageEditor with every file checked first (`check_upload`);
+    an editor's files (uploaded, or sent as blobs by a live editor) are bounded together."""
+    from core.images import NOT_A_PICTURE, check_editor_pixels, check_upload
 
     def run(payload):
         if payload is None:
             return preprocess(payload)
         try:
-            for file in _uploaded_files(payload):
+            files = _uploaded_files(payload)
+            if isinstance(block, gr.ImageEditor):
+                blobs = [io.BytesIO(b) for b in _editor_blobs(block, payload)]
+                check_editor_pixels([f.path for f in files] + blobs)
+            for file in files:
                 file.path = check_upload(file.path)
         except UserError as e:
             raise gr.Error(str(e)) from None
@@ -300,6 +309,32 @@ def _uploaded_files(payload) -> list:
         files += [f] if getattr(f := getattr(payload, part, None), "path", None) else []
     files += [f for f in getattr(payload, "layers", None) or [] if getattr(f, "path", None)]
     return files
+
+
+def _editor_blobs(editor, payload) -> list[bytes]:
+    """The pictures a live ImageEditor sent as blobs (Gradio keeps them by the payload's id)."""
+    key = getattr(payload, "id", None)
+    held = getattr(editor, "blob_storage", {}).get(key) if key is not None else None
+    if held is None:
+        return []
+    parts = [held.background, held.composite, *(held.layers or [])]
+    return [b for b in parts if b]
+
+
+MISSING_VALUES = ("This request sent {got} of the {needed} values this action takes: send a "
+                  "value for every input, in order (the app's API page lists them).")
+
+
+def _checked_count(validate: Callable) -> Callable:
+    """Gradio's check that a request carries a value per input, its refusal as a sentence
+    (its own is a ValueError, which reaches an API caller as `{"error": null}`)."""
+    def run(block_fn, inputs):
+        try:
+            return validate(block_fn, inputs)
+        except ValueError:
+            raise gr.Error(MISSING_VALUES.format(got=len(inputs), needed=len(block_fn.inputs))) from None
+    run.guarded = True
+    return run
 
 
 def _checked_number(preprocess: Callable, label: str) -> Callable:

@@ -156,7 +156,8 @@ def load_run(ctx: AppContext, file: str | None, code: PhotoCode | None,
     bundle = open_run(file)
     recipe = bundle.recipe
     model_id = (recipe.get("model_id") or "")
-    if recipe.get("settings", {}).get("photo_code"):
+    settings = recipe.get("settings") or {}
+    if settings.get("photo_code"):
         code = code_from_bundle(bundle)
         if code.model_id not in ctx.model_ids(STYLEGAN2_ARCHS):
             raise UserError(f"This run's photo code belongs to model {code.model_id!r}, which is "
@@ -167,7 +168,10 @@ def load_run(ctx: AppContext, file: str | None, code: PhotoCode | None,
     if recipe.get("tab") != TAB or not recipe.get("seeds"):
         raise UserError(f"This run was saved by the {recipe.get('tab', '?')!r} tab: load it "
                         f"there, or load a Generate run or one that holds a photo code.")
-    seed, truncation = recipe["seeds"][0], recipe["settings"]["truncation"]
+    seed, truncation = recipe["seeds"][0], settings.get("truncation")
+    if truncation is None:
+        raise UserError("This Generate run's recipe.json does not say its truncation ψ "
+                        "(settings 'truncation').")
     generated = _generate(ctx, model_id, seed, truncation, progress)
     return LoadRunOutputs(model_id, seed, truncation, generated.image, code, code_status(code),
                           None, generated.run)

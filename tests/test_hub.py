@@ -593,3 +593,64 @@ def test_pin_writes_the_cached_commit_into_the_registry(tmp_path: Path, hub_cach
     reg = hub.load_registry(registry)
     assert reg.get("p").hub.revision == commit and reg.get("q").hub.revision == "main"
     assert hub.fetch(reg.get("p")).read_bytes() == b"w"  # the pinned commit is what is cached
+
+
+# ---- every field checked at start, by the Hub's own rules for Hub sources (issue 34) ----------
+@pytest.mark.parametrize("hub_fields, says", [
+    ({"repo_id": "../../etc"}, "hub repo_id '../../etc' is not a Hub repository name"),
+    ({"repo_id": "a/b/c"}, "is not a Hub repository name"),
+    ({"repo_id": "org/re po"}, "is not a Hub repository name"),
+    ({"filename": "../../../../etc/passwd"}, "must be a path inside the repository"),
+    ({"filename": "/etc/passwd"}, "must be a path inside the repository"),
+    ({"filename": "folder\\model.pt"}, "no backslashes"),
+    ({"filename": "a//b.pt"}, "must be a path inside the repository"),
+    ({"revision": "../main"}, "hub revision '../main' must be a branch, tag or commit"),
+    ({"revision": "main branch"}, "must be a branch, tag or commit"),
+    ({"repo_type": "bucket"}, "repo_type must be one of model, dataset, space"),
+    ({"token": "x"}, "'hub' has unknown fields \\['token'\\]"),
+])
+def test_hub_fields_are_checked_by_the_hubs_rules(tmp_path: Path, hub_fields, says):
+    e = hub_entry("h")
+    e["hub"].update(hub_fields)
+    with pytest.raises(UserError, match=says):
+        hub.load_registry(write_registry(tmp_path / "w.json", [e]))
+
+
+def test_hub_fields_that_the_hub_accepts_load(tmp_path: Path):
+    e = hub_entry("h", filename="sub/dir/model.safetensors",
+                  hub_extra={"revision": "refs/pr/1", "repo_type": "space"})
+    assert hub.load_registry(write_registry(tmp_path / "w.json", [e])).get("h").hub == hub.HubSource(
+        "org/repo", "sub/dir/model.safetensors", "refs/pr/1", "space")
+
+
+@pytest.mark.parametrize("size", [1e30, 1.5, 0, -5, 2 ** 41, "10", True])
+def test_a_size_that_is_not_a_sane_byte_count_is_a_sentence(tmp_path: Path, size):
+    with pytest.raises(UserError, match=r"size must be a whole number of bytes between 1 and"):
+        hub.load_registry(write_registry(tmp_path / "w.json", [hub_entry("s", size=size)]))
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("arch", "../x", "'arch' must be a name"),
+    ("generator", "a b", "'generator' must be a name"),
+    ("used_by", ["../tab"], "'used_by' must be a list of tab ids"),
+    ("path", "", "path must be a file's path"),
+    ("path", "a\0b.pt", "path must be a file's path"),
+    ("url", "http://[broken/x.pt", "'url' must be an http\\(s\\) address"),
+    ("url", "https://example.com/a b.pt", "'url' must be an http\\(s\\) address"),
+])
+def test_other_malformed_fields_are_sentences(tmp_path: Path, field, value, says):
+    entry = {"id": "m", "arch": "stylegan2", "path": "m.pt", field: value}
+    if field == "url":
+        del entry["path"]
+    with pytest.raises(UserError, match=says):
+        hub.load_registry(write_registry(tmp_path / "w.json", [entry]))
+
+
+def test_a_bad_registry_stops_the_app_with_an_error_line_and_exit_2(tmp_path: Path, capsys):
+    import app
+
+    e = hub_entry("h", filename="../../../../etc/passwd", hub_extra={"repo_id": "../../etc"})
+    registry = write_registry(tmp_path / "w.json", [e])
+    assert app.main(["--weights", str(registry)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err and "repo_id '../../etc'" in err
