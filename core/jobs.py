@@ -25,7 +25,7 @@ from typing import Iterator
 
 import gradio as gr
 
-from core.turns import LANE
+from core.turns import LANE, lock_taken
 
 POLL_S = 0.1  # how often the main process looks whether a running job's event is still alive
 
@@ -44,9 +44,12 @@ class ForkSafeRLock:
         self._lock = threading.RLock()
 
     def __enter__(self) -> bool:
-        return self._lock.__enter__()
+        taken = self._lock.__enter__()
+        lock_taken(+1)  # a job holding it does not pause for another (`core.turns`)
+        return taken
 
     def __exit__(self, *exc) -> None:
+        lock_taken(-1)
         self._lock.__exit__(*exc)
 
 

@@ -170,8 +170,8 @@ class Lane:
         """At a progress report: if this thread's job has held its turn `turn_seconds()` and
         another session waits, let it go first, then carry on (or raise if cancelled)."""
         ticket = self.held()
-        if ticket is None or ticket.held_since is None:
-            return
+        if ticket is None or ticket.held_since is None or getattr(_locks, "held", 0):
+            return  # inside a lock (a model loading): the next job might need it
         if time.monotonic() - ticket.held_since < turn_seconds():
             return
         with self._cond:
@@ -192,6 +192,14 @@ class Lane:
 
 
 LANE = Lane()  # the model lane of this process
+
+_locks = threading.local()  # how many app locks this thread holds (`core.jobs.ForkSafeRLock`)
+
+
+def lock_taken(change: int) -> None:
+    """An app lock taken (+1) or given back (-1) by this thread: a job never pauses for
+    another while it holds one, or the other could wait for the lock while holding the lane."""
+    _locks.held = getattr(_locks, "held", 0) + change
 
 
 # ---- cancelled jobs, counted per process --------------------------------------------------

@@ -82,6 +82,31 @@ def test_a_waiting_job_that_is_cancelled_leaves_the_line():
     assert lane.acquire(Ticket("c"))  # the lane is free again
 
 
+def test_a_job_hands_its_turn_round_at_a_report_but_never_inside_a_lock(monkeypatch):
+    from core.jobs import ForkSafeRLock
+
+    monkeypatch.setenv("SPATIAL_GAN_TURN_SECONDS", "0")
+    lane, order = Lane(), []
+    mine = Ticket("a")
+    lane.acquire(mine)
+
+    def other():
+        with lane.turn(Ticket("b")):
+            order.append("b")
+
+    t = threading.Thread(target=other)
+    t.start()
+    while lane.waiting() == 0:
+        time.sleep(0.005)
+    with ForkSafeRLock():  # a model loading, say: b might need the same lock
+        lane.pause()
+    assert order == [] and lane.held() is mine
+    lane.pause()  # a progress report: b goes first, then this job carries on
+    assert order == ["b"] and lane.held() is mine
+    lane.release(mine)
+    t.join(2)
+
+
 def _raises(fn) -> bool:
     try:
         fn()
