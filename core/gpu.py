@@ -18,13 +18,16 @@ handler runs in three phases:
   with its result;
 - *present*: the result, in the main process, handed to Gradio.
 
-On a dedicated GPU or a CPU the GPU function is called in place, one job at a time (the
-device lock); on ZeroGPU several run at once (`lanes`), each with a duration computed from the
-call (`duration` may be a function of the handler's values) and refused with a sentence when
-it cannot fit ZeroGPU's limit.
+Every call takes turns on the model lane (`core.turns`: sessions in turn, a few jobs waiting
+each, a job cancelled while it waits never computes). On a dedicated GPU or a CPU the GPU
+function is called in place, one turn at a time (each step of a generator a turn of its own);
+on ZeroGPU several run at once (`lanes`), each with a duration computed from the call
+(`duration` may be a function of the handler's values) and refused with a sentence when it
+cannot fit ZeroGPU's limit.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -36,8 +39,9 @@ import torch
 
 from core import precision
 from core.errors import UserError
-from core.jobs import Call, Cancelled, checked, lane, watching
+from core.jobs import Call, Cancelled, checked, current_session, watching
 from core.runtime import in_worker, max_seconds, zero_gpu
+from core.turns import LANE, Ticket, note_cancelled
 
 log = logging.getLogger("spatial_gan_studio")
 
@@ -66,8 +70,7 @@ def _context(key: int | None):
 def translate(e: BaseException) -> gr.Error:
     if isinstance(e, gr.Error):
         return e
-    if isinstance(e, Cancelled):
-        log.info("a cancelled job stopped at its next step")
+    if isinstance(e, Cancelled):  # counted in the log by the lane's handler (`_count_cancel`)
         return gr.Error(STOPPED)
     if isinstance(e, UserError):
         return gr.Error(str(e))
@@ -234,38 +237,57 @@ class GpuTask:
     def run(self, ctx, *args, **kwargs):
         if in_worker():  # a handler called by another one, already on the GPU
             return self.compute(ctx, *args, **kwargs)
+        ticket = None
         try:
-            compute, context, exclusive = self.start(ctx, args, kwargs)
-            with watching() as call, lane(exclusive):
-                reply = compute(context, call, args, kwargs)
+            with watching() as call, LANE.job(current_session()) as ticket:
+                compute, context, exclusive = self.start(ctx, args, kwargs)
+                with LANE.turn(ticket, _raiser(call)):
+                    _begin(call, ticket)
+                    reply = compute(context, call, args, kwargs)
         except Exception as e:
+            _count_cancel(e, ticket)
             raise translate(e) from e
         _learn(ctx, reply)
         return reply.value
 
     def run_steps(self, ctx, *args, **kwargs):
+        """A generator handler: on this process's device each step is a turn of its own (the
+        lane goes round between steps); on ZeroGPU the whole call is one turn (its worker runs
+        the steps, bounded by the call's duration)."""
         if in_worker():
             yield from self.compute(ctx, *args, **kwargs)
             return
+        ticket = None
         try:
-            compute, context, exclusive = self.start(ctx, args, kwargs)
+            with watching() as call, LANE.job(current_session()) as ticket:
+                compute, context, exclusive = self.start(ctx, args, kwargs)
+                check = _raiser(call)
+                whole = contextlib.nullcontext() if exclusive else LANE.turn(ticket, check, thread=False)
+                steps = None
+                with whole:
+                    try:
+                        while True:
+                            with LANE.turn(ticket, check) if exclusive else contextlib.nullcontext():
+                                if steps is None:
+                                    _begin(call, ticket)
+                                    steps = compute(context, call, args, kwargs)
+                                check()  # cancelled between steps: the next never starts
+                                try:
+                                    reply = next(steps)
+                                except StopIteration:
+                                    return
+                            _learn(ctx, reply)
+                            yield reply.value
+                    finally:
+                        if steps is not None:
+                            steps.close()  # Gradio closed us (cancel): ZeroGPU stops its worker's loop too
+        except GeneratorExit:
+            if ticket is not None and ticket.started:
+                note_cancelled(True)
+            raise
         except Exception as e:
+            _count_cancel(e, ticket)
             raise translate(e) from e
-        with watching() as call:
-            steps = compute(context, call, args, kwargs)
-            try:
-                while True:
-                    with lane(exclusive):  # a generator holds the device for each step only
-                        try:
-                            reply = next(steps)
-                        except StopIteration:
-                            return
-                        except Exception as e:
-                            raise translate(e) from e
-                    _learn(ctx, reply)
-                    yield reply.value
-            finally:
-                steps.close()  # Gradio closed us (cancel): ZeroGPU stops its worker's loop too
 
 
 _TASKS: list[GpuTask] = []
@@ -321,6 +343,29 @@ def _named(kwargs: dict) -> dict:
 
 def _float32_only(ctx) -> frozenset[str]:
     return frozenset(getattr(ctx, "float32_only", ()) or ())
+
+
+def _raiser(call: Call) -> Callable[[], None]:
+    """A check that raises `Cancelled` once `call` is cancelled (read while a job waits)."""
+    def check() -> None:
+        if call.cancelled:
+            raise Cancelled()
+    return check
+
+
+def _begin(call: Call, ticket: Ticket) -> None:
+    """The job's first turn: a job cancelled before it never computes at all."""
+    _raiser(call)()
+    ticket.started = True
+
+
+def _count_cancel(e: BaseException, ticket: Ticket | None) -> None:
+    """Count `e` in the log's cancellation counts if it is a cancelled job stopping (a
+    `Cancelled`, or the sentence it became inside the handler or a ZeroGPU worker)."""
+    cancelled = (isinstance(e, Cancelled) or isinstance(e.__cause__, Cancelled)
+                 or (isinstance(e, gr.Error) and e.message == STOPPED))
+    if cancelled and ticket is not None:
+        note_cancelled(ticket.started)
 
 
 def _learn(ctx, reply: Reply) -> None:

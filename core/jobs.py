@@ -1,4 +1,4 @@
-"""A model job while it runs: one at a time on the device, and stopped when nobody waits for it.
+"""A model job while it runs: stopped when nobody waits for it, and a turn-taker on the device.
 
 Gradio frees a cancelled or disconnected job's queue slot at once, but a thread cannot be
 killed: the computation would run on beside the next person's job (two jobs on one GPU is how
@@ -8,8 +8,8 @@ raises `Cancelled`, so the job stops within one step.
 
 The job may compute in another process (ZeroGPU forks a worker per call and copies Gradio's
 queue into it), so the state a report reads is a `Call`: a flag file that the main process
-raises (`watching` polls Gradio's queue) and any process can read. On a dedicated GPU or a CPU
-every model job also runs under one process-wide lock (`lane`).
+raises (`watching` polls Gradio's queue) and any process can read. Who computes when is
+`core.turns`: a progress report is also where a long job lets another session have a turn.
 """
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Iterator
 
 import gradio as gr
+
+from core.turns import LANE, lock_taken
 
 POLL_S = 0.1  # how often the main process looks whether a running job's event is still alive
 
@@ -42,13 +44,13 @@ class ForkSafeRLock:
         self._lock = threading.RLock()
 
     def __enter__(self) -> bool:
-        return self._lock.__enter__()
+        taken = self._lock.__enter__()
+        lock_taken(+1)  # a job holding it does not pause for another (`core.turns`)
+        return taken
 
     def __exit__(self, *exc) -> None:
+        lock_taken(-1)
         self._lock.__exit__(*exc)
-
-
-DEVICE_LOCK = ForkSafeRLock()  # re-entrant: a handler may call another handler
 
 
 class Cancelled(Exception):
@@ -135,19 +137,18 @@ def watching() -> Iterator[Call]:
         call.cancel.lower()
 
 
-@contextlib.contextmanager
-def lane(exclusive: bool) -> Iterator[None]:
-    """One model job at a time on this process's device when `exclusive` (a dedicated GPU, a
-    CPU); ZeroGPU gives every call a GPU of its own."""
-    if not exclusive:
-        yield
-        return
-    with DEVICE_LOCK:
-        yield
+def current_session() -> str | None:
+    """The Gradio session (one browser tab, one API client) this thread works for, or None
+    outside a request (a test, a script)."""
+    from gradio.context import LocalContext
+
+    request = LocalContext.request.get(None)
+    return getattr(request, "session_hash", None) or None
 
 
 class CheckedProgress(gr.Progress):
-    """gr.Progress that raises `Cancelled` once its call has been cancelled."""
+    """gr.Progress that raises `Cancelled` once its call has been cancelled, and at which a job
+    that has held the lane long enough lets another session's job go first (`core.turns`)."""
 
     def __init__(self, track_tqdm: bool = False, call: Call | None = None):
         super().__init__(track_tqdm=False)  # tqdm is already patched by Gradio if asked
@@ -157,6 +158,7 @@ class CheckedProgress(gr.Progress):
     def check(self) -> None:
         if self._call is not None and self._call.cancelled:
             raise Cancelled()
+        LANE.pause()
 
     def __call__(self, *args, **kwargs):
         self.check()

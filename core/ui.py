@@ -22,9 +22,10 @@ from PIL import Image
 
 from core.errors import UserError
 from core.gpu import translate
-from core.runtime import lanes
+from core.turns import admitted
 
-GPU_LANE = "gpu"  # every model-using event shares this concurrency id (`core.gpu.lanes` at once)
+GPU_LANE = "gpu"  # every model-using event shares this concurrency id: Gradio hands up to
+# `core.turns.admitted()` of them to the lane at once, which serves sessions in turn
 
 
 def bind(handler: Callable, ctx) -> Callable:
@@ -75,6 +76,17 @@ def seed_picker(wiring: "TabWiring", target: gr.components.Component, sample: Ca
         button = gr.Button(label, scale=1)
     wiring.on(button.click, sample, inputs + [seed], target, record=False)
     return seed
+
+
+def long_dropdown(choices: list[str], value: str, **kwargs) -> gr.Dropdown:
+    """A dropdown of many choices (ImageNet's 1000 classes) whose list is sent when it is
+    focused, not in the page's configuration, which every visitor downloads (16 such lists
+    were 1.5 MB of it). A typed value is accepted (the handler reads "207" or "207: golden
+    retriever"), so the list is a help for choosing, never required."""
+    box = gr.Dropdown([value], value=value, filterable=True, allow_custom_value=True, **kwargs)
+    box.focus(lambda: gr.update(choices=choices), None, box, queue=False, api_name=False,
+              show_progress="hidden")
+    return box
 
 
 def shift_sliders(span: int) -> tuple[gr.Slider, gr.Slider]:
@@ -182,7 +194,7 @@ class TabWiring:
     """What one tab's builders share: the app context, the tab id and its "Download all".
 
     `on(event, handler, inputs, outputs)` wires a module-level handler: the context bound,
-    the GPU lane for `gpu_task` handlers, the Download-all state appended to the outputs
+    the GPU lane for `gpu_task` handlers (Gradio admits many; `core.turns` orders them), the Download-all state appended to the outputs
     (`record=False` for handlers that return no run)."""
 
     def __init__(self, ctx, tab: str):
@@ -197,7 +209,7 @@ class TabWiring:
         if getattr(handler, "gpu_task", False):
             kwargs.setdefault("concurrency_id", GPU_LANE)
         if kwargs.get("concurrency_id") == GPU_LANE:
-            kwargs.setdefault("concurrency_limit", lanes())
+            kwargs.setdefault("concurrency_limit", admitted())
         fn = pictures_as_files(bind(handler, self.ctx), outputs)
         return event(fn, inputs, outputs, api_name=api_name, **kwargs)
 

@@ -57,8 +57,8 @@ from core.poisson import poisson_blend
 from core.gpu import gpu_task, user_errors
 from core.photo_slot import frame_input, photo_slot
 from core.recipe import Run
-from core.ui import (GPU_LANE, MAX_SEED, TabWiring, labelled_examples, licence_line, quietly,
-                     record, shift_range, shift_sliders, tab_header)
+from core.ui import (GPU_LANE, MAX_SEED, TabWiring, labelled_examples, licence_line, long_dropdown,
+                     quietly, record, shift_range, shift_sliders, tab_header)
 
 if TYPE_CHECKING:  # model code is imported when a model is loaded, not at start-up
     from core.models.biggan import BigGANDeep
@@ -1216,8 +1216,8 @@ def _build_base(ids: list[str], names: list[str]) -> Base:
         with gr.Column():
             model = gr.Dropdown(ids, value=ids[0] if ids else None,
                                 label="Model (label collage: SNGAN or BigGAN-deep)")
-            cls = gr.Dropdown(names, value=default_class, label="Base class (SNGAN: dogs and "
-                              "cats, 151-293)", filterable=True, allow_custom_value=True)
+            cls = long_dropdown(names, default_class, label="Base class (SNGAN: dogs and "
+                                "cats, 151-293)")
             with gr.Row():
                 seed = gr.Number(value=1, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                 truncation = gr.Slider(0.02, 1.0, value=0.4, step=0.02,
@@ -1235,9 +1235,8 @@ def _build_base(ids: list[str], names: list[str]) -> Base:
 
 def _colour_row(names: list[str], k: int) -> tuple[gr.Dropdown, gr.Slider]:
     with gr.Row():
-        cls = gr.Dropdown(names, value=names[LABEL_DEFAULTS[k]], filterable=True,
-                          allow_custom_value=True, label=f"Class for colour {k + 1} ({PALETTE[k]})",
-                          scale=3)
+        cls = long_dropdown(names, names[LABEL_DEFAULTS[k]],
+                            label=f"Class for colour {k + 1} ({PALETTE[k]})", scale=3)
         strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Intensity", scale=2)
     return cls, strength
 
@@ -1289,8 +1288,7 @@ def _build_feature_blend(wiring: TabWiring, base: Base, names: list[str], labels
         for r in range(MAX_REFS):
             with gr.Column():
                 states.append(gr.State(None))
-                cls = gr.Dropdown(names, value=names[LABEL_DEFAULTS[r]], filterable=True,
-                                  allow_custom_value=True, label=f"Reference {r + 1} class")
+                cls = long_dropdown(names, names[LABEL_DEFAULTS[r]], label=f"Reference {r + 1} class")
                 with gr.Row():
                     seed = gr.Number(value=10 + r, precision=0, minimum=0, maximum=MAX_SEED,
                                      label="Seed")
@@ -1370,8 +1368,7 @@ def _build_real_photo(wiring: TabWiring, base: Base, names: list[str], editor: g
     with gr.Row():
         with gr.Column():
             slot = photo_slot(wiring, base.model, label="Photo", net_input=False)
-            cls = gr.Dropdown(names, value=names[DEFAULT_CLASS], filterable=True,
-                              allow_custom_value=True, label="What is in it (class)")
+            cls = long_dropdown(names, names[DEFAULT_CLASS], label="What is in it (class)")
             steps = gr.Slider(5, 400, step=5, **photo_steps(wiring.ctx.device))
             use_aux = gr.Checkbox(value=True, label="SNGAN: optimise through the auxiliary "
                                   "network (their --mode aux), when registered")

@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 from core.context import AppContext
-from core.errors import UserError
+from core.errors import UserError, hosted
 from core.hub import app_cache_dir, fetch
 from core.images import grid, heatmap, overlay, to_uint8
 from core.models import STYLEGAN2_ARCHS
@@ -313,6 +313,17 @@ FILE_NAME = re.compile(r"U[cs]-name_(?P<name>.+)-layer_(?P<layer>\d+)-rank_(?P<r
 
 def computed_dir() -> Path:
     return app_cache_dir() / "panda"
+
+
+def shown_folder(folder: Path) -> str:
+    """A folder under the app's cache as the page shows it: in full for the machine's owner
+    (who may add files there), from the cache down on a shared host (no server paths)."""
+    if not hosted():
+        return str(folder)
+    try:
+        return f"<app cache>/{folder.relative_to(app_cache_dir()).as_posix()}"
+    except ValueError:
+        return folder.name
 
 
 class FactorLibrary:
@@ -845,7 +856,7 @@ def compute_factors(ctx: AppContext, model_id: str | None, layer: float, rank_s:
     new = set_label(model_id, layer, A.shape[1], P.shape[1], "computed")
     lib.forget(new)
     return ComputeOutputs(gr.update(choices=lib.labels(), value=new),
-                          f"Saved `{uc.name}` and `{us.name}` in `{uc.parent}`.")
+                          f"Saved `{uc.name}` and `{us.name}` in `{shown_folder(uc.parent)}`.")
 
 
 # ---- UI ------------------------------------------------------------------------------------
@@ -980,7 +991,7 @@ def _build_compute(wiring: TabWiring, factor_set: gr.Dropdown, open_: bool, show
     its parts are shown."""
     with gr.Accordion("Compute factors", open=open_):
         gr.Markdown(COMPUTE_TEXT + f" Saved as the authors' `Uc-name_<model>-layer_<l>-rank_<R>.npy` / "
-                    f"`Us-...` (e.g. `stylegan2_ffhq1024`) under `{computed_dir()}/<generator id>/`; their "
+                    f"`Us-...` (e.g. `stylegan2_ffhq1024`) under `{shown_folder(computed_dir())}/<generator id>/`; their "
                     "own files put there are listed too.")
         with gr.Row():
             gen_ids = wiring.ctx.model_ids(STYLEGAN2_ARCHS)

@@ -187,7 +187,7 @@ def test_no_network_fails_at_once_with_the_offline_sentence_while_a_job_holds_th
     from core import download
     from core.context import AppContext
     from core.hub import load_registry
-    from core.jobs import DEVICE_LOCK
+    from core.turns import LANE, Ticket
     from demos.generate import generate_image
     from helpers import free_port
     import torch
@@ -203,7 +203,7 @@ def test_no_network_fails_at_once_with_the_offline_sentence_while_a_job_holds_th
     held, release = threading.Event(), threading.Event()
 
     def long_job():
-        with DEVICE_LOCK:
+        with LANE.turn(Ticket("another session")):
             held.set()
             release.wait(30)
 
