@@ -162,7 +162,7 @@ class DownloadAll:
             file = gr.File(label="Last run: pictures, masks, latents (.npz) and recipe.json",
                            interactive=False, scale=3, visible=False)  # shown once there is one
         button.click(self.pack, self.state, file, api_name=f"{self.tab}_download").success(
-            lambda: gr.update(visible=True), None, file, api_name=False, queue=False)
+            lambda: gr.update(visible=True), None, file, api_visibility="private", queue=False)
         return button, file
 
     def pack(self, run) -> str:
@@ -183,14 +183,15 @@ class TabWiring:
 
     `on(event, handler, inputs, outputs)` wires a module-level handler: the context bound,
     the GPU lane for `gpu_task` handlers, the Download-all state appended to the outputs
-    (`record=False` for handlers that return no run)."""
+    (`record=False` for handlers that return no run). Only a named handler (`api_name="..."`)
+    is an API endpoint; every other one is private (tests/data/public_api.txt lists them)."""
 
     def __init__(self, ctx, tab: str):
         self.ctx, self.tab = ctx, tab
         self.download = DownloadAll(ctx, tab)
 
     def on(self, event: Callable, handler: Callable, inputs, outputs, *, record: bool = True,
-           api_name: str | bool = False, **kwargs):
+           api_name: str | None = None, **kwargs):
         outputs = list(outputs if isinstance(outputs, (list, tuple)) else [outputs])
         if record:
             outputs.append(self.download.state)
@@ -199,6 +200,9 @@ class TabWiring:
         if kwargs.get("concurrency_id") == GPU_LANE:
             kwargs.setdefault("concurrency_limit", lanes())
         fn = pictures_as_files(bind(handler, self.ctx), outputs)
+        if not isinstance(api_name, str):  # None (or the older False): no endpoint
+            api_name = None
+            kwargs.setdefault("api_visibility", "private")
         return event(fn, inputs, outputs, api_name=api_name, **kwargs)
 
     def examples(self, examples: gr.Examples, *steps: tuple[Callable, list, list]) -> None:
@@ -273,6 +277,15 @@ def expire_states(blocks: gr.Blocks, seconds: int) -> None:
             block.time_to_live = seconds
 
 
+def private_state_loads(blocks: gr.Blocks) -> None:
+    """A gr.State made by a function (one value per session, e.g. SAM's Stop flag) is filled by
+    a load event that Gradio names after the function and makes public (`/StopSignal`): it is
+    no endpoint anyone should call, so it becomes private."""
+    for block in blocks.blocks.values():
+        if isinstance(block, gr.State) and getattr(block, "load_event", None):
+            blocks.fns[block.load_event["id"]].api_visibility = "private"
+
+
 def _checked_picture(preprocess: Callable) -> Callable:
     from core.images import NOT_A_PICTURE, check_upload
 
@@ -339,7 +352,7 @@ def photo_controls() -> PhotoControls:
         with gr.Column(scale=1, min_width=170):
             face = gr.Number(value=1, precision=0, minimum=1, label="Face (1 = the largest)")
             plain = gr.Checkbox(value=False, label="Plain framing (no face alignment)")
-    faces.select(_picked_face, None, face, api_name=False, queue=False)
+    faces.select(_picked_face, None, face, api_visibility="private", queue=False)
     return PhotoControls(faces, face, plain)
 
 
