@@ -212,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_level)
     try:
         logins = read_logins(args)
-        if args.share or args.host not in (None, "127.0.0.1", "localhost"):
+        host = args.host or os.environ.get("GRADIO_SERVER_NAME")  # Gradio reads it too
+        if args.share or logins or host not in (None, "127.0.0.1", "localhost"):
             os.environ[HOSTED_ENV] = "1"  # others use it: messages name files, not this machine's paths
         built = build_app(args.weights, args.device, queue_size=args.queue_size,
                           state_hours=args.state_hours)
