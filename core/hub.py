@@ -8,9 +8,12 @@ the Hub client only checks sizes. Every failure a person can fix (offline, missi
 corrupt download, unknown model) is a `UserError` naming the model, the source and the
 command to run.
 
-    python -m core.hub list                 # what is registered and what is cached
+    python -m core.hub list [--wide]        # what is registered, sizes, tabs, what is cached
     python -m core.hub download --all       # fetch everything (offline classroom)
+    python -m core.hub download --tab TAB [TAB ...]   # what some tabs use
     python -m core.hub download ID [ID ...] [--force]
+    python -m core.hub pack FILE [--tab TAB ...]      # every cache the app reads, one archive
+    python -m core.hub unpack FILE          # ... into this machine's caches (see core/kit.py)
 """
 from __future__ import annotations
 
@@ -339,6 +342,28 @@ class Registry:
         """Entries of `arch` made for one generator (their `generator` field): its encoders,
         predictors, regressors, edit directions and factors."""
         return [e for e in self if e.arch == arch and e.generator == generator_id]
+
+    def tabs(self) -> list[str]:
+        """The tab ids the entries name in `used_by`, in order of first mention."""
+        return list(dict.fromkeys(t for e in self for t in e.used_by))
+
+    def for_tabs(self, tabs: list[str]) -> list[WeightEntry]:
+        """What the tabs need, in registry order: the entries that name one of them in
+        `used_by` (their models and companions), and the generators those entries belong to
+        (`generator`, followed up), so an encoder never arrives without its generator."""
+        known = self.tabs()
+        for tab in tabs:
+            if tab not in known:
+                raise UserError(f"No registry entry is used by a tab {tab!r}. Tabs named in "
+                                f"{self.origin}: {', '.join(known) or 'none'}.")
+        chosen = {e.id for e in self if set(e.used_by) & set(tabs)}
+        frontier = list(chosen)
+        while frontier:
+            parent = self._entries[frontier.pop()].generator
+            if parent in self._entries and parent not in chosen:
+                chosen.add(parent)
+                frontier.append(parent)
+        return [e for e in self if e.id in chosen]
 
     def generator_of(self, entry: WeightEntry) -> WeightEntry:
         """The registered generator an encoder, regressor or factor file was made for."""
@@ -717,11 +742,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.hub", description=__doc__.split("\n")[0])
     parser.add_argument("--weights", help="registry file (default: $SPATIAL_GAN_WEIGHTS or weights.json)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="show every registered model and whether it is cached")
-    dl = sub.add_parser("download", help="fetch weights into the local cache")
+    ls = sub.add_parser("list", help="every registered model, its size, tabs and whether it is cached")
+    ls.add_argument("--wide", action="store_true", help="every field in full (lines get long)")
+    dl = sub.add_parser("download", help="fetch weights into the local caches")
     dl.add_argument("ids", nargs="*", help="model ids (see `list`)")
     dl.add_argument("--all", action="store_true", help="every model in the registry")
+    dl.add_argument("--tab", nargs="+", action="extend", default=[], metavar="TAB",
+                    help="the models these tabs use, with the generators they belong to")
     dl.add_argument("--force", action="store_true", help="download again even if cached")
+    pk = sub.add_parser("pack", help="one archive of every cached file the app reads (offline kit)")
+    pk.add_argument("file", help="the archive to write (.tar, or .tar.gz)")
+    pk.add_argument("--tab", nargs="+", action="extend", default=[], metavar="TAB",
+                    help="only what these tabs use")
+    up = sub.add_parser("unpack", help="put an offline kit's files into this machine's caches")
+    up.add_argument("file", help="an archive written by `pack`")
     sub.add_parser("pin", help="write the commits the cached Hub files came from into the registry")
     args = parser.parse_args(argv)
     try:
@@ -731,36 +765,51 @@ def main(argv: list[str] | None = None) -> int:
             print(f"pinned {len(pinned)} Hub entries to their cached commits: {', '.join(pinned) or 'none'}")
             return 0
         if args.command == "list":
-            rows = [["id", "arch", "size", "cached", "license", "source"]] + status_rows(registry)
-            widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-            for r in rows:
-                print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+            from core.kit import list_lines
+
+            print("\n".join(list_lines(registry, wide=args.wide)))
             return 0
-        ids = registry.ids() if args.all else args.ids
-        if not ids:
-            parser.error("name model ids or pass --all")
-        total, failed = 0, []
-        for model_id in ids:
-            entry = registry.get(model_id)
-            try:
-                path = fetch(entry, force=args.force)
-            except UserError as e:
-                failed.append(model_id)
-                print(f"FAILED {model_id}: {e}", file=sys.stderr)
-                continue
-            total += path.stat().st_size
-            print(f"ok  {model_id:32s} {human_size(path.stat().st_size):>9s}  {path}")
-        extra = _download_extras() if args.all else []
-        print(f"{len(ids) - len(failed)}/{len(ids)} models, {human_size(total)} in the cache"
-              + "".join(f"; {x}" for x in extra))
-        return 1 if failed else 0
+        if args.command in ("pack", "unpack"):
+            from core import kit
+
+            print(kit.pack(registry, args.file, args.tab) if args.command == "pack"
+                  else kit.unpack(registry, args.file))
+            return 0
+        if not (args.ids or args.all or args.tab):
+            parser.error("name model ids, or pass --tab TAB or --all")
+        return _download(registry, args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
 
+def _download(registry: Registry, args: argparse.Namespace) -> int:
+    """`download`: the chosen entries (ids, tabs or all), a plan first, then each file."""
+    from core.kit import extras_for, plan
+
+    chosen = list(registry) if args.all else registry.for_tabs(args.tab) if args.tab else []
+    chosen += [registry.get(i) for i in args.ids]
+    entries = list({e.id: e for e in chosen}.values())
+    extras = extras_for(None if args.all else args.tab) if (args.all or args.tab) else []
+    print(plan(entries, extras))
+    total, failed = 0, []
+    for entry in entries:
+        try:
+            path = fetch(entry, force=args.force)
+        except UserError as e:
+            failed.append(entry.id)
+            print(f"FAILED {entry.id}: {e}", file=sys.stderr)
+            continue
+        total += path.stat().st_size
+        print(f"ok  {entry.id:32s} {human_size(path.stat().st_size):>9s}  {path}")
+    extra = _download_extras() if extras else []
+    print(f"{len(entries) - len(failed)}/{len(entries)} models, {human_size(total)} in the cache"
+          + "".join(f"; {x}" for x in extra))
+    return 1 if failed else 0
+
+
 def _download_extras() -> list[str]:
-    """Files the app needs besides the registry: the LPIPS backbone (torchvision's cache)."""
+    """Files the app needs besides the registry: the LPIPS VGG backbone (torchvision's cache)."""
     from core.lpips import prefetch_backbone
 
     try:

@@ -62,8 +62,9 @@ def lpips_distance(x: torch.Tensor, y: torch.Tensor, net: str = "vgg",
     return d if spatial else d.flatten()
 
 
-def prefetch_backbone(nets: tuple[str, ...] = ("vgg", "alex")) -> str:
-    """Make sure the backbones are in torchvision's cache (for offline use)."""
+def prefetch_backbone(nets: tuple[str, ...] = ("vgg",)) -> str:
+    """Make sure the backbones are in torchvision's cache (for offline use): VGG only, the one
+    every optimiser here uses (`core.kit.EXTRAS`)."""
     if random_backbone():
         return "LPIPS backbones skipped (random backbone mode)"
     for net in nets:

@@ -84,7 +84,7 @@ def long_dropdown(choices: list[str], value: str, **kwargs) -> gr.Dropdown:
     were 1.5 MB of it). A typed value is accepted (the handler reads "207" or "207: golden
     retriever"), so the list is a help for choosing, never required."""
     box = gr.Dropdown([value], value=value, filterable=True, allow_custom_value=True, **kwargs)
-    box.focus(lambda: gr.update(choices=choices), None, box, queue=False, api_name=False,
+    box.focus(lambda: gr.update(choices=choices), None, box, queue=False, api_visibility="private",
               show_progress="hidden")
     return box
 
@@ -174,7 +174,7 @@ class DownloadAll:
             file = gr.File(label="Last run: pictures, masks, latents (.npz) and recipe.json",
                            interactive=False, scale=3, visible=False)  # shown once there is one
         button.click(self.pack, self.state, file, api_name=f"{self.tab}_download").success(
-            lambda: gr.update(visible=True), None, file, api_name=False, queue=False)
+            lambda: gr.update(visible=True), None, file, api_visibility="private", queue=False)
         return button, file
 
     def pack(self, run) -> str:
@@ -194,15 +194,17 @@ class TabWiring:
     """What one tab's builders share: the app context, the tab id and its "Download all".
 
     `on(event, handler, inputs, outputs)` wires a module-level handler: the context bound,
-    the GPU lane for `gpu_task` handlers (Gradio admits many; `core.turns` orders them), the Download-all state appended to the outputs
-    (`record=False` for handlers that return no run)."""
+    the GPU lane for `gpu_task` handlers (Gradio admits many; `core.turns` orders them), the
+    Download-all state appended to the outputs (`record=False` for handlers that return no run).
+    Only a named handler (`api_name="..."`) is an API endpoint; every other one is private
+    (tests/data/public_api.txt lists them)."""
 
     def __init__(self, ctx, tab: str):
         self.ctx, self.tab = ctx, tab
         self.download = DownloadAll(ctx, tab)
 
     def on(self, event: Callable, handler: Callable, inputs, outputs, *, record: bool = True,
-           api_name: str | bool = False, **kwargs):
+           api_name: str | None = None, **kwargs):
         outputs = list(outputs if isinstance(outputs, (list, tuple)) else [outputs])
         if record:
             outputs.append(self.download.state)
@@ -211,6 +213,9 @@ class TabWiring:
         if kwargs.get("concurrency_id") == GPU_LANE:
             kwargs.setdefault("concurrency_limit", admitted())
         fn = pictures_as_files(bind(handler, self.ctx), outputs)
+        if not isinstance(api_name, str):  # None (or the older False): no endpoint
+            api_name = None
+            kwargs.setdefault("api_visibility", "private")
         return event(fn, inputs, outputs, api_name=api_name, **kwargs)
 
     def examples(self, examples: gr.Examples, *steps: tuple[Callable, list, list]) -> None:
@@ -285,6 +290,15 @@ def expire_states(blocks: gr.Blocks, seconds: int) -> None:
     for block in blocks.blocks.values():
         if isinstance(block, gr.State) and block.time_to_live in (None, float("inf")):
             block.time_to_live = seconds
+
+
+def private_state_loads(blocks: gr.Blocks) -> None:
+    """A gr.State made by a function (one value per session, e.g. SAM's Stop flag) is filled by
+    a load event that Gradio names after the function and makes public (`/StopSignal`): it is
+    no endpoint anyone should call, so it becomes private."""
+    for block in blocks.blocks.values():
+        if isinstance(block, gr.State) and getattr(block, "load_event", None):
+            blocks.fns[block.load_event["id"]].api_visibility = "private"
 
 
 def _checked_picture(preprocess: Callable, block=None) -> Callable:

@@ -1079,7 +1079,7 @@ def _show_in_photo(wiring: TabWiring, event: Any, in_photo: gr.Image, operations
     """After a run of this sub-tab: its "Result in your photo" (nothing when it did not start
     from the photo). Read from the run, so the picture and "Download all" always agree."""
     event.success(functools.partial(shown_in_photo, operations=tuple(operations)),
-                  wiring.download.state, in_photo, api_name=False, queue=False)
+                  wiring.download.state, in_photo, api_visibility="private", queue=False)
 
 
 def _in_photo_output() -> gr.Image:

@@ -219,6 +219,6 @@ def build_tab(ctx: AppContext) -> None:
     wiring.on(show.click, show_code, [code], [image, in_photo], api_name="generate_show_code")
     wiring.on(saved.upload, load_run, [saved, code],
               [model, seed, psi, image, code, status, in_photo], api_name="generate_load_run")
-    code.change(code_status, code, status, api_name=False, queue=False)
+    code.change(code_status, code, status, api_visibility="private", queue=False)
     wiring.examples(examples, (generate_image, inputs, [image]))
-    dice.click(random_seed, None, seed, api_name="random_seed", queue=False)
+    dice.click(random_seed, None, seed, api_visibility="private", queue=False)

@@ -68,4 +68,4 @@ def build_tab(ctx: AppContext) -> None:
     wiring.on(refresh_button.click, refresh, None, table, record=False, api_name="refresh_models")
     # at page load (no triggers): the table is not part of the page's configuration
     gr.on(None, user_errors(lambda: table_rows(ctx.registry)), None, table, queue=False,
-          api_name=False, show_progress="hidden")
+          api_visibility="private", show_progress="hidden")

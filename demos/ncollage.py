@@ -1397,6 +1397,6 @@ def _build_real_photo(wiring: TabWiring, base: Base, names: list[str], editor: g
     wiring.on(project_btn.click, project_photo,
               [base.model, slot.photo, cls, steps, base.truncation, use_aux, *slot.choices],
               [base.state, projection, base.image, editor, info, network], api_name="ncollage_project")
-    last_edit.change(paste_mask, [base.state, last_edit], mask, queue=False)
+    last_edit.change(paste_mask, [base.state, last_edit], mask, queue=False, api_visibility="private")
     wiring.on(paste_btn.click, paste_edit, [base.state, last_edit, mask], [pasted, in_photo],
               api_name="ncollage_paste")

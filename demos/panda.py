@@ -878,7 +878,7 @@ def _build_picker(labels: list[str]) -> Picker:
         dice = gr.Button("Random seed", scale=0)
         psi = gr.Slider(0.0, 1.0, value=DEFAULT_TRUNCATION, step=0.05, label="Truncation ψ", scale=2)
         refine = gr.Checkbox(False, label="Refine parts per sample (Eq. 6)", scale=1)
-    dice.click(random_seed, None, seed, queue=False, api_name=False)
+    dice.click(random_seed, None, seed, queue=False, api_visibility="private")
     return Picker(factor_set, seed, psi, refine)
 
 
@@ -971,7 +971,7 @@ def _build_edit(wiring: TabWiring, picker: Picker, labels: list[str]) -> tuple[l
     wiring.on(preset.change, apply_preset, [picker.factor_set, preset], [parts, appearance, strength],
               api_name="panda_preset", record=False)
     add.click(add_edit, [more, parts, appearance, strength], more, api_name="panda_add_edit")
-    parts_gallery.select(select_part, parts, parts, api_name=False)
+    parts_gallery.select(select_part, parts, parts, api_visibility="private")
     if labels:
         rows, names = _example_rows(labels)
         examples = labelled_examples(

@@ -906,7 +906,7 @@ def _build_invert(shared: Shared, layer_editor: gr.ImageEditor) -> None:
     in_photo = gr.Image(format="png", label="Result in your photo (the reconstruction)", interactive=False)
 
     stop_signal = gr.State(StopSignal)  # one per session (a callable initial value)
-    armed = invert_button.click(arm_stop, stop_signal, None, queue=False, api_name=False)
+    armed = invert_button.click(arm_stop, stop_signal, None, queue=False, api_visibility="private")
     code = photo_code_state(shared.wiring.ctx)
     shared.wiring.on(
         armed.then, invert, [shared.model_id, shared.session, layer_editor, steps, compare, stop_signal,
@@ -952,7 +952,7 @@ def _build_edit(shared: Shared, first: str | None) -> gr.Dropdown:
                      trigger_mode="always_last", show_progress="minimal")
     # a new direction or layer range re-renders quietly (no inversion yet, another model's
     # inversion: the status line says so); the slider shows the direction's range first
-    ranged = direction.change(strength_for, [direction, strength], strength, queue=False, api_name=False)
+    ranged = direction.change(strength_for, [direction, strength], strength, queue=False, api_visibility="private")
     shared.wiring.on(ranged.then, quietly(edit_photo, len(outputs) + 1), inputs, outputs)
     shared.wiring.on(layers.change, quietly(edit_photo, len(outputs) + 1), inputs, outputs)
     return direction

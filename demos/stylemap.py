@@ -442,7 +442,7 @@ def relabel(notes: Sequence[str] | None):
 def labelled_by_notes(notes: gr.State, pictures: list) -> None:
     """Whenever a handler's framing notes change, they become `pictures`' labels."""
     notes.change(relabel, notes, pictures[0] if len(pictures) == 1 else pictures,
-                 api_name=False, queue=False)
+                 api_visibility="private", queue=False)
 
 
 def model_size(ctx: AppContext, model_id: str | None) -> int:
@@ -1278,7 +1278,7 @@ def _build_transplant(shared: Shared) -> None:
     labelled_by_notes(notes, [net_input])
     wiring.on(run.click, run_transplant, inputs, outputs, api_name="stylemap_transplant")
     wiring.on(model_id.change, shift_ranges, model_id, dxs + dys, record=False, queue=False)
-    t.change(pick_frame_in_photo, [frames, t, framed, landed], [result, in_photo], api_name=False,
+    t.change(pick_frame_in_photo, [frames, t, framed, landed], [result, in_photo], api_visibility="private",
              queue=False)
 
 
@@ -1403,7 +1403,7 @@ def _build_interpolation(shared: Shared) -> None:
     outputs = [result, strip, frames, t, input_a, input_b, controls_a.faces, controls_b.faces, notes]
     labelled_by_notes(notes, [input_a, input_b])
     wiring.on(run.click, run_interpolation, inputs, outputs, api_name="stylemap_interpolate")
-    t.change(pick_frame, [frames, t], result, api_name=False, queue=False)
+    t.change(pick_frame, [frames, t], result, api_visibility="private", queue=False)
 
 
 def _build_semantic(shared: Shared) -> None:
@@ -1482,4 +1482,4 @@ def _build_random(shared: Shared) -> None:
 
     wiring.on(run.click, run_random, inputs, gallery, api_name="stylemap_random")
     wiring.examples(examples, (run_random, inputs, [gallery]))
-    dice.click(random_seeds, None, seeds, queue=False, api_name=False)
+    dice.click(random_seeds, None, seeds, queue=False, api_visibility="private")

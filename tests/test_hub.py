@@ -436,10 +436,11 @@ def test_cli_list(cli_registry: Path, capsys):
     assert hub.main(["--weights", str(cli_registry), "list"]) == 0
     out = capsys.readouterr().out
     header = out.splitlines()[0].split()
-    assert header == ["id", "arch", "size", "cached", "license", "source"]
-    assert _row(out, "local-tiny")[4] == "yes"
-    assert _row(out, "hub-cached")[2:5] == ["2.0", "KB", "yes"]
-    assert _row(out, "hub-missing")[2:5] == ["5.0", "MB", "no"]
+    assert header == ["id", "size", "cached", "tabs", "from"]
+    assert _row(out, "local-tiny")[3:] == ["yes", "generate", "file"]
+    assert _row(out, "hub-cached")[1:4] == ["2.0", "KB", "yes"]
+    assert _row(out, "hub-missing")[1:] == ["5.0", "MB", "no", "-", "Hub"]
+    assert "3 models, 5.1 MB; 2 cached here (131.7 KB)" in out
 
 
 def test_cli_list_honours_env(cli_registry: Path, capsys, monkeypatch):
