@@ -40,7 +40,7 @@ class Extra:
 
 # torchvision's VGG16 (`VGG16_Weights.IMAGENET1K_V1`, 527.8 MiB), the LPIPS backbone of every
 # optimiser; the tabs are those whose module imports core.lpips (checked by the tests)
-EXTRAS = (Extra("vgg16-397923af.pth", 553_433_881, ("collage", "ncollage", "sam", "stylemap"),
+EXTRAS = (Extra("vgg16-397923af.pth", 553_433_881, ("collage", "ncollage", "panda", "sam", "stylemap"),
                 "LPIPS backbone, torchvision's VGG16"),)
 
 

@@ -183,11 +183,23 @@ def every_tab_registry(folder: Path) -> Path:
                 "generator": "tiny-sg2", "meta": {"layer": 5, "factor": kind, "rank": rank},
                 "path": str(folder / f"{prefix}-name_tiny-layer_5-rank_{rank}.npy"), "license": "test"}
 
-    from core.models.stylegan2 import StyleGAN2Generator
+    from core.models.stylegan2 import StyleGAN2Generator, panda_layer
 
     sam_config = {"size": 256, "style_dim": 32, "n_mlp": 2, "channel_multiplier": 2, "channel_max": 8}
     sam_g = StyleGAN2Generator(**sam_config)  # SAM needs layers after the 128 px F10
     torch.save({"g_ema": sam_g.state_dict()}, folder / "tiny-sam.pt")
+    # layer-5 PandA factors of the SAM model too, so PandA edits the photo code SAM made
+    k = panda_layer(5)
+    A = torch.linalg.qr(torch.randn(sam_g.layer_channels(k), sam_g.layer_channels(k),
+                                    generator=torch.Generator().manual_seed(0)))[0].numpy()
+    sam_factors = []
+    for kind, prefix, array in (("appearances", "Uc", A),
+                                ("parts", "Us", quadrant_parts(sam_g.layer_resolution(k)))):
+        file = folder / f"{prefix}-name_tinysam-layer_5-rank_{array.shape[1]}.npy"
+        np.save(file, array.astype(np.float32))
+        sam_factors.append({"id": f"tiny-sam-panda-{kind}", "arch": "panda-factors",
+                            "generator": "tiny-sam", "license": "test", "path": str(file),
+                            "meta": {"layer": 5, "factor": kind, "rank": array.shape[1]}})
     return write_registry(folder / "weights.json", [
         tiny_sg2_entry("tiny-sg2", sg2, used_by=["generate", "collage", "panda"]),
         {"id": "tiny-sam", "arch": "stylegan2", "config": sam_config, "path": str(folder / "tiny-sam.pt"),
@@ -198,6 +210,6 @@ def every_tab_registry(folder: Path) -> Path:
          "license": "test"},
         {"id": "tiny-biggan", "arch": "biggan-deep", "config": biggan_config, "path": str(biggan),
          "license": "test", "used_by": ["ncollage"]},
-        factors("appearances", "Uc", 16), factors("parts", "Us", 4),
+        factors("appearances", "Uc", 16), factors("parts", "Us", 4), *sam_factors,
         {"id": "tiny-offline", "arch": "stylegan2", "config": {"size": 32},  # not downloadable
          "hub": {"repo_id": "nobody/not-cached", "filename": "g.pt"}, "license": "test"}])

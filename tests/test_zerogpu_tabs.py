@@ -6,28 +6,23 @@ visitor."""
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from helpers import (EMPTY_EDITOR, NO_EDIT_ROWS, app_client, editor_value, every_tab_registry, png_file,
-                     quadrant_parts, read_png, write_registry)
+from helpers import EMPTY_EDITOR, NO_EDIT_ROWS, app_client, editor_value, every_tab_registry, png_file, read_png
 from zerogpu import Scheduler, zero_gpu_mode
 
-from core.models.stylegan2 import StyleGAN2Generator, panda_layer
 from demos import ncollage
 
 pytestmark = pytest.mark.slow  # about a minute of CPU: CI runs it (SPATIAL_GAN_SLOW=1)
 
 SAM_LABEL = "tiny-sam · layer 5 · ranks [8, 4] (published)"  # PandA factors of the SAM model
 SG2_LABEL = "tiny-sg2 · layer 5 · ranks [16, 4] (published)"
-SAM_CONFIG = {"size": 256, "style_dim": 32, "n_mlp": 2, "channel_multiplier": 2, "channel_max": 8}
 
 
 @dataclass
@@ -35,24 +30,6 @@ class ZeroGpuApp:
     client: Client
     scheduler: Scheduler
     folder: Path
-
-
-def registry(folder: Path) -> Path:
-    """`every_tab_registry`, plus layer-5 PandA factors of the SAM model, so PandA can edit a
-    photo code SAM made (a code belongs to one model)."""
-    path = every_tab_registry(folder)
-    G = StyleGAN2Generator(**SAM_CONFIG)
-    k = panda_layer(5)
-    C, s = G.layer_channels(k), G.layer_resolution(k)
-    A = torch.linalg.qr(torch.randn(C, C, generator=torch.Generator().manual_seed(0)))[0].numpy()
-    entries = json.loads(path.read_text())
-    for kind, prefix, array in (("appearances", "Uc", A), ("parts", "Us", quadrant_parts(s))):
-        file = folder / f"{prefix}-name_tinysam-layer_5-rank_{array.shape[1]}.npy"
-        np.save(file, array.astype(np.float32))
-        entries.append({"id": f"tiny-sam-panda-{kind}", "arch": "panda-factors", "generator": "tiny-sam",
-                        "meta": {"layer": 5, "factor": kind, "rank": array.shape[1]}, "path": str(file),
-                        "license": "test"})
-    return write_registry(path, entries)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +40,7 @@ def app(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SPATIAL_GAN_CACHE", str(folder / "cache"))
         scheduler = zero_gpu_mode(mp)
-        with app_client(registry(folder)) as client:
+        with app_client(every_tab_registry(folder)) as client:
             yield ZeroGpuApp(client, scheduler, folder)
 
 
