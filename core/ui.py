@@ -13,6 +13,10 @@ import functools
 import inspect
 import io
 import math
+import os
+import threading
+import weakref
+from collections import OrderedDict
 from typing import Callable
 from typing import Sequence
 
@@ -159,35 +163,57 @@ def record(ctx, tab: str, operation: str, models: dict[str, str | None] | str, *
     return Run(images, masks or {}, arrays or {}, recipe)
 
 
+PACKED_KEPT = 64  # runs per tab whose zip is remembered (a click then costs nothing)
+
+
 class DownloadAll:
     """A tab's "Download all": `state` (a gr.State) holds the tab's last run, a
     `core.recipe.Run` on the CPU (pictures, masks, latents, recipe; never a model), which
-    handlers return last (see `record`); `render()` places the button and the file it fills."""
+    handlers return last (see `record`); `render()` places the one-click button, whose file
+    is packed in the background whenever a new run arrives."""
 
     def __init__(self, ctx, tab: str):
         self.ctx, self.tab = ctx, tab
         self.state = gr.State(None)
+        self._packed: OrderedDict[int, tuple[weakref.ref, str]] = OrderedDict()
+        self._lock = threading.Lock()
 
-    def render(self, label: str = "Download all (.zip)") -> tuple[gr.Button, gr.File]:
-        with gr.Row():
-            button = gr.Button(label, scale=0, min_width=260)
-            file = gr.File(label="Last run: pictures, masks, latents (.npz) and recipe.json",
-                           interactive=False, scale=3, visible=False)  # shown once there is one
-        button.click(self.pack, self.state, file, api_name=f"{self.tab}_download").success(
-            lambda: gr.update(visible=True), None, file, api_visibility="private", queue=False)
-        return button, file
+    def render(self, label: str = "Download all (.zip)") -> gr.DownloadButton:
+        button = gr.DownloadButton(label, value=None, interactive=False, size="md",
+                                   elem_classes=["download-all"])
+        self.state.change(self.ready, self.state, button, api_visibility="private",
+                          trigger_mode="always_last", show_progress="hidden")
+        # the click downloads what `ready` packed; the same event is clients' "Download all"
+        button.click(self.pack, self.state, button, api_name=f"{self.tab}_download",
+                     show_progress="hidden")
+        return button
+
+    def ready(self, run) -> dict:
+        """The button for the last run: its zip, or greyed out before there is one."""
+        if not run:
+            return gr.update(value=None, interactive=False)
+        return gr.update(value=self.pack(run), interactive=True)
 
     def pack(self, run) -> str:
-        """The last run as a .zip (see core.recipe.write_bundle)."""
+        """The last run as a .zip (see core.recipe.write_bundle), packed once per run."""
         from core.recipe import fill_local_hashes, write_bundle
 
         if not run:
             raise gr.Error(NOTHING_TO_DOWNLOAD)
+        with self._lock:
+            ref, path = self._packed.get(id(run), (None, None))
+            if ref is not None and ref() is run and os.path.exists(path):
+                return path
         try:
             recipe = fill_local_hashes(run.recipe, self.ctx.registry)
-            return str(write_bundle(run.images, run.masks, run.arrays, recipe))
+            path = str(write_bundle(run.images, run.masks, run.arrays, recipe))
         except Exception as e:
             raise translate(e) from e
+        with self._lock:
+            self._packed[id(run)] = (weakref.ref(run), path)
+            while len(self._packed) > PACKED_KEPT:
+                self._packed.popitem(last=False)
+        return path
 
 
 class TabWiring:

@@ -204,7 +204,8 @@ def build_tab(ctx: AppContext) -> None:
     wiring.download.render()
     code = photo_code_state(ctx)
     with gr.Accordion("Your photo code · load a saved run", open=False):
-        gr.Markdown("A photo inverted in the SAM tab is a code of one model; "
+        gr.Markdown("A photo inverted in the SAM tab (or given a quick code in PandA) is a code "
+                    "of one model; "
                     "show its picture here, pasted back into the photo, and download it "
                     "(latents.npz: W+ and the feature residuals). A saved run (.zip) loads "
                     "back: a generated picture's settings, or its photo code.")

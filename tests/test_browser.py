@@ -297,24 +297,35 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def app_url(browser, tmp_path_factory):
+def app(browser, tmp_path_factory):
     folder = tmp_path_factory.mktemp("browser-app")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SPATIAL_GAN_CACHE", str(folder / "cache"))  # PandA's computed factors
         with app_client(every_tab_registry(folder)) as client:
-            yield client.src
+            yield client
 
 
-@pytest.fixture()
-def page(browser, app_url):
-    context = browser.new_context(viewport=VIEWPORT)
+@pytest.fixture(scope="module")
+def app_url(app):
+    return app.src
+
+
+def open_page(browser, url: str):
+    """A fresh browser session on the app (its own Gradio session: states start empty)."""
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
     pg = context.new_page()
     pg.set_default_timeout(TIMEOUT_MS)
     pg.page_errors = []
     pg.on("pageerror", lambda e: pg.page_errors.append(str(e)))
     track_requests(pg)
-    pg.goto(app_url)
+    pg.goto(url)
     pg.locator("button[role=tab][data-tab-id]").first.wait_for()
+    return context, pg
+
+
+@pytest.fixture()
+def page(browser, app_url):
+    context, pg = open_page(browser, app_url)
     try:
         yield pg
     finally:
@@ -426,3 +437,115 @@ def test_the_page_shows_every_declared_tab(page):
     from demos import TAB_IDS
 
     assert [t.get_attribute("data-tab-id") for t in tabs.all()] == list(TAB_IDS)
+
+
+# ---- one photo through the tabs, saved, and back the next day -------------------------------------
+def upload(page, label: str, path: Path) -> None:
+    """Choose a file for the labelled upload (a gr.Image or gr.File), as the file dialog would."""
+    block(page, label).locator("input[type=file]").first.set_input_files(str(path))
+
+
+def download_all(page, folder: Path, name: str) -> Path:
+    """Click the visible "Download all (.zip)" once it holds the last run; the saved zip."""
+    link = page.get_by_role("button", name="Download all (.zip)", exact=True).filter(visible=True).first
+    page.wait_for_function("b => !b.disabled", arg=link.element_handle())
+    with page.expect_download() as download:
+        link.click()
+    path = folder / name
+    download.value.save_as(path)
+    return path
+
+
+def flow_shot(page, name: str) -> None:
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(ARTIFACTS / f"flow-{name}.png"), full_page=True)
+
+
+@pytest.mark.slow  # ~2 min: CI runs it (SPATIAL_GAN_SLOW=1)
+def test_a_photo_flows_from_sam_to_panda_and_generate_and_its_saved_runs_come_back(browser, app, tmp_path):
+    """The class's flow: upload a real photo in SAM, predict, invert (fewest steps), edit it in
+    PandA, show it in Generate, save the runs; then, in a new session, load the SAM run in SAM,
+    the PandA run in PandA (and edit on) and in Generate. PandA also takes the photo itself."""
+    from skimage import data
+
+    from core.recipe import read_bundle
+    from demos import panda
+
+    for old in ARTIFACTS.glob("flow-*.png"):
+        old.unlink()
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(photo)
+    label = next(name for name in panda.library(app.app.ctx).labels() if "tiny-sam" in name)
+    context, page = open_page(browser, app.src)
+    page.set_default_timeout(4 * TIMEOUT_MS)
+    try:
+        page.locator('button[role=tab][data-tab-id="sam"]').click()
+        upload(page, "Photo to invert", photo)
+        WaitPicture("Network input: centre crop")(page)
+        Fill("number input for Steps of each single-space run (models without a predictor)", "2")(page)
+        button(page, "Predict layer map").click()
+        WaitPicture("Predicted error per space (brighter = harder)")(page)
+        Fill("number input for Adam steps", "1")(page)
+        button(page, "Invert").click()
+        assert picture_in(page, "Result in your photo (the reconstruction)").shape == (512, 512, 3)
+        settle(page)
+        flow_shot(page, "1-sam")
+        sam_run = download_all(page, tmp_path, "sam.zip")
+        assert "W+" in read_bundle(sam_run).arrays
+
+        page.locator('button[role=tab][data-tab-id="panda"]').click()
+        Choose("Factors", label)(page)
+        WaitPicture("Parts (click to select)")(page)
+        button(page, "Edit my photo").click()
+        assert picture_in(page, "The edit in your photo").shape == (512, 512, 3)
+        settle(page)
+        flow_shot(page, "2-panda")
+        panda_run = download_all(page, tmp_path, "panda.zip")
+
+        page.locator('button[role=tab][data-tab-id="generate"]').click()
+        page.get_by_text("Your photo code · load a saved run").click()
+        button(page, "Show the photo code").click()
+        assert picture_in(page, "Result in your photo").shape == (512, 512, 3)
+        settle(page)
+        flow_shot(page, "3-generate")
+
+        page.locator('button[role=tab][data-tab-id="panda"]').click()  # PandA's own quick code
+        upload(page, "Your photo", photo)
+        WaitPicture("Network input: centre crop")(page)
+        button(page, "Quick code").click()
+        page.get_by_text(re.compile("quick W\\+")).filter(visible=True).first.wait_for()
+        settle(page)
+        flow_shot(page, "4-panda-quick-code")
+        assert error_toasts(page).count() == 0, error_toasts(page).all_inner_texts()
+    finally:
+        context.close()
+
+    context, page = open_page(browser, app.src)  # the next day: a new session
+    page.set_default_timeout(4 * TIMEOUT_MS)
+    try:
+        page.locator('button[role=tab][data-tab-id="sam"]').click()
+        page.get_by_text("Or continue from a photo code").click()
+        upload(page, "Load a run (.zip)", sam_run)
+        assert picture_in(page, "Result in your photo (the reconstruction)").shape == (512, 512, 3)
+        settle(page)
+        flow_shot(page, "5-sam-loaded")
+
+        page.locator('button[role=tab][data-tab-id="panda"]').click()
+        upload(page, "Load a run (.zip)", panda_run)
+        page.get_by_text(re.compile("^Loaded ")).filter(visible=True).first.wait_for()
+        settle(page)
+        button(page, "Edit my photo").click()
+        assert picture_in(page, "The edit in your photo").shape == (512, 512, 3)
+        settle(page)
+        flow_shot(page, "6-panda-loaded")
+
+        page.locator('button[role=tab][data-tab-id="generate"]').click()
+        page.get_by_text("Your photo code · load a saved run").click()
+        upload(page, "Load a run (.zip)", panda_run)
+        assert picture_in(page, "Result in your photo").shape == (512, 512, 3)
+        settle(page)
+        flow_shot(page, "7-generate-loaded")
+        assert error_toasts(page).count() == 0, error_toasts(page).all_inner_texts()
+        assert not page.page_errors, page.page_errors
+    finally:
+        context.close()

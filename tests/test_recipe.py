@@ -206,7 +206,7 @@ def test_every_tab_has_a_licence_line_labelled_examples_that_run_and_a_download(
     download = [f for f in fns if f.api_name == f"{tab}_download"]
     assert len(download) == 1
     state = download[0].inputs[0]
-    assert isinstance(state, gr.State) and isinstance(download[0].outputs[0], gr.File)
+    assert isinstance(state, gr.State) and isinstance(download[0].outputs[0], gr.DownloadButton)
     datasets = [b for b in demo.blocks.values() if isinstance(b, gr.Dataset)]
     assert datasets
     running = 0
