@@ -13,6 +13,7 @@ import functools
 import inspect
 import io
 import math
+import random
 import os
 import threading
 import weakref
@@ -69,6 +70,11 @@ def parse_seeds(text: str | int | float | None, max_count: int = 8) -> list[int]
     if len(seeds) > max_count:
         raise UserError(f"At most {max_count} seeds at a time.")
     return seeds
+
+
+def random_seeds(count: int = 1) -> str:
+    """The dice: `count` random seeds, as a seed box's text ("17" or "3, 8, 21, 5")."""
+    return ", ".join(str(random.randint(0, MAX_SEED)) for _ in range(count))
 
 
 def seed_picker(wiring: "TabWiring", target: gr.components.Component, sample: Callable,

@@ -5,7 +5,6 @@ its weights into the cache (with the download's progress) before anyone edits.
 """
 from __future__ import annotations
 
-import random
 from typing import NamedTuple
 
 import gradio as gr
@@ -21,7 +20,7 @@ from core.photo_code import (PhotoCode, code_from_bundle, photo_code_state, run_
                              saved_model)
 from core.recipe import Run, open_run
 from core.gpu import gpu_task
-from core.ui import MAX_SEED, TabWiring, labelled_examples, licence_line, record, tab_header
+from core.ui import MAX_SEED, TabWiring, labelled_examples, licence_line, random_seeds, record, tab_header
 
 HOW_IT_WORKS = """
 A seed fixes a 512-d Gaussian vector **z**; the mapping network turns it into a style vector
@@ -95,12 +94,8 @@ def _generate(ctx: AppContext, model_id: str | None, seed: float | None, truncat
     return GenerateOutputs(result, run)
 
 
-def random_seed() -> int:
-    return random.randint(0, MAX_SEED)
-
-
-NO_CODE = ("No photo code yet: invert a photo in the SAM tab, or load a saved "
-           "run that holds one.")
+NO_CODE = ("No photo code yet: invert a photo in the SAM tab, give it a quick code in PandA, "
+           "or load a saved run that holds one.")
 
 
 def code_status(code: PhotoCode | None) -> str:
@@ -222,4 +217,4 @@ def build_tab(ctx: AppContext) -> None:
               [model, seed, psi, image, code, status, in_photo], api_name="generate_load_run")
     code.change(code_status, code, status, api_visibility="private", queue=False)
     wiring.examples(examples, (generate_image, inputs, [image]))
-    dice.click(random_seed, None, seed, api_visibility="private", queue=False)
+    dice.click(random_seeds, None, seed, api_visibility="private", queue=False)

@@ -17,7 +17,6 @@ shared factor/seed picker, `_build_edit` and `_build_compute`.
 from __future__ import annotations
 
 import functools
-import random
 import re
 import weakref
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from core.photo_code import (QUICK_STEPS, PhotoCode, code_from_bundle, encoder_o
 from core.photo_slot import frame_input, photo_slot
 from core.recipe import Run, open_run
 from core.gpu import gpu_task, user_errors
-from core.ui import (MAX_SEED, TabWiring, labelled_examples, licence_line, parse_seeds, record,
+from core.ui import (TabWiring, labelled_examples, licence_line, parse_seeds, random_seeds, record,
                      tab_header)
 from demos import panda_factors as pf
 
@@ -795,10 +794,6 @@ def select_part(current: list | None, evt: gr.SelectData) -> list:
     return chosen
 
 
-def random_seed() -> str:
-    return str(random.randint(0, MAX_SEED))
-
-
 class ComputeOutputs(NamedTuple):
     """The computed factors' widgets: factors dropdown, status line."""
     factor_set: dict
@@ -878,7 +873,7 @@ def _build_picker(labels: list[str]) -> Picker:
         dice = gr.Button("Random seed", scale=0)
         psi = gr.Slider(0.0, 1.0, value=DEFAULT_TRUNCATION, step=0.05, label="Truncation ψ", scale=2)
         refine = gr.Checkbox(False, label="Refine parts per sample (Eq. 6)", scale=1)
-    dice.click(random_seed, None, seed, queue=False, api_visibility="private")
+    dice.click(random_seeds, None, seed, queue=False, api_visibility="private")
     return Picker(factor_set, seed, psi, refine)
 
 

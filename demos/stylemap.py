@@ -20,8 +20,8 @@ results are pasted back into it (`FramedPhoto.paste`).
 """
 from __future__ import annotations
 
+import functools
 import os
-import random
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, NamedTuple, Sequence
 
@@ -43,7 +43,7 @@ from core.photo_slot import (PhotoSlot, faces_gallery, frame_input, photo_slot, 
                              still_shows)
 from core.recipe import Run
 from core.svm import HeldOut, LinearSVM, cross_validate, fit_linear_svm
-from core.ui import (GPU_LANE, MAX_SEED, TabWiring, labelled_examples, licence_line, parse_seeds,
+from core.ui import (GPU_LANE, TabWiring, labelled_examples, licence_line, parse_seeds, random_seeds,
                      quietly, record, seed_picker, shift_range, shift_sliders, tab_header)
 
 PAPER = "https://arxiv.org/abs/2104.14754"
@@ -1095,11 +1095,6 @@ def run_random(ctx: AppContext, model_id: str | None, seeds: str, truncation: fl
     return RandomOutputs([(img, f"seed {s}") for img, s in zip(images, chosen)], run)
 
 
-def random_seeds() -> str:
-    """The dice: four random seeds for the Random sub-tab."""
-    return ", ".join(str(random.randint(0, MAX_SEED)) for _ in range(4))
-
-
 # ---- UI ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Shared:
@@ -1482,4 +1477,4 @@ def _build_random(shared: Shared) -> None:
 
     wiring.on(run.click, run_random, inputs, gallery, api_name="stylemap_random")
     wiring.examples(examples, (run_random, inputs, [gallery]))
-    dice.click(random_seeds, None, seeds, queue=False, api_visibility="private")
+    dice.click(functools.partial(random_seeds, 4), None, seeds, queue=False, api_visibility="private")
