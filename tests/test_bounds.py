@@ -100,7 +100,7 @@ def huge_pictures_zip(tmp: Path) -> Path:
 
 def measured(imports: str, work: str, **values) -> dict:
     """Run `imports`, then `work`, in a fresh process (`values` as globals; `refusal(fn)` -> the
-    sentence fn() answers with, or "accepted") -> {"growth_mb": peak RSS minus the RSS after
+    sentence fn() answers with, or "accepted") -> {"growth_mb": peak RSS minus the peak RSS of
     the imports, "out": whatever `work` put in `out`}."""
     prelude = f"""
 import json, resource, sys
@@ -120,7 +120,7 @@ def refusal(fn):
         return getattr(e, "message", None) or str(e)
     return "accepted"
 out = {{}}
-base = rss()
+base = max(rss(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # imports' peak too
 """
     finish = "\nprint(json.dumps({'growth_mb': growth(), 'out': out}))\n"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
