@@ -24,12 +24,40 @@ def imported_modules(path) -> set[str]:
     return names
 
 
+def tab_files(module: str) -> list:
+    """A tab's source files: its module, or every file of its package."""
+    path = ROOT / module.replace(".", "/")
+    return sorted(path.rglob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
+
+
 def test_no_tab_imports_another_tab():
     tab_modules = {t.module for t in TABS}
     for tab in TABS:
-        path = ROOT / (tab.module.replace(".", "/") + ".py")
-        others = imported_modules(path) & (tab_modules - {tab.module})
-        assert not others, f"{tab.module} imports {others}: shared code belongs in core/"
+        for path in tab_files(tab.module):
+            others = {m for m in imported_modules(path) for other in tab_modules - {tab.module}
+                      if m == other or m.startswith(other + ".")}
+            assert not others, f"{path.relative_to(ROOT)} imports {others}: shared code belongs in core/"
+
+
+MAX_TAB_FILE_LINES = 520  # a file a newcomer reads in one go
+
+
+@pytest.mark.parametrize("tab", [t for t in TABS if t.id != "models"], ids=lambda t: t.id)
+def test_a_tab_is_a_package_whose_engine_needs_no_gradio(tab):
+    """demos/<tab>/: engine.py (models and tensors, importable with Gradio blocked, so bench and
+    scripts use it without a UI), handlers.py, ui.py (`build_tab`); no file over ~500 lines."""
+    package = ROOT / tab.module.replace(".", "/")
+    assert (package / "__init__.py").is_file() and (package / "engine.py").is_file(), tab.module
+    assert (package / "ui.py").is_file(), tab.module
+    for path in tab_files(tab.module):
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        assert lines <= MAX_TAB_FILE_LINES, f"{path.relative_to(ROOT)}: {lines} lines"
+    code = (f"import sys; sys.modules['gradio'] = None; import {tab.module}.engine; "
+            "print('gradio' in sys.modules and sys.modules['gradio'] is not None)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"
 
 
 def test_core_never_imports_a_tab_or_the_app():
