@@ -13,7 +13,7 @@ from typing import Callable, Hashable, TypeVar
 
 import torch
 
-from core.jobs import ForkSafeRLock
+from core.forksafe import ForkSafeRLock
 
 T = TypeVar("T")
 

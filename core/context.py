@@ -10,7 +10,7 @@ from torch import nn
 from core.cache import ModelCache
 from core.device import inference_dtype
 from core.hub import Registry, fetch
-from core.jobs import ForkSafeRLock
+from core.forksafe import ForkSafeRLock
 from core.models import FAMILIES, load_model
 from core.precision import note_reduced
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from core.errors import UserError
-from core.jobs import ForkSafeRLock
+from core.forksafe import ForkSafeRLock
 
 LayerSpec = Union[None, int, str, Iterable[int]]
 """Which w+ layers: None or "all" (every layer), an index, "6-13" / "0-1,4" (inclusive, as

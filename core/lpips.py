@@ -12,7 +12,7 @@ import os
 import torch
 
 from core.errors import UserError
-from core.jobs import ForkSafeRLock
+from core.forksafe import ForkSafeRLock
 
 RANDOM_BACKBONE_ENV = "SPATIAL_GAN_LPIPS_RANDOM"
 BACKBONE_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth"}

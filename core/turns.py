@@ -193,7 +193,7 @@ class Lane:
 
 LANE = Lane()  # the model lane of this process
 
-_locks = threading.local()  # how many app locks this thread holds (`core.jobs.ForkSafeRLock`)
+_locks = threading.local()  # how many app locks this thread holds (`core.forksafe.ForkSafeRLock`)
 
 
 def lock_taken(change: int) -> None:

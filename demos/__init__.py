@@ -1,7 +1,8 @@
 """The app's tabs, declared once: `TABS` drives the app (`app.build_app`), the licence lines
 (registry `used_by` names these ids) and the tests (every tab needs a browser case).
 
-Adding a tab: a module here with its engine and `build_tab(ctx)`, and one row below.
+Adding a tab: a package here (`engine.py` without Gradio, `handlers.py`, `ui.py` with
+`build_tab(ctx)`; see ARCHITECTURE.md) and one row below.
 """
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from types import ModuleType
 class Tab:
     title: str  # what the page shows
     id: str  # the gr.Tab id, `used_by` in weights.json, the recipe's "tab"
-    module: str  # the module with `build_tab(ctx)`, imported when the app is built
+    module: str  # the tab's package (its `ui` has `build_tab(ctx)`) or module, imported at build
 
     def load(self) -> ModuleType:
-        return importlib.import_module(self.module)
+        """The module with `build_tab`: a package's `ui`, or the tab's own module."""
+        module = importlib.import_module(self.module)
+        return importlib.import_module(f"{self.module}.ui") if hasattr(module, "__path__") else module
 
 
 TABS: tuple[Tab, ...] = (

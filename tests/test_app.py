@@ -21,7 +21,8 @@ import app as app_module
 from core.images import to_uint8
 from core.models.stylegan2 import load_stylegan2
 from core.models.generator import seed_normal
-from demos.generate import generate_image, generate_with_latents
+from demos.generate.engine import generate_with_latents
+from demos.generate.handlers import generate_image
 
 
 @pytest.fixture()

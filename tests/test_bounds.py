@@ -243,7 +243,7 @@ def test_every_problem_is_its_own_sentence_and_real_recipes_pass():
 
 @pytest.mark.slow  # imports the Generate tab (~8 s here)
 def test_a_loaded_run_with_a_list_recipe_is_a_sentence_in_the_generate_tab(tmp_path: Path):
-    from demos.generate import load_run
+    from demos.generate.handlers import load_run
     import gradio as gr
 
     with pytest.raises(gr.Error, match="It is a list, not an object"):

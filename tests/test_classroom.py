@@ -24,7 +24,7 @@ from core.images import NOT_A_PICTURE, to_uint8
 from core.models.stylegan2 import load_stylegan2
 from core.gpu import STOPPED, gpu_task, user_errors
 from core.ui import TabWiring, guard_inputs
-from demos.generate import generate_with_latents
+from demos.generate.engine import generate_with_latents
 
 
 @pytest.fixture(scope="module")

@@ -191,12 +191,12 @@ def test_list_fits_a_terminal_and_wide_shows_everything(capsys):
 def test_lpips_backbone_is_listed_for_the_tabs_that_use_it():
     """core.kit.EXTRAS names the one LPIPS backbone the app uses and exactly the tabs whose
     module imports core.lpips (no AlexNet: nothing uses it)."""
-    from test_architecture import imported_modules
+    from test_architecture import imported_modules, tab_files
     from core.lpips import BACKBONE_FILES
     from demos import TABS
 
     users = {t.id for t in TABS
-             if any(m.startswith("core.lpips") for m in imported_modules(ROOT / (t.module.replace(".", "/") + ".py")))}
+             if any(m.startswith("core.lpips") for path in tab_files(t.module) for m in imported_modules(path))}
     (extra,) = kit.EXTRAS
     assert extra.name == BACKBONE_FILES["vgg"] and set(extra.tabs) == users
 
@@ -255,7 +255,7 @@ def test_a_kit_unpacked_into_an_empty_home_serves_the_same_models_offline(tmp_pa
     both models offline, pixel for pixel."""
     from core.images import to_uint8
     from core.models.stylegan2 import load_stylegan2
-    from demos.generate import generate_with_latents
+    from demos.generate.engine import generate_with_latents
 
     data = tiny_sg2_file.read_bytes()
     sha = hashlib.sha256(data).hexdigest()

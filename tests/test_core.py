@@ -236,7 +236,7 @@ def test_a_half_precision_overflow_reruns_in_float32_once_and_stays(tmp_path, mo
     from core import context as context_mod
     from core.context import AppContext
     from core.hub import load_registry
-    from demos.generate import generate_image
+    from demos.generate.handlers import generate_image
 
     ckpt = torch.load(SG2_REF / "tiny.pt", weights_only=False)
     g = ckpt["g_ema"]

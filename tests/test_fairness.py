@@ -83,7 +83,7 @@ def test_a_waiting_job_that_is_cancelled_leaves_the_line():
 
 
 def test_a_job_hands_its_turn_round_at_a_report_but_never_inside_a_lock(monkeypatch):
-    from core.jobs import ForkSafeRLock
+    from core.forksafe import ForkSafeRLock
 
     monkeypatch.setenv("SPATIAL_GAN_TURN_SECONDS", "0")
     lane, order = Lane(), []
@@ -246,7 +246,7 @@ def test_a_running_generator_that_is_cancelled_stops_and_is_counted(lane_app):
 def test_cancelled_generate_calls_never_run(tmp_path, tiny_sg2_file, monkeypatch):
     """The real app's Generate: a session's queued calls, cancelled, never reach the model."""
     import app as app_module
-    from demos.generate import generate_image
+    from demos.generate.handlers import generate_image
     from helpers import tiny_sg2_entry, write_registry
 
     calls = []

@@ -98,23 +98,23 @@ def _photo_code(ctx, code: PhotoCode) -> PhotoCode:
 
 
 def test_a_generated_run_reloads_bit_for_bit(ctx, tmp_path):
-    from demos.generate import generate_image, load_run
+    from demos.generate.handlers import generate_image, load_run
 
     picture, run = generate_image(ctx, "tiny-sg2", 5, 0.6)
     saved = run.write(tmp_path)
-    model, seed, psi, again, code, status, in_photo, _ = load_run(ctx, str(saved), None)
+    model, seed, psi, again, code, status, in_photo, _, _ = load_run(ctx, str(saved), None)
     assert (model, seed, psi) == ("tiny-sg2", 5, 0.6) and code is None and in_photo is None
     np.testing.assert_array_equal(again, picture)
 
 
 def test_a_photo_code_shows_pastes_back_and_reloads_bit_for_bit(ctx, code, tmp_path):
-    from demos.generate import load_run, show_code
+    from demos.generate.handlers import load_run, show_code
 
     code = _photo_code(ctx, code)
     picture, in_photo, run = show_code(ctx, code)
     assert in_photo.shape == (90, 120, 3)
     saved = run.write(tmp_path)
-    *_, again, restored, status, in_photo_again, _ = load_run(ctx, str(saved), None)
+    *_, again, restored, status, in_photo_again, _, _ = load_run(ctx, str(saved), None)
     assert "tiny-sg2" in status and restored.method == "SAM"
     assert torch.equal(restored.w_plus, code.w_plus)
     np.testing.assert_array_equal(again, picture)
@@ -124,7 +124,7 @@ def test_a_photo_code_shows_pastes_back_and_reloads_bit_for_bit(ctx, code, tmp_p
 def test_loading_what_is_not_a_run_or_not_here_says_so(ctx, code, tmp_path):
     from dataclasses import replace
 
-    from demos.generate import load_run, show_code
+    from demos.generate.handlers import load_run, show_code
 
     junk = tmp_path / "junk.zip"
     junk.write_bytes(b"not a zip")

@@ -13,7 +13,7 @@ from helpers import app_client, tiny_sg2_entry, write_registry
 
 from core.images import to_uint8
 from core.models.stylegan2 import load_stylegan2
-from demos.generate import generate_with_latents
+from demos.generate.engine import generate_with_latents
 
 
 @pytest.fixture()
@@ -188,7 +188,7 @@ def test_no_network_fails_at_once_with_the_offline_sentence_while_a_job_holds_th
     from core.context import AppContext
     from core.hub import load_registry
     from core.turns import LANE, Ticket
-    from demos.generate import generate_image
+    from demos.generate.handlers import generate_image
     from helpers import free_port
     import torch
 

@@ -28,9 +28,13 @@ if TYPE_CHECKING:
 class Family:
     """How to build models of one registry `arch`: `loader` is "module:function", called as
     function(path, **config); `image_size_key` names the config key holding the picture size
-    (generators only), so the UI knows it before anything is loaded."""
+    (generators only: a family with one is a `Generator`), so the UI knows it before anything
+    is loaded; `conditional`: its generator needs a class; `truncates`: it has a truncation
+    trick."""
     loader: str
     image_size_key: str | None = None
+    conditional: bool = False  # a generator that draws a class it is given (ImageNet)
+    truncates: bool = True  # its generator has a truncation trick (ProGAN and SNGAN have none)
 
     def load_function(self):
         module, _, name = self.loader.partition(":")
@@ -41,8 +45,8 @@ FAMILIES: dict[str, Family] = {
     "stylegan2": Family("core.models.stylegan2:load_stylegan2", "size"),
     "stylegan2-genforce": Family("core.models.genforce:load_genforce_stylegan2", "size"),  # PandA's port
     "stylemapgan": Family("core.models.stylemapgan:load_stylemapgan_model", "size"),
-    "proggan": Family("core.models.proggan:load_proggan", "resolution"),
-    "biggan-deep": Family("core.models.biggan:build_biggan_from_config", "output_dim"),
+    "proggan": Family("core.models.proggan:load_proggan", "resolution", truncates=False),
+    "biggan-deep": Family("core.models.biggan:build_biggan_from_config", "output_dim", conditional=True),
     "regressor": Family("core.models.regressor:load_regressor"),
     "e4e": Family("core.models.e4e:load_e4e"),
     "sam-invertibility": Family("core.models.invertibility:load_invertibility"),
@@ -50,7 +54,7 @@ FAMILIES: dict[str, Family] = {
     "ade20k-encoder": Family("core.models.ade20k:load_ade20k_encoder"),  # SAM's scene segmenter
     "ade20k-decoder": Family("core.models.ade20k:load_ade20k_decoder"),
     # Neural Collage authors' SNGAN: the generator, and the networks of its photo editing
-    "sngan": Family("core.models.sngan:load_sngan", "size"),
+    "sngan": Family("core.models.sngan:load_sngan", "size", conditional=True, truncates=False),
     "sngan-encoder": Family("core.models.sngan:load_sngan_encoder"),
     "sngan-discriminator": Family("core.models.sngan:load_sngan_discriminator"),
     "sngan-auxiliary": Family("core.models.sngan:load_sngan_auxiliary"),
@@ -59,6 +63,22 @@ STYLEGAN2_ARCHS = ("stylegan2", "stylegan2-genforce")
 """Archs whose models are a `core.models.stylegan2.StyleGAN2Generator` (any file layout): the
 StyleGAN2 tabs list them all (`ctx.model_ids(STYLEGAN2_ARCHS)`)."""
 DATA_ARCHS = ("panda-factors", "edit-direction")  # registered files that are arrays, not models
+
+
+GENERATOR_ARCHS = tuple(arch for arch, f in FAMILIES.items() if f.image_size_key)
+"""Archs whose models implement `core.models.generator.Generator` (what Generate lists)."""
+
+
+def is_conditional(arch: str) -> bool:
+    """Whether models of `arch` draw a class they are given (a class picker is needed)."""
+    family = FAMILIES.get(arch)
+    return bool(family and family.conditional)
+
+
+def truncates(arch: str) -> bool:
+    """Whether models of `arch` have a truncation trick (a ψ slider means something)."""
+    family = FAMILIES.get(arch)
+    return bool(family and family.image_size_key and family.truncates)
 
 
 def image_size_key(arch: str) -> str | None:
