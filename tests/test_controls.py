@@ -191,12 +191,12 @@ def test_list_fits_a_terminal_and_wide_shows_everything(capsys):
 def test_lpips_backbone_is_listed_for_the_tabs_that_use_it():
     """core.kit.EXTRAS names the one LPIPS backbone the app uses and exactly the tabs whose
     module imports core.lpips (no AlexNet: nothing uses it)."""
-    from test_architecture import imported_modules
+    from test_architecture import imported_modules, tab_files
     from core.lpips import BACKBONE_FILES
     from demos import TABS
 
     users = {t.id for t in TABS
-             if any(m.startswith("core.lpips") for m in imported_modules(ROOT / (t.module.replace(".", "/") + ".py")))}
+             if any(m.startswith("core.lpips") for path in tab_files(t.module) for m in imported_modules(path))}
     (extra,) = kit.EXTRAS
     assert extra.name == BACKBONE_FILES["vgg"] and set(extra.tabs) == users
 
