@@ -116,7 +116,7 @@ def stylemap_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, 
     benchmark) and 1024 px (the light FFHQ 16x16 model): one encoder pass over [original,
     reference(s)] + one generator pass, as the tab runs them."""
     from core.models.stylemapgan import StyleMapGAN, build_stylemapgan
-    from demos import stylemap
+    from demos.stylemap import engine
 
     dtype = inference_dtype(device)
     configs = {256: dict(size=256, mapping_layer_num=8, latent_channel_size=64, latent_spatial_size=8,
@@ -132,28 +132,28 @@ def stylemap_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, 
         mask = torch.zeros(1, 1, size, size, device=device)
         mask[..., size // 4: 3 * size // 4, size // 4: 3 * size // 4] = 1
         tag = f"stylemap-{size}"
-        med, lo = timed(lambda: stylemap.sample(model, [0], 1.0), device, runs)
+        med, lo = timed(lambda: engine.sample(model, [0], 1.0), device, runs)
         yield f"{tag} random image", d, med, lo, peak_memory_mb(device)
-        med, lo = timed(lambda: stylemap.local_edit(model, imgs[:1], imgs[1:], mask, "w_plus"), device, runs)
+        med, lo = timed(lambda: engine.local_edit(model, imgs[:1], imgs[1:], mask, "w_plus"), device, runs)
         yield f"{tag} local edit (E x2 + w+ blend + G)", d, med, lo, peak_memory_mb(device)
-        med, lo = timed(lambda: stylemap.reconstruct(model, imgs[:1], with_lpips=False), device, runs)
+        med, lo = timed(lambda: engine.reconstruct(model, imgs[:1], with_lpips=False), device, runs)
         yield f"{tag} reconstruction (E + G)", d, med, lo, peak_memory_mb(device)
         for steps in (2, 16):
             reset_peak(device)
-            med, lo = timed(lambda: stylemap.transplant(model, imgs[:1], imgs[1:], mask, [(0, 0)], steps),
+            med, lo = timed(lambda: engine.transplant(model, imgs[:1], imgs[1:], mask, [(0, 0)], steps),
                             device, max(1, runs // (4 if steps > 2 and device.type == "cpu" else 1)))
             yield f"{tag} demo transplant, {steps} step(s)", d, med, lo, peak_memory_mb(device)
         reset_peak(device)
-        med, lo = timed(lambda: stylemap.interpolate(model, imgs[:1], imgs[1:], 8), device,
+        med, lo = timed(lambda: engine.interpolate(model, imgs[:1], imgs[1:], 8), device,
                         max(1, runs // (4 if device.type == "cpu" else 1)))
         yield f"{tag} w interpolation, 8 frames (E x2 + G x8)", d, med, lo, peak_memory_mb(device)
         s = config["latent_spatial_size"]
         boxes = [((s // 2, s // 4), (s // 4, s // 4), s // 4, s // 2)]
-        med, lo = timed(lambda: stylemap.transplant_grid(model, imgs[:1], imgs[1:], boxes), device, runs)
+        med, lo = timed(lambda: engine.transplant_grid(model, imgs[:1], imgs[1:], boxes), device, runs)
         yield f"{tag} grid transplant in w (E x2 + G)", d, med, lo, peak_memory_mb(device)
         direction = torch.randn(1, 64, s, s)
         direction /= direction.norm()
-        med, lo = timed(lambda: stylemap.manipulate(model, imgs[:1], direction, [0, 10, 20], mask),
+        med, lo = timed(lambda: engine.manipulate(model, imgs[:1], direction, [0, 10, 20], mask),
                         device, max(1, runs // (4 if device.type == "cpu" else 1)))
         yield f"{tag} semantic edit, 3 strengths global + local (E + G x6)", d, med, lo, peak_memory_mb(device)
         del model
