@@ -206,7 +206,7 @@ def ncollage_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, 
     authors' case: z, one-hot class 207, truncation 0.4), a label collage (before + edit in
     one batch) and a feature blend (base + blended + one reference)."""
     from core.models.biggan import PUBLISHED_CONFIGS, BigGANDeep
-    from demos import ncollage
+    from demos.ncollage import blend, engine
 
     dtype = inference_dtype(device)
     d = str(dtype).replace("torch.", "")
@@ -214,17 +214,17 @@ def ncollage_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, 
         reset_peak(device)
         G = BigGANDeep(**PUBLISHED_CONFIGS[f"biggan-deep-{res}"]).to(device, dtype).eval().requires_grad_(False)
         G.refold_spectral_norm()
-        pic = ncollage.picture_from_seed(G, 0, 207, 0.4)
-        med, lo = timed(lambda: ncollage.render(G, [pic], 0.4), device, runs)
+        pic = engine.picture_from_seed(G, 0, 207, 0.4)
+        med, lo = timed(lambda: engine.render(G, [pic], 0.4), device, runs)
         yield f"biggan-deep-{res} image", d, med, lo, peak_memory_mb(device)
         region = torch.zeros(1, 1, res, res)
         region[..., : res // 2, :] = 1
-        points = ncollage.layer_preset(G, "all")
-        med, lo = timed(lambda: ncollage.label_collage(G, pic, region, [281], [1.0], 0.4, points),
+        points = engine.layer_preset(G, "all")
+        med, lo = timed(lambda: engine.label_collage(G, pic, region, [281], [1.0], 0.4, points),
                         device, runs)
         yield f"biggan-deep-{res} label collage (before + edit)", d, med, lo, peak_memory_mb(device)
-        ref = ncollage.picture_from_seed(G, 1, 207, 0.4)
-        med, lo = timed(lambda: ncollage.feature_blend(G, pic, [ref], region, [(0, 0)], [0, 1], 0.4),
+        ref = engine.picture_from_seed(G, 1, 207, 0.4)
+        med, lo = timed(lambda: blend.feature_blend(G, pic, [ref], region, [(0, 0)], [0, 1], 0.4),
                         device, runs)
         yield f"biggan-deep-{res} feature blend (3 streams)", d, med, lo, peak_memory_mb(device)
         del G

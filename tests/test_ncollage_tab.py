@@ -28,8 +28,9 @@ from core.models import load_model
 from core.models.biggan import truncated_noise
 from core.models.generator import seed_normal
 from core.models.stylegan2 import load_stylegan2
-from demos import ncollage
-from demos.ncollage import Labels, Picture
+from demos.ncollage import blend, engine, handlers, handlers_photo, ui
+from demos.ncollage import photo as photo_engine
+from demos.ncollage.engine import Labels, Picture
 
 BIGGAN_REF = REFERENCE / "biggan"
 SNGAN_REF = REFERENCE / "sngan"
@@ -37,7 +38,7 @@ SIZE = 32  # the tiny BigGAN-deep renders 32 px, 10 classes
 SN_SIZE = 64  # the tiny SNGAN renders 64 px, 3 classes
 SN = {"ch": 1, "dim_z": 8, "n_classes": 3}
 RED, GREEN = (0xFE, 0x27, 0x12), (0x66, 0xB0, 0x32)  # palette colours 1 and 2
-N_COLOURS = len(ncollage.PALETTE)
+N_COLOURS = len(engine.PALETTE)
 
 
 def label_args(classes=("5",), strengths=(1.0,), layers="all", soft=0) -> tuple:
@@ -71,7 +72,7 @@ def sn_io() -> dict:
 
 
 def _picture(G, seed=1, cls=3, trunc=0.4) -> Picture:
-    return ncollage.picture_from_seed(G, seed, cls, trunc)
+    return engine.picture_from_seed(G, seed, cls, trunc)
 
 
 def _regions(*boxes, size=SIZE) -> torch.Tensor:
@@ -87,35 +88,35 @@ def T(a) -> torch.Tensor:
 
 # ---- classes, maps and presets -----------------------------------------------------------------
 def test_parse_class_and_the_sngan_class_range(S):
-    assert ncollage.parse_class("207: golden retriever") == 207
-    assert ncollage.parse_class("Golden Retriever") == 207
+    assert engine.parse_class("207: golden retriever") == 207
+    assert engine.parse_class("Golden Retriever") == 207
     with pytest.raises(UserError, match="golden retriever"):
-        ncollage.parse_class("golden retreiver")
+        engine.parse_class("golden retreiver")
     with pytest.raises(UserError, match="not an ImageNet class"):
-        ncollage.parse_class("")
+        engine.parse_class("")
     with pytest.raises(UserError, match="not one of this SNGAN's classes"):
-        ncollage.model_class(S, 7)
-    assert ncollage.model_class(S, 2) == 2  # the tiny model: 3 classes from 0
+        engine.model_class(S, 7)
+    assert engine.model_class(S, 2) == 2  # the tiny model: 3 classes from 0
 
 
 def test_class_maps_are_convex_and_follow_the_regions():
-    base = ncollage.one_hot(0, 10)
-    targets = torch.cat([ncollage.one_hot(3, 10), ncollage.one_hot(5, 10)])
+    base = engine.one_hot(0, 10)
+    targets = torch.cat([engine.one_hot(3, 10), engine.one_hot(5, 10)])
     regions = _regions((0, 16, 0, 32), (8, 24, 0, 32))
-    maps, weights = ncollage.class_maps(base, regions, targets, [1.0, 0.5])
+    maps, weights = engine.class_maps(base, regions, targets, [1.0, 0.5])
     assert maps.shape == (1, 10, SIZE, SIZE) and weights.shape == (3, 1, SIZE, SIZE)  # full size
     assert torch.allclose(maps.sum(1), torch.ones(1, SIZE, SIZE)) and maps.min() >= 0
-    assert torch.equal(maps[0, :, 0, 0], ncollage.one_hot(3, 10)[0])  # only region 1
+    assert torch.equal(maps[0, :, 0, 0], engine.one_hot(3, 10)[0])  # only region 1
     assert torch.allclose(maps[0, :, 20, 0], torch.tensor([.5, 0, 0, 0, 0, .5, 0, 0, 0, 0]))
 
 
 def test_layer_presets_are_the_authors(G, S):
-    assert ncollage.layer_preset(S, "first") == [0]  # the first sCBN only
-    assert ncollage.layer_preset(S, "all but first") == list(range(1, 12))
-    assert ncollage.layer_preset(S, "all") == list(range(12))
+    assert engine.layer_preset(S, "first") == [0]  # the first sCBN only
+    assert engine.layer_preset(S, "all but first") == list(range(1, 12))
+    assert engine.layer_preset(S, "all") == list(range(12))
     n = len(G.condition_points())
-    assert ncollage.layer_preset(G, "first") == [1]  # the first GenBlock's batch norms
-    assert sorted(ncollage.layer_preset(G, "first") + ncollage.layer_preset(G, "all but first")) == list(range(n))
+    assert engine.layer_preset(G, "first") == [1]  # the first GenBlock's batch norms
+    assert sorted(engine.layer_preset(G, "first") + engine.layer_preset(G, "all but first")) == list(range(n))
 
 
 # ---- sCBN ----------------------------------------------------------------------------------------
@@ -125,13 +126,13 @@ def test_label_collage_is_the_full_resolution_class_map(G, S, family):
     the dense class map made at the picture's full resolution."""
     model, size, cls, other = (G, SIZE, 3, 5) if family == "biggan" else (S, SN_SIZE, 1, 2)
     pic = _picture(model, 1, cls)
-    plain = ncollage.render(model, [pic])
+    plain = engine.render(model, [pic])
     regions = _regions((0, size // 2, 0, size // 2), size=size)
-    before, edits, _ = ncollage.label_collage(model, pic, regions, [other], [1.0], pic.truncation,
-                                              ncollage.layer_preset(model, "all"), frames=(0.0, 1.0))
+    before, edits, _ = engine.label_collage(model, pic, regions, [other], [1.0], pic.truncation,
+                                              engine.layer_preset(model, "all"), frames=(0.0, 1.0))
     assert torch.allclose(before, plain, atol=2e-6) and torch.allclose(edits[0], plain[0], atol=2e-6)
     assert (edits[1] - plain[0]).abs().max() > 1e-3
-    maps, _ = ncollage.class_maps(pic.classes, regions, ncollage.one_hot(other, model.num_classes), [1.0])
+    maps, _ = engine.class_maps(pic.classes, regions, engine.one_hot(other, model.num_classes), [1.0])
     with torch.no_grad():
         dense = model(pic.latent, maps, 0.4) if family == "biggan" else model(pic.latent, maps)
     assert torch.allclose(edits[1], dense[0].clamp(-1, 1), atol=2e-6)
@@ -142,10 +143,10 @@ def test_first_layers_only_and_later_layers_differ(G):
     regions = _regions((0, 32, 0, 16))  # left half becomes class 5
     outs = {}
     for preset in ("first", "all but first", "all"):
-        _, edits, _ = ncollage.label_collage(G, pic, regions, [5], [1.0], 0.4,
-                                             ncollage.layer_preset(G, preset))
+        _, edits, _ = engine.label_collage(G, pic, regions, [5], [1.0], 0.4,
+                                             engine.layer_preset(G, preset))
         outs[preset] = edits[0]
-    plain = ncollage.render(G, [pic], 0.4)[0]
+    plain = engine.render(G, [pic], 0.4)[0]
     for a in outs.values():
         assert (a - plain).abs().max() > 1e-3
     assert (outs["first"] - outs["all but first"]).abs().max() > 1e-3
@@ -154,13 +155,13 @@ def test_first_layers_only_and_later_layers_differ(G):
 def test_label_collage_bad_input(G):
     pic = _picture(G)
     with pytest.raises(UserError, match="Paint a region"):
-        ncollage.label_collage(G, pic, torch.zeros(1, 1, SIZE, SIZE), [5], [1.0], 0.4, [0])
+        engine.label_collage(G, pic, torch.zeros(1, 1, SIZE, SIZE), [5], [1.0], 0.4, [0])
     with pytest.raises(UserError, match="intensity is 0"):
-        ncollage.label_collage(G, pic, _regions((0, 8, 0, 8)), [5], [0.0], 0.4, [0])
+        engine.label_collage(G, pic, _regions((0, 8, 0, 8)), [5], [0.0], 0.4, [0])
     with pytest.raises(UserError, match="at least one layer"):
-        ncollage.label_collage(G, pic, _regions((0, 8, 0, 8)), [5], [1.0], 0.4, [])
+        engine.label_collage(G, pic, _regions((0, 8, 0, 8)), [5], [1.0], 0.4, [])
     with pytest.raises(UserError, match="does not exist"):
-        ncollage.label_collage(G, pic, _regions((0, 8, 0, 8)), [207], [1.0], 0.4, [0])
+        engine.label_collage(G, pic, _regions((0, 8, 0, 8)), [207], [1.0], 0.4, [0])
 
 
 # ---- feature blending ---------------------------------------------------------------------------
@@ -170,21 +171,21 @@ def test_blend_weights_frames_and_references_kept_apart(G):
     the references are re-rendered with it."""
     base, ref = _picture(G, 1), _picture(G, 2, cls=6, trunc=0.8)
     with pytest.raises(UserError, match="weight above 0"):
-        ncollage.feature_blend(G, base, [ref], _regions((0, 8, 0, 8)), [(0, 0)], {0: 0.0})
-    before, outs, refs = ncollage.feature_blend(G, base, [ref], _regions((8, 24, 8, 24)), [(0, 0)],
+        blend.feature_blend(G, base, [ref], _regions((0, 8, 0, 8)), [(0, 0)], {0: 0.0})
+    before, outs, refs = blend.feature_blend(G, base, [ref], _regions((8, 24, 8, 24)), [(0, 0)],
                                                 {0: 1.0, 2: 0.5}, frames=3)
-    plain = ncollage.render(G, [base])
+    plain = engine.render(G, [base])
     assert outs.shape == (3, 3, SIZE, SIZE) and torch.allclose(before, plain, atol=1e-6)
     assert (outs[0] - outs[2]).abs().max() > 1e-3 and (outs[2] - plain[0]).abs().max() > 1e-3
-    assert torch.allclose(refs, ncollage.render(G, [ref]), atol=1e-6)  # at its own 0.8
-    feats = ncollage.capture(G, [ref, base], [3])[3]
+    assert torch.allclose(refs, engine.render(G, [ref]), atol=1e-6)  # at its own 0.8
+    feats = blend.capture(G, [ref, base], [3])[3]
     seen = {}
     for pic in (ref, base):
-        ncollage.render(G, [pic], hook=lambda p, h: seen.setdefault((pic.truncation, p), h.clone()))
+        engine.render(G, [pic], hook=lambda p, h: seen.setdefault((pic.truncation, p), h.clone()))
     assert torch.allclose(feats[0], seen[(0.8, 3)][0]) and torch.allclose(feats[1], seen[(0.4, 3)][0])
-    _, _, as_base = ncollage.feature_blend(G, base, [ref], _regions((8, 24, 8, 24)), [(0, 0)],
+    _, _, as_base = blend.feature_blend(G, base, [ref], _regions((8, 24, 8, 24)), [(0, 0)],
                                            {0: 1.0}, base_class_refs=True)
-    assert torch.allclose(as_base, ncollage.render(G, [Picture(ref.latent, base.classes, 0.8)]), atol=1e-6)
+    assert torch.allclose(as_base, engine.render(G, [Picture(ref.latent, base.classes, 0.8)]), atol=1e-6)
 
 
 def test_sngan_full_blend_at_the_first_layer_is_the_reference(S):
@@ -192,24 +193,24 @@ def test_sngan_full_blend_at_the_first_layer_is_the_reference(S):
     whole 4 x 4 tensor to the reference: the result is the reference with the base's class."""
     base, ref = _picture(S, 1, 1), _picture(S, 2, 0)
     full = torch.ones(1, 1, SN_SIZE, SN_SIZE)
-    _, outs, _ = ncollage.feature_blend(S, base, [ref], full, [(0, 0)], {0: 1.0})
-    assert torch.allclose(outs, ncollage.render(S, [Picture(ref.latent, base.classes)]), atol=1e-5)
+    _, outs, _ = blend.feature_blend(S, base, [ref], full, [(0, 0)], {0: 1.0})
+    assert torch.allclose(outs, engine.render(S, [Picture(ref.latent, base.classes)]), atol=1e-5)
 
 
 def test_scbn_and_blend_in_one_pass_equal_each_alone_when_the_other_is_neutral(S):
     base, ref = _picture(S, 1, 1), _picture(S, 2, 0)
     regions = _regions((0, 32, 0, 32), size=SN_SIZE)
-    labels = Labels(regions, [2], [1.0], ncollage.layer_preset(S, "all"))
-    _, alone, _ = ncollage.label_collage(S, base, regions, [2], [1.0], 1.0, labels.points)
+    labels = Labels(regions, [2], [1.0], engine.layer_preset(S, "all"))
+    _, alone, _ = engine.label_collage(S, base, regions, [2], [1.0], 1.0, labels.points)
     out_of_frame = [(2 * SN_SIZE, 0)]  # the reference lands outside: a neutral blend
-    _, both, _ = ncollage.feature_blend(S, base, [ref], regions, out_of_frame, {2: 1.0}, labels=labels)
+    _, both, _ = blend.feature_blend(S, base, [ref], regions, out_of_frame, {2: 1.0}, labels=labels)
     assert torch.allclose(both, alone, atol=1e-6)
     neutral = Labels(regions, [2], [0.0], labels.points)  # intensity 0: a neutral label collage
-    _, blended, _ = ncollage.feature_blend(S, base, [ref], regions, [(0, 0)], {2: 1.0})
+    _, blended, _ = blend.feature_blend(S, base, [ref], regions, [(0, 0)], {2: 1.0})
     with pytest.raises(UserError, match="intensity is 0"):
-        ncollage.feature_blend(S, base, [ref], regions, [(0, 0)], {2: 1.0}, labels=neutral)
+        blend.feature_blend(S, base, [ref], regions, [(0, 0)], {2: 1.0}, labels=neutral)
     neutral = Labels(regions, [1], [1.0], labels.points)  # painting the base's own class
-    _, both, _ = ncollage.feature_blend(S, base, [ref], regions, [(0, 0)], {2: 1.0}, labels=neutral)
+    _, both, _ = blend.feature_blend(S, base, [ref], regions, [(0, 0)], {2: 1.0}, labels=neutral)
     assert torch.allclose(both, blended, atol=1e-5)
 
 
@@ -218,26 +219,26 @@ def test_shifts_land_where_asked_at_every_layer():
     the coarse region, shifted; whole cells copied exactly)."""
     region = torch.zeros(1, 1, 64, 64)
     region[..., 24:40, 8:16] = 1
-    moved, still = (ncollage.Blend(region, [s], {0: 1.0}, torch.ones(1)) for s in ((20, -6), (0, 0)))
+    moved, still = (blend.Blend(region, [s], {0: 1.0}, torch.ones(1)) for s in ((20, -6), (0, 0)))
     for res in (4, 8, 16, 32, 64):  # (coarser grids push part of it out of the frame)
         cells = torch.arange(res, dtype=torch.float32) + 0.5
         centre = []
-        for blend in (moved, still):
-            m = blend.landed(res)[0, 0]
+        for mix in (moved, still):
+            m = mix.landed(res)[0, 0]
             centre.append(((m.sum(0) * cells).sum() / m.sum(), (m.sum(1) * cells).sum() / m.sum()))
         dx = (centre[0][0] - centre[1][0]) * 64 / res
         dy = (centre[0][1] - centre[1][1]) * 64 / res
         assert abs(dx - 20) < 1e-4 and abs(dy + 6) < 1e-4, res
     x = torch.rand(2, 3, 8, 8)
-    assert torch.equal(ncollage.shift_features(x, 2.0, -1.0), ncollage.translate(x, 2, -1))
+    assert torch.equal(blend.shift_features(x, 2.0, -1.0), blend.translate(x, 2, -1))
 
 
 def test_blend_bad_input(G):
     base = _picture(G)
     with pytest.raises(UserError, match="reference"):
-        ncollage.feature_blend(G, base, [], torch.zeros(0, 1, SIZE, SIZE), [], [0], 0.4)
+        blend.feature_blend(G, base, [], torch.zeros(0, 1, SIZE, SIZE), [], [0], 0.4)
     with pytest.raises(UserError, match="regions are empty"):
-        ncollage.feature_blend(G, base, [base], torch.zeros(1, 1, SIZE, SIZE), [(0, 0)], [0], 0.4)
+        blend.feature_blend(G, base, [base], torch.zeros(1, 1, SIZE, SIZE), [(0, 0)], [0], 0.4)
 
 
 # ---- real photos ----------------------------------------------------------------------------------
@@ -258,7 +259,7 @@ def test_eq4_editing_follows_the_authors_optimisation(S, sngan_parts, sn_io, mod
     picture is the one the last loss was measured on; without it z after the update."""
     aux = sngan_parts["A"] if mode == "aux" else None
     D, gt = sngan_parts["D"], T(sn_io["gt"])
-    pic, image, losses = ncollage.fit_sngan(S, D, sngan_parts["E"], aux,
+    pic, image, losses = photo_engine.fit_sngan(S, D, sngan_parts["E"], aux,
                                             T(sn_io["enc_input"]), gt,
                                             int(sn_io["enc_class"][0]), steps=3)
     assert np.abs(losses - sn_io[f"opt_{mode}_losses"]).max() < 1e-5
@@ -268,16 +269,16 @@ def test_eq4_editing_follows_the_authors_optimisation(S, sngan_parts, sn_io, mod
         with torch.no_grad():
             assert (pic.latent - aux.B(param)).abs().max() > 1e-4
             c = torch.tensor([int(sn_io["enc_class"][0])])
-            last = ncollage.eq4_terms(D, S(pic.latent, c), D.feature_vector(gt), gt)
+            last = photo_engine.eq4_terms(D, S(pic.latent, c), D.feature_vector(gt), gt)
         assert np.allclose([t.item() for t in last], sn_io["opt_aux_losses"][-1], atol=1e-5)
     else:
         assert torch.allclose(pic.latent, param, atol=1e-5)
-    assert torch.equal(pic.classes, ncollage.one_hot(int(sn_io["enc_class"][0]), 3))
+    assert torch.equal(pic.classes, engine.one_hot(int(sn_io["enc_class"][0]), 3))
 
 
 def test_photo_fit_defaults_to_the_authors_200_steps_on_a_gpu():
-    gpu, cpu = ncollage.photo_steps(torch.device("cuda")), ncollage.photo_steps(torch.device("cpu"))
-    assert gpu["value"] == ncollage.AUTHORS_STEPS == 200 and "200" in gpu["label"]
+    gpu, cpu = ui.photo_steps(torch.device("cuda")), ui.photo_steps(torch.device("cpu"))
+    assert gpu["value"] == photo_engine.AUTHORS_STEPS == 200 and "200" in gpu["label"]
     assert cpu["value"] == 50 and "the authors use 200" in cpu["label"] and "CPU" in cpu["label"]
 
 
@@ -288,7 +289,7 @@ def test_eq4_terms_are_the_authors_objective(S, sngan_parts, sn_io):
     with torch.no_grad():
         c = torch.tensor([int(sn_io["enc_class"][0])])
         recon = S(E(T(sn_io["enc_input"]), c), c)
-        cos, pixel = ncollage.eq4_terms(D, recon, D.feature_vector(gt), gt)
+        cos, pixel = photo_engine.eq4_terms(D, recon, D.feature_vector(gt), gt)
         v1, v2 = D.feature_vector(recon)[0], D.feature_vector(gt)[0]
     assert abs(cos.item() - (-(v1 @ v2) / (v1.norm() * v2.norm())).item()) < 1e-6
     assert abs(pixel.item() - 0.2 * ((recon - gt) ** 2).mean().item()) < 1e-7
@@ -298,17 +299,17 @@ def test_eq4_terms_are_the_authors_objective(S, sngan_parts, sn_io):
 def test_projection_keeps_the_class_and_z_range_and_paste_back_keeps_the_photo_outside(biggan_files):
     path, config = biggan_files
     G = load_model("biggan-deep", path, config).float()
-    target = ncollage.render(G, [_picture(G, 7, cls=2)], 0.4)
-    pic, image, losses = ncollage.project(G, target, 2, 0.4, steps=6, seed=0)
+    target = engine.render(G, [_picture(G, 7, cls=2)], 0.4)
+    pic, image, losses = photo_engine.project(G, target, 2, 0.4, steps=6, seed=0)
     assert losses[-1] < losses[0] and image.shape == target.shape
-    assert torch.equal(pic.classes, ncollage.one_hot(2, 10)) and pic.latent.abs().max() <= 0.8
+    assert torch.equal(pic.classes, engine.one_hot(2, 10)) and pic.latent.abs().max() <= 0.8
     region = _regions((8, 24, 8, 24))[:1]
     edited = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
-    pasted = ncollage.paste_back(target, edited, region)
+    pasted = photo_engine.paste_back(target, edited, region)
     outside = region[0, 0] == 0
     assert torch.allclose(pasted[0][:, outside], target[0][:, outside], atol=1e-6)
     with pytest.raises(UserError, match="Nothing was edited"):
-        ncollage.paste_back(target, edited, torch.zeros_like(region))
+        photo_engine.paste_back(target, edited, torch.zeros_like(region))
 
 
 # ---- the handlers, called directly (no app) ------------------------------------------------
@@ -355,68 +356,68 @@ def _blend_args(weights, ref_state, ref_editor, dx=0, dy=0, frames=1, base_class
                 labels=None) -> tuple:
     """blend_features' values after (ctx, model, state)."""
     label_values = labels if labels is not None else (EMPTY_EDITOR, *label_args())
-    w = list(weights) + [0.0] * (ncollage.MAX_POINTS - len(weights))
+    w = list(weights) + [0.0] * (handlers.MAX_POINTS - len(weights))
     return (frames, base_class, labels is not None, *label_values, *w,
             ref_state, None, ref_editor, None, dx, 0, dy, 0)
 
 
 def test_pictures_from_seeds_use_each_familys_own_sampler(ctx):
     Gb, Gs, Gn = ctx.model("tiny-biggan"), ctx.model("tiny-sg2"), ctx.model("tiny-sngan")
-    pic = ncollage.picture_from_seed(Gb, 5, 3, 0.4)
+    pic = engine.picture_from_seed(Gb, 5, 3, 0.4)
     assert torch.equal(pic.latent, truncated_noise(1, Gb.z_dim, 0.4, 5)) and pic.truncation == 0.4
-    assert torch.equal(pic.classes, ncollage.one_hot(3, 10))
-    pic = ncollage.picture_from_seed(Gs, 4, None, 0.7)
+    assert torch.equal(pic.classes, engine.one_hot(3, 10))
+    pic = engine.picture_from_seed(Gs, 4, None, 0.7)
     with torch.inference_mode():
         w = Gs.truncated_w(seed_normal([4], Gs.style_dim), 0.7)
     assert pic.classes is None and torch.equal(pic.latent, Gs.w_plus(w))
-    pic = ncollage.picture_from_seed(Gn, 4, 2, 0.4)
+    pic = engine.picture_from_seed(Gn, 4, 2, 0.4)
     assert torch.equal(pic.latent, seed_normal([4], 8).clamp(-2.5, 2.5))
-    updates = ncollage.shift_ranges(ctx, "tiny-sg2")
-    assert len(updates) == 2 * ncollage.MAX_REFS and updates[0]["maximum"] == SIZE
-    assert ncollage.frame_size(ctx, None) == ncollage.DEFAULT_FRAME
+    updates = handlers.shift_ranges(ctx, "tiny-sg2")
+    assert len(updates) == 2 * handlers.MAX_REFS and updates[0]["maximum"] == SIZE
+    assert handlers.frame_size(ctx, None) == handlers.DEFAULT_FRAME
 
 
 def test_render_label_and_sweep_handlers_match_the_engine(ctx, G):
-    state, image, shown, *sliders, run = ncollage.render_base(ctx, "tiny-biggan", "3: tiger shark", 1, 0.4)
+    state, image, shown, *sliders, run = handlers.render_base(ctx, "tiny-biggan", "3: tiger shark", 1, 0.4)
     pic = _picture(G, 1, 3, 0.4)
-    assert np.array_equal(image, to_uint8(ncollage.render(G, [pic]))[0]) and shown is image
-    n = len(ncollage.feature_points(G))
-    assert len(sliders) == ncollage.MAX_POINTS and sliders[0]["value"] == 1.0
+    assert np.array_equal(image, to_uint8(engine.render(G, [pic]))[0]) and shown is image
+    n = len(blend.feature_points(G))
+    assert len(sliders) == handlers.MAX_POINTS and sliders[0]["value"] == 1.0
     assert all(s["visible"] for s in sliders[:n]) and not any(s["visible"] for s in sliders[n:])
-    assert state["class"] == 3 and run.recipe["seed"] == 1 and run.recipe["operation"] == "render"
+    assert state.class_index == 3 and run.recipe["seed"] == 1 and run.recipe["operation"] == "render"
     left = np.zeros((SIZE, SIZE), bool)
     left[:, :12] = True
     editor = _editor(image, [left], [RED])
-    before, after, class_map, edit, run = ncollage.apply_labels(
+    before, after, class_map, edit, run = handlers.apply_labels(
         ctx, "tiny-biggan", state, editor, *label_args(("5",)))
     regions = torch.from_numpy(left.astype(np.float32))[None, None]
-    _, edits, _ = ncollage.label_collage(G, pic, regions, [5], [1.0], 0.4, ncollage.layer_preset(G, "all"))
+    _, edits, _ = engine.label_collage(G, pic, regions, [5], [1.0], 0.4, engine.layer_preset(G, "all"))
     assert np.array_equal(after, to_uint8(edits)[0]) and np.array_equal(before, image)
-    assert edit["region"].shape == (1, 1, SIZE, SIZE) and run.recipe["settings"]["classes"] == [5]
-    *same, gallery, run = ncollage.sweep_labels(ctx, "tiny-biggan", state, editor, *label_args(("5",)))
-    assert np.array_equal(same[1], after) and len(gallery) == 1 + len(ncollage.SWEEP)
+    assert edit.region.shape == (1, 1, SIZE, SIZE) and run.recipe["settings"]["classes"] == [5]
+    *same, gallery, run = handlers.sweep_labels(ctx, "tiny-biggan", state, editor, *label_args(("5",)))
+    assert np.array_equal(same[1], after) and len(gallery) == 1 + len(handlers.SWEEP)
     assert run.recipe["operation"] == "label_sweep"
 
 
 def test_blend_handler_weights_frames_shifts_and_labels(ctx, G):
-    state, image, *_ = ncollage.render_base(ctx, "tiny-biggan", "3", 1, 0.4)
-    ref_state, ref_image = ncollage.render_reference(ctx, "tiny-biggan", "6", 2, 0.8)
+    state, image, *_ = handlers.render_base(ctx, "tiny-biggan", "3", 1, 0.4)
+    ref_state, ref_image = handlers.render_reference(ctx, "tiny-biggan", "6", 2, 0.8)
     take = np.zeros((SIZE, SIZE), bool)
     take[8:24, 8:24] = True
     ref_editor = _editor(ref_image, [take], [(255, 255, 255)])
-    before, after, blend_map, gallery, note, edit, run = ncollage.blend_features(
+    before, after, blend_map, gallery, note, edit, run = handlers.blend_features(
         ctx, "tiny-biggan", state, *_blend_args([1.0, 0.0, 0.5], ref_state, ref_editor, dx=5, frames=2))
-    _, outs, _ = ncollage.feature_blend(G, _picture(G, 1, 3), [_picture(G, 2, 6, 0.8)],
+    _, outs, _ = blend.feature_blend(G, _picture(G, 1, 3), [_picture(G, 2, 6, 0.8)],
                                         torch.from_numpy(take.astype(np.float32))[None, None],
                                         [(5, 0)], {0: 1.0, 2: 0.5}, frames=2)
     assert np.array_equal(after, to_uint8(outs[-1:])[0]) and len(gallery) == 2
     assert "5, 0 px" in note and "1.25, 0 cells" in note  # 5 px at the 8 px layer: 1.25 cells
     assert run.recipe["settings"]["reference_truncations"] == {"reference_1": 0.8}
-    assert edit["what"] == "feature blend" and edit["region"].sum() > 0
+    assert edit.what == "feature blend" and edit.region.sum() > 0
     left = np.zeros((SIZE, SIZE), bool)
     left[:, :12] = True
     labels = (_editor(image, [left], [RED]), *label_args(("5",)))
-    *_, run = ncollage.blend_features(ctx, "tiny-biggan", state,
+    *_, run = handlers.blend_features(ctx, "tiny-biggan", state,
                                       *_blend_args([1.0], ref_state, ref_editor, labels=labels))
     assert run.recipe["settings"]["with_label_collage"] and run.recipe["settings"]["label_classes"] == [5]
 
@@ -424,26 +425,26 @@ def test_blend_handler_weights_frames_shifts_and_labels(ctx, G):
 def test_handlers_refuse_mistakes_with_readable_errors(ctx):
     labels = label_args()
     with pytest.raises(gr.Error, match="Pick a model first"):
-        ncollage.render_base(ctx, None, "3", 1, 0.4)
+        handlers.render_base(ctx, None, "3", 1, 0.4)
     with pytest.raises(gr.Error, match="Render a base picture"):
-        ncollage.apply_labels(ctx, "tiny-biggan", None, EMPTY_EDITOR, *labels)
-    state, image, *_ = ncollage.render_base(ctx, "tiny-sg2", "3", 2, 1.0)
-    assert state["class"] is None
+        handlers.apply_labels(ctx, "tiny-biggan", None, EMPTY_EDITOR, *labels)
+    state, image, *_ = handlers.render_base(ctx, "tiny-sg2", "3", 2, 1.0)
+    assert state.class_index is None
     with pytest.raises(gr.Error, match="render it again for tiny-biggan"):
-        ncollage.apply_labels(ctx, "tiny-biggan", state, EMPTY_EDITOR, *labels)
+        handlers.apply_labels(ctx, "tiny-biggan", state, EMPTY_EDITOR, *labels)
     painted = _editor(image, [np.ones((SIZE, SIZE), bool)], [RED])
     with pytest.raises(gr.Error, match="pick an SNGAN or BigGAN-deep model"):
-        ncollage.apply_labels(ctx, "tiny-sg2", state, painted, *labels)
+        handlers.apply_labels(ctx, "tiny-sg2", state, painted, *labels)
     with pytest.raises(gr.Error, match="Render a reference"):
-        ncollage.blend_features(ctx, "tiny-sg2", state, *_blend_args([1.0], None, None))
+        handlers.blend_features(ctx, "tiny-sg2", state, *_blend_args([1.0], None, None))
     with pytest.raises(gr.Error, match="Project a photo first"):
-        ncollage.paste_edit(ctx, state, None)
+        handlers_photo.paste_edit(ctx, state, None)
     with pytest.raises(gr.Error, match="offered for SNGAN and BigGAN-deep"):
-        ncollage.project_photo(ctx, "tiny-sg2", image, "3", 10, 0.4)
+        handlers_photo.project_photo(ctx, "tiny-sg2", image, "3", 10, 0.4)
     with pytest.raises(gr.Error, match="not one of this SNGAN's classes"):
-        ncollage.render_base(ctx, "tiny-sngan", "207", 1, 0.4)
-    assert ncollage.live_labels(ctx, True, "tiny-biggan", None, EMPTY_EDITOR, *labels) == [gr.update()] * 5
-    assert ncollage.live_labels(ctx, False, "tiny-biggan", None, EMPTY_EDITOR, *labels) == [gr.update()] * 5
+        handlers.render_base(ctx, "tiny-sngan", "207", 1, 0.4)
+    assert handlers.live_labels(ctx, True, "tiny-biggan", None, EMPTY_EDITOR, *labels) == [gr.update()] * 5
+    assert handlers.live_labels(ctx, False, "tiny-biggan", None, EMPTY_EDITOR, *labels) == [gr.update()] * 5
 
 
 # ---- a real photo in, the edit back in it at full resolution ----------------------------------
@@ -469,20 +470,20 @@ def test_photo_is_framed_projected_and_the_edit_lands_in_the_full_photo(ctx, cat
     the photo is byte-identical."""
     photo = np.asarray(open_photo(cat_photo))
     h, w = photo.shape[:2]
-    state, projection, base_image, editor_image, info, network, run = ncollage.project_photo(
+    state, projection, base_image, editor_image, info, network, run = handlers_photo.project_photo(
         ctx, "tiny-biggan", cat_photo, "3", 2, 0.4)
     expected = frame_photo(open_photo(cat_photo), "center", SIZE).aligned.image
     assert np.array_equal(network["value"], np.asarray(expected))
     assert network["label"] == "Network input: centre crop" and "2 of the authors' 200" in info
-    assert state["framed"].photo.size == (w, h) and torch.equal(
-        state["photo"], torch.from_numpy(np.array(expected)).permute(2, 0, 1)[None].float() / 127.5 - 1)
+    assert state.framed.photo.size == (w, h) and torch.equal(
+        state.photo, torch.from_numpy(np.array(expected)).permute(2, 0, 1)[None].float() / 127.5 - 1)
     assert run.recipe["operation"] == "project" and run.recipe["settings"]["framing"] == "center"
-    _, _, _, edit, _ = ncollage.apply_labels(
+    _, _, _, edit, _ = handlers.apply_labels(
         ctx, "tiny-biggan", state, _editor(base_image, [_left_strip()], [RED]), *label_args(("5",)))
-    mask = ncollage.paste_mask(state, edit)  # the default: the edited region, painted
-    assert np.array_equal(mask["layers"][0][..., 3] > 0, edit["region"][0, 0].numpy() > 0)
-    pasted, in_photo, run = ncollage.paste_edit(ctx, state, edit, mask)
-    poisson = to_uint8(ncollage.paste_back(state["photo"], edit["image"], edit["region"]))[0]
+    mask = handlers_photo.paste_mask(state, edit)  # the default: the edited region, painted
+    assert np.array_equal(mask["layers"][0][..., 3] > 0, edit.region[0, 0].numpy() > 0)
+    pasted, in_photo, run = handlers_photo.paste_edit(ctx, state, edit, mask)
+    poisson = to_uint8(photo_engine.paste_back(state.photo, edit.image, edit.region))[0]
     assert np.array_equal(pasted, poisson) and in_photo.shape == photo.shape
     left = (w - h) // 2  # the centre crop's left edge; its frame columns 0-11 were painted
     right_of_edit = left + h * 20 // SIZE
@@ -492,7 +493,7 @@ def test_photo_is_framed_projected_and_the_edit_lands_in_the_full_photo(ctx, cat
     # a painted mask (the top half of the strip only) keeps the photo below it
     top = np.zeros((SIZE, SIZE), bool)
     top[:10, :12] = True
-    _, in_photo2, run = ncollage.paste_edit(ctx, state, edit, _editor(base_image, [top], [(255, 255, 255)]))
+    _, in_photo2, run = handlers_photo.paste_edit(ctx, state, edit, _editor(base_image, [top], [(255, 255, 255)]))
     below = h * 14 // SIZE
     assert np.array_equal(in_photo2[below:], photo[below:]) and run.recipe["settings"]["mask"] == "painted"
 
@@ -500,17 +501,17 @@ def test_photo_is_framed_projected_and_the_edit_lands_in_the_full_photo(ctx, cat
 def test_sngan_photo_is_edited_the_papers_way(ctx, cat_photo):
     """SNGAN: the encoder starts, Eq. 4 optimises (through the auxiliary network when asked);
     the fit is the base picture; a feature blend of it can be pasted back too."""
-    state, fit, base_image, _, info, network, run = ncollage.project_photo(
+    state, fit, base_image, _, info, network, run = handlers_photo.project_photo(
         ctx, "tiny-sngan", cat_photo, "1", 1, 0.4, True)
     assert fit.shape == (SN_SIZE, SN_SIZE, 3) and "zeta (auxiliary network)" in info
     assert set(run.recipe["models"]) == {"generator", "encoder", "discriminator", "auxiliary"}
-    assert run.arrays["loss_terms"].shape == (1, 2) and state["class"] == 1
-    ref_state, ref_image = ncollage.render_reference(ctx, "tiny-sngan", "0", 3, 1.0)
+    assert run.arrays["loss_terms"].shape == (1, 2) and state.class_index == 1
+    ref_state, ref_image = handlers.render_reference(ctx, "tiny-sngan", "0", 3, 1.0)
     take = np.zeros((SN_SIZE, SN_SIZE), bool)
     take[16:48, 16:48] = True
-    *_, edit, _ = ncollage.blend_features(
+    *_, edit, _ = handlers.blend_features(
         ctx, "tiny-sngan", state, *_blend_args([1.0], ref_state, _editor(ref_image, [take], [(255,) * 3])))
-    _, in_photo, run = ncollage.paste_edit(ctx, state, edit)
+    _, in_photo, run = handlers_photo.paste_edit(ctx, state, edit)
     assert in_photo.shape == np.asarray(open_photo(cat_photo)).shape and run.recipe["settings"]["edit"] == "feature blend"
 
 
@@ -523,16 +524,16 @@ def test_photo_mistakes_and_sideways_phone_photos(ctx, cat_photo, tmp_path):
     exif[0x0112] = 6
     path = tmp_path / "phone.jpg"
     sideways.save(path, quality=95, exif=exif)
-    state, *_, network, _ = ncollage.project_photo(ctx, "tiny-biggan", str(path), "3", 1, 0.4)
-    assert state["framed"].photo.size == upright.size
+    state, *_, network, _ = handlers_photo.project_photo(ctx, "tiny-biggan", str(path), "3", 1, 0.4)
+    assert state.framed.photo.size == upright.size
     near = np.asarray(frame_photo(upright, "center", SIZE).aligned.image, np.int16)
     assert np.abs(network["value"].astype(np.int16) - near).mean() < 4
     bad = tmp_path / "notes.png"
     bad.write_text("not a picture")
     with pytest.raises(gr.Error, match="not a picture"):
-        ncollage.project_photo(ctx, "tiny-biggan", str(bad), "3", 1, 0.4)
+        handlers_photo.project_photo(ctx, "tiny-biggan", str(bad), "3", 1, 0.4)
     with pytest.raises(gr.Error, match="No photo was given"):
-        ncollage.project_photo(ctx, "tiny-biggan", None, "3", 1, 0.4)
+        handlers_photo.project_photo(ctx, "tiny-biggan", None, "3", 1, 0.4)
 
 
 def test_photo_framing_follows_the_registry(biggan_files, cat_photo, tmp_path):
@@ -562,15 +563,15 @@ def test_tab_label_collage_end_to_end(client, G, tmp_path):
     base = read_png(_first(client.predict("tiny-biggan", "3: tiger shark", 1, 0.4,
                                           api_name="/ncollage_render")))[..., :3]
     pic = _picture(G, 1, 3, 0.4)
-    assert np.array_equal(base, to_uint8(ncollage.render(G, [pic], 0.4))[0])
+    assert np.array_equal(base, to_uint8(engine.render(G, [pic], 0.4))[0])
     left, right = _left_strip(), np.zeros((SIZE, SIZE), bool)
     right[:, 20:] = True
     painted = editor_value(tmp_path, "lc", base, [left, right], [RED, GREEN])
     before, after, class_map = client.predict(
         "tiny-biggan", painted, *label_args(("5: electric ray", "6: stingray")), api_name="/ncollage_label")
     regions = torch.from_numpy(np.stack([left, right]).astype(np.float32))[:, None]
-    _, edits, _ = ncollage.label_collage(G, pic, regions, [5, 6], [1.0, 1.0], 0.4,
-                                         ncollage.layer_preset(G, "all"))
+    _, edits, _ = engine.label_collage(G, pic, regions, [5, 6], [1.0, 1.0], 0.4,
+                                         engine.layer_preset(G, "all"))
     assert np.array_equal(read_png(after)[..., :3], to_uint8(edits)[0])
     assert np.array_equal(read_png(before)[..., :3], base)
     shown = read_png(class_map)[..., :3]
@@ -590,13 +591,13 @@ def test_tab_feature_blend_end_to_end(client, G, tmp_path):
     ref = read_png(ref_value if isinstance(ref_value, str) else ref_value["background"])[..., :3]
     take = np.zeros((SIZE, SIZE), bool)
     take[8:24, 8:24] = True
-    weights = [1.0, 1.0] + [0.0] * (ncollage.MAX_POINTS - 2)
+    weights = [1.0, 1.0] + [0.0] * (handlers.MAX_POINTS - 2)
     out = client.predict("tiny-biggan", 1, False, False,
                          {"background": None, "layers": [], "composite": None}, *label_args(), *weights,
                          editor_value(tmp_path, "ref", ref, take),
                          {"background": None, "layers": [], "composite": None}, 0, 0, 0, 0,
                          api_name="/ncollage_blend")
-    _, expected, _ = ncollage.feature_blend(G, _picture(G, 1, 3), [_picture(G, 2, 6)],
+    _, expected, _ = blend.feature_blend(G, _picture(G, 1, 3), [_picture(G, 2, 6)],
                                             torch.from_numpy(take.astype(np.float32))[None, None],
                                             [(0, 0)], [0, 1], 0.4)
     assert np.array_equal(read_png(out[1])[..., :3], to_uint8(expected)[0])
@@ -634,13 +635,13 @@ def test_tab_feature_blend_on_stylegan2(client, tmp_path):
     ref = read_png(ref_value if isinstance(ref_value, str) else ref_value["background"])[..., :3]
     take = np.zeros((SIZE, SIZE), bool)
     take[:16, :] = True
-    weights = [1.0, 1.0] + [0.0] * (ncollage.MAX_POINTS - 2)
+    weights = [1.0, 1.0] + [0.0] * (handlers.MAX_POINTS - 2)
     out = client.predict("tiny-sg2", 1, False, False, {"background": None, "layers": [], "composite": None},
                          *label_args(), *weights, editor_value(tmp_path, "sref", ref, take),
                          {"background": None, "layers": [], "composite": None}, 4, 0, 0, 0,
                          api_name="/ncollage_blend")
-    base, other = (ncollage.picture_from_seed(G, s, None, 1.0) for s in (4, 5))
-    _, expected, _ = ncollage.feature_blend(G, base, [other],
+    base, other = (engine.picture_from_seed(G, s, None, 1.0) for s in (4, 5))
+    _, expected, _ = blend.feature_blend(G, base, [other],
                                             torch.from_numpy(take.astype(np.float32))[None, None],
                                             [(4, 0)], [0, 2], 1.0)
     assert np.array_equal(read_png(out[1])[..., :3], to_uint8(expected)[0])

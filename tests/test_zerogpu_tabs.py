@@ -17,7 +17,7 @@ from gradio_client.exceptions import AppError
 from helpers import EMPTY_EDITOR, NO_EDIT_ROWS, app_client, editor_value, every_tab_registry, png_file, read_png
 from zerogpu import Scheduler, zero_gpu_mode
 
-from demos import ncollage
+from demos.ncollage import engine, handlers
 
 pytestmark = pytest.mark.slow  # about a minute of CPU: CI runs it (SPATIAL_GAN_SLOW=1)
 
@@ -110,7 +110,7 @@ def test_stylemap_local_edit(app):
 
 def test_neural_collage_labels_and_blend(app):
     client = app.client
-    n = len(ncollage.PALETTE)
+    n = len(engine.PALETTE)
 
     def label_args(classes=("5",)):
         return ("all", 0, *(list(classes) + ["5"] * (n - len(classes))), *([1.0] * n))
@@ -134,7 +134,7 @@ def test_neural_collage_labels_and_blend(app):
     ref = read_png(ref_value if isinstance(ref_value, str) else ref_value["background"])[..., :3]
     take = np.zeros((32, 32), bool)
     take[8:24, 8:24] = True
-    weights = [1.0, 1.0] + [0.0] * (ncollage.MAX_POINTS - 2)
+    weights = [1.0, 1.0] + [0.0] * (handlers.MAX_POINTS - 2)
     with through_the_wrapper(app):
         out = client.predict("tiny-biggan", 1, False, False, EMPTY_EDITOR, *label_args(), *weights,
                              editor_value(app.folder, "ncref", ref, take), EMPTY_EDITOR, 0, 0, 0, 0,
