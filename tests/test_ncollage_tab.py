@@ -28,6 +28,7 @@ from core.models import load_model
 from core.models.biggan import truncated_noise
 from core.models.generator import seed_normal
 from core.models.stylegan2 import load_stylegan2
+from core import classes
 from demos.ncollage import blend, engine, handlers, handlers_photo, ui
 from demos.ncollage import photo as photo_engine
 from demos.ncollage.engine import Labels, Picture
@@ -88,25 +89,25 @@ def T(a) -> torch.Tensor:
 
 # ---- classes, maps and presets -----------------------------------------------------------------
 def test_parse_class_and_the_sngan_class_range(S):
-    assert engine.parse_class("207: golden retriever") == 207
-    assert engine.parse_class("Golden Retriever") == 207
+    assert classes.parse_class("207: golden retriever") == 207
+    assert classes.parse_class("Golden Retriever") == 207
     with pytest.raises(UserError, match="golden retriever"):
-        engine.parse_class("golden retreiver")
+        classes.parse_class("golden retreiver")
     with pytest.raises(UserError, match="not an ImageNet class"):
-        engine.parse_class("")
+        classes.parse_class("")
     with pytest.raises(UserError, match="not one of this SNGAN's classes"):
-        engine.model_class(S, 7)
-    assert engine.model_class(S, 2) == 2  # the tiny model: 3 classes from 0
+        classes.model_class(S, 7)
+    assert classes.model_class(S, 2) == 2  # the tiny model: 3 classes from 0
 
 
 def test_class_maps_are_convex_and_follow_the_regions():
-    base = engine.one_hot(0, 10)
-    targets = torch.cat([engine.one_hot(3, 10), engine.one_hot(5, 10)])
+    base = classes.one_hot(0, 10)
+    targets = torch.cat([classes.one_hot(3, 10), classes.one_hot(5, 10)])
     regions = _regions((0, 16, 0, 32), (8, 24, 0, 32))
     maps, weights = engine.class_maps(base, regions, targets, [1.0, 0.5])
     assert maps.shape == (1, 10, SIZE, SIZE) and weights.shape == (3, 1, SIZE, SIZE)  # full size
     assert torch.allclose(maps.sum(1), torch.ones(1, SIZE, SIZE)) and maps.min() >= 0
-    assert torch.equal(maps[0, :, 0, 0], engine.one_hot(3, 10)[0])  # only region 1
+    assert torch.equal(maps[0, :, 0, 0], classes.one_hot(3, 10)[0])  # only region 1
     assert torch.allclose(maps[0, :, 20, 0], torch.tensor([.5, 0, 0, 0, 0, .5, 0, 0, 0, 0]))
 
 
@@ -132,7 +133,7 @@ def test_label_collage_is_the_full_resolution_class_map(G, S, family):
                                               engine.layer_preset(model, "all"), frames=(0.0, 1.0))
     assert torch.allclose(before, plain, atol=2e-6) and torch.allclose(edits[0], plain[0], atol=2e-6)
     assert (edits[1] - plain[0]).abs().max() > 1e-3
-    maps, _ = engine.class_maps(pic.classes, regions, engine.one_hot(other, model.num_classes), [1.0])
+    maps, _ = engine.class_maps(pic.classes, regions, classes.one_hot(other, model.num_classes), [1.0])
     with torch.no_grad():
         dense = model(pic.latent, maps, 0.4) if family == "biggan" else model(pic.latent, maps)
     assert torch.allclose(edits[1], dense[0].clamp(-1, 1), atol=2e-6)
@@ -273,7 +274,7 @@ def test_eq4_editing_follows_the_authors_optimisation(S, sngan_parts, sn_io, mod
         assert np.allclose([t.item() for t in last], sn_io["opt_aux_losses"][-1], atol=1e-5)
     else:
         assert torch.allclose(pic.latent, param, atol=1e-5)
-    assert torch.equal(pic.classes, engine.one_hot(int(sn_io["enc_class"][0]), 3))
+    assert torch.equal(pic.classes, classes.one_hot(int(sn_io["enc_class"][0]), 3))
 
 
 def test_photo_fit_defaults_to_the_authors_200_steps_on_a_gpu():
@@ -302,7 +303,7 @@ def test_projection_keeps_the_class_and_z_range_and_paste_back_keeps_the_photo_o
     target = engine.render(G, [_picture(G, 7, cls=2)], 0.4)
     pic, image, losses = photo_engine.project(G, target, 2, 0.4, steps=6, seed=0)
     assert losses[-1] < losses[0] and image.shape == target.shape
-    assert torch.equal(pic.classes, engine.one_hot(2, 10)) and pic.latent.abs().max() <= 0.8
+    assert torch.equal(pic.classes, classes.one_hot(2, 10)) and pic.latent.abs().max() <= 0.8
     region = _regions((8, 24, 8, 24))[:1]
     edited = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
     pasted = photo_engine.paste_back(target, edited, region)
@@ -365,7 +366,7 @@ def test_pictures_from_seeds_use_each_familys_own_sampler(ctx):
     Gb, Gs, Gn = ctx.model("tiny-biggan"), ctx.model("tiny-sg2"), ctx.model("tiny-sngan")
     pic = engine.picture_from_seed(Gb, 5, 3, 0.4)
     assert torch.equal(pic.latent, truncated_noise(1, Gb.z_dim, 0.4, 5)) and pic.truncation == 0.4
-    assert torch.equal(pic.classes, engine.one_hot(3, 10))
+    assert torch.equal(pic.classes, classes.one_hot(3, 10))
     pic = engine.picture_from_seed(Gs, 4, None, 0.7)
     with torch.inference_mode():
         w = Gs.truncated_w(seed_normal([4], Gs.style_dim), 0.7)

@@ -14,18 +14,15 @@ auxiliary network and discriminator for photos), BigGAN-deep, and StyleGAN2 (ble
 """
 from __future__ import annotations
 
-import ast
 import copy
-import difflib
-import importlib.util
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.classes import class_vector, is_sngan, one_hot
 from core.device import placement
 from core.errors import UserError
 from core.images import hex_rgb
@@ -38,74 +35,6 @@ PALETTE = ("#FE2712", "#66B032", "#FEFE33", "#FC600A", "#0247FE", "#B2D732",
            "#4424D6", "#FB9902", "#8601AF", "#FCCC1A", "#347C98", "#C21460")
 LABEL_DEFAULTS = (281, 291, 250, 153, 162, 207, 235, 263, 282, 285, 288, 292)  # dog/cat classes
 DEFAULT_CLASS = 207  # golden retriever
-
-
-# ---- classes -------------------------------------------------------------------------------
-def imagenet_names() -> list[str]:
-    """The 1000 ImageNet class names in BigGAN's index order: torchvision's list, read from
-    its source file as data (importing torchvision costs seconds of start-up)."""
-    spec = importlib.util.find_spec("torchvision")  # finds the package without importing it
-    source = Path(spec.submodule_search_locations[0], "models", "_meta.py").read_text("utf-8")
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "_IMAGENET_CATEGORIES":
-            return list(ast.literal_eval(node.value))
-    raise RuntimeError("torchvision's ImageNet class list was not found")
-
-
-# read once at import (~15 ms), a constant: every class name a handler parses is looked up here
-IMAGENET_NAMES: tuple[str, ...] = tuple(imagenet_names())
-
-
-def class_choices() -> list[str]:
-    return [f"{i}: {name}" for i, name in enumerate(IMAGENET_NAMES)]
-
-
-def parse_class(text: str | int | None) -> int:
-    """"207: golden retriever", "golden retriever" or "207" -> 207; anything else is a
-    UserError that suggests the closest names."""
-    names = IMAGENET_NAMES
-    s = str(text if text is not None else "").strip()
-    head = s.split(":", 1)[0].strip()
-    if head.isdigit() and int(head) < len(names):
-        return int(head)
-    lowered = [n.lower() for n in names]
-    if s.lower() in lowered:
-        return lowered.index(s.lower())
-    close = difflib.get_close_matches(s.lower(), lowered, n=3, cutoff=0.6)
-    hint = f" Did you mean {', '.join(repr(names[lowered.index(c)]) for c in close)}?" if close else ""
-    raise UserError(f"{s!r} is not an ImageNet class (type a name from the list, or 0-999).{hint}")
-
-
-def one_hot(index: int, num_classes: int) -> torch.Tensor:
-    if not 0 <= index < num_classes:
-        raise UserError(f"Class {index} does not exist in this model ({num_classes} classes).")
-    v = torch.zeros(1, num_classes)
-    v[0, index] = 1
-    return v
-
-
-def class_offset(G: torch.nn.Module) -> int:
-    """ImageNet index of the model's class 0 (151 for the dog+cat SNGAN, else 0)."""
-    from core.models.sngan import CLASS_OFFSET  # lazy: model code loads with a model
-
-    return CLASS_OFFSET if is_sngan(G) and G.num_classes == 143 else 0
-
-
-def model_class(G: torch.nn.Module, imagenet_index: int) -> int:
-    """An ImageNet class -> the model's class index, refused readably when it has none."""
-    i = imagenet_index - class_offset(G)
-    if not 0 <= i < G.num_classes:
-        if is_sngan(G):
-            names = IMAGENET_NAMES
-            raise UserError(f"{imagenet_index}: {names[imagenet_index]} is not one of this SNGAN's "
-                            f"classes: it knows ImageNet's dogs and cats, {class_offset(G)} "
-                            f"({names[class_offset(G)]}) to {class_offset(G) + G.num_classes - 1}.")
-        raise UserError(f"Class {imagenet_index} does not exist in this model ({G.num_classes} classes).")
-    return i
-
-
-def class_vector(G: torch.nn.Module, imagenet_index: int) -> torch.Tensor:
-    return one_hot(model_class(G, imagenet_index), G.num_classes)
 
 
 # ---- pictures ------------------------------------------------------------------------------
@@ -122,12 +51,6 @@ def is_biggan(G: torch.nn.Module) -> bool:
     from core.models.biggan import BigGANDeep  # lazy: the app starts without model code
 
     return isinstance(G, BigGANDeep)
-
-
-def is_sngan(G: torch.nn.Module) -> bool:
-    from core.models.sngan import SNGANGenerator  # lazy: the app starts without model code
-
-    return isinstance(G, SNGANGenerator)
 
 
 def is_conditional(G: torch.nn.Module) -> bool:

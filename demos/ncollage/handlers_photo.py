@@ -17,7 +17,8 @@ from core.lpips import get_lpips
 from core.photo_slot import frame_input
 from core.recipe import Run
 from core.ui import record
-from demos.ncollage.engine import is_conditional, is_sngan, model_class, parse_class
+from core.classes import is_sngan, model_class, parse_class
+from demos.ncollage.engine import is_conditional
 from demos.ncollage.handlers import TAB, base_settings, frame_size, latents, load, picked
 from demos.ncollage.photo import (AUTHORS_STEPS, LR_Z, LR_ZETA, PIXEL_WEIGHT, authors_scale,
                                   fit_sngan, paste_back, project)

@@ -13,7 +13,8 @@ from core.models import STYLEGAN2_ARCHS
 from core.photo_slot import photo_slot
 from core.ui import (GPU_LANE, MAX_SEED, TabWiring, labelled_examples, licence_line, long_dropdown,
                      shift_sliders, tab_header)
-from demos.ncollage.engine import DEFAULT_CLASS, LABEL_DEFAULTS, PALETTE, class_choices
+from core.classes import class_choices
+from demos.ncollage.engine import DEFAULT_CLASS, LABEL_DEFAULTS, PALETTE
 from demos.ncollage.handlers import (DEFAULT_FRAME, MAX_POINTS, MAX_REFS, TAB, apply_labels,
                                      blend_features, live_labels, render_base, render_reference,
                                      shift_ranges, sweep_labels)
