@@ -22,7 +22,6 @@ from core.images import editor_image_and_mask, masks_by_colour, to_uint8
 from core.recipe import Run
 from core.ui import quietly, record, shift_range
 from demos.ncollage.blend import Blend, feature_blend, feature_points, layer_shifts
-from core.classes import class_offset, model_class, parse_class
 from demos.ncollage.engine import (PALETTE, Labels, Picture, is_conditional, label_collage, layer_preset,
                                    picture_from_seed, render, soften, weights_picture)
 from demos.ncollage.state import BaseState, Edit, Reference
