@@ -164,7 +164,7 @@ def collage_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, f
     living room 256, CelebA-HQ 1024): one regressor pass over the collage + mask and one
     generator pass, as the tab runs them."""
     from core.models.regressor import MaskedRegressor
-    from demos import collage
+    from demos.collage import engine, finetune, refine
 
     dtype = inference_dtype(device)
     d = str(dtype).replace("torch.", "")
@@ -173,19 +173,19 @@ def collage_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, f
         G = StyleGAN2Generator(size).to(device, dtype).eval().requires_grad_(False)
         E = MaskedRegressor(34, G.n_latent).to(device, dtype).eval().requires_grad_(False)
         x = torch.rand(1, 3, size, size, device=device) * 2 - 1
-        mask = collage.random_hints(size, seed=0).to(device)
-        med, lo = timed(lambda: collage.regenerate(E, G, x, mask), device, runs)
+        mask = engine.random_hints(size, seed=0).to(device)
+        med, lo = timed(lambda: engine.regenerate(E, G, x, mask), device, runs)
         yield f"collage-{size} compose (regressor + G)", d, med, lo, peak_memory_mb(device)
         if size == 256:  # the optimisers, float32: one Enc+LBFGS iteration, one fine-tuning step
             os.environ.setdefault("SPATIAL_GAN_LPIPS_RANDOM", "1")  # timing does not depend on weights
             G32, E32 = G.float(), E.float()
             reset_peak(device)
-            med, lo = timed(lambda: collage.refine(E32, G32, x.float(), mask.float(), 1), device,
+            med, lo = timed(lambda: refine.refine(E32, G32, x.float(), mask.float(), 1), device,
                             max(1, runs // 2))
             yield "collage-256 Enc+LBFGS iteration (line search included)", "float32", med, lo, \
                 peak_memory_mb(device)
             reset_peak(device)
-            med, lo = timed(lambda: collage.finetune(E32, G32, x.float(), 1), device, max(1, runs // 2))
+            med, lo = timed(lambda: finetune.finetune(E32, G32, x.float(), 1), device, max(1, runs // 2))
             yield "collage-256 regressor fine-tuning step", "float32", med, lo, peak_memory_mb(device)
         del G, E
     from core.models.proggan import ProGANGenerator
@@ -195,8 +195,8 @@ def collage_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, f
         G = ProGANGenerator(size).to(device, dtype).eval().requires_grad_(False)
         E = MaskedRegressor(18, 1, family="proggan").to(device, dtype).eval().requires_grad_(False)
         x = torch.rand(1, 3, size, size, device=device) * 2 - 1
-        mask = collage.random_hints(size, seed=0).to(device)
-        med, lo = timed(lambda: collage.regenerate(E, G, x, mask), device, runs)
+        mask = engine.random_hints(size, seed=0).to(device)
+        med, lo = timed(lambda: engine.regenerate(E, G, x, mask), device, runs)
         yield f"collage-proggan-{size} compose (regressor + G)", d, med, lo, peak_memory_mb(device)
         del G, E
 

@@ -25,8 +25,8 @@ from core.images import pil_to_tensor, to_uint8
 from core.models import load_model
 from core.models.generator import seed_normal
 from core.models.regressor import MaskedRegressor
-from demos import collage
-from demos.collage import Part, compose
+from demos.collage import domain, engine, handlers, independence, refine
+from demos.collage.engine import Part, compose
 
 SIZE = 32
 N_LATENT = 8  # a 32 px StyleGAN2
@@ -42,13 +42,13 @@ def test_letterboxed_domain_frames_uploads_between_black_bars():
     painted = np.zeros((90, 200), bool)
     painted[:, :] = True
     value = editor_value_arrays(picture, painted)
-    image, mask = collage.framed(value, 32, (32, 24))
+    image, mask = engine.framed(value, 32, (32, 24))
     assert image.shape == (1, 3, 32, 32) and mask.shape == (1, 1, 32, 32)
     assert torch.equal(image[..., :4, :], torch.full_like(image[..., :4, :], -1.0))
     assert torch.equal(image[..., 28:, :], torch.full_like(image[..., 28:, :], -1.0))
     assert mask[..., :4, :].sum() == 0 and mask[..., 28:, :].sum() == 0 and mask[..., 4:28, :].min() == 1
     assert torch.allclose(image[..., 4:28, :], torch.full_like(image[..., 4:28, :], 200 / 127.5 - 1))
-    square, _ = collage.framed(value, 32, None)
+    square, _ = engine.framed(value, 32, None)
     assert square.shape == (1, 3, 32, 32) and square.min() > -1  # square domains: no bars
 
 
@@ -84,11 +84,11 @@ def test_compose_rejects_nothing_to_compose():
 
 
 def test_random_hints_follow_the_training_masks():
-    m = collage.random_hints(64, seed=3, batch=2)
+    m = engine.random_hints(64, seed=3, batch=2)
     assert m.shape == (2, 1, 64, 64) and set(m.unique().tolist()) <= {0.0, 1.0}
-    assert torch.equal(m, collage.random_hints(64, seed=3, batch=2))
+    assert torch.equal(m, engine.random_hints(64, seed=3, batch=2))
     assert 0.0 < float(m.mean()) <= 1.0
-    sparse = collage.random_hints(64, seed=3, coverage=(0.1, 0.4))
+    sparse = engine.random_hints(64, seed=3, coverage=(0.1, 0.4))
     assert float(sparse.mean()) < 0.5
 
 
@@ -138,10 +138,10 @@ def pair(tiny_files):
 
 def test_full_mask_collage_is_plain_encoding(pair):
     E, G = pair
-    x = collage.sample_images(G, [5])
+    x = engine.sample_images(G, [5])
     full = torch.ones(1, 1, SIZE, SIZE)
     collage_img, union = compose([Part(x, full)])
-    out, w = collage.regenerate(E, G, collage_img, union)
+    out, w = engine.regenerate(E, G, collage_img, union)
     with torch.inference_mode():
         plain = G.synthesis(E(x)).float().clamp(-1, 1)
     assert torch.equal(out, plain) and w.shape == (1, N_LATENT, 32)
@@ -149,33 +149,33 @@ def test_full_mask_collage_is_plain_encoding(pair):
 
 def test_unknown_pixels_do_not_matter(pair):
     E, G = pair
-    x = collage.sample_images(G, [6])
+    x = engine.sample_images(G, [6])
     known = torch.zeros(1, 1, SIZE, SIZE)
     known[..., :, :16] = 1
     noisy = x + (1 - known) * torch.randn_like(x)
-    a, _ = collage.regenerate(E, G, x, known)
-    b, _ = collage.regenerate(E, G, noisy, known)
+    a, _ = engine.regenerate(E, G, x, known)
+    b, _ = engine.regenerate(E, G, noisy, known)
     assert torch.allclose(a, b, atol=1e-6)
 
 
 def test_inputs_of_any_size_are_resized_consistently(pair):
     E, G = pair
-    big = to_uint8(collage.sample_images(G, [7]))[0]
+    big = to_uint8(engine.sample_images(G, [7]))[0]
     picture = np.asarray(Image.fromarray(big).resize((80, 60)))
     t = pil_to_tensor(picture, SIZE)
     assert t.shape == (1, 3, SIZE, SIZE)
-    out, _ = collage.regenerate(E, G, t, torch.ones(1, 1, SIZE, SIZE))
+    out, _ = engine.regenerate(E, G, t, torch.ones(1, 1, SIZE, SIZE))
     assert out.shape == (1, 3, SIZE, SIZE)
 
 
 def test_completions_differ_and_keep_the_plain_one_first(pair):
     E, G = pair
-    x = collage.sample_images(G, [8])
+    x = engine.sample_images(G, [8])
     known = torch.ones(1, 1, SIZE, SIZE)
     known[..., 8:24, 8:24] = 0
-    images, masks = collage.complete(E, G, x, known, 3, seed=1)
+    images, masks = engine.complete(E, G, x, known, 3, seed=1)
     assert images.shape == (3, 3, SIZE, SIZE)
-    plain, _ = collage.regenerate(E, G, x * known, known)
+    plain, _ = engine.regenerate(E, G, x * known, known)
     assert torch.allclose(images[:1], plain, atol=1e-5)
     assert torch.equal(masks[:1], known) and (masks[1:] >= known).all()
     assert not torch.equal(images[1], images[2])  # different hints, different completions
@@ -210,15 +210,15 @@ def test_refine_loss_is_the_authors_invert_lbfgs_loss(pgan_pair):
     (LPIPS on the fixed random backbone of the tests; ProGAN's z, whose regressor runs at
     32 px; the StyleGAN2 regressor's whole-picture input is checked in test_regressor.py)."""
     E, G = pgan_pair
-    x = collage.sample_images(G, [9])
-    known = collage.random_hints(SIZE, seed=2)
+    x = engine.sample_images(G, [9])
+    known = engine.random_hints(SIZE, seed=2)
     target = x * known
     with torch.no_grad():
         z = E(target, known) + 0.05 * torch.randn(1, 32, 1, 1, generator=torch.Generator().manual_seed(0))
         target_f = authors_encode(E, target, known)
-        ours = collage.refine_loss(E, G, z, target, known, E(target, known, hide_unknown=False))
+        ours = refine.refine_loss(E, G, z, target, known, E(target, known, hide_unknown=False))
         theirs = authors_invert_lbfgs_loss(E, G, z, target, known, target_f)
-        whole = collage.refine_loss(E, G, z, target, known, E(target, known))
+        whole = refine.refine_loss(E, G, z, target, known, E(target, known))
     assert theirs.shape == (1,) and float(theirs) > 0
     assert abs(float(ours) - float(theirs)) <= 1e-5 * float(theirs)
     assert torch.equal(whole, ours)  # the target is zero where unknown: both encodings agree
@@ -228,9 +228,9 @@ def test_enc_lbfgs_starts_from_the_whole_target(pgan_pair):
     """The start is their `nets.encode(target, mask)`: E([x, m]) with the unknown pixels as
     given, not zeroed (the two differ once the target is not zero outside the mask)."""
     E, G = pgan_pair
-    x = collage.sample_images(G, [9])
-    known = collage.random_hints(SIZE, seed=2)
-    done = collage.refine(E, G, x, known, steps=0)
+    x = engine.sample_images(G, [9])
+    known = engine.random_hints(SIZE, seed=2)
+    done = refine.refine(E, G, x, known, steps=0)
     with torch.no_grad():
         whole, zeroed = E(x, known, hide_unknown=False), E(x * known, known)
     assert torch.equal(done.latent, whole) and not torch.allclose(whole, zeroed, atol=1e-3)
@@ -252,11 +252,11 @@ class _Cached(torch.autograd.Function):
 
 
 def memoised_refine_loss():
-    """`collage.refine_loss`, its value and gradient kept per exact input (latent, target,
+    """`refine.refine_loss`, its value and gradient kept per exact input (latent, target,
     mask, code bytes): an optimiser that steps through the same points as another costs
     nothing more; one that strays is evaluated afresh."""
     seen = {}
-    real = collage.refine_loss
+    real = refine.refine_loss
 
     def loss(E, G, latent, target, mask, code):
         key = tuple(t.detach().numpy().tobytes() for t in (latent, target, mask, code))
@@ -274,12 +274,12 @@ def test_enc_lbfgs_steps_as_the_authors_full_batch_lbfgs(pgan_pair, monkeypatch)
     same losses after every iteration and the same latent (torch.optim.LBFGS, which refine
     used before, ended about twice as high here). Progress counts iterations."""
     E, G = pgan_pair
-    x = collage.sample_images(G, [9])
-    known = collage.random_hints(SIZE, seed=2)
+    x = engine.sample_images(G, [9])
+    known = engine.random_hints(SIZE, seed=2)
     loss, seen = memoised_refine_loss()
-    monkeypatch.setattr(collage, "refine_loss", loss)
+    monkeypatch.setattr(refine, "refine_loss", loss)
     reported = []
-    done = collage.refine(E, G, x, known, steps=15, progress=lambda k, n: reported.append((k, n)))
+    done = refine.refine(E, G, x, known, steps=15, progress=lambda k, n: reported.append((k, n)))
     ours = len(seen)
     with torch.no_grad():
         code = E(x, known, hide_unknown=False)
@@ -322,15 +322,15 @@ def test_leakage_on_planted_variations():
     g = torch.Generator().manual_seed(0)
     inside_only = torch.zeros(6, 3, 8, 8)
     inside_only[..., :2, :] = torch.rand(6, 3, 2, 8, generator=g)
-    sigma, s = collage.leakage(inside_only, part)
+    sigma, s = independence.leakage(inside_only, part)
     assert s == 0.0 and sigma.shape == (8, 8) and float(sigma[:2].min()) > 0
     even = torch.zeros(2, 3, 8, 8)
     even[1] = 1.0  # the same change at every pixel: s_c is the area outside the part
-    assert collage.leakage(even, part)[1] == pytest.approx(0.75)
+    assert independence.leakage(even, part)[1] == pytest.approx(0.75)
     planted = torch.zeros(2, 3, 8, 8)
     planted[1, :, :2] = 3.0  # sigma 1.5 inside (16 px), 0.5 outside (48 px)
     planted[1, :, 2:] = 1.0
-    assert collage.leakage(planted, part)[1] == pytest.approx(48 * 0.5 / (16 * 1.5 + 48 * 0.5))
+    assert independence.leakage(planted, part)[1] == pytest.approx(48 * 0.5 / (16 * 1.5 + 48 * 0.5))
 
 
 def test_independence_of_an_exact_regression_is_zero_and_leaks_are_measured():
@@ -338,23 +338,23 @@ def test_independence_of_an_exact_regression_is_zero_and_leaks_are_measured():
     part[..., 4:8, 4:8] = 1
     base = torch.zeros(1, 3, 16, 16)
     exact = _ExactPair()
-    sigma, scores = collage.independence(exact, exact, base, part, n=4, repeats=2, seed=5)
+    sigma, scores = independence.independence(exact, exact, base, part, n=4, repeats=2, seed=5)
     assert scores == [0.0, 0.0] and float(sigma[4:8, 4:8].min()) > 0
     leaky = _ExactPair(leak=0.5)
-    _, scores = collage.independence(leaky, leaky, base, part, n=4, repeats=2, seed=5)
+    _, scores = independence.independence(leaky, leaky, base, part, n=4, repeats=2, seed=5)
     donors = leaky.render(leaky.sample_latents([5, 6, 7, 8]))
     canvas = part * donors + (1 - part) * base
-    assert scores[0] == pytest.approx(collage.leakage(leaky.synthesis(canvas).clamp(-1, 1), part)[1])
+    assert scores[0] == pytest.approx(independence.leakage(leaky.synthesis(canvas).clamp(-1, 1), part)[1])
     assert 0 < scores[0] < 1 and 0 < scores[1] < 1
 
 
 def test_three_ways_are_the_papers_eqs_6_to_8(pgan_pair):
     E, G = pgan_pair
-    x1, x2 = collage.sample_images(G, [12]), collage.sample_images(G, [13])
+    x1, x2 = engine.sample_images(G, [12]), engine.sample_images(G, [13])
     part = torch.zeros(1, 1, SIZE, SIZE)
     part[..., 8:20, 10:22] = 1
     full = torch.ones(1, 1, SIZE, SIZE)
-    out = collage.three_ways(E, G, x1, x2, part, 0.7)
+    out = engine.three_ways(E, G, x1, x2, part, 0.7)
     with torch.inference_mode():
         w1, w2 = E(x1, full), E(x2, full)
         pixel = G.synthesis(E(0.7 * x1 + 0.3 * x2, full)).clamp(-1, 1)
@@ -363,20 +363,20 @@ def test_three_ways_are_the_papers_eqs_6_to_8(pgan_pair):
     for name, expected in (("pixel", pixel), ("latent", latent), ("regression", regression)):
         assert torch.allclose(out[name], expected, atol=1e-5), name
     assert torch.equal(out["collage"], part * x2 + (1 - part) * x1)
-    same = collage.three_ways(E, G, x1, x2, part, 1.0)  # a = 1: both blends are x1's encoding
+    same = engine.three_ways(E, G, x1, x2, part, 1.0)  # a = 1: both blends are x1's encoding
     assert torch.allclose(same["pixel"], same["latent"], atol=1e-5)
 
 
 def test_variation_map_is_a_std_and_its_leak_a_share(pair):
     E, G = pair
-    base = collage.sample_images(G, [10])
+    base = engine.sample_images(G, [10])
     part = torch.zeros(1, 1, SIZE, SIZE)
     part[..., 4:12, 4:12] = 1
-    sigma, leak = collage.variation_map(E, G, base, part, n=4, seed=0, batch=3)
+    sigma, leak = independence.variation_map(E, G, base, part, n=4, seed=0, batch=3)
     assert sigma.shape == (SIZE, SIZE) and (sigma >= 0).all() and sigma.max() > 0
     assert 0.0 <= leak <= 1.0
     with pytest.raises(UserError, match="at least 2"):
-        collage.variation_map(E, G, base, part, n=1, seed=0)
+        independence.variation_map(E, G, base, part, n=1, seed=0)
 
 
 def test_masked_l1_counts_known_pixels_only():
@@ -385,7 +385,7 @@ def test_masked_l1_counts_known_pixels_only():
     b[..., 2:, :] = 7.0
     m = torch.zeros(1, 1, 4, 4)
     m[..., :2, :] = 1
-    assert collage.masked_l1(a, b, m) == pytest.approx(1.0)
+    assert engine.masked_l1(a, b, m) == pytest.approx(1.0)
 
 
 # ---- the tab through gradio_client ---------------------------------------------------------
@@ -430,7 +430,7 @@ def ctx(registry_file):
 @pytest.fixture(scope="module")
 def pictures(pair):
     _, G = pair
-    return to_uint8(collage.sample_images(G, [21, 22, 23]))
+    return to_uint8(engine.sample_images(G, [21, 22, 23]))
 
 
 # ---- the handlers, called directly (no app) ------------------------------------------------
@@ -439,18 +439,18 @@ def test_sample_picture_is_the_family_sampler_untruncated(ctx, pair, pgan_files,
     `seed_normal` z (mapping, no truncation), ProGAN from the authors' z per seed; the shift
     sliders span the paired generator's frame (512 while the pairing is unknown)."""
     _, G = pair
-    got = collage.sample_picture(ctx, "tiny-collage", 21)
+    got = handlers.sample_picture(ctx, "tiny-collage", 21)
     with torch.inference_mode():
         old_path = G.synthesis(G.w_plus(G.mapping(seed_normal([21], G.style_dim)))).float().clamp(-1, 1)
     assert np.array_equal(got, pictures[0]) and np.array_equal(got, to_uint8(old_path)[0])
     P = load_model("proggan", pgan_files[1], {"resolution": SIZE})
     with torch.inference_mode():
         authors = to_uint8(P(P.random_z(1, 3)).float().clamp(-1, 1))[0]
-    assert np.array_equal(collage.sample_picture(ctx, "tiny-collage-pgan", 3), authors)
-    assert collage.frame_size(ctx, "tiny-collage") == SIZE
-    assert collage.frame_size(ctx, "tiny-collage-orphan") == collage.DEFAULT_FRAME
-    updates = collage.shift_ranges(ctx, "tiny-collage-pgan")
-    assert len(updates) == 2 * collage.MAX_PARTS and updates[0]["maximum"] == SIZE
+    assert np.array_equal(handlers.sample_picture(ctx, "tiny-collage-pgan", 3), authors)
+    assert domain.shift_span(ctx, "tiny-collage") == SIZE
+    assert domain.shift_span(ctx, "tiny-collage-orphan") == domain.DEFAULT_FRAME
+    updates = handlers.shift_ranges(ctx, "tiny-collage-pgan")
+    assert len(updates) == 2 * handlers.MAX_PARTS and updates[0]["maximum"] == SIZE
 
 
 def test_compose_handler_matches_the_engine(ctx, pair, pictures):
@@ -459,18 +459,18 @@ def test_compose_handler_matches_the_engine(ctx, pair, pictures):
     keep[:, :16] = True
     take = np.zeros((SIZE, SIZE), bool)
     take[:8, :8] = True
-    base, part = collage.painted_value(pictures[0], keep), collage.painted_value(pictures[1], take)
-    shown, mask, result, info, run = collage.compose_collage(
+    base, part = engine.painted_value(pictures[0], keep), engine.painted_value(pictures[1], take)
+    shown, mask, result, info, run = handlers.compose_collage(
         ctx, "tiny-collage", base, False, 30, part, EMPTY_EDITOR, None, 20, 0, 0, 4, 0, 0)
     t = lambda a: pil_to_tensor(a)  # noqa: E731
     m = lambda a: torch.from_numpy(a.astype(np.float32))[None, None]  # noqa: E731
     collage_img, union = compose([Part(t(pictures[0]), m(keep)), Part(t(pictures[1]), m(take), (20, 4))])
-    expected, latent = collage.regenerate(E, G, collage_img, union)
+    expected, latent = engine.regenerate(E, G, collage_img, union)
     assert np.array_equal(result, to_uint8(expected)[0])
-    assert np.array_equal(shown, collage.unknown_as_grey(collage_img, union))
-    raw, _ = collage.regenerate(E, G, collage_img, union, clamp=False)  # the authors' L1: unclamped
+    assert np.array_equal(shown, engine.unknown_as_grey(collage_img, union))
+    raw, _ = engine.regenerate(E, G, collage_img, union, clamp=False)  # the authors' L1: unclamped
     assert torch.equal(raw.clamp(-1, 1), expected)
-    assert f"{collage.masked_l1(raw, collage_img, union):.3f}" in info
+    assert f"{engine.masked_l1(raw, collage_img, union):.3f}" in info
     r = run.recipe
     assert r["models"]["regressor"]["id"] == "tiny-collage" and r["models"]["generator"]["id"] == "tiny-sg2"
     assert r["settings"]["shifts_px"] == {"part_1": [20, 4]} and r["settings"]["content"] is None
@@ -480,10 +480,10 @@ def test_compose_handler_matches_the_engine(ctx, pair, pictures):
 def test_letterboxed_domain_reads_its_content_from_the_registry(ctx, pictures):
     """The content area comes from the registry's `meta.content` (here the generator's):
     the base is framed between black bars that are never known pixels."""
-    assert collage.content_of(ctx, "tiny-collage-wide") == (SIZE, 24)
-    assert collage.content_of(ctx, "tiny-collage") is None
-    everything = collage.painted_value(pictures[2], np.ones((SIZE, SIZE), bool))  # keep it all
-    shown, mask, _, info, run = collage.compose_collage(
+    assert domain.content_of(ctx, "tiny-collage-wide") == (SIZE, 24)
+    assert domain.content_of(ctx, "tiny-collage") is None
+    everything = engine.painted_value(pictures[2], np.ones((SIZE, SIZE), bool))  # keep it all
+    shown, mask, _, info, run = handlers.compose_collage(
         ctx, "tiny-collage-wide", everything, False, 30, None, None, None, 0, 0, 0, 0, 0, 0)
     assert (shown[:4] == 200).all() and (shown[28:] == 200).all()  # the bars: unknown, grey
     assert (mask[:4] == 0).all() and (mask[4:28] == 255).all()
@@ -493,17 +493,17 @@ def test_letterboxed_domain_reads_its_content_from_the_registry(ctx, pictures):
 def test_handlers_refuse_mistakes_with_readable_errors(ctx, pictures):
     none = (None, None, None, 0, 0, 0, 0, 0, 0)
     with pytest.raises(gr.Error, match="Pick a domain"):
-        collage.compose_collage(ctx, None, None, False, 30, *none)
+        handlers.compose_collage(ctx, None, None, False, 30, *none)
     with pytest.raises(gr.Error, match="does not name the generator"):
-        collage.compose_collage(ctx, "tiny-collage-orphan", None, False, 30, *none)
+        handlers.compose_collage(ctx, "tiny-collage-orphan", None, False, 30, *none)
     with pytest.raises(gr.Error, match="not a matching pair"):
-        collage.sample_picture(ctx, "tiny-collage-mismatch", 1)
+        handlers.sample_picture(ctx, "tiny-collage-mismatch", 1)
     with pytest.raises(gr.Error, match="at least one part"):
-        collage.compose_collage(ctx, "tiny-collage", None, False, 30, *none)
-    everything = collage.painted_value(pictures[0], np.ones((SIZE, SIZE), bool))
+        handlers.compose_collage(ctx, "tiny-collage", None, False, 30, *none)
+    everything = engine.painted_value(pictures[0], np.ones((SIZE, SIZE), bool))
     with pytest.raises(gr.Error, match="Everything is erased"):
-        collage.inpaint(ctx, "tiny-collage", everything, 2, 0)
-    assert list(collage.live_compose(ctx, True, "tiny-collage", None, False, 30, *none)) == [gr.update()] * 5
+        handlers.inpaint(ctx, "tiny-collage", everything, 2, 0)
+    assert list(handlers.live_compose(ctx, True, "tiny-collage", None, False, 30, *none)) == [gr.update()] * 5
 
 
 def test_finetune_handler_keeps_the_copy_in_the_session(ctx, pictures):
@@ -511,8 +511,8 @@ def test_finetune_handler_keeps_the_copy_in_the_session(ctx, pictures):
     uses the session's copy for its domain only; "Back to the shared regressor" drops it."""
     E = ctx.model("tiny-collage-pgan", torch.float32)
     shared = {k: v.clone() for k, v in E.state_dict().items()}
-    base = collage.painted_value(pictures[0], None)
-    before, after, info, kept, run = collage.finetune_regressor(ctx, "tiny-collage-pgan", base, 2)
+    base = engine.painted_value(pictures[0], None)
+    before, after, info, kept, run = handlers.finetune_regressor(ctx, "tiny-collage-pgan", base, 2)
     assert all(torch.equal(v, shared[k]) for k, v in E.state_dict().items())
     assert ctx.model("tiny-collage-pgan", torch.float32) is E
     assert kept.model_id == "tiny-collage-pgan" and kept.steps == 2 and len(kept.losses) == 2
@@ -523,19 +523,19 @@ def test_finetune_handler_keeps_the_copy_in_the_session(ctx, pictures):
     assert "identity term" in info and before.shape == after.shape == (SIZE, SIZE, 3)
     assert run.recipe["operation"] == "finetune" and run.recipe["settings"]["lr"] == 5e-5
     shifts = (0, 0, 0, 0, 0, 0)
-    *_, result, info, run = collage.compose_collage(ctx, "tiny-collage-pgan", base, False, 30,
+    *_, result, info, run = handlers.compose_collage(ctx, "tiny-collage-pgan", base, False, 30,
                                                     None, None, None, *shifts, None, kept)
-    _, G = collage.load_pair(ctx, "tiny-collage-pgan")
+    _, G = domain.load_pair(ctx, "tiny-collage-pgan")
     image, full = pil_to_tensor(pictures[0]), torch.ones(1, 1, SIZE, SIZE)
-    expected, _ = collage.regenerate(kept.build(E), G, image, full)
+    expected, _ = engine.regenerate(kept.build(E), G, image, full)
     assert np.array_equal(result, to_uint8(expected)[0]) and "fine-tuned" in info
     assert run.recipe["settings"]["finetuned_regressor"] == {"steps": 2, "lr": 5e-5}
-    *_, plain_info, _ = collage.compose_collage(ctx, "tiny-collage", base, False, 30,  # other domain
+    *_, plain_info, _ = handlers.compose_collage(ctx, "tiny-collage", base, False, 30,  # other domain
                                                 None, None, None, *shifts, None, kept)
     assert "fine-tuned" not in plain_info
-    assert collage.forget_finetuning()[0] is None
+    assert handlers.forget_finetuning()[0] is None
     with pytest.raises(gr.Error, match="base first"):
-        collage.finetune_regressor(ctx, "tiny-collage-pgan", None, 2)
+        handlers.finetune_regressor(ctx, "tiny-collage-pgan", None, 2)
 
 
 def test_tab_compose_end_to_end(client, pair, pictures, tmp_path):
@@ -552,14 +552,14 @@ def test_tab_compose_end_to_end(client, pair, pictures, tmp_path):
     t = lambda a: pil_to_tensor(a)  # noqa: E731
     m = lambda a: torch.from_numpy(a.astype(np.float32))[None, None]  # noqa: E731
     collage_img, union = compose([Part(t(pictures[0]), m(keep)), Part(t(pictures[1]), m(take), (20, 4))])
-    expected, _ = collage.regenerate(E, G, collage_img, union)
+    expected, _ = engine.regenerate(E, G, collage_img, union)
     assert np.array_equal(read_png(result)[..., :3], to_uint8(expected)[0])
     got_mask = read_png(mask)
     got_mask = got_mask if got_mask.ndim == 2 else got_mask[..., 0]
     assert np.array_equal(got_mask > 127, union[0, 0].numpy() > 0)
-    assert np.array_equal(read_png(shown)[..., :3], collage.unknown_as_grey(collage_img, union))
-    raw, _ = collage.regenerate(E, G, collage_img, union, clamp=False)
-    assert f"{collage.masked_l1(raw, collage_img, union):.3f}" in info
+    assert np.array_equal(read_png(shown)[..., :3], engine.unknown_as_grey(collage_img, union))
+    raw, _ = engine.regenerate(E, G, collage_img, union, clamp=False)
+    assert f"{engine.masked_l1(raw, collage_img, union):.3f}" in info
 
 
 def test_tab_compose_errors_and_refine(client, pictures, tmp_path):
@@ -605,9 +605,9 @@ def test_proggan_domain_composes_in_z(client, pgan_files, pgan_pair, tmp_path):
     ProGAN generator renders it; the tab's result equals the engine's, and the full-mask
     collage is the plain encoding."""
     E, G = pgan_pair
-    pictures = to_uint8(collage.sample_images(G, [3, 4]))
+    pictures = to_uint8(engine.sample_images(G, [3, 4]))
     with torch.inference_mode():
-        assert torch.equal(collage.sample_images(G, [3]), G(G.random_z(1, 3)).clamp(-1, 1))
+        assert torch.equal(engine.sample_images(G, [3]), G(G.random_z(1, 3)).clamp(-1, 1))
     keep = np.zeros((SIZE, SIZE), bool)
     keep[:, :16] = True
     take = np.zeros((SIZE, SIZE), bool)
@@ -619,11 +619,11 @@ def test_proggan_domain_composes_in_z(client, pgan_files, pgan_pair, tmp_path):
     t = lambda a: pil_to_tensor(a)  # noqa: E731
     m = lambda a: torch.from_numpy(a.astype(np.float32))[None, None]  # noqa: E731
     collage_img, union = compose([Part(t(pictures[0]), m(keep)), Part(t(pictures[1]), m(take))])
-    expected, z = collage.regenerate(E, G, collage_img, union)
+    expected, z = engine.regenerate(E, G, collage_img, union)
     assert z.shape == (1, 32, 1, 1)
     assert np.array_equal(read_png(result)[..., :3], to_uint8(expected)[0])
     full = torch.ones(1, 1, SIZE, SIZE)
-    out, _ = collage.regenerate(E, G, collage_img, full)
+    out, _ = engine.regenerate(E, G, collage_img, full)
     with torch.inference_mode():
         assert torch.equal(out, G(E(collage_img)).float().clamp(-1, 1))
     *_, info = client.predict(  # Enc+LBFGS through the tab
@@ -686,7 +686,7 @@ def test_photo_becomes_the_base_as_an_aligned_face(ctx, astronaut):
     from core.faces import frame_photo
     from core.images import open_photo
 
-    value, shown, faces, framed_photo = collage.use_photo(ctx, "tiny-collage", astronaut, 1, False)
+    value, shown, faces, framed_photo = handlers.use_photo(ctx, "tiny-collage", astronaut, 1, False)
     expected = np.asarray(frame_photo(open_photo(astronaut), "ffhq", SIZE).aligned.image)
     assert expected.shape == (SIZE, SIZE, 3)
     assert np.array_equal(value["background"], expected) and value["layers"] == []
@@ -696,8 +696,8 @@ def test_photo_becomes_the_base_as_an_aligned_face(ctx, astronaut):
     assert framed_photo.aligned.recipe == "ffhq" and framed_photo.photo.size == (512, 512)
     assert "aligned" in framing_line(ctx.registry, "tiny-collage")
     assert "centre crop" in framing_line(ctx.registry, "tiny-collage-pgan")
-    assert collage.framing_of(ctx, "tiny-collage-wide") == "letterbox"  # the generator's
-    labels = [p.label for p in collage.domain_photos(ctx, ["tiny-collage", "tiny-collage-pgan",
+    assert domain.framing_of(ctx, "tiny-collage-wide") == "letterbox"  # the generator's
+    labels = [p.label for p in domain.domain_photos(ctx, ["tiny-collage", "tiny-collage-pgan",
                                                            "tiny-collage"])]
     assert "astronaut" in labels[0] and len(labels) == len(set(labels)) > 1
 
@@ -709,29 +709,29 @@ def test_face_parts_come_from_the_landmarks_of_each_face(ctx, astronaut, picture
     from core.images import open_photo
 
     picture = np.asarray(frame_photo(open_photo(astronaut), "ffhq", 256).aligned.image)
-    parts = collage.face_parts(picture)
+    parts = independence.face_parts(picture)
     eyes, nose, mouth, skin = (parts[k][0, 0] for k in ("eyes", "nose", "mouth", "skin"))
     row = lambda m: float(torch.nonzero(m)[:, 0].float().mean())  # noqa: E731
     assert row(eyes) < row(nose) < row(mouth)
     assert 0 < float(eyes.mean()) < 0.05 and 0 < float(mouth.mean()) < 0.05
     assert float((skin * (eyes + nose + mouth)).sum()) == 0 and skin.sum() > 4 * eyes.sum()
     with pytest.raises(UserError, match="No face found"):
-        collage.face_parts(np.zeros((64, 64, 3), np.uint8))
-    noise = collage.painted_value(pictures[0], None)
+        independence.face_parts(np.zeros((64, 64, 3), np.uint8))
+    noise = engine.painted_value(pictures[0], None)
     with pytest.raises(gr.Error, match="No face found"):
-        collage.compute_variation_map(ctx, "tiny-collage", noise, 2, 0, 1, "mouth")
+        handlers.compute_variation_map(ctx, "tiny-collage", noise, 2, 0, 1, "mouth")
 
 
 def test_compose_result_goes_back_into_the_photo(ctx, astronaut, pictures):
     """The composed picture pasted into the full-resolution photo where the face was; pixels
     clear of the face's frame are byte-identical; "Download all" carries it and the photo. A
     base that is no longer the photo gets no paste-back."""
-    value, _, _, framed_photo = collage.use_photo(ctx, "tiny-collage", astronaut, 1, False)
+    value, _, _, framed_photo = handlers.use_photo(ctx, "tiny-collage", astronaut, 1, False)
     take = np.zeros((SIZE, SIZE), bool)
     take[4:12, 4:12] = True
-    part = collage.painted_value(pictures[1], take)
+    part = engine.painted_value(pictures[1], take)
     shifts = (0, 0, 0, 0, 0, 0)
-    *_, result, _, run = collage.compose_collage(ctx, "tiny-collage", value, False, 30, part,
+    *_, result, _, run = handlers.compose_collage(ctx, "tiny-collage", value, False, 30, part,
                                                  None, None, *shifts, framed_photo)
     photo = np.asarray(framed_photo.photo)
     in_photo = run.images["result_in_photo"]
@@ -742,30 +742,30 @@ def test_compose_result_goes_back_into_the_photo(ctx, astronaut, pictures):
     assert np.array_equal(in_photo[:64, :64], photo[:64, :64])  # a corner far from the face
     assert not np.array_equal(in_photo, photo)  # the face's frame did change
     assert np.array_equal(run.images["photo"], photo)
-    assert np.array_equal(collage.shown_in_photo(run), in_photo)
-    assert collage.shown_in_photo(run, ("inpaint",)) is None  # another sub-tab's run
+    assert np.array_equal(domain.shown_in_photo(run), in_photo)
+    assert domain.shown_in_photo(run, ("inpaint",)) is None  # another sub-tab's run
     assert run.recipe["settings"]["photo"]["framing"] == "ffhq"
     # the same compose without the photo (old callers), or with a sample as the base: no paste
-    *_, plain_run = collage.compose_collage(ctx, "tiny-collage", value, False, 30, part,
+    *_, plain_run = handlers.compose_collage(ctx, "tiny-collage", value, False, 30, part,
                                             None, None, *shifts)
-    sample = collage.painted_value(pictures[0], None)
-    *_, other_run = collage.compose_collage(ctx, "tiny-collage", sample, False, 30, part,
+    sample = engine.painted_value(pictures[0], None)
+    *_, other_run = handlers.compose_collage(ctx, "tiny-collage", sample, False, 30, part,
                                             None, None, *shifts, framed_photo)
     for r in (plain_run, other_run):
-        assert "result_in_photo" not in r.images and collage.shown_in_photo(r) is None
+        assert "result_in_photo" not in r.images and domain.shown_in_photo(r) is None
     nudged = value["background"].copy()  # a browser canvas re-encoding a few pixels
     nudged[0, :4] ^= 1
-    assert collage.photo_in_use(framed_photo, collage.painted_value(nudged, take)) is framed_photo
+    assert domain.photo_in_use(framed_photo, engine.painted_value(nudged, take)) is framed_photo
 
 
 def test_inpaint_puts_completion_one_back_only_where_erased(ctx, astronaut):
     """Inpaint from the photo: completion 1 is pasted back into the photo restricted to the
     erased region (feathered), never over the rest of the face's frame."""
-    value, _, _, framed_photo = collage.use_photo(ctx, "tiny-collage", astronaut, 1, False)
+    value, _, _, framed_photo = handlers.use_photo(ctx, "tiny-collage", astronaut, 1, False)
     hole = np.zeros((SIZE, SIZE), bool)
     hole[14:26, 8:24] = True  # the mouth and chin
-    erased = collage.painted_value(value["background"], hole)
-    _, gallery, run = collage.inpaint(ctx, "tiny-collage", erased, 2, 0, framed_photo)
+    erased = engine.painted_value(value["background"], hole)
+    _, gallery, run = handlers.inpaint(ctx, "tiny-collage", erased, 2, 0, framed_photo)
     first = run.images["completion"][0]
     assert np.array_equal(first, gallery[0][0])
     in_photo = run.images["result_in_photo"]
@@ -776,8 +776,8 @@ def test_inpaint_puts_completion_one_back_only_where_erased(ctx, astronaut):
     changed = np.any(in_photo != photo, axis=-1)
     whole_frame = np.any(np.asarray(framed_photo.paste(first)) != photo, axis=-1)
     assert changed.any() and changed.sum() < whole_frame.sum() / 2  # only where erased
-    assert collage.shown_in_photo(run, ("inpaint", "random_hints")) is not None
-    _, _, hints_run = collage.inpaint_random_hints(ctx, "tiny-collage", erased, 1, 3, framed_photo)
+    assert domain.shown_in_photo(run, ("inpaint", "random_hints")) is not None
+    _, _, hints_run = handlers.inpaint_random_hints(ctx, "tiny-collage", erased, 1, 3, framed_photo)
     assert hints_run.images["result_in_photo"].shape == photo.shape
 
 
@@ -785,13 +785,13 @@ def test_letterboxed_domain_frames_the_photo_between_bars(ctx, astronaut):
     """A letterboxed domain (LSUN cars' 512x384 in 512x512; here 32x24 in 32x32): the photo's
     middle band between black bars, which the editor's own framing keeps as they are; the
     bars never go back into the photo."""
-    value, shown, faces, framed_photo = collage.use_photo(ctx, "tiny-collage-wide", astronaut, 1, False)
+    value, shown, faces, framed_photo = handlers.use_photo(ctx, "tiny-collage-wide", astronaut, 1, False)
     bg = value["background"]
     assert shown["label"] == "Network input: letterboxed (black bars)" and faces == []
     assert (bg[:4] == 0).all() and (bg[28:] == 0).all() and bg[4:28].mean() > 20
-    image, _ = collage.framed(value, SIZE, (SIZE, 24), required=False)
+    image, _ = engine.framed(value, SIZE, (SIZE, 24), required=False)
     assert np.array_equal(to_uint8(image)[0], bg)
-    *_, run = collage.compose_collage(ctx, "tiny-collage-wide", value, False, 30, None, None,
+    *_, run = handlers.compose_collage(ctx, "tiny-collage-wide", value, False, 30, None, None,
                                       None, 0, 0, 0, 0, 0, 0, framed_photo)
     in_photo, photo = run.images["result_in_photo"], np.asarray(framed_photo.photo)
     assert in_photo.shape == photo.shape
@@ -808,15 +808,15 @@ def test_photo_without_a_face_needs_plain_framing(ctx, tmp_path):
     cat = tmp_path / "chelsea.png"
     Image.fromarray(data.chelsea()).save(cat)
     with pytest.raises(gr.Error, match="Plain framing"):
-        collage.use_photo(ctx, "tiny-collage", str(cat), 1, False)
-    value, shown, faces, framed_photo = collage.use_photo(ctx, "tiny-collage", str(cat), 1, True)
+        handlers.use_photo(ctx, "tiny-collage", str(cat), 1, False)
+    value, shown, faces, framed_photo = handlers.use_photo(ctx, "tiny-collage", str(cat), 1, True)
     assert shown["label"] == "Network input: centre crop" and faces == []
     assert value["background"].shape == (SIZE, SIZE, 3) and framed_photo.aligned.recipe == "center"
     with pytest.raises(gr.Error, match="No photo was given"):
-        collage.use_photo(ctx, "tiny-collage", None, 1, False)
+        handlers.use_photo(ctx, "tiny-collage", None, 1, False)
     with pytest.raises(gr.Error, match="not a picture"):
         (tmp_path / "notes.png").write_text("not a picture")
-        collage.use_photo(ctx, "tiny-collage", str(tmp_path / "notes.png"), 1, False)
+        handlers.use_photo(ctx, "tiny-collage", str(tmp_path / "notes.png"), 1, False)
 
 
 def test_exif_rotated_photo_arrives_upright(ctx, tmp_path):
@@ -830,7 +830,7 @@ def test_exif_rotated_photo_arrives_upright(ctx, tmp_path):
     path = tmp_path / "sideways.jpg"
     upright.transpose(Image.Transpose.ROTATE_90).save(path, quality=95, exif=exif)
     assert Image.open(path).size == (400, 512)
-    _, shown, faces, framed_photo = collage.use_photo(ctx, "tiny-collage", str(path), 1, False)
+    _, shown, faces, framed_photo = handlers.use_photo(ctx, "tiny-collage", str(path), 1, False)
     assert framed_photo.photo.size == (512, 400) and len(faces) >= 1
     diff = np.abs(np.asarray(framed_photo.photo, np.int16) - np.asarray(upright, np.int16))
     assert diff.mean() < 4  # the JPEG's loss only
