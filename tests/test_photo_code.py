@@ -142,7 +142,8 @@ def test_loading_what_is_not_a_run_or_not_here_says_so(ctx, code, tmp_path):
 def test_sams_inversion_becomes_the_shared_code_and_renders_its_reconstruction(G, code):
     """What the SAM tab hands over renders exactly SAM's reconstruction, and an identity
     edit of it (PandA at strength 0) too."""
-    from demos.sam import Session, share_code
+    from demos.sam.engine import Session
+    from demos.sam.handlers import share_code
     from core.inversion import Codes, Frame, render
 
     codes = Codes(code.w_plus, dict(code.deltas), dict(code.masks), steps=3)

@@ -19,7 +19,7 @@ from core.photo_code import prepare_target
 from core.photo_slot import drawing, frame_input, show_framing
 from core.hub import load_registry
 from core.models.stylegan2 import StyleGAN2Generator
-from demos import sam
+from demos.sam import engine, handlers, ui
 
 SAM_SG2 = {"size": 256, "style_dim": 32, "n_mlp": 2, "channel_multiplier": 2, "channel_max": 8}
 SMALL_SG2 = {"size": 32, "style_dim": 32, "n_mlp": 2, "channel_multiplier": 2, "channel_max": 8}
@@ -88,15 +88,15 @@ def context(registry_file: Path) -> AppContext:
 # ---- handlers called directly (no app) -------------------------------------------------------
 def test_handlers_predict_invert_and_edit_without_the_app(files, tmp_path):
     ctx = context(registry(files, tmp_path))
-    s, gallery, seg_pic, editor, info, _, faces = sam.predict_layer_map(ctx, "tiny-sam", photo(tmp_path), 6, 0.0, 1)
+    s, gallery, seg_pic, editor, info, _, faces = handlers.predict_layer_map(ctx, "tiny-sam", photo(tmp_path), 6, 0.0, 1)
     assert faces == [] and s.framed.aligned.recipe == "center"
     assert len(gallery) == 5 and seg_pic.shape == editor["background"].shape == (256, 256, 3)
     assert "single-space" in info and "F10 100%" in info
-    assert "W+ 100%" in sam.retune_tau(ctx, s, 1.0)[1]
-    assert sam.retune_tau(ctx, None, 1.0) == (gr.update(), gr.update())  # nothing predicted yet
-    sam.retune_tau(ctx, s, 0.0)
+    assert "W+ 100%" in handlers.retune_tau(ctx, s, 1.0)[1]
+    assert handlers.retune_tau(ctx, None, 1.0) == (gr.update(), gr.update())  # nothing predicted yet
+    handlers.retune_tau(ctx, s, 0.0)
 
-    previews = list(sam.invert(ctx, "tiny-sam", s, None, 2, True))
+    previews = list(handlers.invert(ctx, "tiny-sam", s, None, 2, True))
     assert len(previews) == 2  # 2 steps: a preview after each
     session, rec, base, target, line, codes, in_photo, code, run = previews[-1]
     assert session is not s and session.model_id == "tiny-sam" and s.codes is None  # a new session
@@ -111,15 +111,15 @@ def test_handlers_predict_invert_and_edit_without_the_app(files, tmp_path):
     assert code.model_id == "tiny-sam" and torch.equal(code.w_plus, s.codes.w_plus)  # the session's photo code
 
     saved = run.write(tmp_path / "saved")  # "Download all", then "Load a run (.zip)"
-    model, reopened, rec_again, in_photo_again, status, handed = sam.continue_from_code(ctx, str(saved), None)
+    model, reopened, rec_again, in_photo_again, status, handed = handlers.continue_from_code(ctx, str(saved), None)
     assert handed.model_id == "tiny-sam" and torch.equal(handed.w_plus, s.codes.w_plus)  # PandA, Generate get it
     assert model == "tiny-sam" and "photo code of tiny-sam" in status
     np.testing.assert_array_equal(rec_again, rec)
     np.testing.assert_array_equal(in_photo_again, in_photo)
     assert torch.equal(reopened.codes.w_plus, s.codes.w_plus) and reopened.target.shape == s.target.shape
 
-    assert sam.direction_choices(ctx, "tiny-sam")[0] == "bigger (authors)"  # meta.name
-    edited, edited_base, _, run = sam.edit_photo(ctx, "tiny-sam", s, "bigger (authors)", 0)
+    assert engine.direction_choices(ctx, "tiny-sam")[0] == "bigger (authors)"  # meta.name
+    edited, edited_base, _, run = handlers.edit_photo(ctx, "tiny-sam", s, "bigger (authors)", 0)
     assert np.abs(edited.astype(int) - rec).max() <= 1  # strength 0 == the reconstruction
     assert edited_base.shape == (256, 256, 3) and run.recipe["settings"]["strength"] == 0
 
@@ -127,17 +127,17 @@ def test_handlers_predict_invert_and_edit_without_the_app(files, tmp_path):
 def test_handler_mistakes_are_readable_errors(files, tmp_path):
     ctx = context(registry(files, tmp_path))
     with pytest.raises(gr.Error, match="Upload a photo"):
-        sam.predict_layer_map(ctx, "tiny-sam", None, 6, 0.2, 2)
+        handlers.predict_layer_map(ctx, "tiny-sam", None, 6, 0.2, 2)
     with pytest.raises(gr.Error, match="at least 256 px"):
-        sam.sample_photo(ctx, "tiny-small", 1)
+        handlers.sample_photo(ctx, "tiny-small", 1)
     with pytest.raises(gr.Error, match="Pick a model first"):
-        sam.sample_photo(ctx, None, 1)
+        handlers.sample_photo(ctx, None, 1)
     with pytest.raises(gr.Error, match="not a seed"):
-        sam.sample_photo(ctx, "tiny-sam", -3)
+        handlers.sample_photo(ctx, "tiny-sam", -3)
     with pytest.raises(gr.Error, match="Predict the layer map first"):
-        next(sam.invert(ctx, "tiny-sam", None, None, 3, True))
+        next(handlers.invert(ctx, "tiny-sam", None, None, 3, True))
     with pytest.raises(gr.Error, match="Invert a photo first"):
-        sam.edit_photo(ctx, "tiny-sam", None, "bigger (authors)", 1)
+        handlers.edit_photo(ctx, "tiny-sam", None, "bigger (authors)", 1)
 
 
 def test_sample_photo_is_the_seed_protocols_picture_in_the_picture_area(files, tmp_path):
@@ -152,9 +152,9 @@ def test_sample_photo_is_the_seed_protocols_picture_in_the_picture_area(files, t
     z = torch.randn(1, G.style_dim, generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
         expected = to_uint8(G(z, truncation=0.7))[0]
-    square = sam.sample_photo(ctx, "tiny-sam", 7)
+    square = handlers.sample_photo(ctx, "tiny-sam", 7)
     assert np.array_equal(square, expected)
-    cut = sam.sample_photo(ctx, "tiny-car", 7.0)
+    cut = handlers.sample_photo(ctx, "tiny-car", 7.0)
     assert cut.shape == (192, 256, 3) and np.array_equal(cut, square[32:224])
     assert ctx.registry.content_of(ctx.registry.get("tiny-car")) == (256, 192)
     assert ctx.registry.content_of(ctx.registry.get("tiny-sam")) is None
@@ -188,12 +188,13 @@ def stubbed(files, tmp_path, monkeypatch):
     """(context, a session inverted once (w+ = -1)): the tab's handlers on the stub."""
     from core.inversion import Codes, Frame
 
-    monkeypatch.setattr(sam, "Inversion", StubInversion)
-    monkeypatch.setattr(sam, "get_lpips", lambda *a: None)
-    monkeypatch.setattr(sam, "preview", lambda run, s, base: (np.zeros((4, 4, 3), np.uint8), None,
+    monkeypatch.setattr(handlers, "Inversion", StubInversion)
+    for module in (engine, handlers):
+        monkeypatch.setattr(module, "get_lpips", lambda *a: None)
+    monkeypatch.setattr(handlers, "preview", lambda run, s, base: (np.zeros((4, 4, 3), np.uint8), None,
                                                               f"step {run.step_index}/{run.total}", None))
     ctx = context(registry(files, tmp_path))
-    s = sam.Session("tiny-sam", torch.zeros(1, 3, 256, 256), Frame(),
+    s = engine.Session("tiny-sam", torch.zeros(1, 3, 256, 256), Frame(),
                     layer_map=torch.zeros(256, 256, dtype=torch.long),
                     codes=Codes(torch.full((1, 14, 32), -1.0), {}, {}, 7))
     return ctx, s
@@ -201,8 +202,8 @@ def stubbed(files, tmp_path, monkeypatch):
 
 def test_a_new_run_keeps_the_last_inversion_until_its_first_preview(stubbed):
     ctx, old = stubbed
-    stop = sam.StopSignal()
-    run = sam.invert(ctx, "tiny-sam", old, None, 20, False, stop)  # a preview every 2 steps
+    stop = handlers.StopSignal()
+    run = handlers.invert(ctx, "tiny-sam", old, None, 20, False, stop)  # a preview every 2 steps
     assert next(run) == (gr.update(),) * 9  # step 1: nothing shown, the session untouched
     assert old.codes.w_plus.max() == -1 and old.codes.steps == 7
     first = next(run)[0]  # step 2: the first preview replaces the session
@@ -217,13 +218,13 @@ def test_a_new_run_keeps_the_last_inversion_until_its_first_preview(stubbed):
 
 def test_stop_while_queued_and_a_click_of_invert(stubbed):
     ctx, s = stubbed
-    stop = sam.StopSignal()
-    sam.request_stop(stop)  # pressed while the run waited in the queue: it stops as it starts
-    (out,) = list(sam.invert(ctx, "tiny-sam", s, None, 20, False, stop))
+    stop = handlers.StopSignal()
+    handlers.request_stop(stop)  # pressed while the run waited in the queue: it stops as it starts
+    (out,) = list(handlers.invert(ctx, "tiny-sam", s, None, 20, False, stop))
     assert "Stopped** at step 0/20, before its first preview" in out[4] and out[0] == gr.update()
-    sam.request_stop(stop)
-    sam.arm_stop(stop)  # a later click of Invert forgets it
-    assert list(sam.invert(ctx, "tiny-sam", s, None, 2, False, stop))[-1][0].codes.steps == 2
+    handlers.request_stop(stop)
+    handlers.arm_stop(stop)  # a later click of Invert forgets it
+    assert list(handlers.invert(ctx, "tiny-sam", s, None, 2, False, stop))[-1][0].codes.steps == 2
     import copy
 
     copy.deepcopy(stop).request()  # gr.State's per-session copy shares the one signal
@@ -233,43 +234,43 @@ def test_stop_while_queued_and_a_click_of_invert(stubbed):
 def test_another_model_names_the_inversions_model(stubbed):
     ctx, s = stubbed
     with pytest.raises(gr.Error, match="This inversion belongs to model tiny-sam"):
-        sam.edit_photo(ctx, "tiny-face", s, "GANSpace 1", 1)
+        handlers.edit_photo(ctx, "tiny-face", s, "GANSpace 1", 1)
     with pytest.raises(gr.Error, match="This layer map belongs to model tiny-sam"):
-        next(sam.invert(ctx, "tiny-face", s, None, 2, False))
-    *_, status = sam.model_changed(ctx, "tiny-face", s)
+        next(handlers.invert(ctx, "tiny-face", s, None, 2, False))
+    *_, status = handlers.model_changed(ctx, "tiny-face", s)
     assert status.startswith("This inversion belongs to model tiny-sam: switch back to it to edit")
-    assert sam.model_changed(ctx, "tiny-sam", s)[-1] == gr.update()
+    assert handlers.model_changed(ctx, "tiny-sam", s)[-1] == gr.update()
 
 
 def test_edits_take_layer_ranges_and_each_sources_strengths(stubbed):
     """GANSpace / SeFa on a w+ layer range (the recipe says which); the slider spans each
     source's range (the authors' files 0..3); a strength outside it is a message."""
     ctx, s = stubbed
-    _, _, _, run = sam.edit_photo(ctx, "tiny-sam", s, "SeFa 2", -4, "0-1")
+    _, _, _, run = handlers.edit_photo(ctx, "tiny-sam", s, "SeFa 2", -4, "0-1")
     settings = run.recipe["settings"]
     assert settings["layers"] == [0, 1] and settings["source"] == "sefa"
     direction = run.arrays["direction"][0]
     assert np.abs(direction[2:]).max() == 0 and np.abs(direction[:2]).min() > 0
     assert run.arrays["direction"].shape == (1, 14, 32)
-    _, _, _, run = sam.edit_photo(ctx, "tiny-sam", s, "GANSpace 1", 2, "6-13")
+    _, _, _, run = handlers.edit_photo(ctx, "tiny-sam", s, "GANSpace 1", 2, "6-13")
     assert run.recipe["settings"]["layers"] == list(range(6, 14))
     with pytest.raises(gr.Error, match="from 0 to 3; got -1"):
-        sam.edit_photo(ctx, "tiny-sam", s, "bigger (authors)", -1)
+        handlers.edit_photo(ctx, "tiny-sam", s, "bigger (authors)", -1)
     with pytest.raises(gr.Error, match="Layers must lie in 0..13"):
-        sam.edit_photo(ctx, "tiny-sam", s, "GANSpace 1", 1, "12-20")
-    assert sam.strength_for("bigger (authors)", -2) == gr.update(minimum=0.0, maximum=3.0, value=0.0)
-    assert sam.strength_for("GANSpace 3", 4) == gr.update(minimum=-10.0, maximum=10.0, value=4.0)
-    assert sam.strength_for("SeFa 1", 20)["maximum"] == 15.0
+        handlers.edit_photo(ctx, "tiny-sam", s, "GANSpace 1", 1, "12-20")
+    assert handlers.strength_for("bigger (authors)", -2) == gr.update(minimum=0.0, maximum=3.0, value=0.0)
+    assert handlers.strength_for("GANSpace 3", 4) == gr.update(minimum=-10.0, maximum=10.0, value=4.0)
+    assert handlers.strength_for("SeFa 1", 20)["maximum"] == 15.0
 
 
 def test_the_tab_states_its_precision(monkeypatch):
-    assert "float32" in sam.precision_line(torch.device("cpu")) and "bfloat16" in sam.HOW_IT_WORKS
-    assert "**Precision**: float32, as the authors" in sam.HOW_IT_WORKS
+    assert "float32" in ui.precision_line(torch.device("cpu")) and "bfloat16" in ui.HOW_IT_WORKS
+    assert "**Precision**: float32, as the authors" in ui.HOW_IT_WORKS
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    line = sam.precision_line(torch.device("cuda"))
+    line = ui.precision_line(torch.device("cuda"))
     assert line.startswith("**GPU precision**: float32, as the authors") and "bfloat16 autocast" in line
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert "changes nothing" in sam.precision_line(torch.device("cuda"))
+    assert "changes nothing" in ui.precision_line(torch.device("cuda"))
 
 
 def test_the_inversion_is_float32_unless_reduced_precision_is_asked_on_a_gpu(stubbed, monkeypatch):
@@ -288,7 +289,7 @@ def test_the_inversion_is_float32_unless_reduced_precision_is_asked_on_a_gpu(stu
     assert optimisation_dtype(cuda, reduced=True) is None
 
     def settings(**option) -> dict:
-        *_, run = list(sam.invert(ctx, "tiny-sam", s, None, 1, False, **option))[-1]
+        *_, run = list(handlers.invert(ctx, "tiny-sam", s, None, 1, False, **option))[-1]
         return run.recipe["settings"]
 
     assert settings()["precision"] == "float32" and StubInversion.last.autocast is None
@@ -296,7 +297,7 @@ def test_the_inversion_is_float32_unless_reduced_precision_is_asked_on_a_gpu(stu
     assert StubInversion.last.autocast is None
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     asked = []  # the tab's generator as if on a GPU: the option reaches the dtype's choice
-    monkeypatch.setattr(sam, "optimisation_dtype",
+    monkeypatch.setattr(handlers, "optimisation_dtype",
                         lambda device, reduced=False: asked.append(reduced) or optimisation_dtype(cuda, reduced))
     assert settings()["precision"] == "float32" and StubInversion.last.autocast is None
     assert settings(reduced_precision=True)["precision"] == "bfloat16 autocast"
@@ -327,14 +328,14 @@ def test_the_authors_segmenters_make_the_segments(files, tmp_path, monkeypatch):
                entry("tiny-ade-enc", "ade20k-encoder", tmp_path / "none.pth", {}),
                entry("tiny-ade-dec", "ade20k-decoder", tmp_path / "none.pth", {})]
     ctx = context(write_registry(tmp_path / "weights.json", entries))
-    assert [sam.default_segmenter(ctx, m) for m in ("tiny-face", "tiny-car", "tiny-sam")] == \
+    assert [engine.default_segmenter(ctx, m) for m in ("tiny-face", "tiny-car", "tiny-sam")] == \
         ["face parser", "ADE20K", "superpixels"]
-    assert "segments (auto): the authors' face parser" in sam.describe_helpers(ctx, "tiny-face")
+    assert "segments (auto): the authors' face parser" in engine.describe_helpers(ctx, "tiny-face")
 
-    def session(mid: str) -> sam.Session:
+    def session(mid: str) -> engine.Session:
         framed, _ = frame_input(ctx, mid, photo(tmp_path), 256, plain=True)
         target, frame = prepare_target(framed.aligned)
-        return sam.Session(mid, target, frame, framed=framed)
+        return engine.Session(mid, target, frame, framed=framed)
 
     from core.models.faceparser import FaceParser
 
@@ -342,7 +343,7 @@ def test_the_authors_segmenters_make_the_segments(files, tmp_path, monkeypatch):
     labels = FaceParser.labels
     monkeypatch.setattr(FaceParser, "labels", lambda self, x: seen.append((x, labels(self, x))) or seen[-1][1])
     s = session("tiny-face")
-    assert "from the face parser (`tiny-parser`)" in sam.make_segments(ctx, s, "auto", 6)
+    assert "from the face parser (`tiny-parser`)" in engine.make_segments(ctx, s, "auto", 6)
     assert s.segmenter == "face parser"  # the inversion's recipe names it
     assert torch.equal(seen[0][0], images.pil_to_tensor(s.framed.aligned.image))  # the framed picture
     assert torch.equal(s.segments, semantic_segments(fuse_face_parts(seen[0][1]), (256, 256)))
@@ -357,9 +358,9 @@ def test_the_authors_segmenters_make_the_segments(files, tmp_path, monkeypatch):
     monkeypatch.setattr(ade, "ade20k_probabilities", probabilities)
     monkeypatch.setattr(ctx, "model", lambda mid, dtype=None: None)
     s = session("tiny-car")
-    assert "2 segments from the ADE20K" in sam.make_segments(ctx, s, "auto", 6)
+    assert "2 segments from the ADE20K" in engine.make_segments(ctx, s, "auto", 6)
     assert s.segments[:, :172].unique().tolist() == [0] and s.segments[:, 172:].unique().tolist() == [1]
-    assert "superpixels" in sam.make_segments(ctx, session("tiny-sam"), "auto", 6)
+    assert "superpixels" in engine.make_segments(ctx, session("tiny-sam"), "auto", 6)
 
 
 # ---- a person's photo in, the result in the photo out ----------------------------------------
@@ -389,13 +390,13 @@ def test_a_face_photo_is_aligned_inverted_and_pasted_back(files, tmp_path):
     ctx = context(registry(files, tmp_path))
     path = astronaut(tmp_path)
     expected = frame_photo(open_photo(path), "ffhq", 256)
-    s, _, seg_pic, _, _, net, faces = sam.predict_layer_map(ctx, "tiny-face", path, 6, 0.0, 1)
+    s, _, seg_pic, _, _, net, faces = handlers.predict_layer_map(ctx, "tiny-face", path, 6, 0.0, 1)
     assert np.array_equal(net["value"], np.asarray(expected.aligned.image))
     assert net["label"] == expected.note() == "Network input: aligned face (FFHQ recipe)"
     assert len(faces) == 1 and faces[0][1] == "face 1 (used)" and seg_pic.shape == (256, 256, 3)
     assert np.allclose(s.target, images.pil_to_tensor(expected.aligned.image), atol=1e-6)
 
-    s, *_, in_photo, _, run = list(sam.invert(ctx, "tiny-face", s, None, 1, False))[-1]  # the new session
+    s, *_, in_photo, _, run = list(handlers.invert(ctx, "tiny-face", s, None, 1, False))[-1]  # the new session
     photo = np.asarray(expected.photo)
     rows, cols = outside_the_frame(expected)
     assert in_photo.shape == photo.shape == (512, 512, 3)
@@ -404,7 +405,7 @@ def test_a_face_photo_is_aligned_inverted_and_pasted_back(files, tmp_path):
     assert np.array_equal(run.images["result_in_photo"], in_photo) and run.images["photo"].shape == (512, 512, 3)
     assert run.recipe["settings"]["framing"] == "ffhq" and run.recipe["settings"]["face"] == 1
 
-    edited, _, edited_in_photo, run = sam.edit_photo(ctx, "tiny-face", s, "GANSpace 1", 3)
+    edited, _, edited_in_photo, run = handlers.edit_photo(ctx, "tiny-face", s, "GANSpace 1", 3)
     assert edited_in_photo.shape == photo.shape
     assert np.array_equal(edited_in_photo[rows, cols], photo[rows, cols])
     assert not np.array_equal(edited_in_photo, in_photo)
@@ -424,7 +425,7 @@ def test_a_photo_without_a_face_needs_plain_framing(files, tmp_path):
     with pytest.raises(gr.Error, match="Plain framing"):
         show_framing(ctx, "tiny-face", path, 1, False)
     with pytest.raises(gr.Error, match="Plain framing"):
-        sam.predict_layer_map(ctx, "tiny-face", path, 6, 0.0, 1)
+        handlers.predict_layer_map(ctx, "tiny-face", path, 6, 0.0, 1)
     net, caption, faces = show_framing(ctx, "tiny-face", path, 1, True)
     assert caption == net["label"]
     assert faces == [] and net["label"] == "Network input: centre crop"
@@ -459,12 +460,12 @@ def test_a_gan_sample_is_used_as_drawn(files, tmp_path):
     car = entry("tiny-car", "stylegan2", files / "sg2-256.pt", SAM_SG2,
                 meta={"content": [256, 192], "framing": "letterbox"})
     ctx = context(write_registry(tmp_path / "weights.json", [car]))
-    picture = drawing(sam.sample_photo)(ctx, "tiny-car", 7)  # the seed row, as wired
+    picture = drawing(handlers.sample_photo)(ctx, "tiny-car", 7)  # the seed row, as wired
     path = png_file(tmp_path, "sample.png", picture)  # what the photo box hands back
-    s, *_, net, faces = sam.predict_layer_map(ctx, "tiny-car", path, 6, 0.0, 1, 1, False)
+    s, *_, net, faces = handlers.predict_layer_map(ctx, "tiny-car", path, 6, 0.0, 1, 1, False)
     assert s.from_sample and faces == [] and "GAN sample" in net["label"]
     assert np.array_equal(net["value"][32:224], picture) and net["value"][:32].max() == 0
-    *_, in_photo, _, run = list(sam.invert(ctx, "tiny-car", s, None, 1, False))[-1]
+    *_, in_photo, _, run = list(handlers.invert(ctx, "tiny-car", s, None, 1, False))[-1]
     assert in_photo.shape == (192, 256, 3) and run.recipe["settings"]["framing"] == "gan sample"
     assert np.array_equal(run.images["photo"], picture)
     other_app = context(write_registry(tmp_path / "weights.json", [car]))  # it drew nothing

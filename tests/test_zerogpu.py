@@ -167,11 +167,11 @@ def test_long_runs_ask_for_time_by_their_steps_and_size(tmp_path, tiny_sg2_file)
     from core.context import AppContext
     from core.hub import load_registry
     import torch
-    from demos import sam
+    from demos.sam import handlers
 
     ctx = AppContext(load_registry(str(write_registry(tmp_path / "w.json", [
         tiny_sg2_entry("tiny-sg2", tiny_sg2_file)]))), torch.device("cpu"))
-    seconds = lambda n, both: sam.invert.task.seconds(ctx, ("tiny-sg2", None, None, n, both), {})  # noqa: E731
+    seconds = lambda n, both: handlers.invert.task.seconds(ctx, ("tiny-sg2", None, None, n, both), {})  # noqa: E731
     assert seconds(10, False) < seconds(100, False) < seconds(100, True)
 
 
