@@ -18,7 +18,7 @@ from core.gpu import gpu_task, user_errors
 from core.images import heatmap, to_uint8
 from core.inversion import (SPACES, Codes, Frame, Inversion, edit, feature_masks, for_loss,
                             optimisation_dtype, stack_masks)
-from core.jobs import Flag
+from core.forksafe import Flag
 from core.lpips import get_lpips
 from core.models import STYLEGAN2_ARCHS
 from core.photo_code import PhotoCode, code_from_bundle, prepare_target, run_parts, saved_model, start_w
