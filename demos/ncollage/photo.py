@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from core.device import placement
 from core.errors import UserError
+from core.lpips import lpips_distance
 from core.poisson import poisson_blend
 from demos.ncollage.engine import Picture, is_biggan, one_hot
 
@@ -115,8 +116,6 @@ def project(G: "BigGANDeep", target: torch.Tensor, class_index: int, truncation:
     if not is_biggan(G):
         raise UserError("This projection is for BigGAN-deep (SNGAN uses its encoder; StyleGAN2: "
                         "the SAM tab).")
-    # lazy: core.lpips imports core.jobs, which imports Gradio; the engine runs without it
-    from core.lpips import lpips_distance
 
     device, _ = placement(G)
     target = target.to(device)

@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw
 from core.device import placement
 from core.errors import UserError
 from core.images import editor_image_and_mask, editor_is_empty, mask_picture, overlay, pil_to_tensor, to_uint8
+from core.lpips import lpips_distance
 from core.models.stylemapgan import Box, StyleMapGAN
 from core.svm import HeldOut, LinearSVM, cross_validate, fit_linear_svm
 
@@ -267,9 +268,6 @@ def reconstruct(model: StyleMapGAN, image: torch.Tensor, with_lpips: bool = True
     mse = float(F.mse_loss(recon, target))
     lp = None
     if with_lpips:
-        # imported here, not at the top: core.lpips imports core.jobs, which imports Gradio,
-        # and the engine must import without Gradio (bench, scripts)
-        from core.lpips import lpips_distance
         lp = float(lpips_distance(recon, target, net="vgg")[0])
     return Reconstruction(recon, mse, lp, code)
 
