@@ -98,7 +98,8 @@ class WeightEntry:
     """One pretrained file: how to get it (`hub`, `path` or `url`), how to build the model
     from it (`arch` + `config`, the loader's keyword arguments and nothing else), which
     registered generator it belongs to (`generator`: encoders, regressors, predictors,
-    directions, factors) and what the tabs show about it (`meta`)."""
+    directions, factors) as what (`role`: its encoder, its regressor, ...; the way a diffusers
+    `model_index.json` names a pipeline's components) and what the tabs show about it (`meta`)."""
     id: str
     arch: str
     config: dict[str, Any] = field(default_factory=dict)
@@ -114,6 +115,7 @@ class WeightEntry:
     description: str = ""
     used_by: tuple[str, ...] = ()
     mirrors: tuple[HubSource | UrlSource, ...] = ()  # the same file elsewhere, tried in order
+    role: str = "generator"  # what the file is to its generator (or to the app): see ROLES
 
     def alternatives(self) -> list["WeightEntry"]:
         """This entry as fetched from each mirror in turn (same id, checksum, cache place)."""
@@ -140,7 +142,21 @@ log = logging.getLogger("spatial_gan_studio")
 
 _REQUIRED = ("id", "arch")
 _KNOWN = {"id", "arch", "config", "generator", "meta", "hub", "path", "url", "sha256", "size",
-          "license", "source", "description", "used_by", "mirrors"}
+          "license", "source", "description", "used_by", "mirrors", "role"}
+ROLES = {  # a companion's role, by its arch when the entry does not state one
+    "regressor": "regressor",          # Collage: photo + mask -> W+ of its generator
+    "e4e": "encoder",                  # photo -> W+ (SAM's start, PandA's quick code)
+    "sngan-encoder": "encoder",        # photo -> z (Neural Collage's photo fit)
+    "sngan-discriminator": "discriminator",
+    "sngan-auxiliary": "auxiliary",
+    "sam-invertibility": "predictor",  # SAM: which layer a region inverts well in
+    "edit-direction": "direction",     # SAM's edits
+    "panda-factors": "factors",        # PandA: appearances or parts of one layer
+    "face-parser": "face-parser",      # segmenters: belong to the app, not to a generator
+    "ade20k-encoder": "scene-encoder",
+    "ade20k-decoder": "scene-decoder",
+}
+ROLE_NAMES = ("generator", *sorted(set(ROLES.values())))
 _TEXT_FIELDS = ("id", "arch", "license", "source", "description")
 
 
@@ -226,12 +242,16 @@ def _parse_entry(raw: dict, base: Path, where: str) -> WeightEntry:
     sha = raw.get("sha256")
     if sha is not None and (not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha.lower())):
         raise UserError(f"{at}: sha256 must be 64 hex digits or null")
+    role = raw.get("role") or ROLES.get(raw["arch"], "generator")
+    if role not in ROLE_NAMES:
+        raise UserError(f"{at}: role {role!r} is not one of {', '.join(ROLE_NAMES)}")
     return WeightEntry(id=raw["id"], arch=raw["arch"], config=dict(raw.get("config") or {}),
                        generator=raw.get("generator"), meta=_parse_meta(raw.get("meta"), at),
                        hub=hub, path=path, url=url, sha256=sha.lower() if sha else None,
                        size=size, license=raw.get("license", ""),
                        source=raw.get("source", ""), description=raw.get("description", ""),
-                       used_by=tuple(used_by), mirrors=_parse_mirrors(raw.get("mirrors"), at))
+                       used_by=tuple(used_by), mirrors=_parse_mirrors(raw.get("mirrors"), at),
+                       role=role)
 
 
 REPO_TYPES = ("model", "dataset", "space")
@@ -338,10 +358,16 @@ class Registry:
         archs = (arch,) if isinstance(arch, str) else arch
         return [e.id for e in self if archs is None or e.arch in archs]
 
-    def companions(self, arch: str, generator_id: str) -> list[WeightEntry]:
-        """Entries of `arch` made for one generator (their `generator` field): its encoders,
-        predictors, regressors, edit directions and factors."""
-        return [e for e in self if e.arch == arch and e.generator == generator_id]
+    def with_role(self, role: str, generator_id: str | None = None) -> list[WeightEntry]:
+        """Entries in `role` (ROLE_NAMES), in registry order; with `generator_id`, only those
+        made for that generator (its directions, its factor files, ...)."""
+        return [e for e in self if e.role == role and (generator_id is None or e.generator == generator_id)]
+
+    def companion(self, generator_id: str | None, role: str) -> WeightEntry | None:
+        """The first entry in `role` made for one generator (its encoder, its predictor, its
+        regressor, ...), or None when none is registered."""
+        found = self.with_role(role, generator_id) if generator_id else []
+        return found[0] if found else None
 
     def tabs(self) -> list[str]:
         """The tab ids the entries name in `used_by`, in order of first mention."""

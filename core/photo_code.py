@@ -128,8 +128,7 @@ def prepare_target(aligned) -> tuple[torch.Tensor, Frame]:
 
 def encoder_of(ctx, model_id: str):
     """The e4e encoder registered for generator `model_id` (its entry), or None."""
-    entries = ctx.registry.companions("e4e", model_id)
-    return entries[0] if entries else None
+    return ctx.registry.companion(model_id, "encoder")
 
 
 def start_w(ctx, model_id: str, G, target: torch.Tensor) -> torch.Tensor:

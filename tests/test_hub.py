@@ -533,7 +533,7 @@ def test_typed_pairing_and_meta(tmp_path: Path):
     r = reg.get("r")
     assert r.config == {"resnet_depth": 18} and r.meta.content == (256, 192)
     assert reg.generator_of(r).id == "g" and reg.get("g").image_size() == 256
-    assert r.image_size() is None and reg.companions("regressor", "g") == [r]
+    assert r.image_size() is None and reg.with_role("regressor", "g") == [r] and reg.companion("g", "regressor") == r
     with pytest.raises(UserError, match="'nowhere', which is not registered"):
         reg.generator_of(reg.get("orphan"))
     with pytest.raises(UserError, match="does not name the generator"):

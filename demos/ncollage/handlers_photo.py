@@ -32,8 +32,8 @@ def projection_needs(ctx: AppContext, model_id: str | None, image, class_text, s
     """A photo's fit: the generator in float32 and, for SNGAN, its encoder, discriminator and
     (if used) auxiliary network; BigGAN-deep's LPIPS projection warms the backbone."""
     picked(ctx, model_id)
-    helpers = ["sngan-encoder", "sngan-discriminator"] + (["sngan-auxiliary"] if use_aux else [])
-    ids = [model_id] + [companion(ctx, arch, model_id) for arch in helpers]
+    helpers = ["encoder", "discriminator"] + (["auxiliary"] if use_aux else [])
+    ids = [model_id] + [companion(ctx, role, model_id) for role in helpers]
     if ctx.registry.get(model_id).arch != "sngan":
         get_lpips("vgg", ctx.device)
     return [(i, torch.float32) for i in ids if i]
@@ -45,9 +45,11 @@ def projection_seconds(ctx: AppContext, model_id: str | None, image, class_text,
     return 20 + float(steps) * PROJECTION_GPU_SECONDS * (frame_size(ctx, model_id) / 128) ** 2
 
 
-def companion(ctx: AppContext, arch: str, generator_id: str) -> str | None:
-    found = ctx.registry.companions(arch, generator_id)
-    return found[0].id if found else None
+def companion(ctx: AppContext, role: str, generator_id: str) -> str | None:
+    """The id of the registry entry in `role` made for the generator (SNGAN's encoder,
+    discriminator, auxiliary network), or None."""
+    found = ctx.registry.companion(generator_id, role)
+    return found.id if found else None
 
 
 class ProjectionOutputs(NamedTuple):
@@ -82,12 +84,12 @@ def project_photo(ctx: AppContext, model_id: str | None, image: str | np.ndarray
     steps = int(steps)
     report = lambda d, t, l: progress(d / t, desc=f"Step {d}/{t} · loss {l:.3f}")  # noqa: E731
     if is_sngan(G):
-        enc_id = companion(ctx, "sngan-encoder", model_id)
-        dis_id = companion(ctx, "sngan-discriminator", model_id)
+        enc_id = companion(ctx, "encoder", model_id)
+        dis_id = companion(ctx, "discriminator", model_id)
         if not enc_id or not dis_id:
             raise UserError(f"{model_id} has no registered encoder and discriminator (entries of "
                             f"arch sngan-encoder / sngan-discriminator whose generator is {model_id}).")
-        aux_id = companion(ctx, "sngan-auxiliary", model_id) if use_aux else None
+        aux_id = companion(ctx, "auxiliary", model_id) if use_aux else None
         E, D = ctx.model(enc_id, torch.float32), ctx.model(dis_id, torch.float32)
         aux = ctx.model(aux_id, torch.float32) if aux_id else None
         enc_img = framed.aligned.image.resize((E.input_size,) * 2, Image.Resampling.BICUBIC)

@@ -121,15 +121,17 @@ def default_segmenter(ctx: AppContext, mid: str | None) -> str:
         return "superpixels"
     if ctx.registry.framing_of(ctx.registry.get(mid)) in FACE_FRAMINGS:
         return "face parser"
-    return "ADE20K" if companion(ctx, mid, "sam-invertibility") else "superpixels"
+    return "ADE20K" if companion(ctx, mid, "predictor") else "superpixels"
+
+
+SEGMENTER_ROLES = {"face parser": ("face-parser",), "ADE20K": ("scene-encoder", "scene-decoder")}
 
 
 def segmenter_ids(ctx: AppContext, kind: str) -> list[str] | None:
     """The registry ids a segmenter needs (face parser: one file; ADE20K: encoder, decoder),
-    or None when one is not registered."""
-    archs = {"face parser": ("face-parser",), "ADE20K": ("ade20k-encoder", "ade20k-decoder")}[kind]
-    found = [next((e.id for e in ctx.registry if e.arch == arch), None) for arch in archs]
-    return None if None in found else found
+    by their registry roles, or None when one is not registered."""
+    found = [next(iter(ctx.registry.with_role(role)), None) for role in SEGMENTER_ROLES[kind]]
+    return None if None in found else [e.id for e in found]
 
 
 def make_segments(ctx: AppContext, s: Session, kind: str, count: int) -> str:
@@ -165,16 +167,15 @@ def make_segments(ctx: AppContext, s: Session, kind: str, count: int) -> str:
 
 
 # ---- companions: predictor, encoder, directions -------------------------------------------
-def companion(ctx: AppContext, mid: str, arch: str) -> WeightEntry | None:
-    """The registry entry of `arch` made for generator `mid`, if any."""
-    entries = ctx.registry.companions(arch, mid)
-    return entries[0] if entries else None
+def companion(ctx: AppContext, mid: str | None, role: str) -> WeightEntry | None:
+    """The registry entry in `role` ("predictor", "encoder") made for generator `mid`, if any."""
+    return ctx.registry.companion(mid, role)
 
 
 def describe_helpers(ctx: AppContext, mid: str | None) -> str:
     if not mid:
         return ""
-    pred, enc = companion(ctx, mid, "sam-invertibility"), companion(ctx, mid, "e4e")
+    pred, enc = companion(ctx, mid, "predictor"), companion(ctx, mid, "encoder")
     kind = default_segmenter(ctx, mid)
     if kind == "superpixels":
         segments = "superpixels"
@@ -194,7 +195,7 @@ def direction_choices(ctx: AppContext, mid: str | None) -> list[str]:
     """The authors' direction files for this generator, then GANSpace and SeFa components."""
     if not mid:
         return []
-    files = [authors_label(e) for e in ctx.registry.companions("edit-direction", mid)]
+    files = [authors_label(e) for e in ctx.registry.with_role("direction", mid)]
     return files + [f"GANSpace {i + 1}" for i in range(DIRECTION_COUNT)] + \
         [f"SeFa {i + 1}" for i in range(DIRECTION_COUNT)]
 
@@ -217,7 +218,7 @@ def pick_direction(ctx: AppContext, mid: str, G: StyleGAN2Generator, label: str,
         kind, number = label.rsplit(" ", 1)
         find = DIRECTIONS.ganspace if kind == "GANSpace" else DIRECTIONS.sefa
         return find(mid, G, count=DIRECTION_COUNT, layers=layers)[int(number) - 1]
-    for e in ctx.registry.companions("edit-direction", mid):
+    for e in ctx.registry.with_role("direction", mid):
         if authors_label(e) == label:
             return file_direction(fetch(e), G.n_latent, e.meta.name, style_dim=G.style_dim)
     raise UserError(f"Unknown edit direction {label!r} for {mid}.")
@@ -240,7 +241,7 @@ def error_maps(ctx: AppContext, mid: str, G: StyleGAN2Generator, s: Session, est
                progress) -> str:
     """Fill `s.errors` from the authors' predictor, else from short single-space runs;
     -> how they were made (for the status line)."""
-    pred = companion(ctx, mid, "sam-invertibility")
+    pred = companion(ctx, mid, "predictor")
     if pred is not None:
         progress(0.3, desc="Invertibility predictor")
         P = ctx.model(pred.id, torch.float32)

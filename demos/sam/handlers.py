@@ -47,7 +47,7 @@ def generator_needs(ctx: AppContext, mid: str | None, *_, **__) -> list:
 def start_needs(ctx: AppContext, mid: str) -> list:
     """An inversion's start (e4e where registered) and its LPIPS backbone."""
     get_lpips("vgg", ctx.device)
-    enc = companion(ctx, mid, "e4e")
+    enc = companion(ctx, mid, "encoder")
     return [(enc.id, torch.float32)] if enc else []
 
 
@@ -55,7 +55,7 @@ def prediction_needs(ctx: AppContext, mid: str | None, picture, segments, tau, e
                      face=1, plain=False, segmenter: str = "auto", *_, **__) -> list:
     """Step 1: the generator, the predictor (else the single-space runs' start), the segmenter."""
     needs = generator_needs(ctx, mid)
-    pred = companion(ctx, mid, "sam-invertibility")
+    pred = companion(ctx, mid, "predictor")
     needs += [(pred.id, torch.float32)] if pred else start_needs(ctx, mid)
     kind = default_segmenter(ctx, mid) if segmenter in (None, "", "auto") else segmenter
     if kind != "superpixels":
@@ -84,7 +84,7 @@ def code_needs(ctx: AppContext, file: str | None, code: PhotoCode | None, *_, **
 
 def edit_needs(ctx: AppContext, mid: str | None, s, label: str | None, *_, **__) -> list:
     """Step 3: the generator and the authors' direction file picked."""
-    files = [e.id for e in ctx.registry.companions("edit-direction", mid or "")
+    files = [e.id for e in ctx.registry.with_role("direction", mid or "")
              if authors_label(e) == label]
     return generator_needs(ctx, mid) + files
 
@@ -95,8 +95,8 @@ def inversion_run(ctx: AppContext, mid: str, s: Session, layer_map: torch.Tensor
     """The inversion's result for "Download all": pictures (the result in the photo and the
     photo too), masks per space, codes, recipe."""
     space_masks = {name: (layer_map == i).float()[None, None] for i, name in enumerate(SPACES)}
-    helpers = {"predictor": getattr(companion(ctx, mid, "sam-invertibility"), "id", None),
-               "encoder": getattr(companion(ctx, mid, "e4e"), "id", None)}
+    helpers = {"predictor": getattr(companion(ctx, mid, "predictor"), "id", None),
+               "encoder": getattr(companion(ctx, mid, "encoder"), "id", None)}
     return record(ctx, TAB, "invert", {"generator": mid, **helpers},
                   images={"target": to_uint8(s.target)[0], **photo_images(s),
                           **{k: v for k, v in images.items() if v is not None}},

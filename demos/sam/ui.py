@@ -16,7 +16,8 @@ from core.models import STYLEGAN2_ARCHS
 from core.photo_code import photo_code_state
 from core.photo_slot import photo_slot, slot_line
 from core.ui import TabWiring, licence_line, quietly, tab_header
-from demos.sam.engine import MIN_SIZE, PALETTE, TAB, describe_helpers, direction_choices, direction_source
+from demos.sam.engine import (MIN_SIZE, PALETTE, SEGMENTER_ROLES, TAB, describe_helpers, direction_choices,
+                              direction_source)
 from demos.sam.handlers import (StopSignal, arm_stop, continue_from_code, edit_photo, invert, model_changed,
                                 predict_layer_map, request_stop, retune_tau, sample_photo, strength_for)
 
@@ -119,8 +120,10 @@ def build_tab(ctx: AppContext) -> None:
     tab_header("Invert a photo the GAN cannot draw exactly: regions that W+ reconstructs stay in W+ "
                "(fully editable); the rest get residuals in feature layers. Then edit with sliders.",
                HOW_IT_WORKS)
-    helpers = ("sam-invertibility", "e4e", "edit-direction", "face-parser", "ade20k-encoder", "ade20k-decoder")
-    licence_line(ctx.registry, TAB, ids + [e.id for e in ctx.registry if e.arch in helpers])
+    helpers = [e.id for mid in ids for role in ("predictor", "encoder", "direction")
+               for e in ctx.registry.with_role(role, mid)]
+    helpers += [e.id for roles in SEGMENTER_ROLES.values() for role in roles for e in ctx.registry.with_role(role)]
+    licence_line(ctx.registry, TAB, ids + helpers)
     gr.Markdown(precision_line(ctx.device))
     with gr.Row():
         model_id = gr.Dropdown(ids, value=ids[0] if ids else None, label="Model (StyleGAN2, 256 px or more)", scale=3)
