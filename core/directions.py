@@ -343,5 +343,6 @@ class DirectionCache:
                 del self._items[key]
 
 
-DIRECTIONS = DirectionCache()
-"""The app's shared cache."""
+def direction_cache(ctx) -> DirectionCache:
+    """The app's bases (per app: two apps with different registries never share one)."""
+    return ctx.shared("directions", DirectionCache)

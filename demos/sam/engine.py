@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from core.context import AppContext
-from core.directions import DIRECTIONS, Direction, file_direction
+from core.directions import Direction, direction_cache, file_direction
 from core.errors import UserError
 from core.faces import FramedPhoto
 from core.framing import FACE_FRAMINGS
@@ -216,7 +216,8 @@ def pick_direction(ctx: AppContext, mid: str, G: StyleGAN2Generator, label: str,
         raise UserError("Pick an edit direction.")
     if direction_source(label) != "file":
         kind, number = label.rsplit(" ", 1)
-        find = DIRECTIONS.ganspace if kind == "GANSpace" else DIRECTIONS.sefa
+        cache = direction_cache(ctx)
+        find = cache.ganspace if kind == "GANSpace" else cache.sefa
         return find(mid, G, count=DIRECTION_COUNT, layers=layers)[int(number) - 1]
     for e in ctx.registry.with_role("direction", mid):
         if authors_label(e) == label:
