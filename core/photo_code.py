@@ -3,7 +3,7 @@
 SAM's inversion (W+ plus masked feature residuals), a quick e4e or W+ inversion, and PandA's
 or the directions' edits all speak about the same rosinality StyleGAN2 layers, so one
 inverted photo can flow from tab to tab: a tab makes a `PhotoCode`, puts it in the session's
-`photo_code_state` (one gr.State the tabs share through the app context), and any other tab
+`core.ui.photo_code_state` (one gr.State per app, kept on the page being built), and any other tab
 reads it, renders it, edits the features of its own pass, and pastes the result back into
 the photo. No tab owns it and no tab imports another.
 
@@ -206,11 +206,3 @@ def saved_model(file: str | None) -> str | None:
         return None
     about = (recipe.get("settings") or {}).get("photo_code") if isinstance(recipe, dict) else None
     return (about or {}).get("model") or recipe.get("model_id")
-
-
-def photo_code_state(ctx):
-    """The session's photo code: one gr.State shared by every tab that makes or uses one
-    (made by whichever tab is built first, inside the app being built)."""
-    import gradio as gr
-
-    return ctx.shared("photo-code-state", lambda: gr.State(None))

@@ -123,6 +123,18 @@ def quietly(handler: Callable, n_outputs: int) -> Callable:
     return run
 
 
+def photo_code_state() -> gr.State:
+    """The session's photo code (`core.photo_code`): one gr.State per app that every tab
+    making or using a code shares, made by the first tab that asks and kept on the page being
+    built (not in the app context: the context holds no widget)."""
+    page = gr.context.Context.root_block
+    state = getattr(page, "photo_code_state", None)
+    if state is None:
+        state = gr.State(None)
+        page.photo_code_state = state
+    return state
+
+
 def tab_header(summary: str, how_it_works: str) -> None:
     """Every tab opens the same way: a short summary, then a collapsed "How it works"."""
     gr.Markdown(summary)

@@ -7,8 +7,7 @@ import gradio as gr
 from core.classes import class_choices
 from core.context import AppContext
 from core.models import GENERATOR_ARCHS
-from core.photo_code import photo_code_state
-from core.ui import (MAX_SEED, TabWiring, labelled_examples, licence_line, long_dropdown,
+from core.ui import (MAX_SEED, TabWiring, labelled_examples, licence_line, long_dropdown, photo_code_state,
                      random_seeds, tab_header)
 from demos.generate.handlers import (NO_CODE, TAB, code_status, generate_image, has_truncation, load_run,
                                      model_controls, show_code, wants_class)
@@ -52,7 +51,7 @@ def build_tab(ctx: AppContext) -> None:
          "seed 1 · ψ 1.0 (full variety, more artefacts)", "seed 42 · ψ 0.7"],
         [model, seed, psi], label="Examples: one seed, three truncations")
     wiring.download.render()
-    code = photo_code_state(ctx)
+    code = photo_code_state()
     with gr.Accordion("Your photo code · load a saved run", open=False):
         gr.Markdown("A photo inverted in the SAM tab (or given a quick code in PandA) is a code "
                     "of one StyleGAN2 model; show its picture here, pasted back into the photo, "

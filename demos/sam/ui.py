@@ -13,9 +13,8 @@ from core.directions import strength_range
 from core.images import photos_for
 from core.inversion import SPACES, STEPS, TAU, optimisation_dtype
 from core.models import STYLEGAN2_ARCHS
-from core.photo_code import photo_code_state
 from core.photo_slot import photo_slot, slot_line
-from core.ui import TabWiring, licence_line, quietly, tab_header
+from core.ui import TabWiring, licence_line, photo_code_state, quietly, tab_header
 from demos.sam.engine import (MIN_SIZE, PALETTE, SEGMENTER_ROLES, TAB, describe_helpers, direction_choices,
                               direction_source)
 from demos.sam.handlers import (StopSignal, arm_stop, continue_from_code, edit_photo, invert, model_changed,
@@ -206,7 +205,7 @@ def _build_invert(shared: Shared, layer_editor: gr.ImageEditor) -> None:
 
     stop_signal = gr.State(StopSignal)  # one per session (a callable initial value)
     armed = invert_button.click(arm_stop, stop_signal, None, queue=False, api_visibility="private")
-    code = photo_code_state(shared.wiring.ctx)
+    code = photo_code_state()
     shared.wiring.on(
         armed.then, invert, [shared.model_id, shared.session, layer_editor, steps, compare, stop_signal,
                              reduced],
