@@ -380,7 +380,7 @@ def _lbfgsb(value_and_grad: Callable[[torch.Tensor], tuple[torch.Tensor, torch.T
     (relative) or its line search fails; the last two also happen on long flat valleys
     (overcomplete parts) where a stale curvature memory stalls it, so it restarts from its own
     point with a fresh memory for as long as that lowers L and iterations remain."""
-    from scipy.optimize import Bounds, minimize
+    from scipy.optimize import Bounds, minimize  # heavy: loaded by the first fit, not at start-up
 
     device = x0.device
     lower = np.full(x0.numel(), -np.inf)
