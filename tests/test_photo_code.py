@@ -187,7 +187,7 @@ def test_panda_on_a_photo_code_edits_only_where_the_part_is(G, code, ctx, monkey
     from dataclasses import replace
 
     from core.models.stylegan2 import panda_layer
-    from demos.panda import handlers_photo
+    from demos.panda import handlers, handlers_photo
 
     fs = _factors(G, 5)
     k = panda_layer(5)
@@ -202,7 +202,8 @@ def test_panda_on_a_photo_code_edits_only_where_the_part_is(G, code, ctx, monkey
         return original_render(self, G_, layer, wrapped, w_plus)
 
     monkeypatch.setattr(PhotoCode, "render_edited", spy)
-    monkeypatch.setattr(handlers_photo, "factors_and_model", lambda ctx, label: (fs, G))
+    for module in (handlers, handlers_photo):  # the call's needs (handlers) and the edit
+        monkeypatch.setattr(module, "factors_and_model", lambda ctx, label: (fs, G))
     photo_code = _photo_code(ctx, code)
     rec, edited, diff, in_photo, run = handlers_photo.edit_photo_code(ctx, "tiny", photo_code, ["0"], 1, 40.0)
     changed = seen[0] > 0
