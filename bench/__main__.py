@@ -82,7 +82,7 @@ def panda_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, flo
     """PandA at FFHQ-1024 layer 5 (16x16, the published [512, 8] set): the tab's default
     compute (the authors' 1000 HOSVD samples, then Algorithm 1 full gradient: `fit`), the
     authors' stochastic loop (1000 of their 10,000 one-sample steps), and one edit."""
-    from demos.panda import engine, factors
+    from demos.panda import engine, factors, solver
 
     dtype = inference_dtype(device)
     reset_peak(device)
@@ -92,7 +92,7 @@ def panda_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, flo
 
     def factorize():
         out["Z"] = factors.collect_features(G, 5, n, chunk=chunk)
-        out["AP"] = factors.fit(out["Z"], 512, 8)
+        out["AP"] = solver.fit(out["Z"], 512, 8)
     med, lo = timed(factorize, device, 1, warmup=0)
     yield f"panda ffhq-1024 l5 compute ({n} samples, fit)", str(dtype).replace("torch.", ""), med, lo, peak_memory_mb(device)
     Z = out.pop("Z")
@@ -101,7 +101,7 @@ def panda_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, flo
     P0 = factors.init_parts(256, 8).to(device)
     steps = 1000
     med, lo = timed(lambda: factors.algorithm1(factors.stream_features(G, 5, factors.sample_draws(range(steps)), chunk=chunk),
-                                          A0, P0, factors.AUTHORS_LR), device, 1, warmup=0)
+                                               A0, P0, factors.AUTHORS_LR), device, 1, warmup=0)
     yield f"panda ffhq-1024 l5 stochastic loop ({steps} steps)", str(dtype).replace("torch.", ""), med, lo, peak_memory_mb(device)
     A, P = out["AP"]
     fs = engine.FactorSet("bench", 5, A, P)

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.models.stylegan2 import StyleGAN2Generator  # noqa: E402
-from demos.panda import factors  # noqa: E402
+from demos.panda import factors, solver  # noqa: E402
 
 LAYER, RANK_C, RANK_S = 5, 512, 8
 
@@ -72,7 +72,7 @@ def converged_algorithm1(Z: torch.Tensor, steps: int, every: int = 500, rtol: fl
 
 def polished(Z: torch.Tensor, P: torch.Tensor) -> float:
     """L at the stationary point `fit`'s solver reaches from these parts."""
-    return float(factors.descend_parts(Z, P.double(), float(Z.double().square().sum()), 2000, 1e-12)[2])
+    return float(solver.descend_parts(Z, P.double(), float(Z.double().square().sum()), 2000, 1e-12)[2])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     Z = features(args.samples, device)
     print(f"features {tuple(Z.shape)} at layer {LAYER}, ranks [{RANK_C}, {RANK_S}], {device}", flush=True)
     t = time.perf_counter()
-    A, P = factors.fit(Z, RANK_C, RANK_S)
+    A, P = solver.fit(Z, RANK_C, RANK_S)
     fit_s = time.perf_counter() - t
     f_fit = float(factors.objective_direct(Z.double(), A.double(), P.double()))
     balance = float(A.double().square().sum() - P.double().square().sum())

@@ -184,7 +184,7 @@ def test_compute_with_the_authors_stochastic_loop(ctx, tmp_path):
     stats = collect_stats(G, 3, hosvd_draws(20), with_gram=False)
     A0, P0 = appearances_from_scatter(stats.scatter, 16), init_parts(64, 4)
     A, P = algorithm1((layer_features(G, engine.seed_w_plus(G, [t], 1.0), 3).float() for t in range(30)),
-                         A0, P0, 1e-4)
+                      A0, P0, 1e-4)
     torch.testing.assert_close(fs.A, A.float(), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(fs.P, P.float(), rtol=1e-4, atol=1e-5)
     with pytest.raises(gr.Error, match="diverged"):

@@ -22,6 +22,7 @@ from demos.panda import factors
 from demos.panda.engine import (REFINE_LR, REFINE_STEPS, SALIENCY_SAMPLES, TAB, EditTerm, FactorSet,
                                 channel_mean, edit, edit_delta, masked_pictures, part_mask, part_overlays,
                                 presets_for, refine_parts, saliency, saliency_picture, seed_w_plus, set_label)
+from demos.panda.solver import fit
 from demos.panda.sources import computed_dir, library, shown_folder
 
 SAMPLE_GPU_SECONDS = 0.05  # estimated GPU time per sample (features and fit) for ZeroGPU's duration
@@ -241,7 +242,7 @@ def compute_factors(ctx: AppContext, model_id: str | None, layer: float, rank_s:
     """Factorize a layer of any registered StyleGAN2 with Algorithm 1 and save the pair in the
     authors' format and names -> (factor-set choices with the new set picked, status line).
 
-    "full": `factors.fit` on the authors' n_samples HOSVD samples (all held: their full-gradient
+    "full": `fit` on the authors' n_samples HOSVD samples (all held: their full-gradient
     mode); "stochastic": their loop as published (HOSVD init on n_samples, then `steps`
     steps of one fresh sample t each, fixed `lr`), streamed."""
     if not model_id:
@@ -266,18 +267,18 @@ def compute_factors(ctx: AppContext, model_id: str | None, layer: float, rank_s:
                             f"use at most {FEATURE_BUDGET // (C * s * s * 4)} samples, or the authors' "
                             "stochastic loop, which streams them.")
         Z = factors.collect_features(G, layer, n, chunk=chunk,
-                                progress=lambda d, t: progress(0.5 * d / t, desc=f"Features {d}/{t}"))
-        A, P = factors.fit(Z, C, rank_s, max_iters=int(iters),
-                      progress=lambda d, t: progress(0.5 + 0.5 * d / t, desc=f"Their update, then L-BFGS-B on the parts: iteration {d}"))
+                                     progress=lambda d, t: progress(0.5 * d / t, desc=f"Features {d}/{t}"))
+        A, P = fit(Z, C, rank_s, max_iters=int(iters),
+                   progress=lambda d, t: progress(0.5 + 0.5 * d / t, desc=f"Their update, then L-BFGS-B on the parts: iteration {d}"))
         del Z
     else:
         stats = factors.collect_stats(G, layer, factors.hosvd_draws(n), chunk=chunk, with_gram=False,
-                                 progress=lambda d, t: progress(0.2 * d / t, desc=f"HOSVD {d}/{t}"))
+                                      progress=lambda d, t: progress(0.2 * d / t, desc=f"HOSVD {d}/{t}"))
         A0, P0 = factors.appearances_from_scatter(stats.scatter, C), factors.init_parts(s * s, rank_s)
         steps = int(steps)
         batches = factors.stream_features(G, layer, factors.sample_draws(range(steps)), chunk=chunk)
         A, P = factors.algorithm1(batches, A0.to(G.device), P0.to(G.device), float(lr), steps=steps,
-                             progress=lambda d, t: progress(0.2 + 0.8 * d / t, desc=f"Algorithm 1, step {d}/{t}"))
+                                  progress=lambda d, t: progress(0.2 + 0.8 * d / t, desc=f"Algorithm 1, step {d}/{t}"))
         if not (torch.isfinite(A).all() and torch.isfinite(P).all()):
             raise UserError(f"The loop diverged at lr {lr:g}: try a smaller learning rate.")
     lib = library(ctx)
