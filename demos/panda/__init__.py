@@ -1,9 +1,10 @@
 """The PandA tab (Oldfield et al., ICLR 2023): parts and appearances in a StyleGAN2 layer, and
 local edits with them.
 
-`engine` (models and tensors, no Gradio), `factors` (the factorization, Algorithm 1), `sources`
-(factor files), `handlers` and `handlers_photo` (functions of the app context and the widgets'
-values), `ui` (`build_tab`). Importers name the submodule they use.
+`engine` (models and tensors, no Gradio), `factors` (the authors' Algorithm 1) and `solver`
+(its objective solved fast: `fit`), `sources` (factor files), `handlers` and `handlers_photo`
+(functions of the app context and the widgets' values), `ui` (`build_tab`). Importers name the
+submodule they use.
 """
 from __future__ import annotations
 

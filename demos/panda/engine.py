@@ -6,7 +6,7 @@ authors' sum of [parts, appearance, lambda] terms; original and edited image fro
 pass; optional per-sample part refinement, Eq. 6), `refine_parts`, `saliency`
 (Lanczos-upsampled, then thresholded, as `localize-concepts`) and its threshold
 `channel_mean`, `masked_pictures`, `part_overlays`, the authors' annotated edits
-(`presets_for`). Factor files live in `sources`; factorization itself in `factors`.
+(`presets_for`). Factor files live in `sources`; factorization in `factors` and `solver`.
 
 Samples are the authors' (`np.random.seed(t); randn(1, 512)` is seed t, truncation 1.0 by
 
