@@ -82,7 +82,7 @@ def panda_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, flo
     """PandA at FFHQ-1024 layer 5 (16x16, the published [512, 8] set): the tab's default
     compute (the authors' 1000 HOSVD samples, then Algorithm 1 full gradient: `fit`), the
     authors' stochastic loop (1000 of their 10,000 one-sample steps), and one edit."""
-    from demos import panda, panda_factors as pf
+    from demos.panda import engine, factors, solver
 
     dtype = inference_dtype(device)
     reset_peak(device)
@@ -91,23 +91,23 @@ def panda_cases(device: torch.device, runs: int) -> Iterator[tuple[str, str, flo
     out = {}
 
     def factorize():
-        out["Z"] = pf.collect_features(G, 5, n, chunk=chunk)
-        out["AP"] = pf.fit(out["Z"], 512, 8)
+        out["Z"] = factors.collect_features(G, 5, n, chunk=chunk)
+        out["AP"] = solver.fit(out["Z"], 512, 8)
     med, lo = timed(factorize, device, 1, warmup=0)
     yield f"panda ffhq-1024 l5 compute ({n} samples, fit)", str(dtype).replace("torch.", ""), med, lo, peak_memory_mb(device)
     Z = out.pop("Z")
-    A0 = pf.appearances_from_scatter(torch.einsum("ncs,nds->cd", Z, Z).double() / n, 512).to(device)
+    A0 = factors.appearances_from_scatter(torch.einsum("ncs,nds->cd", Z, Z).double() / n, 512).to(device)
     del Z
-    P0 = pf.init_parts(256, 8).to(device)
+    P0 = factors.init_parts(256, 8).to(device)
     steps = 1000
-    med, lo = timed(lambda: pf.algorithm1(pf.stream_features(G, 5, pf.sample_draws(range(steps)), chunk=chunk),
-                                          A0, P0, pf.AUTHORS_LR), device, 1, warmup=0)
+    med, lo = timed(lambda: factors.algorithm1(factors.stream_features(G, 5, factors.sample_draws(range(steps)), chunk=chunk),
+                                               A0, P0, factors.AUTHORS_LR), device, 1, warmup=0)
     yield f"panda ffhq-1024 l5 stochastic loop ({steps} steps)", str(dtype).replace("torch.", ""), med, lo, peak_memory_mb(device)
     A, P = out["AP"]
-    fs = panda.FactorSet("bench", 5, A, P)
+    fs = engine.FactorSet("bench", 5, A, P)
     w = torch.randn(1, G.n_latent, 512, device=device, dtype=dtype)
-    term = [panda.EditTerm((3,), 6, 30.0)]
-    med, lo = timed(lambda: panda.edit(G, w, fs, term), device, runs)
+    term = [engine.EditTerm((3,), 6, 30.0)]
+    med, lo = timed(lambda: engine.edit(G, w, fs, term), device, runs)
     yield "panda ffhq-1024 l5 edit (original + edited)", str(dtype).replace("torch.", ""), med, lo, peak_memory_mb(device)
 
 

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.models.stylegan2 import StyleGAN2Generator  # noqa: E402
-from demos import panda_factors as pf  # noqa: E402
+from demos.panda import factors, solver  # noqa: E402
 
 LAYER, RANK_C, RANK_S = 5, 512, 8
 
@@ -36,7 +36,7 @@ LAYER, RANK_C, RANK_S = 5, 512, 8
 def features(n: int, device: torch.device) -> torch.Tensor:
     torch.manual_seed(0)
     G = StyleGAN2Generator(1024).to(device).eval().requires_grad_(False)
-    return pf.collect_features(G, LAYER, n, chunk=10)
+    return factors.collect_features(G, LAYER, n, chunk=10)
 
 
 def converged_algorithm1(Z: torch.Tensor, steps: int, every: int = 500, rtol: float = 1e-7
@@ -47,15 +47,15 @@ def converged_algorithm1(Z: torch.Tensor, steps: int, every: int = 500, rtol: fl
     limit is the fixed-step loop's, not an oscillation)."""
     Zd = Z.double()
     K = sum(z.t() @ z for z in Zd)
-    A = pf.appearances_from_scatter(torch.einsum("ncs,nds->cd", Zd, Zd) / len(Zd), RANK_C).to(Zd)
-    P = pf.init_parts(Zd.shape[2], RANK_S).to(Zd)
+    A = factors.appearances_from_scatter(torch.einsum("ncs,nds->cd", Zd, Zd) / len(Zd), RANK_C).to(Zd)
+    P = factors.init_parts(Zd.shape[2], RANK_S).to(Zd)
     lr = 0.3 / float(torch.linalg.matrix_norm(K, ord=2))
-    last, trace, t = float(pf.objective_direct(Zd, A, P)), [], 0
+    last, trace, t = float(factors.objective_direct(Zd, A, P)), [], 0
     while t < steps:
         A1, P1 = A, P
         for _ in range(every):
-            A1, P1 = pf.algorithm1_step(Zd, A1, P1, lr)
-        f = float(pf.objective_direct(Zd, A1, P1))
+            A1, P1 = factors.algorithm1_step(Zd, A1, P1, lr)
+        f = float(factors.objective_direct(Zd, A1, P1))
         if not f <= last:  # rose (or NaN): take the window back, halve the step
             lr /= 2
             print(f"  Algorithm 1 step {t + every}: L rose to {f:.9g}; lr halved to {lr:.3g}", flush=True)
@@ -72,7 +72,7 @@ def converged_algorithm1(Z: torch.Tensor, steps: int, every: int = 500, rtol: fl
 
 def polished(Z: torch.Tensor, P: torch.Tensor) -> float:
     """L at the stationary point `fit`'s solver reaches from these parts."""
-    return float(pf.descend_parts(Z, P.double(), float(Z.double().square().sum()), 2000, 1e-12)[2])
+    return float(solver.descend_parts(Z, P.double(), float(Z.double().square().sum()), 2000, 1e-12)[2])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     Z = features(args.samples, device)
     print(f"features {tuple(Z.shape)} at layer {LAYER}, ranks [{RANK_C}, {RANK_S}], {device}", flush=True)
     t = time.perf_counter()
-    A, P = pf.fit(Z, RANK_C, RANK_S)
+    A, P = solver.fit(Z, RANK_C, RANK_S)
     fit_s = time.perf_counter() - t
-    f_fit = float(pf.objective_direct(Z.double(), A.double(), P.double()))
+    f_fit = float(factors.objective_direct(Z.double(), A.double(), P.double()))
     balance = float(A.double().square().sum() - P.double().square().sum())
     print(f"fit: L = {f_fit:.9g} in {fit_s:.1f} s (||A||^2 - ||P||^2 = {balance:.6g})", flush=True)
     t = time.perf_counter()

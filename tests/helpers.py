@@ -77,7 +77,7 @@ def quadrant_parts(side: int):
 def published_panda_factors(hub_cache: Path, generator: str, layer: int, A, P) -> list[dict]:
     """A and P in an offline copy of the authors' Hub Space ("someone/PandA", their file names
     for the model name "tiny") -> the two registry entries that pair them with `generator`."""
-    from demos.panda_factors import factor_filenames
+    from demos.panda.factors import factor_filenames
 
     names = factor_filenames("tiny", layer, A.shape[1], P.shape[1])
     seed_hub_cache(hub_cache, "someone/PandA", {f"checkpoints/{n}": npy_bytes(a) for n, a in zip(names, (A, P))},
@@ -155,7 +155,7 @@ EMPTY_EDITOR = {"background": None, "layers": [], "composite": None}
 def every_tab_registry(folder: Path) -> Path:
     """Every tab's tiny models in their published layouts, as local `path` entries."""
     from core.models.regressor import MaskedRegressor
-    from demos.panda_factors import appearances_from_scatter
+    from demos.panda.factors import appearances_from_scatter
 
     sg2 = folder / "tiny-sg2.pt"
     shutil.copy(SG2_REF / "tiny.pt", sg2)

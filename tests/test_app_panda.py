@@ -17,8 +17,9 @@ from core.context import AppContext
 from core.hub import load_registry
 from core.images import to_uint8
 from core.models.stylegan2 import load_stylegan2
-from demos import panda
-from demos.panda_factors import appearances_from_scatter
+from demos.panda import engine, handlers, sources
+from demos.panda.factors import (algorithm1, appearances_from_scatter, collect_stats, hosvd_draws, init_parts,
+                                 layer_features)
 
 LABEL = "tiny-sg2 · layer 5 · ranks [16, 4] (published)"
 
@@ -62,9 +63,9 @@ def test_parts_then_edit_end_to_end(client, tiny_sg2_file, factors):
     # same numbers as the engine on the same checkpoint
     G = load_stylegan2(tiny_sg2_file, size=32, style_dim=32, n_mlp=2, channel_max=16)
     A, P = factors
-    fs = panda.FactorSet("tiny-sg2", 5, torch.from_numpy(A), torch.from_numpy(P))
-    w = panda.seed_w_plus(G, [3], 0.7)
-    res = panda.edit(G, w, fs, [panda.EditTerm((1,), 2, 80.0)])
+    fs = engine.FactorSet("tiny-sg2", 5, torch.from_numpy(A), torch.from_numpy(P))
+    w = engine.seed_w_plus(G, [3], 0.7)
+    res = engine.edit(G, w, fs, [engine.EditTerm((1,), 2, 80.0)])
     assert np.array_equal(orig, to_uint8(res.original)[0]) and np.array_equal(edited, to_uint8(res.edited)[0])
     assert not np.array_equal(orig, edited)
     assert _png(sal).shape == (32, 64, 3)  # heat map beside the thresholded mask
@@ -118,17 +119,17 @@ def test_download_all_after_an_edit(client):
 def test_show_parts_and_edit_seeds_called_directly(ctx, factors):
     """The handlers are functions of (ctx, values): the same pictures as the engine, and a
     run for "Download all" naming the generator and both factor files."""
-    gallery, parts, preset, appearance = panda.show_parts(ctx, LABEL, "3", 1.0)
+    gallery, parts, preset, appearance = handlers.show_parts(ctx, LABEL, "3", 1.0)
     assert len(gallery) == 4 and [name for _, name in gallery] == [f"part {r}" for r in range(4)]
     assert parts["value"] == [0] and parts["choices"] == [(f"part {r}", r) for r in range(4)]
     assert preset["choices"] == [] and appearance["maximum"] == 15  # no annotated edits here
-    refined, *_ = panda.show_parts(ctx, LABEL, "3", 1.0, True)
+    refined, *_ = handlers.show_parts(ctx, LABEL, "3", 1.0, True)
     assert len(refined) == 4
-    orig, edited, diff, sal, masked, run = panda.edit_seeds(ctx, LABEL, "3, 4", 1.0, [1], 2, 80)
+    orig, edited, diff, sal, masked, run = handlers.edit_seeds(ctx, LABEL, "3, 4", 1.0, [1], 2, 80)
     G = ctx.model("tiny-sg2")
     A, P = factors
-    fs = panda.FactorSet("tiny-sg2", 5, torch.from_numpy(A), torch.from_numpy(P))
-    res = panda.edit(G, panda.seed_w_plus(G, [3, 4], 1.0), fs, [panda.EditTerm((1,), 2, 80.0)])
+    fs = engine.FactorSet("tiny-sg2", 5, torch.from_numpy(A), torch.from_numpy(P))
+    res = engine.edit(G, engine.seed_w_plus(G, [3, 4], 1.0), fs, [engine.EditTerm((1,), 2, 80.0)])
     assert orig.shape == edited.shape == masked.shape == (32, 64, 3) and sal.shape == (64, 64, 3)
     assert np.array_equal(orig[:, :32], to_uint8(res.original)[0]) and np.array_equal(edited[:, 32:], to_uint8(res.edited)[1])
     # seed t is the authors' sample t: np.random.seed(t); randn(1, 512) (here 32-d)
@@ -140,70 +141,69 @@ def test_show_parts_and_edit_seeds_called_directly(ctx, factors):
     assert set(r["models"]) == {"generator", "appearances", "parts"} and r["settings"]["truncation"] == 1.0
     assert run.masks["part"].shape == (16, 16) and run.masks["saliency_above_mean"][0].shape == (32, 32)
     # the saliency threshold: a_j . the mean feature of samples 0..499 at this truncation
-    mean = panda.channel_mean(G, 5, 1.0)
+    mean = engine.channel_mean(ctx, G, 5, 1.0)
     assert r["settings"]["saliency_threshold"] == pytest.approx(float(fs.A[:, 2] @ mean), rel=1e-6)
     # several edits at once: the edit list's rows are summed with the edit above
     rows = [["0, 3", 5, -40.0], ["", None, None]]
-    *_, run2 = panda.edit_seeds(ctx, LABEL, "3", 1.0, [1], 2, 80, rows, False)
+    *_, run2 = handlers.edit_seeds(ctx, LABEL, "3", 1.0, [1], 2, 80, rows, False)
     assert run2.recipe["settings"]["edits"] == [[[1], 2, 80.0], [[0, 3], 5, -40.0]]
-    *_, run3 = panda.edit_seeds(ctx, LABEL, "3", 1.0, [], 2, 80, rows[:1], True)  # only the list, refined
+    *_, run3 = handlers.edit_seeds(ctx, LABEL, "3", 1.0, [], 2, 80, rows[:1], True)  # only the list, refined
     assert run3.recipe["settings"]["edits"] == [[[0, 3], 5, -40.0]] and run3.recipe["settings"]["refine_parts"]
-    assert panda.add_edit(rows[:1], [2, 1], 4, 30) == [["0, 3", 5, -40.0], ["2, 1", 4, 30.0]]
+    assert handlers.add_edit(rows[:1], [2, 1], 4, 30) == [["0, 3", 5, -40.0], ["2, 1", 4, 30.0]]
 
 
 def test_handler_mistakes_are_readable_messages(ctx):
     with pytest.raises(gr.Error, match="Pick at least one part"):
-        panda.edit_seeds(ctx, LABEL, "3", 1.0, [], 2, 50)
+        handlers.edit_seeds(ctx, LABEL, "3", 1.0, [], 2, 50)
     with pytest.raises(gr.Error, match="Pick an appearance index"):
-        panda.edit_seeds(ctx, LABEL, "3", 1.0, [1], None, 50)
+        handlers.edit_seeds(ctx, LABEL, "3", 1.0, [1], None, 50)
     with pytest.raises(gr.Error, match="out of range"):
-        panda.edit_seeds(ctx, LABEL, "3", 1.0, [1], 99, 50)
+        handlers.edit_seeds(ctx, LABEL, "3", 1.0, [1], 99, 50)
     with pytest.raises(gr.Error, match="comma"):
-        panda.edit_seeds(ctx, LABEL, "3", 1.0, [1], 2, 50, [["x", 1, 2]])
+        handlers.edit_seeds(ctx, LABEL, "3", 1.0, [1], 2, 50, [["x", 1, 2]])
     with pytest.raises(gr.Error, match="not a seed"):
-        panda.show_parts(ctx, LABEL, "3, x", 1.0)
+        handlers.show_parts(ctx, LABEL, "3, x", 1.0)
     with pytest.raises(gr.Error, match="No factors yet"):
-        panda.show_parts(ctx, None, "3", 1.0)
+        handlers.show_parts(ctx, None, "3", 1.0)
     with pytest.raises(gr.Error, match="Unknown factor set"):
-        panda.show_parts(ctx, "tiny-sg2 · layer 9 · ranks [16, 4] (published)", "3", 1.0)
+        handlers.show_parts(ctx, "tiny-sg2 · layer 9 · ranks [16, 4] (published)", "3", 1.0)
     with pytest.raises(gr.Error, match="Pick a generator"):
-        panda.compute_factors(ctx, None, 5, 4, 50, 50)
+        handlers.compute_factors(ctx, None, 5, 4, 50, 50)
     with pytest.raises(gr.Error, match=r"tiny-sg2 has layers 1\.\.7"):
-        panda.compute_factors(ctx, "tiny-sg2", 12, 4, 50, 50)
+        handlers.compute_factors(ctx, "tiny-sg2", 12, 4, 50, 50)
     with pytest.raises(gr.Error, match="stochastic loop, which streams"):
-        panda.compute_factors(ctx, "tiny-sg2", 7, 4, 10 ** 6, 50)
+        handlers.compute_factors(ctx, "tiny-sg2", 7, 4, 10 ** 6, 50)
 
 
 def test_compute_with_the_authors_stochastic_loop(ctx, tmp_path):
     """Their loop as published (HOSVD init, one fresh sample t per step, fixed lr), streamed."""
-    update, status = panda.compute_factors(ctx, "tiny-sg2", 3, 4, 20, 10, "the authors' stochastic loop", 30, 1e-4)
+    update, status = handlers.compute_factors(ctx, "tiny-sg2", 3, 4, 20, 10, "the authors' stochastic loop", 30, 1e-4)
     assert "Saved" in status and update["value"] == "tiny-sg2 · layer 3 · ranks [16, 4] (computed)"
-    fs = panda.library(ctx).get(update["value"])
-    from demos import panda_factors as pf
+    fs = sources.library(ctx).get(update["value"])
     G = ctx.model("tiny-sg2")
-    stats = pf.collect_stats(G, 3, pf.hosvd_draws(20), with_gram=False)
-    A0, P0 = pf.appearances_from_scatter(stats.scatter, 16), pf.init_parts(64, 4)
-    A, P = pf.algorithm1((pf.layer_features(G, panda.seed_w_plus(G, [t], 1.0), 3).float() for t in range(30)),
-                         A0, P0, 1e-4)
+    stats = collect_stats(G, 3, hosvd_draws(20), with_gram=False)
+    A0, P0 = appearances_from_scatter(stats.scatter, 16), init_parts(64, 4)
+    A, P = algorithm1((layer_features(G, engine.seed_w_plus(G, [t], 1.0), 3).float() for t in range(30)),
+                      A0, P0, 1e-4)
     torch.testing.assert_close(fs.A, A.float(), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(fs.P, P.float(), rtol=1e-4, atol=1e-5)
     with pytest.raises(gr.Error, match="diverged"):
-        panda.compute_factors(ctx, "tiny-sg2", 3, 4, 20, 10, "stochastic", 30, 1e3)
+        handlers.compute_factors(ctx, "tiny-sg2", 3, 4, 20, 10, "stochastic", 30, 1e3)
 
 
 def test_presets_and_part_clicks_called_directly(ctx):
-    unchanged = panda.apply_preset(ctx, LABEL, None)
+    unchanged = handlers.apply_preset(ctx, LABEL, None)
     assert len(unchanged) == 3 and all(u == gr.update() for u in unchanged)
     with pytest.raises(gr.Error, match="not an annotated edit"):  # "remove object" only where annotated
-        panda.apply_preset(ctx, LABEL, "remove object (background appearance)")
-    assert panda.select_part([0], SimpleNamespace(index=2)) == [0, 2]
-    assert panda.select_part([0, 2], SimpleNamespace(index=2)) == [0, 2]
-    assert panda.select_part(None, SimpleNamespace(index=1)) == [1]
+        handlers.apply_preset(ctx, LABEL, "remove object (background appearance)")
+    assert handlers.select_part([0], SimpleNamespace(index=2)) == [0, 2]
+    assert handlers.select_part([0, 2], SimpleNamespace(index=2)) == [0, 2]
+    assert handlers.select_part(None, SimpleNamespace(index=1)) == [1]
 
 
 def test_the_part_list_is_filled_on_a_fresh_visit():
     """Editing your photo must not wait for a sample: the parts come from the set's label."""
-    from demos.panda import part_choices, set_label
+    from demos.panda.engine import part_choices, set_label
 
     label = set_label("tiny-sam", 5, 8, 4, "published")
     assert part_choices(label) == [(f"part {r}", r) for r in range(4)]

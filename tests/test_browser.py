@@ -469,13 +469,13 @@ def test_a_photo_flows_from_sam_to_panda_and_generate_and_its_saved_runs_come_ba
     from skimage import data
 
     from core.recipe import read_bundle
-    from demos import panda
+    from demos.panda import sources
 
     for old in ARTIFACTS.glob("flow-*.png"):
         old.unlink()
     photo = tmp_path / "astronaut.png"
     Image.fromarray(data.astronaut()).save(photo)
-    label = next(name for name in panda.library(app.app.ctx).labels() if "tiny-sam" in name)
+    label = next(name for name in sources.library(app.app.ctx).labels() if "tiny-sam" in name)
     context, page = open_page(browser, app.src)
     page.set_default_timeout(4 * TIMEOUT_MS)
     try:

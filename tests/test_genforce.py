@@ -131,7 +131,7 @@ def test_the_real_files_layout_is_what_the_loader_expects():
 
 
 def test_the_published_afhqdog_factors_are_paired_with_the_genforce_port():
-    from demos import panda
+    from demos.panda import sources
 
     reg = load_registry(ROOT / "weights.json")
     ctx = AppContext(reg, torch.device("cpu"))
@@ -139,22 +139,22 @@ def test_the_published_afhqdog_factors_are_paired_with_the_genforce_port():
     for part in ("appearances", "parts"):
         assert reg.generator_of(reg.get(f"panda-afhqdog-l8-{part}")).id == port
     assert {"stylegan2-afhqdog-512", port} <= set(ctx.model_ids(STYLEGAN2_ARCHS))
-    lib = panda.FactorLibrary(ctx)
+    lib = sources.FactorLibrary(ctx)
     assert f"{port} · layer 8 · ranks [512, 8] (published)" in lib.published()
     assert lib.authors_name(port) == "stylegan2_afhqdog512"
 
 
 def test_factors_computed_for_a_genforce_generator_are_listed(tmp_path, monkeypatch):
-    from demos import panda
+    from demos.panda import sources
 
     monkeypatch.setenv("SPATIAL_GAN_CACHE", str(tmp_path / "cache"))
-    folder = panda.computed_dir() / "tiny-genforce"
+    folder = sources.computed_dir() / "tiny-genforce"
     folder.mkdir(parents=True)
     for f in ("Uc-name_tiny_genforce-layer_4-rank_8.npy", "Us-name_tiny_genforce-layer_4-rank_2.npy"):
         np.save(folder / f, np.zeros(1))
     registry = write_registry(tmp_path / "weights.json",
                               [tiny_entry("tiny-genforce", REF / "tiny.pth")])
-    lib = panda.FactorLibrary(AppContext(load_registry(registry), torch.device("cpu")))
+    lib = sources.FactorLibrary(AppContext(load_registry(registry), torch.device("cpu")))
     assert list(lib.computed()) == ["tiny-genforce · layer 4 · ranks [8, 2] (computed)"]
 
 

@@ -228,7 +228,7 @@ def test_app_cache_dir_is_read_at_call_time(tmp_path: Path, monkeypatch):
     monkeypatch.delenv(hub.CACHE_ENV)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert hub.app_cache_dir() == tmp_path / "home" / ".cache" / "spatial-gan-studio"
-    from demos.panda import computed_dir
+    from demos.panda.sources import computed_dir
 
     assert computed_dir() == hub.app_cache_dir() / "panda"
 

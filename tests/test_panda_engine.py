@@ -17,8 +17,7 @@ from core.hub import load_registry
 from core.images import to_uint8
 from core.models.stylegan2 import load_stylegan2, panda_layer
 from core.ops import truncate
-from demos import panda
-from demos import panda_factors as pf
+from demos.panda import engine, factors, solver, sources
 
 F64 = torch.float64
 
@@ -87,11 +86,11 @@ def random_psd(C: int, seed: int) -> torch.Tensor:
 def test_solve_parts_recovers_planted_disjoint_parts(seed):
     P_true = block_parts(8, seed)
     Z = planted(P_true, N=100, C=32, noise=0.01, seed=seed)
-    P = pf.solve_parts(gram(Z), 4)
+    P = solver.solve_parts(gram(Z), 4)
     assert P.shape == (64, 4) and P.dtype == torch.float32 and (P >= 0).all()
     assert matched_cosine(P_true, P) > 0.95
     # and fit (the tab's solver) keeps them: seeds 0 and 4 lost a part with uncapped steps
-    assert matched_cosine(P_true, pf.fit(Z, 32, 4, max_iters=20)[1]) > 0.95
+    assert matched_cosine(P_true, solver.fit(Z, 32, 4, max_iters=20)[1]) > 0.95
 
 
 @pytest.mark.parametrize("seed", [1])
@@ -99,7 +98,7 @@ def test_solve_parts_recovers_planted_overlapping_parts(seed):
     P_true = bump_parts(8, 1.3, seed)
     assert (P_true > 0).all()  # every pair of parts overlaps everywhere
     Z = planted(P_true, N=100, C=32, noise=0.01, seed=seed)
-    assert matched_cosine(P_true, pf.solve_parts(gram(Z), 4)) > 0.95
+    assert matched_cosine(P_true, solver.solve_parts(gram(Z), 4)) > 0.95
 
 
 def test_recovery_check_can_fail():
@@ -116,15 +115,15 @@ def test_objective_from_gram_equals_direct_objective(seed):
     Z = torch.randn(N, C, S, generator=g, dtype=F64)
     P = torch.rand(S, R, generator=g, dtype=F64) * 0.3  # not orthogonal, not a projection
     K = gram(Z)
-    fast = pf.objective_from_gram(K, P)
+    fast = factors.objective_from_gram(K, P)
     # A square orthogonal (float64): exact identity
     A = random_orthogonal(C, seed)
-    torch.testing.assert_close(fast, pf.objective_direct(Z, A, P), rtol=1e-9, atol=0)
+    torch.testing.assert_close(fast, factors.objective_direct(Z, A, P), rtol=1e-9, atol=0)
     # A from the scatter's eigenvectors (returned in float32, so orthogonal to ~1e-7)
-    A_s = pf.appearances_from_scatter(torch.einsum("ncs,nds->cd", Z, Z) / N, C).double()
-    torch.testing.assert_close(fast, pf.objective_direct(Z, A_s, P), rtol=1e-5, atol=0)
+    A_s = factors.appearances_from_scatter(torch.einsum("ncs,nds->cd", Z, Z) / N, C).double()
+    torch.testing.assert_close(fast, factors.objective_direct(Z, A_s, P), rtol=1e-5, atol=0)
     # the identity needs A A^T = I: a truncated A gives a different value
-    assert not torch.isclose(fast, pf.objective_direct(Z, A[:, : C // 2], P), rtol=1e-3)
+    assert not torch.isclose(fast, factors.objective_direct(Z, A[:, : C // 2], P), rtol=1e-3)
 
 
 # ---- 3. Algorithm 1: the authors' update, transcribed --------------------------------------
@@ -161,14 +160,14 @@ def test_gradients_match_autograd():
     Z = torch.randn(5, 6, 16, generator=g, dtype=F64)
     A = torch.randn(6, 4, generator=g, dtype=F64).requires_grad_()
     P = torch.rand(16, 3, generator=g, dtype=F64).requires_grad_()
-    pf.objective_direct(Z, A, P).backward()
-    torch.testing.assert_close(pf.grad_parts(Z, A.detach(), P.detach()), P.grad, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(pf.grad_appearances(Z, A.detach(), P.detach()), A.grad, rtol=1e-10, atol=1e-10)
+    factors.objective_direct(Z, A, P).backward()
+    torch.testing.assert_close(factors.grad_parts(Z, A.detach(), P.detach()), P.grad, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(factors.grad_appearances(Z, A.detach(), P.detach()), A.grad, rtol=1e-10, atol=1e-10)
     # the objective from thin products and from C x C statistics: the same number
-    L, W = pf._thin(Z, P.detach()), P.detach().t() @ P.detach()
+    L, W = factors._thin(Z, P.detach()), P.detach().t() @ P.detach()
     trK = float(Z.square().sum())
-    direct = pf.objective_direct(Z, A.detach(), P.detach())
-    torch.testing.assert_close(pf.objective(trK, L, A.detach(), W), direct, rtol=1e-10, atol=0)
+    direct = factors.objective_direct(Z, A.detach(), P.detach())
+    torch.testing.assert_close(factors.objective(trK, L, A.detach(), W), direct, rtol=1e-10, atol=0)
 
 
 def test_optimal_appearances_minimise_L_for_fixed_parts():
@@ -179,18 +178,18 @@ def test_optimal_appearances_minimise_L_for_fixed_parts():
     Z = torch.randn(7, 6, 16, generator=g, dtype=F64)
     P = torch.rand(16, 3, generator=g, dtype=F64)
     trK = float(Z.square().sum())
-    B, gain = pf.optimal_appearances(pf._thin(Z, P), P.t() @ P)
+    B, gain = solver.optimal_appearances(factors._thin(Z, P), P.t() @ P)
     e, U = torch.linalg.eigh(B)
     assert e.min() > -1e-10
     A = U @ (e.clamp_min(0).sqrt()[:, None] * U.t())
-    f = float(pf.objective_direct(Z, A, P))
+    f = float(factors.objective_direct(Z, A, P))
     assert f == pytest.approx(trK - float(gain), rel=1e-10)
-    assert pf.grad_appearances(Z, A, P).abs().max() < 1e-8 * trK
+    assert factors.grad_appearances(Z, A, P).abs().max() < 1e-8 * trK
     for _ in range(5):
-        assert float(pf.objective_direct(Z, A + 1e-3 * torch.randn(6, 6, generator=g, dtype=F64), P)) > f
-    value, grad, B2 = pf._reduced(Z, P, trK)
+        assert float(factors.objective_direct(Z, A + 1e-3 * torch.randn(6, 6, generator=g, dtype=F64), P)) > f
+    value, grad, B2 = solver._reduced(Z, P, trK)
     assert float(value) == pytest.approx(f, rel=1e-10) and torch.equal(B2, B)
-    torch.testing.assert_close(grad, pf.grad_parts(Z, A, P), rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(grad, factors.grad_parts(Z, A, P), rtol=1e-8, atol=1e-8)
 
 
 @pytest.mark.parametrize("mode", ["full", "stochastic"])
@@ -199,14 +198,14 @@ def test_algorithm1_steps_are_the_authors_iterates(mode):
     (full gradient: the same samples every step; stochastic: fresh samples each step)."""
     Z = planted(bump_parts(8, 1.3, 0), N=24, C=12, noise=0.05, seed=0)
     A0, P0 = authors_init(Z, 12, 4)
-    assert torch.equal(pf.appearances_from_scatter(torch.einsum("ncs,nds->cd", Z, Z) / 24, 12), A0.float())
-    assert torch.equal(pf.init_parts(64, 4), P0)
+    assert torch.equal(factors.appearances_from_scatter(torch.einsum("ncs,nds->cd", Z, Z) / 24, 12), A0.float())
+    assert torch.equal(factors.init_parts(64, 4), P0)
     lr = 0.2 / float(torch.linalg.matrix_norm(gram(Z), ord=2))
     batches = [Z] * 5 if mode == "full" else [Z[4 * t:4 * t + 4] for t in range(5)]
     Uc, Us = A0.clone(), P0.clone()
     for z in batches:
         Uc, Us = authors_decompose_step(z, Uc, Us, lr)
-    A, P = pf.algorithm1(iter(batches), A0, P0, lr)
+    A, P = factors.algorithm1(iter(batches), A0, P0, lr)
     torch.testing.assert_close(A, Uc, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(P, Us, rtol=1e-10, atol=1e-12)
     assert not torch.allclose(A, A0, atol=1e-4) and not torch.allclose(P, P0, atol=1e-4)
@@ -221,9 +220,9 @@ def converged():
     lr = 0.3 / float(torch.linalg.matrix_norm(gram(Z), ord=2))
     values = []
     for t in range(200):
-        A, P = pf.algorithm1_step(Z, A, P, lr)
+        A, P = factors.algorithm1_step(Z, A, P, lr)
         if t in (149, 199):
-            values.append(float(pf.objective_direct(Z, A, P)))
+            values.append(float(factors.objective_direct(Z, A, P)))
     assert values[1] <= values[0] <= values[1] * (1 + 1e-7)  # converged
     return Z, A, P, values[1]
 
@@ -232,9 +231,9 @@ def test_fit_reaches_the_converged_algorithm1_objective(converged):
     Z, A_alg, P_alg, f_alg = converged
     N, C, S = Z.shape
     history = []
-    A, P = pf.fit(Z, C, 4, history=history)
+    A, P = solver.fit(Z, C, 4, history=history)
     assert A.shape == (C, C) and P.shape == (S, 4) and A.dtype == P.dtype == torch.float32 and (P >= 0).all()
-    f_fit = float(pf.objective_direct(Z, A.double(), P.double()))
+    f_fit = float(factors.objective_direct(Z, A.double(), P.double()))
     assert f_fit <= 1.005 * f_alg                                   # the brief: within 0.5 %
     assert abs(f_fit - f_alg) <= 1e-4 * f_alg                       # in fact: the same value
     assert history == sorted(history, reverse=True) and len(history) < 50
@@ -251,7 +250,7 @@ def test_fit_reaches_the_converged_algorithm1_objective(converged):
     assert (torch.diag(A0.t() @ A.double()) > 0).all()
     # the fixed-A solution (A held at its start) is clearly worse: fit is not that
     K = gram(Z)
-    f_fixed = float(pf.objective_direct(Z, A0, pf.solve_parts(K, 4).double()))
+    f_fixed = float(factors.objective_direct(Z, A0, solver.solve_parts(K, 4).double()))
     assert f_fixed >= 1.01 * f_alg
 
 
@@ -297,11 +296,11 @@ def theirs_converged(Z, rank_c, rank_s, max_steps=1000, window=100, rtol=1e-7):
     Z = Z.double()
     A, P = authors_init(Z, rank_c, rank_s)
     lr = 0.3 / float(torch.linalg.matrix_norm(gram(Z), ord=2))
-    f = last = float(pf.objective_direct(Z, A, P))
+    f = last = float(factors.objective_direct(Z, A, P))
     for _ in range(0, max_steps, window):
         for _ in range(window):
             A, P = theirs_thin_step(Z, A, P, lr)
-        f = float(pf.objective_direct(Z, A, P))
+        f = float(factors.objective_direct(Z, A, P))
         if last - f <= rtol * last:
             break
         last = f
@@ -354,9 +353,9 @@ ISSUE_CASES = {  # the two measured failures at the issue's sizes, and overcompl
 
 def _check_fit_against_their_loop(make, rank_c: int, rank_s: int) -> None:
     Z = make()
-    A, P = pf.fit(Z, rank_c, rank_s)
+    A, P = solver.fit(Z, rank_c, rank_s)
     assert A.shape == (Z.shape[1], rank_c) and P.shape == (Z.shape[2], rank_s) and (P >= 0).all()
-    f_fit = float(pf.objective_direct(Z.double(), A.double(), P.double()))
+    f_fit = float(factors.objective_direct(Z.double(), A.double(), P.double()))
     assert f_fit <= 1.005 * theirs_converged(Z, rank_c, rank_s)
 
 
@@ -385,7 +384,7 @@ def test_settle_follows_their_update_and_the_polish_stops_on_the_projected_gradi
     A0, P0 = authors_init(Z, 8, 3)
     trK = float(Z.square().sum())
     lr = 0.3 / float(torch.linalg.matrix_norm(gram(Z), ord=2))
-    A, P, steps = pf.settle(Z, A0, P0, lr, 7, trK)
+    A, P, steps = solver.settle(Z, A0, P0, lr, 7, trK)
     Uc, Us = A0, P0
     for _ in range(7):
         Uc, Us = authors_decompose_step(Z, Uc, Us, lr)
@@ -393,41 +392,41 @@ def test_settle_follows_their_update_and_the_polish_stops_on_the_projected_gradi
     torch.testing.assert_close(A, Uc, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(P, Us, rtol=1e-10, atol=1e-12)
     # polished: a stationary point (projected gradient ~0 relative to L / ||P||), not a stall
-    P, B, f = pf.descend_parts(Z, P, trK, 2000, 1e-12)
-    _, g, _ = pf._reduced(Z, P, trK)
+    P, B, f = solver.descend_parts(Z, P, trK, 2000, 1e-12)
+    _, g, _ = solver._reduced(Z, P, trK)
     projected = torch.where(P > 0, g, g.clamp_max(0))
     assert float(projected.abs().max()) <= 1e-5 * float(f) / float(P.norm())
 
 
 def test_fit_with_fewer_appearances_than_channels():
     Z = planted(block_parts(8, 1), N=40, C=16, noise=0.05, seed=1)
-    A, P = pf.fit(Z, 8, 4)
+    A, P = solver.fit(Z, 8, 4)
     assert A.shape == (16, 8) and P.shape == (64, 4)
     A0, P0 = authors_init(Z, 8, 4)
-    start = float(pf.objective_direct(Z, A0, P0))
-    assert float(pf.objective_direct(Z, A.double(), P.double())) < 0.9 * start
+    start = float(factors.objective_direct(Z, A0, P0))
+    assert float(factors.objective_direct(Z, A.double(), P.double())) < 0.9 * start
     with pytest.raises(ValueError, match="ranks"):
-        pf.fit(Z, 17, 4)
+        solver.fit(Z, 17, 4)
 
 
 def test_solve_parts_starts_from_the_authors_init_and_decreases_the_objective():
-    P0 = pf.init_parts(64, 4)
+    P0 = factors.init_parts(64, 4)
     assert P0.shape == (64, 4) and P0.min() >= 0 and P0.max() <= 0.01
     np.random.seed(0)
     assert np.array_equal(P0.numpy(), np.random.uniform(0, 0.01, size=[64, 4]))  # the authors' draw
     K = gram(planted(block_parts(8, 0), N=50, C=16, seed=0))
-    f = [float(pf.objective_from_gram(K, pf.solve_parts(K, 4, iters=n).double())) for n in (1, 10, 100)]
-    assert float(pf.objective_from_gram(K, P0)) > f[0] >= f[1] >= f[2]
-    torch.testing.assert_close(pf.solve_parts(K, 4, iters=20), pf.solve_parts(K, 4, iters=20, P0=P0), rtol=0, atol=0)
+    f = [float(factors.objective_from_gram(K, solver.solve_parts(K, 4, iters=n).double())) for n in (1, 10, 100)]
+    assert float(factors.objective_from_gram(K, P0)) > f[0] >= f[1] >= f[2]
+    torch.testing.assert_close(solver.solve_parts(K, 4, iters=20), solver.solve_parts(K, 4, iters=20, P0=P0), rtol=0, atol=0)
     calls = []
-    pf.solve_parts(K, 4, iters=30, progress=lambda d, t: calls.append((d, t)))
+    solver.solve_parts(K, 4, iters=30, progress=lambda d, t: calls.append((d, t)))
     assert calls == [(10, 30), (20, 30), (30, 30)]
 
 
 # ---- 4. appearances from the channel scatter: np.linalg.svd and its signs -----------------
 def test_appearances_are_numpy_svd_with_its_signs():
     Sc = random_psd(12, 0)
-    A = pf.appearances_from_scatter(Sc, 12)
+    A = factors.appearances_from_scatter(Sc, 12)
     assert A.shape == (12, 12) and A.dtype == torch.float32
     U = np.linalg.svd(Sc.numpy())[0]
     assert np.array_equal(A.numpy(), U.astype(np.float32))                # float64 SVD, their signs
@@ -436,7 +435,7 @@ def test_appearances_are_numpy_svd_with_its_signs():
     Ad = A.double()
     lam = torch.diagonal(Ad.t() @ Sc @ Ad)
     torch.testing.assert_close(lam, torch.linalg.eigvalsh(Sc).flip(0), rtol=1e-5, atol=1e-6)
-    assert torch.equal(pf.appearances_from_scatter(Sc, 5), A[:, :5])      # leading columns
+    assert torch.equal(factors.appearances_from_scatter(Sc, 5), A[:, :5])      # leading columns
 # ---- the tiny generator --------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def G():
@@ -457,54 +456,54 @@ def test_the_authors_samples():
     for t in (0, 19, 416):
         np.random.seed(t)
         noise = torch.Tensor(np.random.randn(1, 512))   # demo.ipynb / edit_at_layer, verbatim
-        assert torch.equal(pf.authors_z(t), noise)
-    assert pf.hosvd_draws(25) == [(0, 10), (1, 10), (2, 5)]
-    assert pf.hosvd_draws(1000) == [(i, 10) for i in range(100)]
-    assert pf.sample_draws([3, 5]) == [(3, 1), (5, 1)]
+        assert torch.equal(factors.authors_z(t), noise)
+    assert factors.hosvd_draws(25) == [(0, 10), (1, 10), (2, 5)]
+    assert factors.hosvd_draws(1000) == [(i, 10) for i in range(100)]
+    assert factors.sample_draws([3, 5]) == [(3, 1), (5, 1)]
     np.random.seed(2)
-    assert torch.equal(pf.authors_z(2, 10), torch.Tensor(np.random.randn(10, 512)))
+    assert torch.equal(factors.authors_z(2, 10), torch.Tensor(np.random.randn(10, 512)))
 
 
 @pytest.mark.parametrize("layer,n,truncation", [(5, 23, 1.0), (3, 12, 0.6)])
 def test_features_and_stats_are_the_authors_samples(G, layer, n, truncation):
     calls = []
-    Z = pf.collect_features(G, layer, n, truncation, chunk=8, progress=lambda d, t: calls.append((d, t)))
-    noise = torch.cat([pf.authors_z(i, r, G.style_dim) for i, r in pf.hosvd_draws(n)])
+    Z = factors.collect_features(G, layer, n, truncation, chunk=8, progress=lambda d, t: calls.append((d, t)))
+    noise = torch.cat([factors.authors_z(i, r, G.style_dim) for i, r in factors.hosvd_draws(n)])
     expected = authors_features(G, layer, noise, truncation)
     k = panda_layer(layer)
     C, s = G.layer_channels(k), G.layer_resolution(k)
     assert Z.shape == (n, C, s * s) and Z.dtype == torch.float32 and calls[-1] == (n, n)
     torch.testing.assert_close(Z.double(), expected, rtol=1e-4, atol=1e-5)
-    stats = pf.collect_stats(G, layer, pf.hosvd_draws(n), truncation, chunk=8)
+    stats = factors.collect_stats(G, layer, factors.hosvd_draws(n), truncation, chunk=8)
     assert stats.n == n and stats.gram.shape == (s * s, s * s)
     torch.testing.assert_close(stats.scatter.double(), torch.einsum("ncs,nds->cd", expected, expected) / n, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(stats.gram.double(), gram(expected), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(stats.mean.double(), expected.mean((0, 2)), rtol=1e-4, atol=1e-6)
-    assert pf.collect_stats(G, layer, pf.hosvd_draws(n), truncation, with_gram=False).gram.numel() == 0
+    assert factors.collect_stats(G, layer, factors.hosvd_draws(n), truncation, with_gram=False).gram.numel() == 0
     # one sample per seed (the stochastic loop, saliency statistics): streamed in order
-    pieces = list(pf.stream_features(G, layer, pf.sample_draws([7, 8, 9]), truncation, chunk=2))
+    pieces = list(factors.stream_features(G, layer, factors.sample_draws([7, 8, 9]), truncation, chunk=2))
     assert [p.shape[0] for p in pieces] == [1, 1, 1]
     torch.testing.assert_close(torch.cat(pieces).double(),
-                               authors_features(G, layer, torch.cat([pf.authors_z(t, 1, G.style_dim) for t in (7, 8, 9)]),
+                               authors_features(G, layer, torch.cat([factors.authors_z(t, 1, G.style_dim) for t in (7, 8, 9)]),
                                                 truncation), rtol=1e-4, atol=1e-5)
 
 
 def test_fit_on_generator_features_reaches_the_converged_algorithm1_objective(G):
     """Real features (the tiny generator, layer 3, 40 of the authors' samples): their loop run
     to convergence and fit agree within 1e-4; A held at its start is ~0.9 % worse."""
-    Z = pf.collect_features(G, 3, 40).double()
+    Z = factors.collect_features(G, 3, 40).double()
     A, P = authors_init(Z, 16, 4)
     lr = 0.3 / float(torch.linalg.matrix_norm(gram(Z), ord=2))
     for _ in range(1000):
-        A, P = pf.algorithm1_step(Z, A, P, lr)
-    f_alg = float(pf.objective_direct(Z, A, P))
-    A_fit, P_fit = pf.fit(Z.float(), 16, 4)
+        A, P = factors.algorithm1_step(Z, A, P, lr)
+    f_alg = float(factors.objective_direct(Z, A, P))
+    A_fit, P_fit = solver.fit(Z.float(), 16, 4)
     assert A_fit.shape == (16, 16) and P_fit.shape == (64, 4) and (P_fit >= 0).all()
-    f_fit = float(pf.objective_direct(Z, A_fit.double(), P_fit.double()))
+    f_fit = float(factors.objective_direct(Z, A_fit.double(), P_fit.double()))
     assert abs(f_fit - f_alg) <= 1e-4 * f_alg
     A0, _ = authors_init(Z, 16, 4)
-    assert float(pf.objective_direct(Z, A0, pf.solve_parts(gram(Z), 4).double())) > 1.005 * f_alg
-    panda.FactorSet("tiny", 3, A_fit, P_fit).check_against(G)
+    assert float(factors.objective_direct(Z, A0, solver.solve_parts(gram(Z), 4).double())) > 1.005 * f_alg
+    engine.FactorSet("tiny", 3, A_fit, P_fit).check_against(G)
 
 
 # ---- 6. the authors' file format -----------------------------------------------------------
@@ -512,19 +511,19 @@ def test_save_and_load_factors_in_the_authors_format(tmp_path):
     g = torch.Generator().manual_seed(0)
     A = torch.randn(16, 12, generator=g, dtype=F64)
     P = torch.rand(256, 4, generator=g, dtype=F64)
-    uc, us = pf.save_factors(tmp_path / "out", "tiny", 5, A, P)
+    uc, us = factors.save_factors(tmp_path / "out", "tiny", 5, A, P)
     assert (uc.name, us.name) == ("Uc-name_tiny-layer_5-rank_12.npy", "Us-name_tiny-layer_5-rank_4.npy")
-    assert pf.factor_filenames("tiny", 5, 12, 4) == (uc.name, us.name)
+    assert factors.factor_filenames("tiny", 5, 12, 4) == (uc.name, us.name)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [uc.name, us.name]
     a, p = np.load(uc), np.load(us)
     assert a.dtype == np.float32 and a.shape == (16, 12) and p.dtype == np.float32 and p.shape == (256, 4)
     assert np.array_equal(a, A.float().numpy()) and np.array_equal(p, P.float().numpy())
-    A2, P2 = pf.load_factor_file(uc), pf.load_factor_file(us)
+    A2, P2 = factors.load_factor_file(uc), factors.load_factor_file(us)
     assert A2.dtype == torch.float32 and torch.equal(A2, A.float()) and torch.equal(P2, P.float())
     # pickled object arrays are refused
     np.save(tmp_path / "evil.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError):
-        pf.load_factor_file(tmp_path / "evil.npy")
+        factors.load_factor_file(tmp_path / "evil.npy")
 
 
 # ---- factors for the tiny generator --------------------------------------------------------
@@ -539,11 +538,11 @@ def quadrant_parts(side: int, zero_value: float = 0.0) -> torch.Tensor:
     return P
 
 
-def tiny_factors(G, layer: int, seed: int = 0) -> panda.FactorSet:
+def tiny_factors(G, layer: int, seed: int = 0) -> engine.FactorSet:
     k = panda_layer(layer)
     C, s = G.layer_channels(k), G.layer_resolution(k)
-    A = pf.appearances_from_scatter(random_psd(C, seed).float(), C)
-    return panda.FactorSet("tiny-sg2", layer, A, quadrant_parts(s))
+    A = factors.appearances_from_scatter(random_psd(C, seed).float(), C)
+    return engine.FactorSet("tiny-sg2", layer, A, quadrant_parts(s))
 
 
 def minmax(x: torch.Tensor) -> torch.Tensor:
@@ -552,7 +551,7 @@ def minmax(x: torch.Tensor) -> torch.Tensor:
 
 def edit1(G, w, fs, parts, j, lam, **kw):
     """One [parts, appearance, lambda] term -> (original, edited)."""
-    res = panda.edit(G, w, fs, [panda.EditTerm(tuple(parts), j, lam)], **kw)
+    res = engine.edit(G, w, fs, [engine.EditTerm(tuple(parts), j, lam)], **kw)
     return res.original, res.edited
 
 
@@ -561,7 +560,7 @@ def edit1(G, w, fs, parts, j, lam, **kw):
 def test_edit_changes_only_the_chosen_part_at_the_layer(G, layer):
     fs = tiny_factors(G, layer)
     k = panda_layer(layer)
-    w = panda.seed_w_plus(G, [1, 2], 1.0)
+    w = engine.seed_w_plus(G, [1, 2], 1.0)
     # strength 0: both images are the generator's image
     o0, e0 = edit1(G, w, fs, [0], 3, 0.0)
     assert o0.shape == (2, 3, 32, 32) and torch.equal(o0, e0)
@@ -604,7 +603,7 @@ def test_edit_changes_only_the_chosen_part_at_the_layer(G, layer):
 
 def test_edit_sign_of_the_strength_matters(G):
     fs = tiny_factors(G, 5)
-    w = panda.seed_w_plus(G, [7], 0.7)
+    w = engine.seed_w_plus(G, [7], 0.7)
     _, plus = edit1(G, w, fs, [1], 0, 60.0)
     _, minus = edit1(G, w, fs, [1], 0, -60.0)
     assert not torch.allclose(plus, minus, atol=1e-3)
@@ -614,39 +613,39 @@ def test_edit_sign_of_the_strength_matters(G):
 def test_part_mask_is_the_min_max_scaled_union():
     g = torch.Generator().manual_seed(0)
     P = torch.rand(64, 3, generator=g) * 5
-    m = panda.part_mask(P, [0, 2], 8)
+    m = engine.part_mask(P, [0, 2], 8)
     assert m.shape == (8, 8)
     assert m.max() == 1 and m.min() == 0
     torch.testing.assert_close(m, minmax(P[:, 0] + P[:, 2]).reshape(8, 8))
     # disjoint parts: the mask is positive exactly on the union of their supports
     Q = quadrant_parts(8)
-    u = panda.part_mask(Q, [0, 3], 8)
+    u = engine.part_mask(Q, [0, 3], 8)
     support = (Q[:, 0] + Q[:, 3] > 0).reshape(8, 8)
     assert torch.equal(u > 0, support) and u.max() == 1 and u.min() == 0
     # row-major layout (h * W + w), as the authors reshape
     one = torch.zeros(64, 1)
     one[1 * 8 + 5] = 2.0
-    m1 = panda.part_mask(one, [0], 8)
+    m1 = engine.part_mask(one, [0], 8)
     assert m1[1, 5] == 1 and m1.sum() == 1
 
 
 def test_part_mask_errors():
     P = torch.rand(64, 3)
     with pytest.raises(UserError, match="at least one part"):
-        panda.part_mask(P, [], 8)
+        engine.part_mask(P, [], 8)
     for bad in ([3], [0, 7], [-1]):
         with pytest.raises(UserError, match=r"0\.\.2"):
-            panda.part_mask(P, bad, 8)
+            engine.part_mask(P, bad, 8)
 
 
 def test_out_of_range_appearance_is_a_user_error(G):
     fs = tiny_factors(G, 5)
-    w = panda.seed_w_plus(G, [0], 1.0)
+    w = engine.seed_w_plus(G, [0], 1.0)
     for j in (16, -1):
         with pytest.raises(UserError, match=r"0\.\.15"):
             edit1(G, w, fs, [0], j, 10.0)
         with pytest.raises(UserError, match=r"0\.\.15"):
-            panda.saliency(G, w, fs, j)
+            engine.saliency(G, w, fs, j)
     with pytest.raises(UserError, match="out of range"):
         edit1(G, w, fs, [4], 0, 10.0)
 
@@ -659,14 +658,14 @@ def test_saliency_is_the_appearance_projection_upsampled_then_thresholded(G, lay
     from PIL import Image
 
     fs = tiny_factors(G, layer, seed=2)
-    w = panda.seed_w_plus(G, [4, 5], 1.0)
+    w = engine.seed_w_plus(G, [4, 5], 1.0)
     k = panda_layer(layer)
     s = G.layer_resolution(k)
     Z = G.synthesis_until(w, k).features.double()        # [B, C, s, s]
     j = 5
     expected = torch.einsum("c,bchw->bhw", fs.A[:, j].double(), Z)
     t = float(expected.median())
-    m, b = panda.saliency(G, w, fs, j, threshold=t)
+    m, b = engine.saliency(G, w, fs, j, threshold=t)
     assert m.shape == (2, s, s) and b.shape == (2, 32, 32)
     torch.testing.assert_close(m.double(), expected, rtol=1e-5, atol=1e-5)
     for mi, bi in zip(m, b):
@@ -679,11 +678,11 @@ def test_saliency_is_the_appearance_projection_upsampled_then_thresholded(G, lay
     nearest = (m >= t).float().repeat_interleave(32 // s, 1).repeat_interleave(32 // s, 2)
     assert not torch.equal(nearest, b)
     # default threshold: the map's own mean
-    _, b2 = panda.saliency(G, w, fs, j, size=16)
+    _, b2 = engine.saliency(G, w, fs, j, size=16)
     assert b2.shape == (2, 16, 16)
     # the authors' background masking: white where the mask is on
     pictures = G.synthesis(w).float()
-    masked = panda.masked_pictures(pictures, b)
+    masked = engine.masked_pictures(pictures, b)
     base = to_uint8(pictures)
     on = b.numpy() > 0
     assert (masked[on] == 255).all() and np.array_equal(masked[~on], base[~on])
@@ -693,18 +692,18 @@ def test_several_edits_are_summed(G):
     """The authors' `direc`: sum_k lambda_k a_k (x) p_k, one resumed pass."""
     fs = tiny_factors(G, 5)
     k = panda_layer(5)
-    w = panda.seed_w_plus(G, [3], 1.0)
-    terms = [panda.EditTerm((0,), 2, 40.0), panda.EditTerm((1, 3), 5, -25.0)]
-    res = panda.edit(G, w, fs, terms)
+    w = engine.seed_w_plus(G, [3], 1.0)
+    terms = [engine.EditTerm((0,), 2, 40.0), engine.EditTerm((1, 3), 5, -25.0)]
+    res = engine.edit(G, w, fs, terms)
     delta = sum(t.strength * fs.A[:, t.appearance][:, None, None] * minmax(fs.P[:, list(t.parts)].sum(1)).reshape(16, 16)[None]
                 for t in terms)
-    torch.testing.assert_close(panda.edit_delta(fs.A, fs.P, terms, 16), delta, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(engine.edit_delta(fs.A, fs.P, terms, 16), delta, rtol=1e-6, atol=1e-5)
     torch.testing.assert_close(res.edited, G.synthesis(w, deltas={k: delta[None]}).float(), rtol=0, atol=1e-4)
-    one = panda.edit(G, w, fs, terms[:1]).edited
+    one = engine.edit(G, w, fs, terms[:1]).edited
     assert not torch.allclose(one, res.edited, atol=1e-3)
     assert res.parts.shape == (1, 256, 4) and torch.equal(res.parts[0], fs.P) and not res.refined
     with pytest.raises(UserError, match="at least one part"):
-        panda.edit(G, w, fs, [])
+        engine.edit(G, w, fs, [])
 
 
 def authors_refine(Z, Uc, Us, lr, its):
@@ -725,32 +724,32 @@ def authors_refine(Z, Uc, Us, lr, its):
 def test_refinement_is_the_authors_refine_and_edits_with_the_refined_parts(G):
     fs = tiny_factors(G, 5)
     k = panda_layer(5)
-    w = panda.seed_w_plus(G, [19, 4], 1.0)
+    w = engine.seed_w_plus(G, [19, 4], 1.0)
     Z = G.synthesis_until(w, k).features.float()
     flat = Z.reshape(2, Z.shape[1], -1)
     lr = 0.05 / float(torch.linalg.matrix_norm(flat[0].double(), ord=2)) ** 2
-    ours = panda.refine_parts(flat[0], fs.A, fs.P, lr=lr, steps=5)
+    ours = engine.refine_parts(flat[0], fs.A, fs.P, lr=lr, steps=5)
     theirs = authors_refine(Z[:1].double(), fs.A.double(), fs.P.double(), lr, 5)
     torch.testing.assert_close(ours.double(), theirs, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(ours, fs.P, atol=1e-4) and (ours >= 0).all()
     # backtracking steps: never worse than the global parts on that sample
-    safe = panda.refine_parts(flat[0], fs.A, fs.P, lr=None, steps=20)
-    f = lambda P: float(pf.objective_direct(flat[:1].double(), fs.A.double(), P.double()))  # noqa: E731
+    safe = engine.refine_parts(flat[0], fs.A, fs.P, lr=None, steps=20)
+    f = lambda P: float(factors.objective_direct(flat[:1].double(), fs.A.double(), P.double()))  # noqa: E731
     assert f(safe) < f(fs.P)
     # the edit uses each sample's own refined parts
-    term = [panda.EditTerm((0,), 2, 40.0)]
-    res = panda.edit(G, w, fs, term, refine=True, refine_lr=None, refine_steps=20)
+    term = [engine.EditTerm((0,), 2, 40.0)]
+    res = engine.edit(G, w, fs, term, refine=True, refine_lr=None, refine_steps=20)
     assert res.refined and res.parts.shape == (2, 256, 4)
     torch.testing.assert_close(res.parts[0], safe, rtol=1e-5, atol=1e-6)
-    deltas = torch.stack([panda.edit_delta(fs.A, P, term, 16) for P in res.parts])
+    deltas = torch.stack([engine.edit_delta(fs.A, P, term, 16) for P in res.parts])
     torch.testing.assert_close(res.edited, G.synthesis(w, deltas={k: deltas}).float(), rtol=0, atol=1e-4)
-    assert not torch.allclose(res.edited, panda.edit(G, w, fs, term).edited, atol=1e-4)
+    assert not torch.allclose(res.edited, engine.edit(G, w, fs, term).edited, atol=1e-4)
 
 
 def test_part_overlays(G):
     fs = tiny_factors(G, 5)
-    image = G.synthesis(panda.seed_w_plus(G, [0], 1.0)).float()[0]
-    tiles = panda.part_overlays(image, fs)
+    image = G.synthesis(engine.seed_w_plus(G, [0], 1.0)).float()[0]
+    tiles = engine.part_overlays(image, fs)
     assert len(tiles) == 4
     assert all(t.shape == (32, 32, 3) and t.dtype == np.uint8 for t in tiles)
     # each tint sits in its own quadrant: the far quadrant of the image is untouched
@@ -764,16 +763,16 @@ def test_part_overlays(G):
 def test_check_against_rejects_factors_of_another_layer_or_model(G):
     fs = tiny_factors(G, 5)
     fs.check_against(G)  # fits: 16 channels, 16 x 16
-    bad = [panda.FactorSet("tiny-sg2", 5, fs.A[:8], fs.P),                      # wrong C
-           panda.FactorSet("tiny-sg2", 5, fs.A, quadrant_parts(8)),             # wrong S (8 x 8)
-           panda.FactorSet("tiny-sg2", 5, fs.A, torch.rand(200, 4)),            # S not square
-           panda.FactorSet("tiny-sg2", 3, fs.A, fs.P)]                          # layer 3 is 8 x 8
+    bad = [engine.FactorSet("tiny-sg2", 5, fs.A[:8], fs.P),                      # wrong C
+           engine.FactorSet("tiny-sg2", 5, fs.A, quadrant_parts(8)),             # wrong S (8 x 8)
+           engine.FactorSet("tiny-sg2", 5, fs.A, torch.rand(200, 4)),            # S not square
+           engine.FactorSet("tiny-sg2", 3, fs.A, fs.P)]                          # layer 3 is 8 x 8
     for f in bad:
         with pytest.raises(UserError, match="do not fit"):
             f.check_against(G)
     for layer in (0, G.num_layers + 1, 99):
         with pytest.raises(UserError, match="does not exist"):
-            panda.FactorSet("tiny-sg2", layer, fs.A, fs.P).check_against(G)
+            engine.FactorSet("tiny-sg2", layer, fs.A, fs.P).check_against(G)
     tiny_factors(G, G.num_layers).check_against(G)  # the last layer exists
 
 
@@ -788,9 +787,9 @@ def _factor_entry(entry_id: str, layer: int, kind: str, rank: int, filename: str
 def test_factor_library_published_and_computed(tmp_path, tiny_sg2_file, hub_cache, monkeypatch):
     monkeypatch.setenv("SPATIAL_GAN_CACHE", str(tmp_path))
     g = torch.Generator().manual_seed(0)
-    A5 = pf.appearances_from_scatter(random_psd(16, 0).float(), 16).numpy()
+    A5 = factors.appearances_from_scatter(random_psd(16, 0).float(), 16).numpy()
     P5 = quadrant_parts(16).numpy()
-    A7 = pf.appearances_from_scatter(random_psd(16, 1).float(), 16).numpy()
+    A7 = factors.appearances_from_scatter(random_psd(16, 1).float(), 16).numpy()
     P7 = (torch.rand(1024, 2, generator=g) - 0.5).numpy()  # negative: not parts
     files = {"checkpoints/Uc-name_tiny-layer_5-rank_16.npy": npy_bytes(A5),
              "checkpoints/Us-name_tiny-layer_5-rank_4.npy": npy_bytes(P5),
@@ -803,7 +802,7 @@ def test_factor_library_published_and_computed(tmp_path, tiny_sg2_file, hub_cach
                _factor_entry("tiny-l7-a", 7, "appearances", 16, "checkpoints/Uc-name_tiny-layer_7-rank_16.npy"),
                _factor_entry("tiny-l7-p", 7, "parts", 2, "checkpoints/Us-name_tiny-layer_7-rank_2.npy")]
     ctx = AppContext(load_registry(write_registry(tmp_path / "weights.json", entries)), torch.device("cpu"))
-    lib = panda.FactorLibrary(ctx)
+    lib = sources.FactorLibrary(ctx)
 
     pub5 = "tiny-sg2 · layer 5 · ranks [16, 4] (published)"
     pub7 = "tiny-sg2 · layer 7 · ranks [16, 2] (published)"
@@ -822,28 +821,28 @@ def test_factor_library_published_and_computed(tmp_path, tiny_sg2_file, hub_cach
         lib.get("tiny-sg2 · layer 9 · ranks [16, 4] (published)")
 
     # computed factors: found under $SPATIAL_GAN_CACHE/panda/<generator id>
-    A3 = torch.from_numpy(pf.appearances_from_scatter(random_psd(16, 2).float(), 16).numpy())
+    A3 = torch.from_numpy(factors.appearances_from_scatter(random_psd(16, 2).float(), 16).numpy())
     P3 = quadrant_parts(8)[:, :3]
-    pf.save_factors(tmp_path / "panda" / "tiny-sg2", "tiny-sg2", 3, A3, P3)
-    pf.save_factors(tmp_path / "panda" / "not-registered", "not-registered", 3, A3, P3)
+    factors.save_factors(tmp_path / "panda" / "tiny-sg2", "tiny-sg2", 3, A3, P3)
+    factors.save_factors(tmp_path / "panda" / "not-registered", "not-registered", 3, A3, P3)
     comp3 = "tiny-sg2 · layer 3 · ranks [16, 3] (computed)"
     assert list(lib.computed()) == [comp3]
     assert lib.labels() == [pub5, pub7, comp3]
     fc = lib.get(comp3)
     assert (fc.generator, fc.layer, fc.origin, fc.label) == ("tiny-sg2", 3, "computed", comp3)
     assert torch.equal(fc.A, A3) and torch.equal(fc.P, P3)
-    assert panda.set_label("tiny-sg2", 3, 16, 3, "computed") == comp3
+    assert engine.set_label("tiny-sg2", 3, 16, 3, "computed") == comp3
     # rewritten files are read again once the loaded set is forgotten
-    pf.save_factors(tmp_path / "panda" / "tiny-sg2", "tiny-sg2", 3, A3, 2 * P3)
+    factors.save_factors(tmp_path / "panda" / "tiny-sg2", "tiny-sg2", 3, A3, 2 * P3)
     assert lib.get(comp3) is fc
     lib.forget(comp3)
     fc = lib.get(comp3)
     assert torch.equal(fc.P, 2 * P3)
     fc.check_against(G)
-    o, e = edit1(G, panda.seed_w_plus(G, [0], 1.0), fc, [1], 2, 30.0)
+    o, e = edit1(G, engine.seed_w_plus(G, [0], 1.0), fc, [1], 2, 30.0)
     assert not torch.equal(o, e)
     # a computed set with negative parts is refused too
-    pf.save_factors(tmp_path / "panda" / "tiny-sg2", "tiny-sg2", 5, A3, -quadrant_parts(16))
+    factors.save_factors(tmp_path / "panda" / "tiny-sg2", "tiny-sg2", 5, A3, -quadrant_parts(16))
     with pytest.raises(UserError, match="not PandA factors"):
         lib.get("tiny-sg2 · layer 5 · ranks [16, 4] (computed)")
 
@@ -854,7 +853,7 @@ def test_factor_library_offline_without_the_files_is_a_user_error(tmp_path, tiny
                _factor_entry("a", 5, "appearances", 16, "checkpoints/Uc-name_tiny-layer_5-rank_16.npy"),
                _factor_entry("p", 5, "parts", 4, "checkpoints/Us-name_tiny-layer_5-rank_4.npy")]
     ctx = AppContext(load_registry(write_registry(tmp_path / "weights.json", entries)), torch.device("cpu"))
-    lib = panda.FactorLibrary(ctx)
+    lib = sources.FactorLibrary(ctx)
     with pytest.raises(UserError):
         lib.get("tiny-sg2 · layer 5 · ranks [16, 4] (published)")
 
@@ -869,7 +868,7 @@ def test_factor_library_names_what_a_factor_entry_lacks(tmp_path, tiny_sg2_file)
         ctx = AppContext(load_registry(write_registry(tmp_path / "weights.json", entries)), torch.device("cpu"))
         name = drop if drop == "generator" else f"meta.{drop}"
         with pytest.raises(UserError, match=rf"'a' \(panda-factors\) lacks {name}"):
-            panda.FactorLibrary(ctx).labels()
+            sources.FactorLibrary(ctx).labels()
 
 
 # ---- 12. presets ---------------------------------------------------------------------------
@@ -887,13 +886,13 @@ AUTHORS_DIRECTIONS = {
 
 def ffhq(layer: int, rank_s: int, origin: str = "published", generator: str = "stylegan2-ffhq-1024"):
     s = {5: 16, 6: 32, 7: 32}.get(layer, 16)
-    return panda.FactorSet(generator, layer, torch.zeros(512, 512), torch.zeros(s * s, rank_s), origin)
+    return engine.FactorSet(generator, layer, torch.zeros(512, 512), torch.zeros(s * s, rank_s), origin)
 
 
 @pytest.mark.parametrize("key", sorted(AUTHORS_DIRECTIONS))
 def test_ffhq_presets_are_the_authors_annotated_directions(key):
     layer, rank_s = key
-    presets = panda.presets_for(ffhq(layer, rank_s))
+    presets = engine.presets_for(ffhq(layer, rank_s))
     expected = {name.replace("_", " "): ([p], j, lam) for name, (p, j, lam) in AUTHORS_DIRECTIONS[key].items()}
     assert {n: (list(p), int(j), float(lam)) for n, (p, j, lam) in presets.items()} == \
         {n: (p, j, float(lam)) for n, (p, j, lam) in expected.items()}
@@ -902,28 +901,28 @@ def test_ffhq_presets_are_the_authors_annotated_directions(key):
 
 
 def test_presets_spot_checks_and_only_for_published_ffhq():
-    assert panda.presets_for(ffhq(5, 8))["big eyes"] == ([7], 6, 30)
-    assert panda.presets_for(ffhq(7, 16))["no eyes"] == ([11], 0, -200)
-    assert panda.presets_for(ffhq(6, 16))["glance right"] == ([8], 281, -70)
-    assert panda.presets_for(ffhq(5, 8, origin="computed")) == {}
-    assert panda.presets_for(ffhq(5, 16)) == {}  # not the published rank at layer 5
-    assert panda.presets_for(ffhq(8, 8)) == {}
-    assert panda.presets_for(ffhq(8, 8, generator="stylegan2-afhqdog-512")) == {}
-    assert panda.presets_for(ffhq(5, 8, generator="tiny-sg2")) == {}
+    assert engine.presets_for(ffhq(5, 8))["big eyes"] == ([7], 6, 30)
+    assert engine.presets_for(ffhq(7, 16))["no eyes"] == ([11], 0, -200)
+    assert engine.presets_for(ffhq(6, 16))["glance right"] == ([8], 281, -70)
+    assert engine.presets_for(ffhq(5, 8, origin="computed")) == {}
+    assert engine.presets_for(ffhq(5, 16)) == {}  # not the published rank at layer 5
+    assert engine.presets_for(ffhq(8, 8)) == {}
+    assert engine.presets_for(ffhq(8, 8, generator="stylegan2-afhqdog-512")) == {}
+    assert engine.presets_for(ffhq(5, 8, generator="tiny-sg2")) == {}
     # "remove object" only where annotated: no_eyes (appearance 0, lambda -200) at layer 7
-    removals = [(k, n) for k, table in panda.FFHQ_PRESETS.items() for n, (_, j, lam) in table.items() if j == 0]
-    assert removals == [((7, 16), "no eyes")] and not hasattr(panda, "REMOVE_OBJECT")
+    removals = [(k, n) for k, table in engine.FFHQ_PRESETS.items() for n, (_, j, lam) in table.items() if j == 0]
+    assert removals == [((7, 16), "no eyes")] and not hasattr(engine, "REMOVE_OBJECT")
 
 
 def test_every_preset_table_has_its_published_factor_set_in_the_bundled_registry():
     ctx = AppContext(load_registry(ROOT / "weights.json"), torch.device("cpu"))
-    lib = panda.FactorLibrary(ctx)
+    lib = sources.FactorLibrary(ctx)
     published = lib.published()  # no downloads: labels from the registry only
     # computed files take the authors' names, so their notebooks load ours
     assert lib.authors_name("stylegan2-ffhq-1024") == "stylegan2_ffhq1024"
     assert lib.authors_name("stylegan2-afhqdog-512") == "stylegan2_afhqdog512"
     assert lib.authors_name("stylegan2-car-512") == "stylegan2_car512"
-    for layer, rank_s in panda.FFHQ_PRESETS:
+    for layer, rank_s in engine.FFHQ_PRESETS:
         label = f"stylegan2-ffhq-1024 · layer {layer} · ranks [512, {rank_s}] (published)"
         assert label in published, label
         assert published[label][0] == "stylegan2-ffhq-1024" and published[label][3] == layer
@@ -931,7 +930,7 @@ def test_every_preset_table_has_its_published_factor_set_in_the_bundled_registry
 
 def test_refinement_falls_back_when_the_authors_lr_diverges(G):
     fs = tiny_factors(G, 5)
-    Z = G.synthesis_until(panda.seed_w_plus(G, [2], 1.0), panda_layer(5)).features.float().reshape(1, 16, -1)
-    huge = panda.refine_parts(Z[0], fs.A, fs.P, lr=1e3, steps=5)
+    Z = G.synthesis_until(engine.seed_w_plus(G, [2], 1.0), panda_layer(5)).features.float().reshape(1, 16, -1)
+    huge = engine.refine_parts(Z[0], fs.A, fs.P, lr=1e3, steps=5)
     assert torch.isfinite(huge).all()
-    torch.testing.assert_close(huge, panda.refine_parts(Z[0], fs.A, fs.P, lr=None, steps=5))
+    torch.testing.assert_close(huge, engine.refine_parts(Z[0], fs.A, fs.P, lr=None, steps=5))

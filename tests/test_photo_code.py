@@ -160,7 +160,7 @@ def test_sams_inversion_becomes_the_shared_code_and_renders_its_reconstruction(G
 def _factors(G, layer: int):
     """Random factors of the shape PandA's layer `layer` has on the tiny StyleGAN2."""
     from core.models.stylegan2 import panda_layer
-    from demos.panda import FactorSet
+    from demos.panda.engine import FactorSet
 
     k = panda_layer(layer)
     gen = torch.Generator().manual_seed(2)
@@ -173,7 +173,7 @@ def _factors(G, layer: int):
 
 def test_panda_strength_zero_on_a_photo_code_is_the_sam_reconstruction(G, code):
     from core.inversion import render
-    from demos.panda import EditTerm, edit_code
+    from demos.panda.engine import EditTerm, edit_code
 
     fs = _factors(G, 5)  # layer 5 = rosinality layer 4, where the code has a residual
     original, edited = edit_code(G, code, fs, [EditTerm((0,), 1, 0.0)])
@@ -187,7 +187,7 @@ def test_panda_on_a_photo_code_edits_only_where_the_part_is(G, code, ctx, monkey
     from dataclasses import replace
 
     from core.models.stylegan2 import panda_layer
-    from demos import panda
+    from demos.panda import handlers, handlers_photo
 
     fs = _factors(G, 5)
     k = panda_layer(5)
@@ -202,14 +202,15 @@ def test_panda_on_a_photo_code_edits_only_where_the_part_is(G, code, ctx, monkey
         return original_render(self, G_, layer, wrapped, w_plus)
 
     monkeypatch.setattr(PhotoCode, "render_edited", spy)
-    monkeypatch.setattr(panda, "factors_and_model", lambda ctx, label: (fs, G))
+    for module in (handlers, handlers_photo):  # the call's needs (handlers) and the edit
+        monkeypatch.setattr(module, "factors_and_model", lambda ctx, label: (fs, G))
     photo_code = _photo_code(ctx, code)
-    rec, edited, diff, in_photo, run = panda.edit_photo_code(ctx, "tiny", photo_code, ["0"], 1, 40.0)
+    rec, edited, diff, in_photo, run = handlers_photo.edit_photo_code(ctx, "tiny", photo_code, ["0"], 1, 40.0)
     changed = seen[0] > 0
     assert changed[0].all() and not changed[1:].any() and k == 4
     assert np.abs(edited.astype(int) - rec).max() > 0 and in_photo.shape == (90, 120, 3)
     assert "W+" in run.arrays and run.recipe["settings"]["photo_code"]["model"] == "tiny-sg2"
     with pytest.raises(Exception, match="belongs to model 'other-model'"):
-        panda.edit_photo_code(ctx, "tiny", replace(photo_code, model_id="other-model"), ["0"], 1, 40.0)
+        handlers_photo.edit_photo_code(ctx, "tiny", replace(photo_code, model_id="other-model"), ["0"], 1, 40.0)
     with pytest.raises(Exception, match="No photo code yet"):
-        panda.edit_photo_code(ctx, "tiny", None, ["0"], 1, 40.0)
+        handlers_photo.edit_photo_code(ctx, "tiny", None, ["0"], 1, 40.0)

@@ -18,7 +18,8 @@ from core.hub import load_registry
 from core.photo_slot import (SLOT_CLASS, drawn, faces_gallery, frame_input, remember_drawn,
                              show_framing)
 from core.recipe import write_bundle
-from demos import TABS, panda
+from demos import TABS
+from demos.panda import handlers, handlers_photo, sources
 
 PHOTO_TABS = {"collage", "sam", "stylemap", "ncollage", "panda"}
 
@@ -136,38 +137,38 @@ def test_faces_are_square_numbered_thumbnails_and_the_caption_names_the_framing(
 
 # ---- PandA: your photo, a quick code, a saved run back ----------------------------------------
 def sam_factors(ctx: AppContext) -> str:
-    return next(label for label in panda.library(ctx).labels() if "tiny-sam" in label or "tinysam" in label)
+    return next(label for label in sources.library(ctx).labels() if "tiny-sam" in label or "tinysam" in label)
 
 
 def test_panda_makes_a_quick_code_from_a_photo_edits_it_and_reopens_the_saved_run(ctx, astronaut,
                                                                                  tmp_path):
     label = sam_factors(ctx)
-    code, reconstruction, status = panda.quick_photo_code(ctx, label, astronaut, 1, True, 2)
+    code, reconstruction, status = handlers_photo.quick_photo_code(ctx, label, astronaut, 1, True, 2)
     assert code.model_id == "tiny-sam" and code.method == "quick W+ (mean w + 2 steps)"
     assert code.deltas == {} and reconstruction.shape == (256, 256, 3) and "session's" in status
     assert code.framed.photo.size == Image.open(astronaut).size
-    original, edited, diff, in_photo, run = panda.edit_photo_code(ctx, label, code, [1], 0, 80.0)
+    original, edited, diff, in_photo, run = handlers_photo.edit_photo_code(ctx, label, code, [1], 0, 80.0)
     assert np.abs(original.astype(int) - reconstruction).max() <= 1  # λ only adds: the code renders as before
     assert in_photo.shape[:2] == (512, 512) and not np.array_equal(original, edited)
     saved = write_bundle(run.images, run.masks, run.arrays, run.recipe)
-    loaded = panda.open_saved_run(ctx, str(saved), None)
+    loaded = handlers_photo.open_saved_run(ctx, str(saved), None)
     assert loaded.factor_set["value"] == label and loaded.parts["value"] == [1]
     assert loaded.strength["value"] == 80.0 and loaded.appearance["value"] == 0
     assert torch.equal(loaded.code.w_plus, code.w_plus) and loaded.code.framed is not None
-    again = panda.edit_photo_code(ctx, label, loaded.code, [1], 0, 80.0)
+    again = handlers_photo.edit_photo_code(ctx, label, loaded.code, [1], 0, 80.0)
     assert np.abs(again.edited.astype(int) - edited).max() <= 1
 
 
 def test_panda_reopens_a_seed_edit_and_refuses_what_it_cannot_use(ctx, tmp_path):
     label = sam_factors(ctx)
-    run = panda.edit_seeds(ctx, label, "3, 4", 0.8, [2], 1, 40.0, [["0, 3", 0, -20.0]]).run
-    loaded = panda.open_saved_run(ctx, str(write_bundle(run.images, run.masks, run.arrays, run.recipe)), None)
+    run = handlers.edit_seeds(ctx, label, "3, 4", 0.8, [2], 1, 40.0, [["0, 3", 0, -20.0]]).run
+    loaded = handlers_photo.open_saved_run(ctx, str(write_bundle(run.images, run.masks, run.arrays, run.recipe)), None)
     assert loaded.seeds["value"] == "3, 4" and loaded.psi["value"] == 0.8 and loaded.code is None
     assert loaded.more["value"] == [["0, 3", 0, -20.0]] and loaded.parts["value"] == [2]
     with pytest.raises(gr.Error, match="Choose a run"):
-        panda.open_saved_run(ctx, None, None)
+        handlers_photo.open_saved_run(ctx, None, None)
     other = run.recipe | {"tab": "stylemap"}
     with pytest.raises(gr.Error, match="saved by the 'stylemap' tab"):
-        panda.open_saved_run(ctx, str(write_bundle(run.images, {}, {}, other)), None)
+        handlers_photo.open_saved_run(ctx, str(write_bundle(run.images, {}, {}, other)), None)
     with pytest.raises(gr.Error, match="No photo code yet"):
-        panda.edit_photo_code(ctx, label, None, [0], 0, 10.0)
+        handlers_photo.edit_photo_code(ctx, label, None, [0], 0, 10.0)
