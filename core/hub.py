@@ -28,7 +28,8 @@ import urllib.error
 from dataclasses import dataclass, field, replace
 from http.client import HTTPException
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
 from urllib.parse import unquote, urlsplit
 
 from core import download
@@ -76,21 +77,18 @@ class EntryMeta:
     """What the tabs know about a file beyond how to build it (`"meta"` in weights.json).
 
     `content`: the picture area [width, height] inside the generator's square frame, when
-    smaller (LSUN cars: 512x384); `name`: a display name (edit directions); `factor`, `layer`,
-    `rank`: what a PandA factor file holds (appearances or parts, of which StyleGAN2 layer, how
-    many components); `framing`: how the model's training pictures were cut from photos (one
-    of FRAMINGS, `core.faces.align` reproduces each), so a person's photo is framed the same way."""
+    smaller (LSUN cars: 512x384); `name`: a display name (edit directions); `framing`: how the
+    model's training pictures were cut from photos (one of FRAMINGS, `core.faces.align`
+    reproduces each), so a person's photo is framed the same way. `extra`: a kind's own
+    fields (PandA factor files: factor, layer, rank), plain JSON values here, typed and
+    checked by the tab that reads them: they are not core's concepts."""
     content: tuple[int, int] | None = None
     name: str | None = None
-    factor: str | None = None
-    layer: int | None = None
-    rank: int | None = None
     framing: str | None = None
+    extra: Mapping[str, str | int | float | bool] = field(default_factory=dict, hash=False)
 
 
-_META_TYPES: dict[str, type] = {"content": list, "name": str, "factor": str, "layer": int,
-                                "rank": int, "framing": str}
-FACTORS = ("appearances", "parts")
+_META_TYPES: dict[str, type] = {"content": list, "name": str, "framing": str}
 
 
 @dataclass(frozen=True)
@@ -163,9 +161,13 @@ _TEXT_FIELDS = ("id", "arch", "license", "source", "description")
 def _parse_meta(raw: Any, where: str) -> EntryMeta:
     if raw is None:
         return EntryMeta()
-    if not isinstance(raw, dict) or set(raw) - set(_META_TYPES):
-        raise UserError(f"{where}: 'meta' must be an object with only these fields: "
-                        f"{', '.join(_META_TYPES)}")
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: 'meta' must be an object")
+    extra = {k: v for k, v in raw.items() if k not in _META_TYPES}
+    for key, value in extra.items():
+        if not (_ID.fullmatch(str(key)) and isinstance(value, (str, int, float, bool))):
+            raise UserError(f"{where}: meta '{key}' must be a name with a plain value (text, a "
+                            f"number or true/false), not {value!r}")
     for key, kind in _META_TYPES.items():
         value = raw.get(key)
         if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
@@ -175,12 +177,9 @@ def _parse_meta(raw: Any, where: str) -> EntryMeta:
         if len(content) != 2 or not all(isinstance(v, int) and v > 0 for v in content):
             raise UserError(f"{where}: meta 'content' must be [width, height] in pixels")
         content = (content[0], content[1])
-    if raw.get("factor") not in (None, *FACTORS):
-        raise UserError(f"{where}: meta 'factor' must be one of {FACTORS}")
     if raw.get("framing") not in (None, *FRAMINGS):
         raise UserError(f"{where}: meta 'framing' must be one of {FRAMINGS}")
-    return EntryMeta(content, raw.get("name"), raw.get("factor"), raw.get("layer"), raw.get("rank"),
-                     raw.get("framing"))
+    return EntryMeta(content, raw.get("name"), raw.get("framing"), MappingProxyType(extra))
 
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")

@@ -859,15 +859,22 @@ def test_factor_library_offline_without_the_files_is_a_user_error(tmp_path, tiny
 
 
 def test_factor_library_names_what_a_factor_entry_lacks(tmp_path, tiny_sg2_file):
-    """A panda-factors entry needs its generator and meta layer, factor and rank."""
+    """A factor entry needs its generator and meta layer, factor and rank, of the right types:
+    PandA checks its own registry fields (core keeps them as plain values)."""
     full = _factor_entry("a", 5, "appearances", 16, "x.npy")
     for drop in ("generator", "layer", "factor", "rank"):
         entry = {**full, "meta": dict(full["meta"])}
         (entry if drop == "generator" else entry["meta"]).pop(drop)
         entries = [tiny_sg2_entry("tiny-sg2", tiny_sg2_file), entry]
         ctx = AppContext(load_registry(write_registry(tmp_path / "weights.json", entries)), torch.device("cpu"))
-        name = drop if drop == "generator" else f"meta.{drop}"
-        with pytest.raises(UserError, match=rf"'a' \(panda-factors\) lacks {name}"):
+        name = "its generator" if drop == "generator" else f"meta {drop}"
+        with pytest.raises(UserError, match=rf"'a' \(PandA factors\) needs {name}"):
+            sources.FactorLibrary(ctx).labels()
+    for meta in ({"layer": "five"}, {"factor": "colour"}, {"rank": 0}):
+        entry = {**full, "meta": {**full["meta"], **meta}}
+        entries = [tiny_sg2_entry("tiny-sg2", tiny_sg2_file), entry]
+        ctx = AppContext(load_registry(write_registry(tmp_path / "weights.json", entries)), torch.device("cpu"))
+        with pytest.raises(UserError, match=rf"needs meta {next(iter(meta))}"):
             sources.FactorLibrary(ctx).labels()
 
 

@@ -5,6 +5,7 @@ authors' own files dropped into the app's cache), listed and read once per app b
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,12 +17,43 @@ from core.models import STYLEGAN2_ARCHS
 from demos.panda.engine import TAB, FactorSet, set_label
 from demos.panda.factors import load_factor_file
 
-if TYPE_CHECKING:  # core.context imports Gradio (core.jobs): these files are read without it
+if TYPE_CHECKING:
     from core.context import AppContext
+    from core.hub import WeightEntry
 
-
-FACTOR_META = ("layer", "factor", "rank")
+FACTOR_KINDS = ("appearances", "parts")
 FILE_NAME = re.compile(r"U[cs]-name_(?P<name>.+)-layer_(?P<layer>\d+)-rank_(?P<rank>\d+)\.npy")
+
+
+@dataclass(frozen=True)
+class FactorFile:
+    """A registered factor file (role "factors") as PandA reads its registry meta: which
+    factor (appearances or parts), of which StyleGAN2 layer, how many components. Typed and
+    checked here, not in core: factors are PandA's concept."""
+    entry: WeightEntry
+    factor: str
+    layer: int
+    rank: int
+
+    @classmethod
+    def of(cls, entry: WeightEntry) -> "FactorFile":
+        meta = entry.meta.extra
+        problems = [] if entry.generator else ["its generator"]
+        if meta.get("factor") not in FACTOR_KINDS:
+            problems.append(f"meta factor ({' or '.join(FACTOR_KINDS)})")
+        for key in ("layer", "rank"):
+            value = meta.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                problems.append(f"meta {key} (a whole number)")
+        if problems:
+            raise UserError(f"Registry entry {entry.id!r} (PandA factors) needs {', '.join(problems)}: "
+                            f"a factor file needs its generator and meta layer, factor and rank.")
+        return cls(entry, meta["factor"], meta["layer"], meta["rank"])
+
+
+def factor_files(registry) -> list[FactorFile]:
+    """Every registered factor file, typed (a malformed entry is a sentence at start-up)."""
+    return [FactorFile.of(e) for e in registry.with_role("factors")]
 
 
 def computed_dir() -> Path:
@@ -48,19 +80,13 @@ class FactorLibrary:
 
     def published(self) -> dict[str, tuple[str, str, str, int]]:
         """label -> (generator id, appearances entry id, parts entry id, layer)."""
-        entries = [e for e in self.registry if e.arch == "panda-factors"]
-        for e in entries:
-            missing = ([] if e.generator else ["generator"]) + \
-                [f"meta.{k}" for k in FACTOR_META if getattr(e.meta, k) is None]
-            if missing:
-                raise UserError(f"Registry entry {e.id!r} (panda-factors) lacks {', '.join(missing)}: "
-                                f"a factor file needs its generator and meta layer, factor and rank.")
+        files = factor_files(self.registry)
         sets = {}
-        for a in (e for e in entries if e.meta.factor == "appearances"):
-            for p in (e for e in entries if e.meta.factor == "parts"):
-                if (a.generator, a.meta.layer) == (p.generator, p.meta.layer):
-                    label = set_label(a.generator, a.meta.layer, a.meta.rank, p.meta.rank, "published")
-                    sets[label] = (a.generator, a.id, p.id, a.meta.layer)
+        for a in (f for f in files if f.factor == "appearances"):
+            for p in (f for f in files if f.factor == "parts"):
+                if (a.entry.generator, a.layer) == (p.entry.generator, p.layer):
+                    label = set_label(a.entry.generator, a.layer, a.rank, p.rank, "published")
+                    sets[label] = (a.entry.generator, a.entry.id, p.entry.id, a.layer)
         return sets
 
     def computed(self) -> dict[str, tuple[Path, Path]]:
@@ -86,12 +112,11 @@ class FactorLibrary:
         """The name the authors' files use for a generator (`stylegan2_ffhq1024`): read from
         its published factor files, else made from the id the genforce way
         (stylegan2-car-512 -> stylegan2_car512)."""
-        for e in self.registry:
-            if e.arch == "panda-factors" and e.generator == generator:
-                where = e.hub.filename if e.hub else e.url.filename if e.url else str(e.path or "")
-                found = FILE_NAME.fullmatch(where.rsplit("/", 1)[-1])
-                if found:
-                    return found["name"]
+        for e in self.registry.with_role("factors", generator):
+            where = e.hub.filename if e.hub else e.url.filename if e.url else str(e.path or "")
+            found = FILE_NAME.fullmatch(where.rsplit("/", 1)[-1])
+            if found:
+                return found["name"]
         head, *rest = generator.split("-")
         return f"{head}_{''.join(rest)}" if rest else head
 
@@ -131,6 +156,6 @@ def library(ctx: AppContext) -> FactorLibrary:
 
 def licensed_ids(ctx: AppContext) -> list[str]:
     """The tab's weights for its licence line: every factor file and its registered generator."""
-    factors = [e for e in ctx.registry if e.arch == "panda-factors"]
+    factors = ctx.registry.with_role("factors")
     known = set(ctx.registry.ids())
     return [e.id for e in factors] + [e.generator for e in factors if e.generator in known]

@@ -11,9 +11,9 @@ import gradio as gr
 
 from core.context import AppContext
 from core.models import STYLEGAN2_ARCHS
-from core.photo_code import QUICK_STEPS, photo_code_state
+from core.photo_code import QUICK_STEPS
 from core.photo_slot import photo_slot
-from core.ui import TabWiring, labelled_examples, licence_line, random_seeds, tab_header
+from core.ui import TabWiring, labelled_examples, licence_line, photo_code_state, random_seeds, tab_header
 from demos.panda.engine import DEFAULT_TRUNCATION, TAB, part_choices
 from demos.panda.factors import AUTHORS_LR, AUTHORS_STEPS
 from demos.panda.handlers import SOLVERS, add_edit, apply_preset, compute_factors, edit_seeds, select_part, show_parts
@@ -121,7 +121,7 @@ def _build_edit(wiring: TabWiring, picker: Picker, labels: list[str]) -> tuple[l
     wiring.on(picker.seed.submit, show_parts, show_inputs, show_outputs, record=False)
     wiring.on(picker.refine.change, show_parts, show_inputs, show_outputs, record=False)
     wiring.on(run.click, edit_seeds, edit_inputs, edit_outputs, api_name="panda_edit")
-    code = photo_code_state(wiring.ctx)
+    code = photo_code_state()
     with gr.Accordion("Edit your photo", open=True):
         gr.Markdown("Upload your photo (framed for the factors' generator) and press \"Quick code\" "
                     "for a W+ code in seconds (e4e where registered, then a short optimisation), or "
