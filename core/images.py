@@ -15,8 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-
 from core.errors import UserError
+from core.framing import FACE_FRAMINGS
+
 
 ImageLike = Any  # PIL.Image, numpy array (H,W), (H,W,3), (H,W,4), or a file path
 
@@ -455,7 +456,6 @@ def example_photos() -> list[ExamplePhoto]:
 def photos_for(framing: str, model_id: str = "") -> list[ExamplePhoto]:
     """The example photos that suit a model: faces for face framings, the cat for cat models,
     the other photos otherwise."""
-    from core.framing import FACE_FRAMINGS
 
     photos = example_photos()
     if framing in FACE_FRAMINGS:

@@ -22,8 +22,10 @@ from PIL import Image
 
 from core.device import placement
 from core.errors import UserError
+from core.faces import Aligned, FramedPhoto
 from core.images import pil_to_tensor
-from core.inversion import LOSS_SIZE, Frame, Inversion
+from core.inversion import Frame, Inversion, LOSS_SIZE
+from core.recipe import open_run
 
 QUICK_STEPS = (200, 20)  # Adam steps in W+ after the start for a quick code (GPU, CPU)
 
@@ -178,7 +180,6 @@ def code_from_bundle(bundle) -> PhotoCode:
     """The photo code a saved run (core.recipe.read_bundle) holds, with its photo if saved."""
     from PIL import Image
 
-    from core.faces import Aligned, FramedPhoto
 
     about = (bundle.recipe.get("settings") or {}).get("photo_code")
     if not about or "W+" not in bundle.arrays:
@@ -196,7 +197,6 @@ def code_from_bundle(bundle) -> PhotoCode:
 def saved_model(file: str | None) -> str | None:
     """The model a saved run (.zip) renders with: its photo code's, else the run's; None for
     no file or one that is not a run (its handler then says why)."""
-    from core.recipe import open_run
 
     if not file:
         return None

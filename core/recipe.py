@@ -38,8 +38,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from core.errors import UserError
 from core.hub import Registry, WeightEntry, cached_path, sha256_of
 from core.images import to_uint8
+from core.recipe_check import check_recipe
+from core.runfile import MAX_RECIPE_BYTES, RunZip
 
 APP_NAME = "Spatial GAN Studio"
 BUNDLE_FORMAT = 1
@@ -360,7 +363,6 @@ def read_bundle(path: str | Path, pictures: bool = True, arrays: bool = True) ->
     .png) and the recipe; `pictures=False` / `arrays=False` leave those unread. Read within
     bounds (`core.runfile`: member count and sizes, pictures' pixels, arrays' sizes, all
     checked before unpacking); arrays load without pickle."""
-    from core.runfile import MAX_RECIPE_BYTES, RunZip
 
     with RunZip(path) as run:
         recipe = json.loads(run.read("recipe.json", MAX_RECIPE_BYTES))
@@ -374,8 +376,6 @@ def open_run(path: str | Path | None, pictures: bool = True, arrays: bool = True
     """A run a person saved with "Download all" and uploads again, or a readable refusal: a
     file that is not a run, one over the bounds of `core.runfile`, a recipe of the wrong
     shape (`core.recipe_check`)."""
-    from core.errors import UserError
-    from core.recipe_check import check_recipe
 
     if not path:
         raise UserError("Choose a run (.zip) saved with \"Download all\".")

@@ -27,6 +27,8 @@ from PIL import Image
 
 from core.errors import UserError
 from core.gpu import translate
+from core.images import NOT_A_PICTURE, check_editor_pixels, check_upload, png_file
+from core.recipe import Run, fill_local_hashes, licence_note, make_recipe, write_bundle
 from core.turns import admitted
 
 GPU_LANE = "gpu"  # every model-using event shares this concurrency id: Gradio hands up to
@@ -146,7 +148,6 @@ def tab_header(summary: str, how_it_works: str) -> None:
 def licence_line(registry, tab: str, ids: Sequence[str] = ()) -> gr.Markdown:
     """The licences of the weights a tab uses, one line under its header (from the
     registry's `license` and `used_by`; `ids`: the models the tab offers)."""
-    from core.recipe import licence_note
 
     return gr.Markdown(licence_note(registry, tab, ids))
 
@@ -172,7 +173,6 @@ def record(ctx, tab: str, operation: str, models: dict[str, str | None] | str, *
     """A handler's run as a `core.recipe.Run` with its recipe, for the tab's "Download all":
     `models` maps roles to registry ids (the first is the run's model id), `settings` every
     setting of the run, `seeds` the seeds in order."""
-    from core.recipe import Run, make_recipe
 
     ids = {"model": models} if isinstance(models, str) else models
     entries = {role: ctx.registry.get(mid) for role, mid in ids.items() if mid}
@@ -214,7 +214,6 @@ class DownloadAll:
 
     def pack(self, run) -> str:
         """The last run as a .zip (see core.recipe.write_bundle), packed once per run."""
-        from core.recipe import fill_local_hashes, write_bundle
 
         if not run:
             raise gr.Error(NOTHING_TO_DOWNLOAD)
@@ -276,7 +275,6 @@ def pictures_as_files(fn: Callable, outputs: list) -> Callable:
     written once under their content's name (`core.images.png_file`): Gradio would rewrite
     the same cached file in place for every person making the same picture, and someone would
     download it half-written. Keeps `fn`'s signature and generator-ness."""
-    from core.images import png_file
 
     def as_file(value, component):
         if isinstance(value, Image.Image) or (isinstance(value, np.ndarray) and value.dtype == np.uint8):
@@ -348,7 +346,6 @@ def private_state_loads(blocks: gr.Blocks) -> None:
 def _checked_picture(preprocess: Callable, block=None) -> Callable:
     """`preprocess` of an Image or ImageEditor with every file checked first (`check_upload`);
     an editor's files (uploaded, or sent as blobs by a live editor) are bounded together."""
-    from core.images import NOT_A_PICTURE, check_editor_pixels, check_upload
 
     def run(payload):
         if payload is None:

@@ -10,8 +10,9 @@ import gradio as gr
 
 from core.context import AppContext
 from core.errors import UserError, hosted, shown_path
-from core.hub import Registry, fetch, human_size, status_rows
 from core.gpu import user_errors
+from core.hub import Registry, fetch, human_size, status_rows
+from core.ui import TabWiring
 
 TAB = "models"
 LANDMARK_LICENCE = ("dlib's 68-point face landmark model (Davis King; CC0 as packaged), trained "
@@ -48,7 +49,6 @@ def refresh(ctx: AppContext) -> list[list[str]]:
 
 
 def build_tab(ctx: AppContext) -> None:
-    from core.ui import TabWiring
 
     wiring = TabWiring(ctx, TAB)
     gr.Markdown("Every pretrained file the app knows about (`weights.json`), whether it is in "

@@ -17,8 +17,8 @@ import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
 from core.errors import UserError
+
 
 if TYPE_CHECKING:
     from torch import nn

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.checkpoints import read_checkpoint
 from core.models.faceparser import check_state, parser_input
 
 CLASSES = 150
@@ -128,7 +129,6 @@ def ade20k_probabilities(encoder: ResNet50Dilated, decoder: PPMDeepsup, picture:
 
 
 def _load(path: str | Path, model: nn.Module, what: str, map_location) -> nn.Module:
-    from core.checkpoints import read_checkpoint
 
     path = Path(path)
     state = check_state(path.name, what, read_checkpoint(path, map_location), model.state_dict(),

@@ -73,6 +73,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.checkpoints import read_checkpoint
 from core.errors import UserError, shown_path
 from core.ops import ScaledWeightCache, nearest_up_conv
 
@@ -614,7 +615,6 @@ def build_biggan(config: Mapping[str, Any], weights_path: str | Path,
     of `weights_path` (the published `pytorch_model.bin`, a plain state dict, read with
     weights_only=True; or our safetensors copy, `{"state_dict": ...}`), loaded with strict=True -> eval mode, no
     gradients. Unknown or invalid configuration keys raise a UserError."""
-    from core.checkpoints import read_checkpoint
 
     path = Path(weights_path)
     known = set(PUBLISHED_CONFIGS["biggan-deep-128"])

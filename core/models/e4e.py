@@ -33,8 +33,9 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 from torch import nn
-
+from core.checkpoints import read_checkpoint
 from core.errors import UserError
+
 
 STYLE_DIM = 512
 STAGES = ((64, 3), (128, 4), (256, 14), (512, 3))  # (channels, units) of IR-SE-50
@@ -218,7 +219,6 @@ def e4e_decoder_state(ckpt: Mapping[str, Any] | str | Path) -> dict[str, torch.T
     StyleGAN2 generator state dict of size `opts["stylegan_size"]` (style_dim 512, n_mlp 8,
     channel_multiplier 2), loadable like a `g_ema`."""
     if not isinstance(ckpt, Mapping):
-        from core.checkpoints import read_checkpoint
 
         ckpt = read_checkpoint(ckpt)
     return _prefixed(ckpt, "decoder")
@@ -292,7 +292,6 @@ def load_e4e(path: str | Path, n_styles: int | None = None, input_size: tuple[in
     given, checked. `input_size` (H, W) defaults to the authors' transform for the file's
     `opts["dataset_type"]`: 192x256 for cars, 256x256 otherwise. Problems raise UserError.
     """
-    from core.checkpoints import read_checkpoint
 
     path = Path(path)
     return e4e_from_checkpoint(read_checkpoint(path, map_location), n_styles, input_size, path.name)

@@ -29,8 +29,9 @@ from typing import Mapping
 import torch
 import torch.nn.functional as F
 from torch import nn
-
+from core.checkpoints import read_checkpoint
 from core.errors import UserError
+
 
 CLASSES = 19
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -199,7 +200,6 @@ def load_face_parser(path: str | Path, n_classes: int = CLASSES,
                      map_location: str | torch.device = "cpu") -> FaceParser:
     """The published `79999_iter.pth` (a plain state dict, read with weights_only=True),
     loaded strictly; eval mode, float32, no gradients."""
-    from core.checkpoints import read_checkpoint
 
     path = Path(path)
     with torch.device("meta"):

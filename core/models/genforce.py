@@ -55,6 +55,7 @@ from typing import Callable, Mapping
 
 import torch
 
+from core.checkpoints import read_checkpoint
 from core.errors import UserError
 from core.models.stylegan2 import StyleGAN2Generator
 from core.ops import channel_table, make_kernel
@@ -189,7 +190,6 @@ def load_genforce_stylegan2(path: str | Path, size: int, w_space_dim: int = 512,
     Read with `weights_only=True`; every key and shape is checked against the configuration
     before anything is copied.
     """
-    from core.checkpoints import read_checkpoint
 
     name = Path(path).name
     multiplier = _channels(size, fmaps_base, fmaps_max)

@@ -35,8 +35,9 @@ from typing import Mapping
 import torch
 import torch.nn.functional as F
 from torch import nn
-
+from core.checkpoints import read_checkpoint
 from core.errors import UserError
+
 
 SPACES = ("W+", "F4", "F6", "F8", "F10")
 """Latent spaces with a head, in SAM's order from most editable to most faithful."""
@@ -237,7 +238,6 @@ def load_invertibility(path: str | Path,
     shapes (other top-level entries are ignored, as the authors' loader does). Returns the
     predictor in eval mode, float32, without gradients, channels-last (oneDNN/cuDNN's fast
     layout)."""
-    from core.checkpoints import read_checkpoint
 
     path = Path(path)
     ckpt = read_checkpoint(path, map_location)

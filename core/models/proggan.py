@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.checkpoints import read_checkpoint
 from core.errors import UserError
 from core.models.generator import unconditional
 from core.ops import ScaledWeightCache, nearest_up_conv
@@ -320,7 +321,6 @@ def load_proggan(path: str | Path, resolution: int | None = None,
     a given `resolution` that the file contradicts raises a ValueError (ProGANConfigError).
     Like the authors' loader it also accepts `{"state_dict": ...}` and the older
     `features.{i}` names."""
-    from core.checkpoints import read_checkpoint
 
     path = Path(path)
     ckpt = read_checkpoint(path, map_location)

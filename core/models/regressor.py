@@ -35,8 +35,9 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 from torch import nn
-
+from core.checkpoints import read_checkpoint
 from core.errors import UserError
+
 
 FAMILIES = ("stylegan2", "proggan")
 STAGE_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}  # torchvision's BasicBlock ResNets
@@ -175,7 +176,6 @@ def load_regressor(path: str | Path, resnet_depth: int = 34, n_latent: int = 14,
                    map_location: str | torch.device = "cpu") -> MaskedRegressor:
     """Load a published regressor file (`{"state_dict": ...}`) with strict=True -> eval mode,
     no gradients. The file is read with weights_only=True (or from our safetensors copy)."""
-    from core.checkpoints import read_checkpoint
 
     path = Path(path)
     config = {"resnet_depth": resnet_depth, "n_latent": n_latent, "w_dim": w_dim,

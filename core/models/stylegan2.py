@@ -41,6 +41,7 @@ from typing import Callable, Mapping, Sequence, Union
 import torch
 from torch import nn
 
+from core.checkpoints import read_checkpoint
 from core.errors import UserError
 from core.models.generator import seed_normal, unconditional
 from core.ops import (SQRT2, ConstantInput, EqualLinear, ModulatedConv2d, PixelNorm, Upsample,
@@ -308,7 +309,6 @@ def load_stylegan2(path: str | Path, size: int, style_dim: int = 512, n_mlp: int
 
     The file is read with `weights_only=True`: a checkpoint is untrusted input.
     """
-    from core.checkpoints import read_checkpoint
 
     ckpt = read_checkpoint(path, map_location)
     name = Path(path).name

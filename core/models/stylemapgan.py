@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.checkpoints import read_checkpoint
 from core.errors import UserError
 from core.models.generator import seed_normal, unconditional
 from core.ops import (SQRT2, Blur, ConstantInput, ConvLayer, EqualConv2d, EqualLinear,
@@ -616,7 +617,6 @@ def load_stylemapgan(path: str | Path, map_location: str | torch.device = "cpu"
     comes from its `train_args`, never from the file name (the authors name every 256 px
     file `*_256_8x8.pt`). `g_ema` and `e_ema` load with strict=True.
     """
-    from core.checkpoints import read_checkpoint
 
     path = Path(path)
     ckpt = read_checkpoint(path, map_location)
