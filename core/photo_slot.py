@@ -17,7 +17,7 @@ import tempfile
 import threading
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
@@ -211,6 +211,11 @@ def _nothing(n: int) -> Callable[[], object]:
     return run
 
 
+def new_photo() -> int:
+    """A person's new photo: face 1 (the largest) again."""
+    return 1
+
+
 def picked_face(evt: gr.SelectData) -> int:
     return int(evt.index) + 1
 
@@ -230,7 +235,7 @@ class PhotoSlot:
     examples: gr.Examples | None
     seed: gr.Number | None = None  # the "Sample from seed" box, when the slot has one
     picked: object = None  # the face gallery's select event (set by `photo_slot`)
-    reset: object = None   # the new-photo event: face back to 1
+    new_photo: list = field(default_factory=list)  # the triggers of a person's new photo
 
     def follow(self, wiring, model_id: gr.Dropdown, net_input: gr.Image | None = None,
                caption: gr.Markdown | None = None) -> None:
@@ -239,15 +244,16 @@ class PhotoSlot:
         only the faces found are shown). `photo_slot` calls it for its own network input."""
         outputs = [net_input or gr.State(), caption or gr.State(), self.faces]
         inputs = [model_id, self.photo, self.face, self.plain]
-        for event in (self.reset.then, self.picked.then, self.face.input, self.plain.input,
+        for event in (self.photo.change, self.picked.then, self.face.input, self.plain.input,
                       model_id.change):
             wiring.on(event, show_framing, inputs, outputs, record=False)
 
     def clears(self, *results) -> None:
         """A new photo (or a failed upload) empties `results`: nothing stays on screen beside a
         photo it was not made from."""
-        self.photo.change(_nothing(len(results)), None, list(results), api_visibility="private",
-                          queue=False)
+        for trigger in self.new_photo:
+            trigger(_nothing(len(results)), None, list(results), api_visibility="private",
+                    queue=False)
 
     @property
     def inputs(self) -> list:
@@ -272,13 +278,15 @@ def photo_slot(wiring, model_id: gr.Dropdown, *, label: str = "Your photo",
     seed)`: a "Sample from seed" row under it (the picture is remembered as drawn); `examples`:
     `core.images.ExamplePhoto`s. A new photo sets the face back to 1 (`PhotoSlot.clears` adds
     the tab's results)."""
-    from core.ui import labelled_examples, seed_picker
+    from core.ui import labelled_examples, seed_row
 
     drawn(wiring.ctx)  # made before any ZeroGPU worker is forked, so they share its folder
     photo = gr.Image(type="filepath", image_mode=None, format="png", label=label, height=height,
                      elem_classes=[SLOT_CLASS])
-    seed_box = None if sample is None else seed_picker(
-        wiring, photo, drawing(sample), [model_id, *sample_inputs], default=seed, label=sample_label)
+    seed_box = sampled = None
+    if sample is not None:
+        seed_box, sampled = seed_row(wiring, photo, drawing(sample), [model_id, *sample_inputs],
+                                     default=seed, label=sample_label)
     with gr.Row():
         faces = gr.Gallery(label="Faces found (click one to use it)", columns=6, height=150,
                            object_fit="contain", allow_preview=False, format="png", scale=3)
@@ -293,7 +301,12 @@ def photo_slot(wiring, model_id: gr.Dropdown, *, label: str = "Your photo",
                                        [photo], label=examples_label) if examples else None
     slot = PhotoSlot(photo, faces, face, plain, shown, caption, shown_examples, seed_box)
     slot.picked = faces.select(picked_face, None, face, api_visibility="private", queue=False)
-    slot.reset = photo.change(lambda: 1, None, face, api_visibility="private", queue=False)
+    # a person's new photo (an upload, a paste, the camera, a cleared box, a sample they drew):
+    # face 1 again; results cleared (`clears`). A picture the page puts there itself (an
+    # example, the first look) comes with its own results.
+    slot.new_photo = [photo.input] + ([sampled.success] if sampled is not None else [])
+    for trigger in slot.new_photo:
+        trigger(new_photo, None, face, api_visibility="private", queue=False)
     if net_input:
         slot.follow(wiring, model_id, shown, caption)
     return slot

@@ -18,13 +18,14 @@ import os
 import threading
 import weakref
 from collections import OrderedDict
-from typing import Callable
+from typing import Any, Callable
 from typing import Sequence
 
 import gradio as gr
 import numpy as np
 from PIL import Image
 
+from core import first_look
 from core.errors import UserError
 from core.gpu import translate
 from core.images import NOT_A_PICTURE, check_editor_pixels, check_upload, png_file
@@ -83,11 +84,16 @@ def seed_picker(wiring: "TabWiring", target: gr.components.Component, sample: Ca
                 inputs: list, default: int = 1, label: str = "Sample from seed") -> gr.Number:
     """A seed box and a button under a picture: the button puts `sample(ctx, *inputs, seed)`
     (a generated picture, a `gpu_task`) into `target`, so every tab can start without an upload."""
+    return seed_row(wiring, target, sample, inputs, default, label)[0]
+
+
+def seed_row(wiring: "TabWiring", target: gr.components.Component, sample: Callable,
+             inputs: list, default: int = 1, label: str = "Sample from seed") -> tuple[gr.Number, Any]:
+    """`seed_picker`, also returning the sampling event (what follows a new sample)."""
     with gr.Row():
         seed = gr.Number(value=default, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", scale=2)
         button = gr.Button(label, scale=1)
-    wiring.on(button.click, sample, inputs + [seed], target, record=False)
-    return seed
+    return seed, wiring.on(button.click, sample, inputs + [seed], target, record=False)
 
 
 def long_dropdown(choices: list[str], value: str, **kwargs) -> gr.Dropdown:
@@ -245,6 +251,7 @@ class TabWiring:
     def __init__(self, ctx, tab: str):
         self.ctx, self.tab = ctx, tab
         self.download = DownloadAll(ctx, tab)
+        self._first_look = None  # the tab's `FirstLook`, once it has one
 
     def on(self, event: Callable, handler: Callable, inputs, outputs, *, record: bool = True,
            api_name: str | None = None, **kwargs):
@@ -263,10 +270,27 @@ class TabWiring:
 
     def examples(self, examples: gr.Examples, *steps: tuple[Callable, list, list]) -> None:
         """After an example fills its inputs, run `(handler, inputs, outputs)` steps in order,
-        wired like `on` (so progress, errors and the last-run record behave as for a click)."""
+        wired like `on` (so progress, errors and the last-run record behave as for a click).
+        The tab's first examples are also its first look (`first_look`)."""
         event = examples.load_input_event
         for handler, inputs, outputs in steps:
             event = self.on(event.then, handler, inputs, outputs)
+        self.first_look(examples, *steps)
+
+    def first_look(self, examples: gr.Examples, *steps: tuple[Callable, list, list],
+                   settings: dict | None = None) -> None:
+        """Show the first example row (with `settings`: other inputs' values for it, e.g.
+        fewer steps), run through `steps`, on every visitor's page load (`core.first_look`):
+        once per tab, the first examples it is given."""
+        if self._first_look or first_look.mode() == "off" or not examples.examples:
+            return
+        values = dict(zip(examples.inputs, examples.examples[0])) | dict(settings or {})
+        self._first_look = look = first_look.FirstLook(self.ctx, values, steps, self.download.state)
+        shown = look.components()
+        gr.on(None, pictures_as_files(look.show, shown), None, shown, api_visibility="private",
+              show_progress="hidden", queue=False)
+        if look.ready_at_start():
+            look.start()
 
 
 # ---- what goes out and what comes in: pictures as files, uploads and numbers checked -----------

@@ -135,8 +135,9 @@ def registry_entry(entry: WeightEntry, repo: str, filename: str, revision: str, 
                    size: int) -> dict[str, Any]:
     """The weights.json entry for the Hub copy (same id, so nothing else has to change)."""
     note = f"Hub copy {repo} made with scripts/publish_weights.py"
+    fields = {k: v for k, v in dataclasses.asdict(entry.meta).items() if k != "extra"}
     meta = {k: list(v) if isinstance(v, tuple) else v
-            for k, v in dataclasses.asdict(entry.meta).items() if v is not None}
+            for k, v in {**fields, **entry.meta.extra}.items() if v is not None}
     return {"id": entry.id, "arch": entry.arch, "description": entry.description,
             "config": dict(entry.config),
             **({"generator": entry.generator} if entry.generator else {}),

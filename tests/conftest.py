@@ -12,6 +12,9 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["SPATIAL_GAN_LPIPS_RANDOM"] = "1"
+# every app a test builds would compute its tabs' first looks in the background: only the
+# tests about them (and the browser's) turn them on
+os.environ["SPATIAL_GAN_FIRST_LOOK"] = "off"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("SPATIAL_GAN_CACHE", tempfile.mkdtemp(prefix="spatial-gan-test-cache-"))
 

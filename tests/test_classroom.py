@@ -237,7 +237,7 @@ def test_non_finite_numbers_get_a_sentence(classroom, truncation, seed):
     """Sent as raw JSON (gradio_client refuses NaN; a script need not)."""
     demo, url, _ = classroom
     base = f"{url.rstrip('/')}/gradio_api/call/generate"
-    body = '{"data": ["tiny-sg2", %s, %s]}' % (repr(seed).replace("nan", "NaN").replace("inf", "Infinity"),
+    body = '{"data": ["tiny-sg2", %s, %s, "207"]}' % (repr(seed).replace("nan", "NaN").replace("inf", "Infinity"),
                                                repr(truncation).replace("nan", "NaN"))
     event = httpx.post(base, content=body, headers={"content-type": "application/json"}).json()["event_id"]
     answer = httpx.get(f"{base}/{event}", timeout=60).text

@@ -396,12 +396,15 @@ def test_cli_list_and_download(tmp_path: Path, online: Path, remote, capsys):
     reg = write_registry(tmp_path / "cli.json", [url_entry("remote", remote.url("/file/model.pt"))])
     assert hub.main(["--weights", str(reg), "list"]) == 0
     row = [l.split() for l in capsys.readouterr().out.splitlines() if l.startswith("remote")][0]
-    assert row[2:5] == ["307.2", "KB", "no"] and row[-2:] == ["URL", remote.url("/file/model.pt")]
+    assert row[1:4] == ["307.2", "KB", "no"] and row[-1] == "web"
+    assert hub.main(["--weights", str(reg), "list", "--wide"]) == 0
+    row = [l.split() for l in capsys.readouterr().out.splitlines() if l.startswith("remote")][0]
+    assert row[-2:] == ["URL", remote.url("/file/model.pt")]
     assert hub.main(["--weights", str(reg), "download", "remote"]) == 0
     out = capsys.readouterr().out
     assert "ok  remote" in out and str(_final(online, "remote", "model.pt")) in out
     assert hub.main(["--weights", str(reg), "list"]) == 0
     row = [l.split() for l in capsys.readouterr().out.splitlines() if l.startswith("remote")][0]
-    assert row[2:5] == ["307.2", "KB", "yes"]
+    assert row[1:4] == ["307.2", "KB", "yes"]
     assert hub.main(["--weights", str(reg), "download", "remote", "--force"]) == 0
     assert len(remote.requests) == 2

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import core.checkpoints
+import core.models.invertibility
 from helpers import REFERENCE, load_reference
 from core.checkpoints import write_safetensors
 from core.errors import UserError
@@ -136,7 +136,7 @@ def test_wrong_keys_or_shapes_raise_user_error(monkeypatch, ckpt, change, messag
         del bad["F8"]["m.1.running_var"]
     else:
         bad["W+"]["m.3.weight"] = torch.zeros(4, 2, 1, 1)
-    monkeypatch.setattr(core.checkpoints, "read_checkpoint", lambda path, map_location="cpu": bad)
+    monkeypatch.setattr(core.models.invertibility, "read_checkpoint", lambda path, map_location="cpu": bad)
     with pytest.raises(UserError, match=message):
         load_invertibility("invertibility_bad_sg2.pt")
 
@@ -146,7 +146,7 @@ def test_num_batches_tracked_may_be_absent(monkeypatch, ckpt):
     plain dict), so the authors' loader accepts such a file: so does ours."""
     plain = {part: {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
              for part, state in ckpt.items()}
-    monkeypatch.setattr(core.checkpoints, "read_checkpoint", lambda path, map_location="cpu": plain)
+    monkeypatch.setattr(core.models.invertibility, "read_checkpoint", lambda path, map_location="cpu": plain)
     model = load_invertibility("invertibility_plain_sg2.pt")
     counters = [v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")]
     assert len(counters) == 113 + 5 and all(c.device.type == "cpu" and int(c) == 0 for c in counters)

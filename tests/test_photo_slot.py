@@ -33,7 +33,9 @@ def registry(tmp_path_factory) -> Path:
 def demo(registry):
     import app as app_module
 
-    return app_module.build_app(weights=str(registry), device="cpu")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPATIAL_GAN_FIRST_LOOK", "lazy")  # the first looks computed when a test asks
+        return app_module.build_app(weights=str(registry), device="cpu")
 
 
 @pytest.fixture()
@@ -73,21 +75,26 @@ def test_every_photo_tab_uses_the_shared_slot_and_no_tab_builds_its_own(demo):
 
 
 def test_a_new_photo_resets_the_face_and_clears_the_results(demo):
-    """Wherever a photo slot's picture changes: the face number goes back to 1, and the
-    tab's results (SAM's layer map, PandA's edited photo, ...) are emptied."""
+    """Wherever a person puts a new photo into a slot (upload, paste, camera, clearing it):
+    the face number goes back to 1, and the tab's results (SAM's layer map, PandA's edited
+    photo, ...) are emptied. A photo the page sets itself (an example, the first look) brings
+    its own results and clears nothing."""
     slots = [b for b in demo.blocks.values() if is_upload(b) and SLOT_CLASS in (b.elem_classes or [])]
     assert len(slots) >= 5
     cleared = 0
     for photo in slots:
-        on_change = [f for f in demo.fns.values() if (photo._id, "change") in
-                     [(getattr(t[0], "_id", t[0]), t[1]) for t in f.targets]]
-        resets = [f for f in on_change if len(f.outputs) == 1 and isinstance(f.outputs[0], gr.Number)]
+        def triggered_by(event: str) -> list:
+            return [f for f in demo.fns.values() if (photo._id, event) in
+                    [(getattr(t[0], "_id", t[0]), t[1]) for t in f.targets]]
+        on_input = triggered_by("input")
+        resets = [f for f in on_input if len(f.outputs) == 1 and isinstance(f.outputs[0], gr.Number)]
         assert len(resets) == 1 and resets[0].fn() == 1, photo.label
-        for f in on_change:
+        for f in on_input:
             if f not in resets and not f.inputs:  # a clear: every output emptied
                 values = f.fn()
                 assert values is None or values == [None] * len(f.outputs)
                 cleared += 1
+        assert not [f for f in triggered_by("change") if not f.inputs], photo.label  # no clear on change
     assert cleared >= 4  # SAM, Collage (x2), Neural Collage, PandA
 
 
@@ -172,3 +179,36 @@ def test_panda_reopens_a_seed_edit_and_refuses_what_it_cannot_use(ctx, tmp_path)
         handlers_photo.open_saved_run(ctx, str(write_bundle(run.images, {}, {}, other)), None)
     with pytest.raises(gr.Error, match="No photo code yet"):
         handlers_photo.edit_photo_code(ctx, label, None, [0], 0, 10.0)
+
+
+# ---- the first look: a finished example in every tab before any click ---------------------------
+def test_every_tab_shows_a_finished_example_on_arrival(demo):
+    """Each tab's first example, run by its own handlers once per app (in the background) and
+    handed to every page load: pictures (as files) in its outputs, the run in its "Download
+    all". Neural Collage's first example asks the tiny BigGAN (10 classes) for class 207: its
+    first look is skipped, and the page load changes nothing."""
+    from core.first_look import FirstLook
+    from core.recipe import Run
+
+    looks = {}
+    for f in demo.fns.values():
+        show = getattr(f.fn, "__wrapped__", None)
+        if isinstance(getattr(show, "__self__", None), FirstLook):
+            looks[show.__self__.steps[0][0].__name__] = (show.__self__, f)
+    assert sorted(looks) == sorted(["generate_image", "compose_example", "predict_layer_map",
+                                    "run_edit_example", "render_base", "show_parts"])
+    for name, (look, f) in looks.items():
+        ready = look.wait(300)
+        shown = f.fn()
+        if name == "render_base":
+            assert not ready and all(v == gr.update() for v in shown.values())
+            continue
+        assert ready, name
+        assert f.fn().keys() == shown.keys()  # stored: every visit gets the same
+        values = [v["value"] if isinstance(v, dict) and "value" in v else v for v in shown.values()]
+        pictures = [v for v in values if isinstance(v, str) and v.endswith(".png")]
+        pictures += [item[0] for v in values if isinstance(v, list) for item in v
+                     if isinstance(item, (tuple, list)) and str(item[0]).endswith(".png")]
+        assert pictures, (name, [type(v).__name__ for v in values])
+        if name != "show_parts":  # PandA's first step shows parts; its edit keeps the run
+            assert any(isinstance(v, Run) for v in values) or name == "predict_layer_map", name

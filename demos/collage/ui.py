@@ -169,6 +169,7 @@ def _build_compose(wiring: TabWiring, model_id: gr.Dropdown, span: int) -> None:
     events = [wiring.on(button.click, compose_collage, inputs, outputs, api_name="collage_compose"),
               wiring.on(examples.load_input_event.then, compose_example, example_inputs,
                         [base, parts[0]] + outputs)]
+    wiring.first_look(examples, (compose_example, example_inputs, [base, parts[0]] + outputs))
     for trigger in [base.change] + [p.change for p in parts] + [d.release for d in dxs + dys]:
         events.append(wiring.on(trigger, live_compose, [live] + inputs, outputs,
                                 concurrency_id=GPU_LANE, trigger_mode="always_last",

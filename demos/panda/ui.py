@@ -176,6 +176,8 @@ def _build_edit(wiring: TabWiring, picker: Picker, labels: list[str]) -> tuple[l
         shown = wiring.on(examples.load_input_event.then, show_parts, show_inputs, show_outputs,
                           record=False)
         wiring.on(shown.then, edit_seeds, edit_inputs, edit_outputs)
+        wiring.first_look(examples, (show_parts, show_inputs, show_outputs),
+                          (edit_seeds, edit_inputs, edit_outputs))
     return show_inputs, show_outputs
 
 

@@ -180,6 +180,9 @@ def _build_layer_map(shared: Shared) -> gr.ImageEditor:
     wiring.on(predict.click, predict_layer_map, inputs, outputs, api_name="sam_predict", record=False)
     if slot.examples is not None:  # an example photo is predicted at once (no run: `on`, not `examples`)
         wiring.on(slot.examples.load_input_event.then, predict_layer_map, inputs, outputs, record=False)
+        # the first look: a layer map in seconds (models without the authors' predictor
+        # measure it by short runs: the fewest steps here)
+        wiring.first_look(slot.examples, (predict_layer_map, inputs, outputs), settings={est_steps: 2})
     slot.follow(wiring, model_id, net_input, caption)
     slot.clears(shared.session, errors_gallery, segments_pic, layer_editor, shared.metrics)
     wiring.on(tau.release, retune_tau, [shared.session, tau], [layer_editor, shared.metrics],
