@@ -112,6 +112,7 @@ def test_help_documents_the_flags():
         assert flag in out
 
 
+@pytest.mark.slow
 def test_python_app_py_serves_the_tiny_registry(registry_file, tmp_path):
     """The README's start command, with --weights, answering a gradio_client call."""
     port = free_port()

@@ -230,7 +230,8 @@ CASES = [
          result="Result G(E(collage, mask))"),
     Case("collage-inpaint", tab="collage", subtab="Inpaint", run="Inpaint", error=r"mask is empty",
          setup=(Sample("Picture: paint the region to erase"),),
-         paint="Picture: paint the region to erase", result="Completions"),
+         paint="Picture: paint the region to erase", result="Completions",
+         marks=(pytest.mark.slow,)),  # ~25 s each: CI runs them (SPATIAL_GAN_SLOW=1)
     Case("stylemap-local-edit", tab="stylemap", subtab="Local edit", run="Edit",
          error=r"mask is empty",
          setup=(Sample("Original: paint the region to replace"),
@@ -241,7 +242,8 @@ CASES = [
          setup=(Choose("Base class (SNGAN: dogs and cats, 151-293)", "3: tiger shark"),
                 Click("Render base picture", then="Paint regions: one brush colour per target class")),
          fix=(Choose("Class for colour 1 (#FE2712)", "5: electric ray"),),
-         paint="Paint regions: one brush colour per target class", result="After"),
+         paint="Paint regions: one brush colour per target class", result="After",
+         marks=(pytest.mark.slow,)),
     Case("panda", tab="panda", run="Edit", error=r"Enter a seed",  # part 0 is picked on arrival
          setup=(Fill("Seed(s)", ""),),
          fix=(Fill("Seed(s)", "3", enter=True), WaitPicture("Parts (click to select)")),
@@ -558,6 +560,7 @@ FIRST_LOOK = {  # tab -> a picture its first look fills
 }
 
 
+@pytest.mark.slow
 def test_every_tab_opens_on_a_finished_example(browser, tmp_path):
     """The app started with first looks on: once they are computed, a new visitor sees each
     tab's first example already run (no click), screenshots first-look-<tab>.png. (Neural

@@ -53,6 +53,7 @@ def _fetch(url: str, path: str) -> bytes:
     return httpx.get(f"{url.rstrip('/')}/gradio_api/file={path}", timeout=60).content
 
 
+@pytest.mark.slow
 def test_thirty_people_at_once_all_get_complete_correct_pictures(classroom):
     demo, url, file = classroom
     seeds = [7] * 20 + list(range(10))  # a class clicking the same example, and others
@@ -244,6 +245,7 @@ def test_non_finite_numbers_get_a_sentence(classroom, truncation, seed):
     assert "event: error" in answer and "must be a number" in answer
 
 
+@pytest.mark.slow
 def test_many_sessions_keep_memory_bounded(classroom):
     """Sessions beyond SESSIONS_KEPT are dropped oldest first, and the served files are swept."""
     from gradio.route_utils import delete_files_created_by_app

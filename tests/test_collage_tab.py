@@ -506,6 +506,7 @@ def test_handlers_refuse_mistakes_with_readable_errors(ctx, pictures):
     assert list(handlers.live_compose(ctx, True, "tiny-collage", None, False, 30, *none)) == [gr.update()] * 5
 
 
+@pytest.mark.slow
 def test_finetune_handler_keeps_the_copy_in_the_session(ctx, pictures):
     """Fine-tuning through the handler: the shared model in the cache is untouched; Compose
     uses the session's copy for its domain only; "Back to the shared regressor" drops it."""

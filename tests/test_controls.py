@@ -127,6 +127,7 @@ def _clean_env(**extra) -> dict:
             "SPATIAL_GAN_LPIPS_RANDOM": "1", **extra}
 
 
+@pytest.mark.slow
 def test_a_password_keeps_out_the_page_and_the_api(tiny_registry, tmp_path):
     """`python app.py` with a login from the environment: without it no page, no config, no API
     (gradio_client fails); with it everything works. httpx's request lines stay out of the log."""
@@ -249,6 +250,7 @@ def test_an_unknown_tab_is_named(tabbed_registry, capsys):
     assert "'colage'" in err and "generate, panda, sam" in err
 
 
+@pytest.mark.slow
 def test_a_kit_unpacked_into_an_empty_home_serves_the_same_models_offline(tmp_path, tiny_sg2_file):
     """A teacher's machine caches a Hub model, a model from an author's server (the app's cache)
     and the LPIPS backbone; `pack` -> `unpack` on a machine with an empty home -> the app serves

@@ -163,6 +163,7 @@ def test_grayscale_and_rgba_photos_are_aligned(astronaut, tmp_path):
         assert framed.aligned.image.mode == "RGB" and len(framed.faces) == 1
 
 
+@pytest.mark.slow
 def test_a_24_megapixel_photo_is_bounded(astronaut):
     """A big face is found on the downscaled overview, landmarks and the crop on the full photo."""
     big = astronaut.resize((4000, 4000), Image.Resampling.BILINEAR)

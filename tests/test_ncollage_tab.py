@@ -499,6 +499,7 @@ def test_photo_is_framed_projected_and_the_edit_lands_in_the_full_photo(ctx, cat
     assert np.array_equal(in_photo2[below:], photo[below:]) and run.recipe["settings"]["mask"] == "painted"
 
 
+@pytest.mark.slow
 def test_sngan_photo_is_edited_the_papers_way(ctx, cat_photo):
     """SNGAN: the encoder starts, Eq. 4 optimises (through the auxiliary network when asked);
     the fit is the base picture; a feature blend of it can be pasted back too."""

@@ -44,6 +44,7 @@ def test_cli_lists_the_cached_models_offline(classroom):
     assert " yes " in rows["tiny-hub"] and " no " in rows["not-downloaded"]
 
 
+@pytest.mark.slow
 def test_app_serves_a_lan_offline_from_the_cache(classroom, tmp_path):
     registry, env = classroom
     port = free_port()

@@ -182,6 +182,7 @@ def test_panda_reopens_a_seed_edit_and_refuses_what_it_cannot_use(ctx, tmp_path)
 
 
 # ---- the first look: a finished example in every tab before any click ---------------------------
+@pytest.mark.slow
 def test_every_tab_shows_a_finished_example_on_arrival(demo):
     """Each tab's first example, run by its own handlers once per app (in the background) and
     handed to every page load: pictures (as files) in its outputs, the run in its "Download

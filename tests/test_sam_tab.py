@@ -86,6 +86,7 @@ def context(registry_file: Path) -> AppContext:
 
 
 # ---- handlers called directly (no app) -------------------------------------------------------
+@pytest.mark.slow
 def test_handlers_predict_invert_and_edit_without_the_app(files, tmp_path):
     ctx = context(registry(files, tmp_path))
     s, gallery, seg_pic, editor, info, _, faces = handlers.predict_layer_map(ctx, "tiny-sam", photo(tmp_path), 6, 0.0, 1)
@@ -381,6 +382,7 @@ def outside_the_frame(framed) -> tuple[slice, slice]:
     return (slice(bottom, h), slice(0, w)) if bottom < h else (slice(0, h), slice(right, w))
 
 
+@pytest.mark.slow
 def test_a_face_photo_is_aligned_inverted_and_pasted_back(files, tmp_path):
     """FFHQ framing: the network input is the aligned face; the reconstruction and the edit
     go back into the photo at its size, pixels away from the face unchanged."""

@@ -652,6 +652,7 @@ def test_an_exif_rotated_photo_arrives_upright(ctx, photos):
         handlers.frame_original(ctx, "tiny-smg", None)
 
 
+@pytest.mark.slow
 def test_tab_photo_end_to_end(client, photos, tmp_path):
     """The real photo through the page: reconstruction shows the aligned face and the result
     in the photo; "Frame it" puts the face in the editor, and the painted edit comes back

@@ -342,6 +342,15 @@ class StyleMixOutputs(NamedTuple):
     run: Run
 
 
+def framed_pair(ctx: AppContext, model_id: str, size: int, a, b, face_a: float | None,
+                plain_a: bool, face_b: float | None, plain_b: bool) -> tuple[FramedPhoto, FramedPhoto]:
+    """Pictures A and B, both needed, each framed for the model (style mixing, interpolation)."""
+    if a is None or b is None:
+        raise UserError("Add both pictures A and B (upload or sample them).")
+    return (frame_picture(ctx, model_id, a, size, face_a, plain_a),
+            frame_picture(ctx, model_id, b, size, face_b, plain_b))
+
+
 @gpu_task(duration=60, needs=picked)
 def run_style_mix(ctx: AppContext, model_id: str | None, a, b, face_a: float | None = 1,
                   plain_a: bool = False, face_b: float | None = 1, plain_b: bool = False
@@ -350,10 +359,7 @@ def run_style_mix(ctx: AppContext, model_id: str | None, a, b, face_a: float | N
     network inputs, the faces found in A and in B, their framing notes, the coarse mix (A's
     structure) pasted whole into A's photo, run)."""
     model = model_for(ctx, model_id)
-    if a is None or b is None:
-        raise UserError("Add both pictures A and B (upload or sample them).")
-    framed_a = frame_picture(ctx, model_id, a, model.size, face_a, plain_a)
-    framed_b = frame_picture(ctx, model_id, b, model.size, face_b, plain_b)
+    framed_a, framed_b = framed_pair(ctx, model_id, model.size, a, b, face_a, plain_a, face_b, plain_b)
     first, second = pil_to_tensor(framed_a.aligned.image), pil_to_tensor(framed_b.aligned.image)
     codes = encode(model, torch.cat([first, second]))
     mixed = to_uint8(style_mix(model, first, second, codes=codes))
@@ -395,10 +401,7 @@ def run_interpolation(ctx: AppContext, model_id: str | None, a, b, steps: float,
     update, A's and B's network inputs, the faces found in A and B, their framing notes, run):
     their stylemaps mixed in w, t = 0 (A's reconstruction) ... 1 (B's)."""
     model = model_for(ctx, model_id)
-    if a is None or b is None:
-        raise UserError("Add both pictures A and B (upload or sample them).")
-    framed_a = frame_picture(ctx, model_id, a, model.size, face_a, plain_a)
-    framed_b = frame_picture(ctx, model_id, b, model.size, face_b, plain_b)
+    framed_a, framed_b = framed_pair(ctx, model_id, model.size, a, b, face_a, plain_a, face_b, plain_b)
     first, second = pil_to_tensor(framed_a.aligned.image), pil_to_tensor(framed_b.aligned.image)
     progress(0.3, desc="Encoding and rendering frames")
     codes = encode(model, torch.cat([first, second]))
