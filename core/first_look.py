@@ -6,8 +6,9 @@ would not match the picture). Here the first example's steps run once, in the ba
 the app starts (on a ZeroGPU Space at the first visit instead: its build has no GPU), taking
 turns on the device like any job but for no visitor, so no one's queue is used; every page
 load then shows the stored result at once (a page that opens before it is ready shows the
-tab as before). A step that fails (a model not downloaded, no network) leaves that tab's first
-look empty and is logged, not retried. SPATIAL_GAN_FIRST_LOOK: "on" (default), "lazy" (at
+tab as before). Off a Space nothing is downloaded for it (only cached models: a tab shows its
+first look once its models are here, from the next start). A step that fails (a model not
+downloaded, no network) leaves that tab's first look empty and is logged, not retried. SPATIAL_GAN_FIRST_LOOK: "on" (default), "lazy" (at
 the first visit everywhere) or "off".
 """
 from __future__ import annotations
@@ -19,6 +20,8 @@ import threading
 from typing import Any, Callable, Sequence
 
 import gradio as gr
+
+from core.hub import cached_only
 
 log = logging.getLogger("spatial_gan_studio")
 
@@ -75,7 +78,11 @@ class FirstLook:
 
     def _run(self) -> None:
         try:
-            self._shown = self._compute()
+            if os.environ.get("SPACE_ID"):  # a Space fetches its models as it starts
+                self._shown = self._compute()
+            else:  # elsewhere only what is already here: no download nobody asked for
+                with cached_only():
+                    self._shown = self._compute()
         except Exception as e:  # noqa: BLE001 - a first look never breaks the app
             log.info("first look skipped (%s: %s)", type(e).__name__, e)
 

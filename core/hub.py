@@ -18,6 +18,7 @@ command to run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -25,11 +26,12 @@ import os
 import re
 import sys
 import urllib.error
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from http.client import HTTPException
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 from urllib.parse import unquote, urlsplit
 
 from core import download
@@ -632,8 +634,9 @@ def fetch(entry: WeightEntry, force: bool = False, tqdm_class=None) -> Path:
     """Local path of the entry's file, downloading into the Hub or app cache if needed: from
     its source, else from each of its mirrors in turn. A file the registry gives no sha256
     for has its sha256 remembered on first download, and a change later is warned about. A
-    ZeroGPU worker never downloads (its call's files were fetched before it, `core.gpu`)."""
-    if in_worker():
+    ZeroGPU worker never downloads (its call's files were fetched before it, `core.gpu`), nor
+    does work done for no one (`cached_only`: a first look at start-up)."""
+    if in_worker() or not downloads_allowed():
         return local_weights(entry)
     try:
         path = _fetch_from(entry, force, tqdm_class)
@@ -674,12 +677,33 @@ def _fetch_from(entry: WeightEntry, force: bool, tqdm_class) -> Path:
     return local
 
 
+_CACHED_ONLY: ContextVar[bool] = ContextVar("cached_only", default=False)
+
+
+@contextlib.contextmanager
+def cached_only() -> Iterator[None]:
+    """Nothing is downloaded inside (models come from the cache or not at all): for work no one
+    asked for, such as a tab's first look when the app starts."""
+    token = _CACHED_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _CACHED_ONLY.reset(token)
+
+
+def downloads_allowed() -> bool:
+    return not _CACHED_ONLY.get()
+
+
 def local_weights(entry: WeightEntry) -> Path:
-    """The entry's file, already here: where downloading is not allowed (a ZeroGPU worker)."""
+    """The entry's file, already here: where downloading is not allowed (a ZeroGPU worker, a
+    first look)."""
     found = cached_path(entry)
     if found is None:
-        raise UserError(f"The weights of model {entry.id!r} were not downloaded before the GPU "
-                        f"call; press the button again.")
+        if in_worker():
+            raise UserError(f"The weights of model {entry.id!r} were not downloaded before the "
+                            f"GPU call; press the button again.")
+        raise UserError(f"The weights of model {entry.id!r} are not downloaded yet.")
     return found
 
 

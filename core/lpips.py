@@ -13,6 +13,7 @@ import torch
 
 from core.errors import UserError
 from core.forksafe import ForkSafeRLock
+from core.hub import downloads_allowed
 
 RANDOM_BACKBONE_ENV = "SPATIAL_GAN_LPIPS_RANDOM"
 BACKBONE_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth"}
@@ -28,10 +29,12 @@ def random_backbone() -> bool:
 def _build(net: str, spatial: bool = False) -> torch.nn.Module:
     import lpips
 
+    where = os.path.join(torch.hub.get_dir(), "checkpoints", BACKBONE_FILES.get(net, "?"))
+    if not random_backbone() and not downloads_allowed() and not os.path.isfile(where):
+        raise UserError(f"The LPIPS {net.upper()} backbone is not downloaded yet.")
     try:
         model = lpips.LPIPS(net=net, verbose=False, pnet_rand=random_backbone(), spatial=spatial)
     except OSError as e:  # urllib's URLError and socket errors are OSErrors
-        where = os.path.join(torch.hub.get_dir(), "checkpoints", BACKBONE_FILES.get(net, "?"))
         raise UserError(
             f"The LPIPS {net.upper()} backbone could not be downloaded from download.pytorch.org "
             f"({e}). Run `python -m core.hub download --all` on a machine with internet access, "

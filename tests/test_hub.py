@@ -656,3 +656,16 @@ def test_a_bad_registry_stops_the_app_with_an_error_line_and_exit_2(tmp_path: Pa
     assert app.main(["--weights", str(registry)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err and "repo_id '../../etc'" in err
+
+
+def test_work_no_one_asked_for_downloads_nothing(tmp_path):
+    """Inside `cached_only` (a tab's first look at start-up) a model not yet here is a
+    sentence, not a download; outside, fetching works as before."""
+    reg = hub.load_registry(write_registry(tmp_path / "w.json", [
+        {"id": "far", "arch": "stylegan2", "config": {"size": 32},
+         "hub": {"repo_id": "nobody/not-cached", "filename": "g.pt"}, "license": "test"}]))
+    with hub.cached_only():
+        assert not hub.downloads_allowed()
+        with pytest.raises(UserError, match="'far' are not downloaded yet"):
+            hub.fetch(reg.get("far"))
+    assert hub.downloads_allowed()
