@@ -219,5 +219,5 @@ def test_an_error_raised_in_the_worker_reaches_the_visitor(app):
     fresh = Client(app.client.src, verbose=False)
     with through_the_wrapper(app):
         fresh.predict(SG2_LABEL, "0", 1.0, False, api_name="/panda_parts")  # as on page load
-    with through_the_wrapper(app), pytest.raises(AppError, match="No photo code yet: invert your photo"):
+    with through_the_wrapper(app), pytest.raises(AppError, match="No photo code yet: upload your photo"):
         fresh.predict(SG2_LABEL, [0], 1, 60.0, NO_EDIT_ROWS, api_name="/panda_edit_photo")
