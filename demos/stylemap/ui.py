@@ -99,6 +99,19 @@ class Shared:
         slot.follow(self.wiring, self.model_id)
         return slot
 
+    def photo_and_editor(self, label: str, editor_label: str, colour: str, seed: int
+                         ) -> tuple[PhotoSlot, gr.Button, gr.ImageEditor, gr.Number]:
+        """Two columns: a photo slot with "Frame it", and the editor it frames into (with its
+        seed row) -> (slot, "Frame it" button, editor, the editor's seed box)."""
+        with gr.Column():
+            slot = self.photo_slot(label)
+            frame = gr.Button("Frame it (puts the network's input in the editor)")
+        with gr.Column():
+            editor = gr.ImageEditor(label=editor_label, format="png", type="numpy", layers=False,
+                                    brush=gr.Brush(colors=[colour], default_size=24))
+            seed = self.seed_row(editor, seed)
+        return slot, frame, editor, seed
+
     def photo_column(self, label: str, seed: int) -> tuple[gr.Image, PhotoSlot]:
         """A photo slot with its seed row -> (its upload, the slot)."""
         slot = self.photo_slot(label, seed)
@@ -153,15 +166,9 @@ def _build_local_edit(shared: Shared, live_default: bool) -> list:
     wiring, model_id, first = shared.wiring, shared.model_id, shared.first
     grid = grid_of(wiring.ctx, first)
     with gr.Row():
-        with gr.Column():
-            controls = shared.photo_slot("Your photo")
-            photo = controls.photo
-            frame = gr.Button("Frame it (puts the network's input in the editor)")
-        with gr.Column():
-            original = gr.ImageEditor(label="Original: paint the region to replace",
-                                      format="png", type="numpy", layers=False,
-                                      brush=gr.Brush(colors=["#ff3333"], default_size=24))
-            seed_original = shared.seed_row(original, 1)
+        controls, frame, original, seed_original = shared.photo_and_editor(
+            "Your photo", "Original: paint the region to replace", "#ff3333", 1)
+        photo = controls.photo
         with gr.Column():
             ref_controls = shared.photo_slot("Reference", 2)
             reference, seed_reference = ref_controls.photo, ref_controls.seed
@@ -413,15 +420,9 @@ def _build_semantic(shared: Shared) -> None:
               api_name="stylemap_semantic_fit")
 
     with gr.Row():
-        with gr.Column():
-            controls = shared.photo_slot("Photo to edit")
-            photo = controls.photo
-            frame = gr.Button("Frame it (puts the network's input in the editor)")
-        with gr.Column():
-            editor = gr.ImageEditor(label="Picture to edit: paint cells for a local edit (optional)",
-                                    format="png", type="numpy", layers=False,
-                                    brush=gr.Brush(colors=["#66ffff"], default_size=24))
-            shared.seed_row(editor, 8)
+        controls, frame, editor, _ = shared.photo_and_editor(
+            "Photo to edit", "Picture to edit: paint cells for a local edit (optional)", "#66ffff", 8)
+        photo = controls.photo
     with gr.Row():
         strength = gr.Slider(-40, 40, value=20, step=1, label="Strength d (towards 'with'; negative: away)")
         steps = gr.Slider(2, 9, value=5, step=1, label="Frames (d from 0)")
